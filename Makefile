@@ -1,0 +1,42 @@
+# Entry points. Every target bootstraps .venv on first use (tools/bootstrap.sh).
+# Command-line variables (TEST=..., S=..., SEED=...) are handed to the Python tools,
+# which validate them and print a one-line usage error on anything unknown.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.bootstrap-stamp
+JOBS    ?= 2
+# Command-line KEY=VALUE pairs, e.g. "TEST=ita_attention S=128".
+ARGS    := $(MAKEOVERRIDES)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test sim vectors lint clean
+
+help:
+	@echo "make setup                         create .venv (done implicitly by every target)"
+	@echo "make test                          run the CI test suite"
+	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
+	@echo "make vectors [S= E= P= F= H= ACT= SEED= OUT=]   write golden vectors"
+	@echo "make lint                          lint the Python sources"
+	@echo "make clean                         remove build outputs"
+
+$(STAMP): requirements.txt tools/bootstrap.sh
+	@tools/bootstrap.sh
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	@mkdir -p build
+	$(PY) -m pytest -n $(JOBS) --junitxml=build/test-results.xml $(PYTEST_ARGS)
+
+sim: $(STAMP)
+	@$(PY) -m verif.sim $(ARGS)
+
+vectors: $(STAMP)
+	@$(PY) -m ita.golden $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
