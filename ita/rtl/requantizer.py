@@ -52,10 +52,14 @@ class Requantizer(wiring.Component):
             "result": Out(per_lane(signed(config.input_width))),
         })
 
+    #: Cycles from the inputs to their ``result``: multiply and round, then add and saturate.
+    #: A class constant, so that enclosing pipelines can plan their stages without an instance.
+    LATENCY = 2
+
     @property
     def latency(self):
-        """Cycles from the inputs to their ``result``: multiply and round, add and saturate."""
-        return 2
+        """Cycles from the inputs to their ``result``."""
+        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()

@@ -1,0 +1,45 @@
+"""Smoke test of the whole flow: Amaranth -> Verilog -> Verilator -> cocotb -> RESULT line.
+
+Registers simulation test ``smoke`` with the dispatcher (verif.sim).
+"""
+
+from __future__ import annotations
+
+from verif.sim import SEED, WAVES, cocotb_result, int_key, register
+
+TOPLEVEL = "smoke_accumulate"
+TB_MODULE = "verif.smoke.tb_smoke"
+
+
+def build_model(waves: bool = False):
+    """Emit the smoke design's Verilog and build (or reuse) its Verilator model."""
+    from hw import toolchain
+    from verif.smoke.design import Accumulate
+
+    verilog = toolchain.emit_verilog(
+        Accumulate(), TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v"
+    )
+    return toolchain.build([verilog], TOPLEVEL, waves=waves)
+
+
+def tb_env(count: int = 200, inject_error: bool = False) -> dict[str, str]:
+    """Environment variables that configure tb_smoke."""
+    return {"SMOKE_COUNT": str(count), "SMOKE_INJECT_ERROR": "1" if inject_error else "0"}
+
+
+@register(
+    "smoke",
+    "8-bit stream accumulator with random stalls and clears, checked every cycle",
+    keys=(SEED, WAVES, int_key("COUNT", 200, minimum=1, help="number of values sent")),
+)
+def run_smoke(options) -> tuple[str, dict]:
+    waves = bool(options["WAVES"])
+    handle = build_model(waves=waves)
+    return cocotb_result(
+        handle,
+        TB_MODULE,
+        seed=options["SEED"],
+        waves=waves,
+        extra_env=tb_env(options["COUNT"]),
+        results_name=f"sim-smoke-seed{options['SEED']}",
+    )
