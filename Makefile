@@ -10,13 +10,14 @@ JOBS    ?= 2
 ARGS    := $(MAKEOVERRIDES)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test sim vectors lint clean
+.PHONY: help setup test sim vectors verilog lint clean
 
 help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
 	@echo "make test                          run the CI test suite"
 	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
 	@echo "make vectors [S= E= P= F= H= ACT= SEED= OUT=]   write golden vectors"
+	@echo "make verilog TOP=ita [N= M=]       write build/verilog/<top>.v and lint it"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
 
@@ -34,6 +35,9 @@ sim: $(STAMP)
 
 vectors: $(STAMP)
 	@$(PY) -m ita.golden $(ARGS)
+
+verilog: $(STAMP)
+	@$(PY) -m hw.verilog $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -19,7 +19,7 @@ from pathlib import Path
 from verif.result import format_result, read_result
 
 # Modules that register simulation tests when imported. Add new test packages here.
-TEST_MODULES = ["verif.smoke"]
+TEST_MODULES = ["verif.smoke", "verif.engine"]
 
 USAGE = "usage: python -m verif.sim TEST=<name> [KEY=VALUE ...]   (TEST=list lists the tests)"
 
@@ -232,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sim: error: {exc}", file=sys.stderr)
         return 2
     if test is None:
-        print(USAGE, file=sys.stderr)
-        print(list_tests())
+        print(f"sim: error: missing TEST=<name> ({USAGE.removeprefix('usage: ')})",
+              file=sys.stderr)
         return 2
     if test == "list":
         print(list_tests())

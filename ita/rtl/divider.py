@@ -49,7 +49,7 @@ class ReciprocalDivider(wiring.Component):
         self._config = config
         self.quotient_width = config.softmax_scalar.bit_length()
         self.bits_per_stage = min(bits_per_stage, self.quotient_width)
-        self.latency = -(-self.quotient_width // self.bits_per_stage)
+        self.latency = self.latency_of(config=config, bits_per_stage=bits_per_stage)
         super().__init__({
             "divisor": In(unsigned(config.softmax_sum_width)),
             "valid_in": In(1),
@@ -58,6 +58,11 @@ class ReciprocalDivider(wiring.Component):
             "valid_out": Out(1),
             "tag_out": Out(tag_width),
         })
+
+    @staticmethod
+    def latency_of(*, config: ITAConfig = DEFAULT_CONFIG, bits_per_stage=1):
+        """The ``latency`` of a divider with these parameters, without building one."""
+        return -(-config.softmax_scalar.bit_length() // bits_per_stage)
 
     def elaborate(self, platform):
         m = Module()
@@ -72,8 +77,11 @@ class ReciprocalDivider(wiring.Component):
                 # the dividend bits seen so far, so the early stages stay narrow.
                 trial = Cat(Const((dividend >> bit) & 1, 1), remainder)
                 fits = trial >= divisor
-                remainder = Mux(fits, trial - divisor, trial)[:(dividend >> bit).bit_length()]
-                quotient = Cat(fits, quotient)
+                # A named signal per bit keeps the expression a chain, not a tree that
+                # doubles with every bit of a multi-bit stage.
+                next_remainder = Signal((dividend >> bit).bit_length(), name=f"remainder_b{bit}")
+                m.d.comb += next_remainder.eq(Mux(fits, trial - divisor, trial))
+                remainder, quotient = next_remainder, Cat(fits, quotient)
 
             last = stage == self.latency - 1
             if last:

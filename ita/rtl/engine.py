@@ -81,7 +81,8 @@ class Engine(wiring.Component):
         })
 
     @property
-    def config(self):
+    def params(self):
+        """The :class:`ITAConfig` this engine was generated for."""
         return self._config
 
     def check_configuration(self, m, cfg_in):
@@ -126,8 +127,9 @@ class Engine(wiring.Component):
         m.submodules.softmax = softmax = SoftmaxUnit(config=cfg)
         code = self.check_configuration(m, self.config)
         accept = self.start & ~self.busy
-        m.d.comb += [ctrl.config.eq(job), ctrl.start.eq(accept & (code == 0))]
-        m.d.sync += self.done.eq(0)
+        # The controller starts one cycle after ``start``, once ``job`` holds the new values.
+        m.d.comb += ctrl.config.eq(job)
+        m.d.sync += [ctrl.start.eq(accept & (code == 0)), self.done.eq(0)]
         with m.If(accept):
             m.d.sync += [job.eq(self.config), self.error_code.eq(code),
                          self.error.eq(code != 0)]

@@ -13,13 +13,12 @@ import numpy as np
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.golden import ACTIVATIONS, linear
-from ita.rtl.layouts import Mode, Step
+from ita.rtl.layouts import Mode
 from ita.rtl.schedule import (
     bias_beats,
     ideal_cycles,
     input_beats,
     output_beats,
-    padded,
     plan,
     tensor_shapes,
     weight_beats,
@@ -180,6 +179,33 @@ def job_from_vectors(mode, v, *, head=0, config: ITAConfig = DEFAULT_CONFIG):
     return job, memory
 
 
+def _field_slot(layout, path):
+    """(bit offset, width) of a dotted field path inside a data layout."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import data
+
+    offset = 0
+    for part in path.split("."):
+        if isinstance(layout, data.ArrayLayout):
+            index = int(part)
+            offset += index * Shape.cast(layout.elem_shape).width
+            layout = layout.elem_shape
+        else:
+            member = layout[part]
+            offset += member.offset
+            layout = member.shape
+    return offset, Shape.cast(layout).width
+
+
+def pack_fields(layout, fields):
+    """Pack ``{path: value}`` into the integer a flattened layout port expects."""
+    word = 0
+    for path, value in fields.items():
+        offset, width = _field_slot(layout, path)
+        word |= (int(value) & ((1 << width) - 1)) << offset
+    return word
+
+
 def pack_int8(values):
     """Little-endian packing of int8 lanes into one integer (lane 0 in the low byte)."""
     return int.from_bytes(np.asarray(values, dtype=np.int64).astype(np.int8).tobytes(), "little")
@@ -205,4 +231,4 @@ def stream_plans(job, config: ITAConfig = DEFAULT_CONFIG):
             "output": list(output_beats(steps, config))}
 
 
-__all__ += ["stream_plans", "MODE_NAMES", "padded", "Step"]
+__all__ += ["stream_plans", "MODE_NAMES", "pack_fields"]

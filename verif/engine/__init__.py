@@ -1,0 +1,73 @@
+"""Engine-level simulation: builds the Verilator model of :class:`ita.rtl.engine.Engine`
+and registers the ``ita_attention``, ``ita_ffn``, ``ita_linear`` and ``ita_qkav`` tests."""
+
+from ita.config import ITAConfig
+from verif.sim import SEED, WAVES, Key, cocotb_result, flag_key, int_key, register
+
+TB_MODULE = "verif.engine.tb_engine"
+ACTIVATIONS = ("identity", "gelu", "relu")
+
+
+def toplevel_name(config: ITAConfig) -> str:
+    return f"ita_engine_n{config.N}_m{config.M}"
+
+
+def build_engine(config: ITAConfig, *, waves=False):
+    """Emit the engine's Verilog for ``config`` and build (or reuse) its Verilator model."""
+    from hw import toolchain
+    from ita.rtl.engine import Engine
+
+    top = toplevel_name(config)
+    verilog = toolchain.emit_verilog(Engine(config=config), top,
+                                     toolchain.BUILD_ROOT / "gen" / f"{top}.v")
+    return toolchain.build([verilog], top, waves=waves)
+
+
+def engine_env(test_name, mode, options, *, inject=""):
+    """Environment that configures tb_engine for one run."""
+    env = {"ENGINE_TEST_NAME": test_name, "ENGINE_MODE": mode, "ENGINE_INJECT": inject}
+    for key in ("N", "M", "S", "E", "P", "F", "H", "SEED", "VALID_KEYS"):
+        env[f"ENGINE_{key}"] = str(options[key])
+    for key in ("BIAS", "CAUSAL", "STALLS"):
+        env[f"ENGINE_{key}"] = str(int(options[key]))
+    env["ENGINE_ACT"] = options["ACT"]
+    return env
+
+
+def run_engine_test(test_name, mode, options, *, inject=""):
+    config = ITAConfig(N=options["N"], M=options["M"])
+    handle = build_engine(config, waves=bool(options["WAVES"]))
+    return cocotb_result(handle, TB_MODULE, seed=options["SEED"], waves=bool(options["WAVES"]),
+                         extra_env=engine_env(test_name, mode, options, inject=inject),
+                         results_name=f"{test_name}-seed{options['SEED']}")
+
+
+def _activation_key(default):
+    def parse(text):
+        if text not in ACTIVATIONS:
+            raise ValueError(text)
+        return text
+    return Key("ACT", default, parse, " or ".join(ACTIVATIONS), "activation of F1 / linear")
+
+
+def _keys(S=64, E=64, P=64, F=64, act="gelu"):
+    dims = [int_key(name, default, minimum=1, maximum=4095) for name, default in
+            (("S", S), ("E", E), ("P", P), ("F", F))]
+    return (*dims, int_key("H", 1, minimum=1, maximum=16, help="heads, run as back-to-back jobs"),
+            _activation_key(act), flag_key("BIAS", True), flag_key("CAUSAL"),
+            int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
+            flag_key("STALLS", True, help="random idle cycles and back-pressure on every stream"),
+            int_key("N", 16, minimum=1, help="dot-product units (elaboration parameter)"),
+            int_key("M", 64, minimum=1, help="dot length / tile edge (elaboration parameter)"),
+            SEED, WAVES)
+
+
+for _name, _mode, _description, _act in (
+        ("ita_attention", "attention", "one attention head (Q, K, V, QK, softmax, AV, OW)",
+         "gelu"),
+        ("ita_ffn", "ffn", "feed-forward block (F1 with activation, F2)", "gelu"),
+        ("ita_linear", "linear", "a single linear layer with activation", "relu"),
+        ("ita_qkav", "qkav", "single attention: QK, softmax and AV on given Q, K, V", "gelu")):
+    def _run(options, _name=_name, _mode=_mode):
+        return run_engine_test(_name, _mode, options)
+    register(_name, f"engine on Verilator: {_description}", keys=_keys(act=_act))(_run)
