@@ -137,6 +137,38 @@ def emit_verilog(component, name: str, path: str | os.PathLike) -> Path:
     return path
 
 
+def source_digest(*packages: str, extra: str = "") -> str:
+    """Hash of every Python file in ``packages`` (dotted names) plus ``extra`` and Amaranth's
+    version: what determines the Verilog an elaboration produces."""
+    import importlib
+
+    import amaranth
+
+    h = hashlib.sha256(f"{amaranth.__version__}\0{extra}".encode())
+    for package in packages:
+        root = Path(importlib.import_module(package).__file__).parent
+        for file in sorted(root.rglob("*.py")):
+            h.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\1")
+    return h.hexdigest()[:16]
+
+
+def emit_verilog_cached(factory, name: str, path: str | os.PathLike, *, key: str) -> Path:
+    """Like :func:`emit_verilog`, but skips elaboration when ``path`` was written for ``key``.
+
+    ``factory()`` returns the component; conversion of the full engine takes about 12 s, so
+    runs of an unchanged design (``key`` from :func:`source_digest`) reuse the file.
+    """
+    path = Path(path)
+    stamp = path.with_name(path.name + ".key")
+    if path.is_file() and stamp.is_file() and stamp.read_text() == key:
+        return path
+    emit_verilog(factory(), name, path)
+    tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+    tmp.write_text(key)
+    os.replace(tmp, stamp)
+    return path
+
+
 def _digest(sources: Sequence[Path], toplevel: str, args: Sequence[str], waves: bool) -> str:
     import cocotb
 

@@ -189,7 +189,8 @@ def test_dispatcher_rejects_unknown_test():
 
 def test_dispatcher_usage_and_list():
     proc = _sim()
-    assert proc.returncode == 2 and proc.stderr.startswith("usage:")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("sim: error: missing TEST=<name>")
     proc = _sim("TEST=list")
     assert proc.returncode == 0 and "smoke" in proc.stdout
 

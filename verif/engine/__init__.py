@@ -18,8 +18,9 @@ def build_engine(config: ITAConfig, *, waves=False):
     from ita.rtl.engine import Engine
 
     top = toplevel_name(config)
-    verilog = toolchain.emit_verilog(Engine(config=config), top,
-                                     toolchain.BUILD_ROOT / "gen" / f"{top}.v")
+    key = toolchain.source_digest("ita", extra=repr(config))
+    verilog = toolchain.emit_verilog_cached(lambda: Engine(config=config), top,
+                                            toolchain.BUILD_ROOT / "gen" / f"{top}.v", key=key)
     return toolchain.build([verilog], top, waves=waves)
 
 
