@@ -43,12 +43,16 @@ def main(argv=None):
         options[key] = value
     try:
         config = ITAConfig(N=int(options["N"]), M=int(options["M"]))
-        component = elaborate(options["TOP"], config)
+        if options["TOP"] not in TOPS:
+            raise ValueError(f"unknown TOP {options['TOP']!r}; known: {', '.join(TOPS)}")
+        elaborate(options["TOP"], config)  # fail early on parameters the RTL refuses
     except ValueError as error:
         print(f"verilog: error: {error}", file=sys.stderr)
         return 2
-    path = toolchain.emit_verilog(component, options["TOP"],
-                                  toolchain.BUILD_ROOT / "verilog" / f"{options['TOP']}.v")
+    key = toolchain.source_digest("ita", extra=repr(config))
+    path = toolchain.emit_verilog_cached(
+        lambda: elaborate(options["TOP"], config), options["TOP"],
+        toolchain.BUILD_ROOT / "verilog" / f"{options['TOP']}.v", key=key)
     print(f"verilog: wrote {path}")
     if options["LINT"] == "1":
         ok, output = lint(path, options["TOP"])

@@ -63,7 +63,17 @@ class Engine(wiring.Component):
     """
 
     def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG):
+        for name in ("N", "M"):
+            value = getattr(config, name)
+            if value & (value - 1):
+                raise ValueError(f"the engine needs {name} to be a power of two, not {value}")
         self._config = config
+        self._pipeline_depth = (1 + DotProductArray.latency + Accumulator.latency
+                                + Requantizer.LATENCY + Activation(lanes=1, config=config).latency)
+        if config.output_fifo_depth < self._pipeline_depth + 3:
+            raise ValueError(f"output_fifo_depth={config.output_fifo_depth} cannot cover the "
+                             f"{self._pipeline_depth} beats in flight; use at least "
+                             f"{self._pipeline_depth + 3}")
         row = data.ArrayLayout(signed(8), config.M)
         super().__init__({
             "start": In(1),
@@ -249,9 +259,7 @@ class Engine(wiring.Component):
 
         # Tag delay line: tags[d] belongs to the beat issued d cycles ago.
         depth = 1 + dot.latency + acc.latency + rq.latency + act.latency
-        if cfg.output_fifo_depth < depth + 3:
-            raise ValueError(f"output_fifo_depth={cfg.output_fifo_depth} cannot cover the "
-                             f"{depth} beats in flight; use at least {depth + 3}")
+        assert depth == self._pipeline_depth
         tags = [issued] + [Signal(tag, name=f"tag_{d}") for d in range(1, depth + 1)]
         for d in range(1, depth + 1):
             m.d.sync += tags[d].eq(tags[d - 1])

@@ -1,15 +1,18 @@
-"""Runs an engine job under amaranth.sim with random stalls on every stream.
+"""Runs engine jobs under amaranth.sim with random stalls on every stream.
 
 Small configurations only (amaranth.sim manages about a thousand cycles per second on the
 full-size array); the Verilator testbench in ``verif/engine`` covers the large ones.
 """
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 from amaranth.sim import Simulator
 
 from verif.engine.job import pack_bias, pack_int8, stream_plans, unpack_int8
+
+SOURCES = ("input", "weight", "bias")
 
 
 def field(view, path):
@@ -18,81 +21,109 @@ def field(view, path):
     return view
 
 
-def run_job(dut, job, memory, *, seed=0, stall=0.0, max_cycles=200_000, clear_at=None,
-            expect_error=False):
-    """Drive one job; returns (cycles, outputs seen, error_code, error flag)."""
+@dataclass
+class Run:
+    """One job in a sequence: ``clear_at`` aborts it after that many cycles."""
+
+    job: object
+    memory: object
+    clear_at: int | None = None
+    expect_error: bool = False
+    cycles: int = 0
+    outputs: int = 0
+    error: int | None = None
+    code: int | None = None
+    leftover: dict | None = None
+
+
+def run_jobs(dut, runs, *, seed=0, stall=0.0, max_cycles=200_000):
+    """Drive ``runs`` back to back in one simulation (the next ``start`` is raised in the
+    cycle after ``done``)."""
     config = dut.params
     rng = random.Random(seed)
-    empty = {"input": [], "weight": [], "bias": [], "output": []}
-    plans = empty if expect_error else stream_plans(job, config)
-    state = {"cycles": 0, "error": None, "code": None, "outputs": 0}
-    lanes_m, lanes_n = config.M, config.N
 
-    async def bench(ctx):
-        for path, value in job.config_fields().items():
+    async def one(ctx, run):
+        plans = ({k: [] for k in (*SOURCES, "output")} if run.expect_error
+                 else stream_plans(run.job, config))
+        for path, value in run.job.config_fields().items():
             ctx.set(field(dut.config, path), value)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
-        idx = {"input": 0, "weight": 0, "bias": 0}
-        out_index = 0
-        cycles = 1
+        index = dict.fromkeys(SOURCES, 0)
+        offered = dict.fromkeys(SOURCES, False)
+        out_index, cycles = 0, 1
         while cycles < max_cycles:
-            if clear_at is not None and cycles == clear_at:
+            if run.clear_at is not None and cycles == run.clear_at:
                 ctx.set(dut.clear, 1)
+                for name in SOURCES:
+                    ctx.set(getattr(dut, name).valid, 0)
                 await ctx.tick()
                 ctx.set(dut.clear, 0)
-                state["cycles"] = cycles
+                run.cycles = cycles
                 return
-            offered = {}
-            for name, port in (("input", dut.input), ("weight", dut.weight),
-                               ("bias", dut.bias)):
-                beats = plans[name]
-                valid = False
-                if idx[name] < len(beats) and rng.random() >= stall:
-                    if name == "bias":
-                        _, tensor, start = beats[idx[name]]
-                        ctx.set(port.payload.as_value(), pack_bias(memory.read_vector(tensor, start,
-                                                                           lanes_n),
-                                                        config.bias_width))
-                        valid = True
-                    else:
-                        _, tensor, row, col = beats[idx[name]]
-                        if memory.ready(tensor, row, col, lanes_m):
-                            ctx.set(port.payload.as_value(), pack_int8(memory.read(tensor, row, col,
-                                                                        lanes_m)))
-                            valid = True
-                ctx.set(port.valid, valid)
-                offered[name] = valid
+            for name in SOURCES:
+                port = getattr(dut, name)
+                if not offered[name] and index[name] < len(plans[name]) \
+                        and rng.random() >= stall:
+                    word = _payload(name, plans[name][index[name]], run.memory, config)
+                    if word is not None:
+                        ctx.set(port.payload.as_value(), word)
+                        offered[name] = True
+                ctx.set(port.valid, offered[name])
             out_ready = rng.random() >= stall
             ctx.set(dut.output.ready, out_ready)
-            for name, port in (("input", dut.input), ("weight", dut.weight),
-                               ("bias", dut.bias)):
-                if offered[name] and ctx.get(port.ready):
-                    idx[name] += 1
+            for name in SOURCES:
+                if offered[name] and ctx.get(getattr(dut, name).ready):
+                    index[name] += 1
+                    offered[name] = False
             if out_ready and ctx.get(dut.output.valid):
                 plan, tensor, row, col = plans["output"][out_index]
-                values = unpack_int8(ctx.get(dut.output.payload.as_value()), lanes_n)
-                memory.check_beat(plan, tensor, row, col, values, config, out_index)
-                memory.write(tensor, row, col, values)
+                values = unpack_int8(ctx.get(dut.output.payload.as_value()), config.N)
+                run.memory.check_beat(plan, tensor, row, col, values, config, out_index)
+                run.memory.write(tensor, row, col, values)
                 out_index += 1
             if ctx.get(dut.done):
                 break
             await ctx.tick()
             cycles += 1
-        state.update(cycles=cycles, outputs=out_index, code=int(ctx.get(dut.error_code)),
-                     error=int(ctx.get(dut.error)), leftover={k: len(plans[k]) - idx[k]
-                                                              for k in idx})
+        for name in SOURCES:
+            ctx.set(getattr(dut, name).valid, 0)
+        run.cycles, run.outputs = cycles, out_index
+        run.code, run.error = int(ctx.get(dut.error_code)), int(ctx.get(dut.error))
+        run.leftover = {k: len(plans[k]) - index[k] for k in SOURCES}
+        await ctx.tick()
+
+    async def bench(ctx):
+        for run in runs:
+            await one(ctx, run)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return state
+    return runs
 
 
-def expect_complete(memory, state):
+def _payload(name, beat, memory, config):
+    if name == "bias":
+        _, tensor, start = beat
+        return pack_bias(memory.read_vector(tensor, start, config.N), config.bias_width)
+    _, tensor, row, col = beat
+    if not memory.ready(tensor, row, col, config.M):
+        return None
+    return pack_int8(memory.read(tensor, row, col, config.M))
+
+
+def run_job(dut, job, memory, **kwargs):
+    """One job alone; returns its :class:`Run`."""
+    run_kwargs = {k: kwargs.pop(k) for k in ("clear_at", "expect_error") if k in kwargs}
+    return run_jobs(dut, [Run(job, memory, **run_kwargs)], **kwargs)[0]
+
+
+def expect_complete(memory, run):
+    assert run.error == 0, f"engine error code {run.code}"
     assert memory.unwritten() == {}, f"outputs never written: {memory.unwritten()}"
-    assert all(v == 0 for v in state["leftover"].values()), state["leftover"]
+    assert all(v == 0 for v in run.leftover.values()), run.leftover
     for name, want in memory.expected.items():
         np.testing.assert_array_equal(memory.tensors[name], want, err_msg=name)

@@ -8,7 +8,7 @@ from ita.rtl.engine import Engine
 from ita.rtl.layouts import ErrorCode, Mode
 from verif.engine.job import EngineJob, job_from_vectors
 
-from .engine_harness import expect_complete, run_job
+from .engine_harness import Run, expect_complete, run_job, run_jobs
 
 SMALL = ITAConfig(N=4, M=8)
 
@@ -28,9 +28,8 @@ CASES = [
 def test_job_bit_exact(mode, shape, stall):
     v = generate(shape, seed=shape.S, config=SMALL)
     job, memory = job_from_vectors(mode, v, config=SMALL)
-    state = run_job(Engine(config=SMALL), job, memory, seed=1, stall=stall)
-    assert state["error"] == 0
-    expect_complete(memory, state)
+    run = run_job(Engine(config=SMALL), job, memory, seed=1, stall=stall)
+    expect_complete(memory, run)
 
 
 @pytest.mark.parametrize("job, code", [
@@ -43,10 +42,10 @@ def test_job_bit_exact(mode, shape, stall):
 ])
 def test_illegal_configuration_reports_error_without_hanging(job, code):
     from verif.engine.job import TensorMemory
-    state = run_job(Engine(config=SMALL), job, TensorMemory(tensors={}), max_cycles=50,
-                    expect_error=True)
-    assert state["error"] == 1 and state["code"] == code
-    assert state["cycles"] < 10
+    run = run_job(Engine(config=SMALL), job, TensorMemory(tensors={}), max_cycles=50,
+                  expect_error=True)
+    assert run.error == 1 and run.code == code
+    assert run.cycles < 10
 
 
 class _BadActivationJob(EngineJob):
@@ -57,6 +56,38 @@ class _BadActivationJob(EngineJob):
 def test_activation_code_3_is_refused():
     from verif.engine.job import TensorMemory
     job = _BadActivationJob(Mode.LINEAR, S=8, E=8, P=8)
-    state = run_job(Engine(config=SMALL), job, TensorMemory(tensors={}), max_cycles=50,
-                    expect_error=True)
-    assert state["error"] == 1 and state["code"] == ErrorCode.BAD_ACTIVATION
+    run = run_job(Engine(config=SMALL), job, TensorMemory(tensors={}), max_cycles=50,
+                  expect_error=True)
+    assert run.error == 1 and run.code == ErrorCode.BAD_ACTIVATION
+
+
+@pytest.mark.parametrize("clear_at", [1, 2, 7, 40, 150, 333])
+def test_clear_mid_job_then_correct_job(clear_at):
+    """A synchronous clear in any cycle aborts the job; the next job is bit-exact."""
+    shape = LayerShape(S=12, E=10, P=9, causal=True)
+    v = generate(shape, seed=4, config=SMALL)
+    aborted, aborted_memory = job_from_vectors("attention", v, config=SMALL)
+    job, memory = job_from_vectors("attention", v, config=SMALL)
+    runs = run_jobs(Engine(config=SMALL), [Run(aborted, aborted_memory, clear_at=clear_at),
+                                           Run(job, memory)], seed=clear_at, stall=0.2)
+    expect_complete(memory, runs[1])
+
+
+def test_back_to_back_jobs_and_error_recovery():
+    """Jobs follow each other with no idle cycle; a refused job leaves no trace."""
+    from verif.engine.job import TensorMemory
+    engine = Engine(config=SMALL)
+    runs = []
+    for seed, (mode, shape) in enumerate([("ffn", LayerShape(S=9, E=8, F=16)),
+                                          ("linear", LayerShape(S=8, E=12, P=8)),
+                                          ("qkav", LayerShape(S=10, P=8))]):
+        runs.append(Run(*job_from_vectors(mode, generate(shape, seed, SMALL), config=SMALL)))
+        if seed == 1:
+            runs.append(Run(EngineJob(Mode.LINEAR, S=0, E=8, P=8), TensorMemory(tensors={}),
+                            expect_error=True))
+    run_jobs(engine, runs, stall=0.1)
+    for run in runs:
+        if run.expect_error:
+            assert run.error == 1 and run.code == ErrorCode.ZERO_DIMENSION
+        else:
+            expect_complete(run.memory, run)
