@@ -47,8 +47,10 @@ class Accumulator(wiring.Component):
         cfg = self._config
         sums = data.ArrayLayout(signed(cfg.acc_width), cfg.N)
         m.submodules.memory = memory = Memory(shape=sums, depth=self._slots, init=[])
-        read = memory.read_port()
         write = memory.write_port()
+        # Transparent: a beat of the same slot in the very next cycle (one slot per tile,
+        # N = M = 1) must see the sum written back in this cycle.
+        read = memory.read_port(transparent_for=(write,))
 
         valid, slot, first, last = Signal(), Signal.like(self.slot), Signal(), Signal()
         dot, bias = Signal(sums), Signal.like(self.bias)

@@ -61,10 +61,12 @@ class Activation(wiring.Component):
             "result": Out(int8),
         })
 
+    #: Cycles from the inputs to their ``result``, the same for every kind.
+    LATENCY = _POLYNOMIAL_STAGES + Requantizer.LATENCY
+
     @property
     def latency(self):
-        """Cycles from the inputs to their ``result``, the same for every kind."""
-        return self._POLYNOMIAL_STAGES + Requantizer.LATENCY
+        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()

@@ -69,7 +69,7 @@ class Engine(wiring.Component):
                 raise ValueError(f"the engine needs {name} to be a power of two, not {value}")
         self._config = config
         self._pipeline_depth = (1 + DotProductArray.latency + Accumulator.latency
-                                + Requantizer.LATENCY + Activation(lanes=1, config=config).latency)
+                                + Requantizer.LATENCY + Activation.LATENCY)
         if config.output_fifo_depth < self._pipeline_depth + 3:
             raise ValueError(f"output_fifo_depth={config.output_fifo_depth} cannot cover the "
                              f"{self._pipeline_depth} beats in flight; use at least "

@@ -91,3 +91,11 @@ def test_back_to_back_jobs_and_error_recovery():
             assert run.error == 1 and run.code == ErrorCode.ZERO_DIMENSION
         else:
             expect_complete(run.memory, run)
+
+
+def test_single_unit_engine():
+    """N = M = 1: every tile has one accumulator slot, reused in consecutive cycles."""
+    tiny = ITAConfig(N=1, M=1)
+    v = generate(LayerShape(S=2, E=3, P=2, activation="relu"), seed=2, config=tiny)
+    job, memory = job_from_vectors("linear", v, config=tiny)
+    expect_complete(memory, run_job(Engine(config=tiny), job, memory))
