@@ -8,7 +8,14 @@ from ita.config import DEFAULT_CONFIG, ITAConfig
 
 from .layouts import DIM_BITS, Mode, Step, engine_config_layout
 
-__all__ = ["BeatLayout", "beat_layout", "Controller", "STEP_DIMENSIONS"]
+__all__ = ["BeatLayout", "beat_layout", "Controller", "STEP_DIMENSIONS", "PATTERNS"]
+
+#: What a controller walks. ``beats``: the engine's issue order (column group g, then row r,
+#: inside every inner tile). The others give streamers the same order restricted to what
+#: their stream carries: ``input`` (row r, every inner tile), ``weight`` (group g, then weight
+#: row n of the slab), ``bias`` (bias beat b of the last inner tile, biased steps only) and
+#: ``output`` (group g, then row r of the last inner tile).
+PATTERNS = ("beats", "input", "weight", "bias", "output")
 
 #: (rows, columns, inner) of every step, named by configuration field (see schedule.py).
 STEP_DIMENSIONS = {
@@ -45,6 +52,8 @@ def beat_layout(config: ITAConfig = DEFAULT_CONFIG):
         "softmax_first": 1,                  # QK: first column group of the row
         "softmax_last": 1,                   # QK: last column group of the row
         "block_start": 1,                    # first beat of a QK row block
+        "tile_i": DIM_BITS,                  # row tile
+        "tile_j": DIM_BITS,                  # column tile
     })
 
 
@@ -58,7 +67,9 @@ class Controller(wiring.Component):
     the controller then offers one beat descriptor at a time on ``beat`` and advances when
     it is taken. Loop order per step: row tiles i, column tiles j, inner tiles k, column
     groups g, rows r (innermost). QK and AV alternate per row tile. ``running`` is high
-    until the last beat of the job has been taken.
+    until the last beat of the job has been taken. ``pattern`` (see :data:`PATTERNS`)
+    narrows the walk for one stream; in the descriptor, ``group`` and ``row`` are then that
+    pattern's two inner loop counters.
 
     Members
     -------
@@ -68,7 +79,10 @@ class Controller(wiring.Component):
     running : Out(1)
     """
 
-    def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG):
+    def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG, pattern="beats"):
+        if pattern not in PATTERNS:
+            raise ValueError(f"pattern must be one of {PATTERNS}, not {pattern!r}")
+        self._pattern = pattern
         for name in ("N", "M"):
             value = getattr(config, name)
             if value & (value - 1):
@@ -111,17 +125,30 @@ class Controller(wiring.Component):
         m.d.comb += [row_tiles.eq(tile_count(rows_valid)), col_tiles.eq(tile_count(cols_valid)),
                      inner_tiles.eq(tile_count(inner_valid))]
 
+        # Inner loop bounds (outer counter g, inner counter r) of the pattern.
+        outer_count, inner_count = {"beats": (groups, cfg.M), "input": (1, cfg.M),
+                                    "weight": (groups, cfg.N), "bias": (1, groups),
+                                    "output": (groups, cfg.M)}[self._pattern]
+        only_last_inner = self._pattern in ("bias", "output")
         is_block_step = (step == Step.QK) | (step == Step.AV)
-        last_r, last_g = r == cfg.M - 1, g == groups - 1
-        last_k, last_j = k == inner_tiles - 1, j == col_tiles - 1
+        last_r, last_g = r == inner_count - 1, g == outer_count - 1
+        last_k = Const(1) if only_last_inner else (k == inner_tiles - 1)
+        last_j = j == col_tiles - 1
         last_i = is_block_step | (i == row_tiles - 1)
         biased = Const(0)
         for s in _BIASED_STEPS:
             biased = biased | (step == s)
 
+        # A bias walker passes over steps that read no bias without offering anything.
+        skip_step = Const(0)
+        if self._pattern == "bias":
+            skip_step = self.running & ~(biased & self.config.bias_enable)
+
         beat = self.beat.payload
         m.d.comb += [
-            self.beat.valid.eq(self.running),
+            self.beat.valid.eq(self.running & ~skip_step),
+            beat.tile_i.eq(i),
+            beat.tile_j.eq(j),
             beat.step.eq(step),
             beat.row.eq(r),
             beat.group.eq(g),
@@ -155,6 +182,9 @@ class Controller(wiring.Component):
                     m.d.sync += step.eq(Step.MATMUL)
                 with m.Case(Mode.QKAV):
                     m.d.sync += step.eq(Step.QK)
+        with m.Elif(skip_step):
+            m.d.sync += [j.eq(0), k.eq(0), g.eq(0), r.eq(0)]
+            self._next_step(m, step, i, enter)
         with m.Elif(self.beat.valid & self.beat.ready):
             m.d.sync += r.eq(r + 1)
             with m.If(last_r):

@@ -65,3 +65,61 @@ def test_beat_order_matches_schedule(mode, dims, n, m):
     assert len(got) == len(want)
     for index, (a, b) in enumerate(zip(got, want, strict=True)):
         assert a == b, f"beat {index}: controller {a}, schedule {b}"
+
+
+def run_pattern(pattern, mode, dims, config, bias=True, stall_every=0):
+    dut = Controller(config=config, pattern=pattern)
+    m, n = config.M, config.N
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.config.mode, mode)
+        ctx.set(dut.config.bias_enable, int(bias))
+        for field, name in (("seq_len", "S"), ("embed", "E"), ("proj", "P"), ("ffn", "F")):
+            ctx.set(getattr(dut.config, field), dims.get(name, 0))
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        cycle = 0
+        while ctx.get(dut.running) or cycle == 0:
+            ready = not (stall_every and cycle % stall_every == 0)
+            ctx.set(dut.beat.ready, ready)
+            if ready and ctx.get(dut.beat.valid):
+                b = ctx.get(dut.beat.payload)
+                step, i, j, g, r = Step(b.step), b.tile_i, b.tile_j, b.group, b.row
+                if pattern == "input":
+                    got.append((step, i * m + r, b.inner_base))
+                elif pattern == "weight":
+                    got.append((step, j * m + g * n + r, b.inner_base))
+                elif pattern == "bias":
+                    got.append((step, (i if step == Step.V else j) * m + r * n))
+                else:
+                    got.append((step, i * m + r, j * m + g * n))
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+@pytest.mark.parametrize("pattern", ["input", "weight", "bias", "output"])
+@pytest.mark.parametrize("mode, dims, bias", [
+    (Mode.ATTENTION, {"S": 20, "E": 40, "P": 9}, True),
+    (Mode.ATTENTION, {"S": 20, "E": 17, "P": 9}, False),
+    (Mode.QKAV, {"S": 33, "P": 16}, True),
+    (Mode.FFN, {"S": 16, "E": 8, "F": 40}, True),
+    (Mode.LINEAR, {"S": 17, "E": 24, "P": 16}, True),
+])
+def test_stream_patterns_match_schedule(pattern, mode, dims, bias):
+    from ita.rtl import schedule
+    config = ITAConfig(N=4, M=8)
+    steps = plan(mode, **dims, bias=bias, config=config)
+    generator = getattr(schedule, f"{pattern}_beats")
+    want = [(p.step, *rest[1:]) for p, *rest in generator(steps, config)]
+    got = run_pattern(pattern, mode, dims, config, bias=bias, stall_every=4)
+    assert len(got) == len(want), (len(got), len(want))
+    for index, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert a == b, f"{pattern} beat {index}: controller {a}, schedule {b}"
