@@ -10,7 +10,7 @@ JOBS    ?= 2
 ARGS    := $(MAKEOVERRIDES)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test sim vectors verilog lint clean
+.PHONY: help setup test sim vectors verilog regs lint clean
 
 help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
@@ -18,6 +18,7 @@ help:
 	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
 	@echo "make vectors [S= E= P= F= H= ACT= SEED= OUT=]   write golden vectors"
 	@echo "make verilog TOP=ita [N= M=]       write build/verilog/<top>.v and lint it"
+	@echo "make regs                          regenerate the ITA HWPE register header, model, docs"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
 
@@ -38,6 +39,9 @@ vectors: $(STAMP)
 
 verilog: $(STAMP)
 	@$(PY) -m hw.verilog $(ARGS)
+
+regs: $(STAMP)
+	@$(PY) -m cluster_integration.hwpe.regmap_gen
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -142,7 +142,10 @@ REGISTERS = SHARED + JOB
 
 
 def register(name):
-    return next(r for r in REGISTERS if r.name == name)
+    for r in REGISTERS:
+        if r.name == name:
+            return r
+    raise KeyError(f"no register named {name!r}")
 
 
 def pointer_register(tensor):

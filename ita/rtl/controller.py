@@ -13,9 +13,10 @@ __all__ = ["BeatLayout", "beat_layout", "Controller", "STEP_DIMENSIONS", "PATTER
 #: What a controller walks. ``beats``: the engine's issue order (column group g, then row r,
 #: inside every inner tile). The others give streamers the same order restricted to what
 #: their stream carries: ``input`` (row r, every inner tile), ``weight`` (group g, then weight
-#: row n of the slab), ``bias`` (bias beat b of the last inner tile, biased steps only) and
-#: ``output`` (group g, then row r of the last inner tile).
-PATTERNS = ("beats", "input", "weight", "bias", "output")
+#: row n of the slab), ``bias`` (bias beat b of the last inner tile, biased steps only),
+#: ``output`` (group g, then row r of the last inner tile) and ``output_rows`` (row r of the
+#: last inner tile: whole output rows, for a writer that collects a tile first).
+PATTERNS = ("beats", "input", "weight", "bias", "output", "output_rows")
 
 #: (rows, columns, inner) of every step, named by configuration field (see schedule.py).
 STEP_DIMENSIONS = {
@@ -77,6 +78,7 @@ class Controller(wiring.Component):
     config : In(engine_config_layout(config))
     beat : Out(stream.Signature(beat_layout(config)))
     running : Out(1)
+    steps_done : Out(16) -- steps completed since ``start`` (QK and AV count once per block)
     """
 
     def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG, pattern="beats"):
@@ -93,6 +95,7 @@ class Controller(wiring.Component):
             "config": In(engine_config_layout(config)),
             "beat": Out(stream.Signature(beat_layout(config))),
             "running": Out(1),
+            "steps_done": Out(DIM_BITS),
         })
 
     def elaborate(self, platform):
@@ -128,8 +131,9 @@ class Controller(wiring.Component):
         # Inner loop bounds (outer counter g, inner counter r) of the pattern.
         outer_count, inner_count = {"beats": (groups, cfg.M), "input": (1, cfg.M),
                                     "weight": (groups, cfg.N), "bias": (1, groups),
-                                    "output": (groups, cfg.M)}[self._pattern]
-        only_last_inner = self._pattern in ("bias", "output")
+                                    "output": (groups, cfg.M),
+                                    "output_rows": (1, cfg.M)}[self._pattern]
+        only_last_inner = self._pattern in ("bias", "output", "output_rows")
         is_block_step = (step == Step.QK) | (step == Step.AV)
         last_r, last_g = r == inner_count - 1, g == outer_count - 1
         last_k = Const(1) if only_last_inner else (k == inner_tiles - 1)
@@ -172,7 +176,8 @@ class Controller(wiring.Component):
             m.d.sync += [step.eq(next_step), i.eq(next_i)]
 
         with m.If(self.start):
-            m.d.sync += [self.running.eq(1), i.eq(0), j.eq(0), k.eq(0), g.eq(0), r.eq(0)]
+            m.d.sync += [self.running.eq(1), i.eq(0), j.eq(0), k.eq(0), g.eq(0), r.eq(0),
+                         self.steps_done.eq(0)]
             with m.Switch(self.config.mode):
                 with m.Case(Mode.ATTENTION):
                     m.d.sync += step.eq(Step.Q)
@@ -201,6 +206,7 @@ class Controller(wiring.Component):
 
     def _next_step(self, m, step, i, enter):
         """Transition after the last beat of a step."""
+        m.d.sync += self.steps_done.eq(self.steps_done + 1)
         row_blocks = (self.config.seq_len + self._config.M - 1) >> (self._config.M.bit_length()
                                                                     - 1)
         with m.Switch(step):

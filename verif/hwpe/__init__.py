@@ -1,0 +1,1 @@
+"""HWPE-level verification: the generated register model and (later) the HWPE testbench."""

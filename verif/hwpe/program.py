@@ -1,0 +1,75 @@
+"""A job for the ITA HWPE as software sees it: a memory image and register writes.
+
+Places every tensor of an engine job (see :mod:`verif.engine.job`) in a flat byte memory,
+row-major and padded as the streamers expect (int8 tensors with their padded pitch, biases
+as int32 words), and lists the job-register writes that describe the job. The register
+values come from the one register map (:mod:`cluster_integration.hwpe.regmap`).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cluster_integration.hwpe import regmap
+
+__all__ = ["Placement", "layout_tensors", "memory_image", "job_register_writes",
+           "read_tensor", "BIAS_TENSORS"]
+
+BIAS_TENSORS = ("bq", "bk", "bv", "bo", "b1", "b2", "b")
+
+
+@dataclass(frozen=True)
+class Placement:
+    address: int
+    shape: tuple
+    element_bytes: int
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape)) * self.element_bytes
+
+
+def layout_tensors(memory, *, base=0, align=128):
+    """Assign consecutive, ``align``-ed addresses to the tensors of ``memory``."""
+    placements, address = {}, base
+    for name in sorted(memory.tensors):
+        shape = memory.tensors[name].shape
+        placements[name] = Placement(address, shape, 4 if name in BIAS_TENSORS else 1)
+        address += -(-placements[name].size // align) * align
+    return placements
+
+
+def memory_image(memory, placements, size):
+    """A uint8 memory of ``size`` bytes holding every input tensor (outputs stay 0)."""
+    image = np.zeros(size, dtype=np.uint8)
+    for name, place in placements.items():
+        if place.address + place.size > size:
+            raise ValueError(f"tensor {name} does not fit a {size}-byte memory")
+        if name in memory.written:
+            continue
+        dtype = np.int32 if place.element_bytes == 4 else np.int8
+        raw = np.asarray(memory.tensors[name]).astype(dtype).tobytes()
+        image[place.address:place.address + place.size] = np.frombuffer(raw, np.uint8)
+    return image
+
+
+def read_tensor(image, place):
+    """The int8 tensor at ``place`` (padded shape) from a memory image."""
+    raw = np.asarray(image[place.address:place.address + place.size], dtype=np.uint8)
+    return raw.view(np.int8).reshape(place.shape).astype(np.int64)
+
+
+def job_register_writes(job, placements):
+    """(byte offset, 32-bit value) for every job register of ``job``."""
+    fields = job.config_fields()
+    writes = []
+    for reg in regmap.JOB:
+        if reg.name in regmap.TENSOR_POINTERS:
+            held = [t for t in regmap.TENSOR_POINTERS[reg.name] if t in placements]
+            value = placements[held[0]].address if held else 0
+        else:
+            value = 0
+            for f in reg.fields:
+                value |= (int(fields[f.config]) & ((1 << f.width) - 1)) << f.lsb
+        writes.append((reg.offset, value))
+    return writes
