@@ -225,7 +225,7 @@ class ControlSlave(wiring.Component):
 
         # Run the jobs in commit order.
         clearing = writing & selected(_SOFT_CLEAR)
-        starting = ~self.busy & triggered.bit_select(running, 1) & ~clearing
+        starting = ~self.busy & triggered.bit_select(running, 1)
         m.d.comb += finishing.eq(self.finish & self.busy & ~clearing)
         m.d.sync += self.start.eq(starting)
         with m.If(starting):
@@ -233,7 +233,7 @@ class ControlSlave(wiring.Component):
         finished_base = Mux(reading & selected(_FINISHED), 0, finished_count)
         saturated = finished_base == (1 << _FINISHED_COUNT.width) - 1
         m.d.sync += [
-            finished_count.eq(Mux(finishing, finished_base + 1, finished_base)),
+            finished_count.eq(Mux(finishing & ~saturated, finished_base + 1, finished_base)),
             self.events.eq(Mux(finishing, _one_hot(committers[running], self._cores), 0)),
         ]
         with m.If(finishing):

@@ -8,7 +8,7 @@ streamers use, so neither table is restated here.
 
 from functools import cache
 
-from ita.rtl.layouts import Mode, Step
+from ita.rtl.layouts import Mode
 from ita.rtl.schedule import plan
 
 from . import regmap
