@@ -225,7 +225,7 @@ class ControlSlave(wiring.Component):
 
         # Run the jobs in commit order.
         clearing = writing & selected(_SOFT_CLEAR)
-        starting = ~self.busy & triggered.bit_select(running, 1)
+        starting = ~self.busy & triggered.bit_select(running, 1) & ~clearing
         m.d.comb += finishing.eq(self.finish & self.busy & ~clearing)
         m.d.sync += self.start.eq(starting)
         with m.If(starting):

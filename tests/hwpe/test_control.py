@@ -352,6 +352,17 @@ def test_soft_clear(value):
     simulate(body, config=ITAConfig(contexts=3))  # one running, one waiting, one locked
 
 
+def test_soft_clear_beats_a_start():
+    async def body(h):
+        await h.acquire()
+        await h.trigger()
+        await h.write("SOFT_CLEAR", KEEP_REGISTERS)  # in the cycle the job would start
+        await h.idle()
+        assert not h.log["start"] and not h.ctx.get(h.dut.busy)
+
+    simulate(body)
+
+
 def test_byte_enables():
     async def body(h):
         await h.acquire()
