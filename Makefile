@@ -17,7 +17,7 @@ help:
 	@echo "make test                          run the CI test suite"
 	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
 	@echo "make vectors [S= E= P= F= H= ACT= SEED= OUT=]   write golden vectors"
-	@echo "make verilog TOP=ita [N= M=]       write build/verilog/<top>.v and lint it"
+	@echo "make verilog TOP=ita|ita_hwpe [N= M=] write build/verilog/<top>.v and lint it"
 	@echo "make regs                          regenerate the ITA HWPE register header, model, docs"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"

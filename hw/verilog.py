@@ -1,4 +1,4 @@
-"""``make verilog TOP=ita [N=16 M=64] [LINT=1]``: synthesisable Verilog of a top level.
+"""``make verilog TOP=ita|ita_hwpe [N=16 M=64] [LINT=1]``: synthesisable Verilog of a top.
 
 Writes ``build/verilog/<top>.v`` and, with ``LINT=1`` (the default), runs
 ``verilator --lint-only -Wall`` on it with the waivers in ``hw/lint_waivers.vlt``.
@@ -12,14 +12,17 @@ from hw import toolchain
 from ita.config import ITAConfig
 
 WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
-TOPS = ("ita",)
-USAGE = "usage: make verilog TOP=ita [N=<units>] [M=<dot length>] [LINT=0|1]"
+TOPS = ("ita", "ita_hwpe")
+USAGE = "usage: make verilog TOP=ita|ita_hwpe [N=<units>] [M=<dot length>] [LINT=0|1]"
 
 
 def elaborate(top, config):
     if top == "ita":
         from ita.rtl.engine import Engine
         return Engine(config=config)
+    if top == "ita_hwpe":
+        from cluster_integration.hwpe.ita_hwpe import ItaHwpe
+        return ItaHwpe(config=config)
     raise ValueError(f"unknown TOP {top!r}; known: {', '.join(TOPS)}")
 
 
@@ -49,7 +52,8 @@ def main(argv=None):
     except ValueError as error:
         print(f"verilog: error: {error}", file=sys.stderr)
         return 2
-    key = toolchain.source_digest("ita", extra=repr(config))
+    key = toolchain.source_digest("ita", "cluster_integration",
+                                  extra=f"{options['TOP']} {config!r}")
     path = toolchain.emit_verilog_cached(
         lambda: elaborate(options["TOP"], config), options["TOP"],
         toolchain.BUILD_ROOT / "verilog" / f"{options['TOP']}.v", key=key)

@@ -21,9 +21,9 @@ class OutputStreamer(wiring.Component):
     The engine emits a tile column group by column group (N values of row r at a time);
     written as they come, every beat would be a separate narrow write and the port could
     not keep up. Instead a double-buffered tile buffer collects M x M outputs, and a writer
-    stores the finished tile as M writes of one M-byte row each while the next tile fills
-    the other bank. Padded rows and columns are written too (the engine makes them 0), so
-    padded regions of every tensor stay zero.
+    stores the tile as M writes of one M-byte row each, every row as soon as its last
+    group has arrived, while the next tile fills the other bank. Padded rows and columns
+    are written too (the engine makes them 0), so padded regions of every tensor stay zero.
 
     Members
     -------
@@ -94,25 +94,31 @@ class OutputStreamer(wiring.Component):
         row = (beat.tile_i << m_bits) | beat.row
         address = base + row * pitch + (beat.tile_j << m_bits)
 
+        # A row can be written once its last column group is in: the writer trails the
+        # engine's final pass over a tile instead of waiting for the whole tile, so the
+        # output of a step reaches memory a few cycles after the engine produced it.
         drain_bank = Signal()
-        primed = Signal()  # the read port shows the row to write (read issued last cycle)
-        bank_ready = full.bit_select(drain_bank, 1)
         granted = self.tcdm.req & self.tcdm.gnt
+        last_row = beat.row == M - 1
+        read_row = beat.row + granted     # the row the read port fetches for the next cycle
+
+        def row_complete(row):
+            filling_last_pass = (fill_bank == drain_bank) & (fill_g == groups - 1)
+            return full.bit_select(drain_bank, 1) | (filling_last_pass & (fill_r > row))
+
+        shown = Signal()  # the read port shows a complete copy of ``beat.row``
+        m.d.sync += shown.eq(walker.beat.valid & row_complete(read_row) & ~(granted & last_row))
         m.d.comb += [
-            self.tcdm.req.eq(walker.beat.valid & bank_ready & primed),
+            self.tcdm.req.eq(walker.beat.valid & shown),
             self.tcdm.addr.eq(address),
             self.tcdm.we.eq(1),
             self.tcdm.be.eq((1 << M) - 1),
             self.tcdm.wdata.eq(drain.data),
             walker.beat.ready.eq(granted),
-            # Read the current row, or the next one as soon as this one is granted.
-            drain.addr.eq((drain_bank << m_bits) | (beat.row + granted)),
+            drain.addr.eq((drain_bank << m_bits) | read_row),
         ]
-        with m.If(bank_ready & walker.beat.valid):
-            m.d.sync += primed.eq(1)
-        with m.If(granted & (beat.row == M - 1)):
-            m.d.sync += [primed.eq(0), drain_bank.eq(~drain_bank),
-                         full.bit_select(drain_bank, 1).eq(0)]
+        with m.If(granted & last_row):
+            m.d.sync += [drain_bank.eq(~drain_bank), full.bit_select(drain_bank, 1).eq(0)]
 
         m.d.comb += self.written_steps.eq(walker.steps_done)
         m.d.comb += self.idle.eq((full == 0) & (fill_r == 0) & (fill_g == 0)

@@ -9,7 +9,7 @@ from ita.rtl.controller import Controller
 from ita.rtl.layouts import DIM_BITS, Step, engine_config_layout
 
 from ..protocols import TcdmSignature
-from .streams import POINTER_NAMES, fenced_steps, step_pointer_indices
+from .streams import POINTER_NAMES, PREVIOUS, fence_requirements, step_pointer_indices
 
 __all__ = ["SourceStreamer", "BIAS_WORD_BYTES"]
 
@@ -34,7 +34,7 @@ class SourceStreamer(wiring.Component):
     tcdm : Out(TcdmSignature(data_width))
     stream : Out(stream.Signature(...)) -- the engine's ``input``, ``weight`` or ``bias``
     written_steps : In(16) -- steps whose output is entirely in memory (read-after-write
-        fence, see :func:`cluster_integration.hwpe.streams.fenced_steps`)
+        fence, see :func:`cluster_integration.hwpe.streams.fence_requirements`)
     """
 
     def __init__(self, *, role, config: ITAConfig = DEFAULT_CONFIG, data_width=1024, depth=None):
@@ -93,10 +93,10 @@ class SourceStreamer(wiring.Component):
         in_flight = Signal()  # a granted read whose data arrives in the next cycle
         room = (buffer.level + in_flight) < self._depth
         fenced = Signal()
-        with m.Switch(beat.step):
-            for step in fenced_steps(self._role):
-                with m.Case(step):
-                    m.d.comb += fenced.eq(self.written_steps < walker.steps_done)
+        for (mode, step), producer in fence_requirements(self._role).items():
+            needed = walker.steps_done if producer == PREVIOUS else producer + 1
+            with m.If((self.job_config.mode == mode) & (beat.step == step)):
+                m.d.comb += fenced.eq(self.written_steps < needed)
         room = room & ~fenced
         m.d.comb += [
             self.tcdm.req.eq(walker.beat.valid & room),

@@ -13,7 +13,7 @@ from ita.rtl.schedule import plan
 
 from . import regmap
 
-__all__ = ["ROLES", "step_pointer_indices", "POINTER_NAMES", "fenced_steps"]
+__all__ = ["ROLES", "step_pointer_indices", "POINTER_NAMES", "fence_requirements", "PREVIOUS"]
 
 #: Stream role -> StepPlan attribute naming its tensor.
 ROLES = {"input": "input", "weight": "weight_t", "bias": "bias", "output": "output"}
@@ -36,16 +36,28 @@ def step_pointer_indices(role):
 
 
 @cache
-def fenced_steps(role):
-    """Steps whose ``role`` tensor is written earlier in the same job (by any mode).
+def fence_requirements(role):
+    """{(mode, step): producer} for steps whose ``role`` tensor is written in the same job.
 
-    Before fetching such a step's first beat, a streamer waits until every earlier step's
-    output has reached memory: prefetching would otherwise read data not yet written
-    (AV reads the logits QK has just produced, OW reads AV's output, F2 reads F1's).
+    ``producer`` is the position (in the job's step sequence) of the step that writes the
+    tensor, or ``PREVIOUS`` when that is always the step just before (AV reads the logits
+    its QK has just produced, OW reads AV's output, F2 reads F1's). Before fetching such a
+    step's beats a streamer waits until the producer's output is entirely in memory;
+    prefetching would otherwise read data not yet written.
     """
-    fenced = set()
+    table = {}
     for mode in Mode:
-        steps = plan(mode, S=1, E=1, P=1, F=1, bias=True)
-        produced = {p.output for p in steps}
-        fenced |= {p.step for p in steps if getattr(p, ROLES[role]) in produced}
-    return frozenset(fenced)
+        for seq_len in (1, 200):  # one row block and several
+            steps = plan(mode, S=seq_len, E=1, P=1, F=1, bias=True)
+            for index, p in enumerate(steps):
+                tensor = getattr(p, ROLES[role])
+                producers = [k for k in range(index) if steps[k].output == tensor]
+                if not producers:
+                    continue
+                producer = PREVIOUS if producers[-1] == index - 1 else producers[-1]
+                if table.setdefault((mode, p.step), producer) != producer:
+                    raise ValueError(f"{mode.name} {p.step.name}: {role} producer varies")
+    return table
+
+
+PREVIOUS = "previous"

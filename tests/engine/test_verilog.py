@@ -8,7 +8,7 @@ import pytest
 pytestmark = pytest.mark.verilator
 
 
-@pytest.mark.parametrize("args", [["TOP=ita"], ["TOP=ita", "N=8", "M=32"]])
+@pytest.mark.parametrize("args", [["TOP=ita"], ["TOP=ita", "N=8", "M=32"], ["TOP=ita_hwpe"]])
 def test_verilog_lints_clean(args):
     proc = subprocess.run([sys.executable, "-m", "hw.verilog", *args], capture_output=True,
                           text=True, timeout=600)
