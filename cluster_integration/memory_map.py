@@ -1,0 +1,114 @@
+"""The cluster's memory map and peripheral registers, described once.
+
+The linker script, the C header of ``sw/``, the RTL address decoders and the testbench
+constants all derive from this module (PULP-like layout, ``ARCHITECTURE.md``).
+
+Cores synchronise without busy polling: a *load* from EU ``BARRIER`` or ``EVT_WAIT`` is
+answered only when the barrier is complete or an enabled event is pending, so the core
+stalls in its load-store unit (the same effect as PULP's ``p.elw``).
+"""
+
+from dataclasses import dataclass
+
+from .hwpe.regmap import Field, Register
+
+__all__ = ["Region", "REGIONS", "region", "EVENT_UNIT", "DMA", "SOC_CTRL", "EVENT_LINES",
+           "BOOT_ADDRESS", "TRAP_VECTOR", "CORES", "L1_BANKS", "PERIPHERALS"]
+
+CORES = 8           #: default core count (a cluster parameter)
+L1_BANKS = 32       #: 32-bit banks: a 1024-bit HWPE access spans all of them at once
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    base: int
+    size: int
+    doc: str
+
+    @property
+    def end(self):
+        return self.base + self.size
+
+    def contains(self, address):
+        return self.base <= address < self.end
+
+
+REGIONS = (
+    Region("L1", 0x1000_0000, 128 * 1024, "TCDM, word-interleaved over L1_BANKS banks"),
+    Region("EVENT_UNIT", 0x1020_0000, 0x400, "barrier and event unit"),
+    Region("DMA", 0x1020_0400, 0x400, "L2 <-> L1 DMA"),
+    Region("ITA", 0x1020_1000, 0x400, "ITA HWPE control slave (cluster_integration.hwpe)"),
+    Region("SOC_CTRL", 0x1A10_0000, 0x1000, "stdout, end of computation, cycle counter"),
+    Region("L2", 0x1C00_0000, 1024 * 1024, "code, data and weights; boot memory"),
+)
+
+TRAP_VECTOR = 0x1C00_0000   #: mtvec base (vectored); crt0 places its handlers here
+BOOT_ADDRESS = 0x1C00_0080  #: where every core starts
+
+
+def region(name):
+    for r in REGIONS:
+        if r.name == name:
+            return r
+    raise KeyError(f"no region named {name!r}")
+
+
+#: Event lines seen by the event unit, per core (bit positions of EVT_MASK / EVT_WAIT).
+EVENT_LINES = {"ITA": 0, "DMA": 1, "SW0": 8}
+
+EVENT_UNIT = (
+    Register("CORE_ID", 0x00, "r", "Id of the reading core (0..cores-1).",
+             (Field("id", 0, 8, "core id"),)),
+    Register("BARRIER", 0x04, "r", "Arrive at the cluster barrier; the load completes when "
+             "BARRIER_COUNT cores have arrived, and returns the barrier generation.",
+             (Field("generation", 0, 32, "completed barriers"),)),
+    Register("BARRIER_COUNT", 0x08, "rw", "Cores taking part in the barrier (reset: all).",
+             (Field("count", 0, 8, "cores"),)),
+    Register("EVT_MASK", 0x0C, "rw", "Events that wake the reading core (one mask per core).",
+             (Field("mask", 0, 16, "bit per EVENT_LINES entry; 8.. software events"),)),
+    Register("EVT_WAIT", 0x10, "r", "Block until an enabled event is pending for this core; "
+             "return and clear the pending enabled events.",
+             (Field("events", 0, 16, "events that were pending"),)),
+    Register("EVT_PENDING", 0x14, "r", "Pending events of this core, without waiting or "
+             "clearing.", (Field("events", 0, 16, "pending events"),)),
+    Register("SW_EVENT", 0x18, "w", "Raise software event 8 + n for the cores in the mask.",
+             (Field("event", 0, 3, "n"), Field("cores", 8, 8, "target cores"))),
+)
+
+DMA = (
+    Register("SRC", 0x00, "rw", "Source byte address (L1 or L2).",
+             (Field("address", 0, 32, "byte address"),)),
+    Register("DST", 0x04, "rw", "Destination byte address (L1 or L2).",
+             (Field("address", 0, 32, "byte address"),)),
+    Register("LENGTH", 0x08, "rw", "Bytes per row (multiple of 4).",
+             (Field("bytes", 0, 20, "bytes"),)),
+    Register("ROWS", 0x0C, "rw", "Rows of a 2-D transfer (1 for a 1-D one).",
+             (Field("rows", 0, 16, "rows"),)),
+    Register("SRC_STRIDE", 0x10, "rw", "Bytes between source rows.",
+             (Field("stride", 0, 32, "bytes"),)),
+    Register("DST_STRIDE", 0x14, "rw", "Bytes between destination rows.",
+             (Field("stride", 0, 32, "bytes"),)),
+    Register("START", 0x18, "w", "Write: queue the programmed transfer."),
+    Register("STATUS", 0x1C, "r", "Transfers queued or running; a DMA event is raised for the "
+             "starting core when its transfer ends.",
+             (Field("busy", 0, 8, "transfers not finished"),)),
+)
+
+SOC_CTRL = (
+    Register("PUTCHAR", 0x00, "w", "Write a character to the simulation's stdout.",
+             (Field("char", 0, 8, "character"),)),
+    Register("EXIT", 0x04, "w", "End the simulation with this exit code (0: success).",
+             (Field("code", 0, 32, "exit code"),)),
+    Register("CYCLES", 0x08, "r", "Cycles since reset, low word.",
+             (Field("low", 0, 32, "cycles"),)),
+    Register("CYCLES_HI", 0x0C, "r", "Cycles since reset, high word (latched on a CYCLES "
+             "read).", (Field("high", 0, 32, "cycles"),)),
+    Register("TRAP", 0x10, "w", "Report a trap: the handler writes mcause here, then the PC "
+             "to TRAP_PC; the simulation ends with a failure.",
+             (Field("mcause", 0, 32, "mcause"),)),
+    Register("TRAP_PC", 0x14, "w", "PC of the trapping instruction (mepc).",
+             (Field("pc", 0, 32, "mepc"),)),
+)
+
+PERIPHERALS = {"EVENT_UNIT": EVENT_UNIT, "DMA": DMA, "SOC_CTRL": SOC_CTRL}
