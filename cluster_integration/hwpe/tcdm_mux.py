@@ -21,6 +21,7 @@ class TcdmMux(wiring.Component):
     -------
     channels : In(TcdmSignature) x channels -- ``ch0``, ``ch1``, ...
     port : Out(TcdmSignature)
+    selected : Out(range(channels)) -- the channel currently driving ``port`` (its id)
     """
 
     def __init__(self, *, channels, data_width, addr_width=32):
@@ -30,6 +31,7 @@ class TcdmMux(wiring.Component):
         signature = TcdmSignature(data_width=data_width, addr_width=addr_width)
         members = {f"ch{c}": In(signature) for c in range(channels)}
         members["port"] = Out(signature)
+        members["selected"] = Out(range(max(channels, 2)))  # never a 0-width port
         super().__init__(members)
 
     def channel(self, index):
@@ -54,6 +56,7 @@ class TcdmMux(wiring.Component):
                             m.d.comb += chosen.eq((start + offset) % count)
         with m.If(held):
             m.d.comb += chosen.eq(held_channel)
+        m.d.comb += self.selected.eq(chosen)
 
         port = self.port
         with m.Switch(chosen):

@@ -1,0 +1,142 @@
+"""The cluster: CV32E40P cores, shared L1, ITA HWPE, event unit, DMA, L2 and SoC control."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ita.config import DEFAULT_CONFIG, ITAConfig
+
+from . import memory_map as mmap
+from .address_decoder import AddressDecoder
+from .core import Cv32e40p
+from .dma import Dma
+from .event_unit import EventUnit
+from .hwpe.ita_hwpe import ItaHwpe
+from .hwpe.tcdm_mux import TcdmMux
+from .l1 import L1Memory
+from .l2 import L2Memory
+from .soc_ctrl import SocCtrl
+
+__all__ = ["Cluster"]
+
+#: Data-side targets of every core, by memory-map region.
+_TARGETS = ("L1", "EVENT_UNIT", "DMA", "ITA", "SOC_CTRL", "L2")
+
+
+class Cluster(wiring.Component):
+    """A PULP-style cluster around the ITA engine.
+
+    Each core fetches instructions through a private port into L2 and sends data accesses
+    through its address decoder to: L1 (logarithmic interconnect, shared with the DMA and,
+    through its wide port, the ITA HWPE), its private event-unit port (barrier and event
+    waits stall the core in its load-store unit), the register ports of the DMA and the
+    ITA (shared, round-robin, with the core's id), SoC control (stdout, exit, cycles, trap
+    reports) and L2 (shared with the DMA). The testbench loads L2 through the ``l2``
+    submodule's ``storage`` memory, raises ``fetch_enable`` and watches the outputs.
+
+    Members
+    -------
+    fetch_enable : In(1)
+    char_valid, char : Out -- a character written to stdout
+    exit_valid, exit_code : Out -- end of computation
+    trap_valid, trap_cause, trap_pc : Out -- a core trapped (reported by its handler)
+    bad_access, bad_core, bad_address : Out -- a core accessed an unmapped address
+    """
+
+    def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG, cores=mmap.CORES,
+                 l1_banks=mmap.L1_BANKS, hwpe_width=1024):
+        self._config, self._cores, self._banks, self._width = config, cores, l1_banks, hwpe_width
+        super().__init__({
+            "fetch_enable": In(1),
+            "char_valid": Out(1),
+            "char": Out(8),
+            "exit_valid": Out(1),
+            "exit_code": Out(32),
+            "trap_valid": Out(1),
+            "trap_cause": Out(32),
+            "trap_pc": Out(32),
+            "bad_access": Out(1),
+            "bad_core": Out(8),
+            "bad_address": Out(32),
+        })
+
+    @property
+    def cores(self):
+        return self._cores
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._cores
+        regions = {name: mmap.region(name) for name in _TARGETS}
+
+        m.submodules.l2 = l2 = L2Memory(size=regions["L2"].size, base=regions["L2"].base,
+                                        fetch_ports=n)
+        m.submodules.l1 = l1 = L1Memory(narrow_ports=n + 1, banks=self._banks,
+                                        size=regions["L1"].size, wide_width=self._width,
+                                        base=regions["L1"].base)
+        m.submodules.event_unit = eu = EventUnit(cores=n)
+        m.submodules.dma = dma = Dma(cores=n)
+        m.submodules.soc = soc = SocCtrl()
+        m.submodules.ita = ita = ItaHwpe(config=self._config, data_width=self._width, cores=n)
+
+        m.submodules.l2_mux = l2_mux = TcdmMux(channels=n + 1, data_width=32)
+        m.submodules.soc_mux = soc_mux = TcdmMux(channels=n, data_width=32)
+        m.submodules.ita_mux = ita_mux = TcdmMux(channels=n, data_width=32)
+        m.submodules.dma_mux = dma_mux = TcdmMux(channels=n, data_width=32)
+
+        for i in range(n):
+            core = Cv32e40p(hart_id=i)
+            m.submodules[f"core{i}"] = core
+            m.d.comb += core.fetch_enable.eq(self.fetch_enable)
+            wiring.connect(m, core.instr, getattr(l2, f"fetch{i}"))
+            decoder = AddressDecoder({name: (r.base, r.size) for name, r in regions.items()})
+            m.submodules[f"decoder{i}"] = decoder
+            wiring.connect(m, core.data, decoder.master)
+            wiring.connect(m, decoder.L1, getattr(l1, f"narrow{i}"))
+            wiring.connect(m, decoder.EVENT_UNIT, getattr(eu, f"core{i}"))
+            wiring.connect(m, decoder.L2, l2_mux.channel(i))
+            wiring.connect(m, decoder.SOC_CTRL, soc_mux.channel(i))
+            wiring.connect(m, decoder.ITA, ita_mux.channel(i))
+            wiring.connect(m, decoder.DMA, dma_mux.channel(i))
+            with m.If(decoder.bad_access):
+                m.d.sync += [self.bad_access.eq(1), self.bad_core.eq(i),
+                             self.bad_address.eq(decoder.bad_address)]
+
+        wiring.connect(m, dma.l1, getattr(l1, f"narrow{n}"))
+        wiring.connect(m, dma.l2, l2_mux.channel(n))
+        wiring.connect(m, l2_mux.port, l2.data)
+        wiring.connect(m, soc_mux.port, soc.bus)
+        wiring.connect(m, ita.tcdm, l1.wide)
+        self._periph(m, ita_mux, ita.periph, regions["ITA"].base)
+        self._periph(m, dma_mux, dma.regs, regions["DMA"].base)
+
+        lines = {name: mmap.EVENT_LINES[name] for name in ("ITA", "DMA")}
+        for i in range(n):
+            pulses = Signal(len(eu.events[i]), name=f"events_core{i}")
+            m.d.comb += [pulses.bit_select(lines["ITA"], 1).eq(ita.events[i]),
+                         pulses.bit_select(lines["DMA"], 1).eq(dma.events[i]),
+                         eu.events[i].eq(pulses)]
+
+        m.d.comb += [
+            self.char_valid.eq(soc.char_valid), self.char.eq(soc.char),
+            self.exit_valid.eq(soc.exit_valid), self.exit_code.eq(soc.exit_code),
+            self.trap_valid.eq(soc.trap_valid), self.trap_cause.eq(soc.trap_cause),
+            self.trap_pc.eq(soc.trap_pc),
+        ]
+        return m
+
+    @staticmethod
+    def _periph(m, mux, slave, base):
+        """Drive a register slave from a core mux, with the granted core's id."""
+        port = mux.port
+        m.d.comb += [
+            slave.req.eq(port.req),
+            port.gnt.eq(slave.gnt),
+            slave.addr.eq(port.addr - base),
+            slave.we.eq(port.we),
+            slave.be.eq(port.be),
+            slave.wdata.eq(port.wdata),
+            slave.id.eq(mux.selected),
+            port.r_valid.eq(slave.r_valid),
+            port.r_data.eq(slave.r_data),
+        ]

@@ -1,0 +1,254 @@
+"""Shared L1 scratchpad (TCDM): word-interleaved 32-bit banks behind a logarithmic interconnect.
+
+The cores and the DMA reach L1 through 32-bit *narrow* ports, the HWPE through one *wide*
+port (``cluster-protocols.md`` section 2). Every bank serves at most one access per cycle; a
+granted read returns its data exactly one cycle after the grant.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
+from amaranth.utils import exact_log2
+
+from .memory_map import L1_BANKS
+from .protocols import TcdmSignature
+
+__all__ = ["L1Memory"]
+
+WORD_BYTES = 4
+
+
+class L1Memory(wiring.Component):
+    """L1 memory with ``narrow_ports`` 32-bit masters and one ``wide_width``-bit HWPE master.
+
+    Addressing: only the byte offset inside L1 is decoded (``addr mod size``; the upper bits
+    are ignored, so the address decoder in front must send only L1 accesses here). Words are
+    interleaved: ``bank = (offset >> 2) % banks`` and ``row = (offset >> 2) // banks``. A
+    wide access covers ``wide_width / 32`` consecutive words from its word-aligned address
+    (lane 0 = the word at ``addr``); words past the last bank continue in the next row of
+    the first banks.
+
+    Arbitration, per bank, in the cycle of the request (``gnt`` depends combinationally on
+    the requests):
+
+    - Narrow masters addressing the same bank are served round robin: the first requester
+      after the last granted one wins. A master that loses keeps requesting (TCDM rule) and
+      the rotation only advances on a grant, so it waits for at most ``narrow_ports - 1``
+      grants of the others.
+    - The wide port is granted all-or-nothing: only if it gets every bank it touches in the
+      same cycle. Otherwise none of those banks is taken from the narrow masters.
+    - *Conflict*: the wide port requests and one of its banks is also requested by a narrow
+      master. The priority side wins all its conflicts: the narrow masters by default, the
+      wide port when ``hwpe_priority`` is set (``invert_prio`` in HCI).
+    - *Anti-starvation*: a counter advances (modulo ``denominator``) on every cycle with a
+      conflict; while ``numerator <= counter < denominator`` the other side wins instead.
+      Over any ``denominator`` consecutive conflict cycles the low-priority side therefore
+      wins ``denominator - numerator`` and the priority side ``numerator``.
+
+    Guarantee (counting the cycles in which a request is refused, with
+    ``(N, D) = starvation_window``): the wide port is refused at most ``N`` times in a row by
+    default, at most ``D - N`` with ``hwpe_priority``. The narrow side of one bank loses the
+    bank to the wide port at most ``D - N`` times in a row by default (``N`` with
+    ``hwpe_priority``); calling that ``R``, a narrow master contending with ``k - 1`` others
+    on its bank is granted within ``k * (R + 1)`` cycles of raising ``req``.
+
+    Backdoor: bank ``b`` is the ``amaranth.lib.memory.Memory`` ``bank_memories[b]``, a
+    submodule named ``bank{b}`` (so it is ``bank{b}`` in the hierarchy of the generated
+    Verilog too), one 32-bit word per row. In amaranth.sim use :meth:`peek` / :meth:`poke`
+    (or ``ctx.get(l1.bank_memories[b].data[row])``) with :meth:`locate`.
+
+    Members
+    -------
+    narrow0 .. narrow{n-1} : In(TcdmSignature(32)) -- cores and DMA
+    wide : In(TcdmSignature(wide_width)) -- the HWPE
+    hwpe_priority : In(1) -- the wide port wins conflicts (outside the window)
+    """
+
+    def __init__(self, *, narrow_ports, banks=L1_BANKS, size=128 * 1024, wide_width=1024,
+                 base=0x1000_0000, starvation_window=(3, 4)):
+        numerator, denominator = starvation_window
+        if not 0 < numerator < denominator:
+            raise ValueError("starvation_window needs 0 < numerator < denominator, so that "
+                             "each side wins some conflicts")
+        if narrow_ports < 1:
+            raise ValueError("at least one narrow port is needed")
+        exact_log2(banks)
+        if size % (banks * WORD_BYTES):
+            raise ValueError("size must be a whole number of rows")
+        exact_log2(size // (banks * WORD_BYTES))
+        if base % size:
+            raise ValueError("base must be aligned to size (only the offset bits are decoded)")
+        if wide_width % 32 or not 0 < wide_width // 32 <= banks:
+            raise ValueError("the wide port must cover 1 .. banks whole words")
+        self.narrow_ports, self.banks, self.size, self.base = narrow_ports, banks, size, base
+        self.wide_words = wide_width // 32
+        self.depth = size // (banks * WORD_BYTES)
+        self.starvation_window = (numerator, denominator)
+
+        narrow = TcdmSignature(data_width=32)
+        members = {f"narrow{i}": In(narrow) for i in range(narrow_ports)}
+        members["wide"] = In(TcdmSignature(data_width=wide_width))
+        members["hwpe_priority"] = In(1)
+        super().__init__(members)
+
+        # Created here, not in elaborate(), so that testbenches can reach them beforehand.
+        self.bank_memories = tuple(Memory(shape=32, depth=self.depth, init=[])
+                                   for _ in range(banks))
+        self._bank_ports = tuple((memory.read_port(), memory.write_port(granularity=8))
+                                 for memory in self.bank_memories)
+
+    def narrow(self, index):
+        return getattr(self, f"narrow{index}")
+
+    def locate(self, address):
+        """(bank, row) of the word holding byte ``address`` (a cluster or an L1 address)."""
+        word = (address % self.size) // WORD_BYTES
+        return word % self.banks, word // self.banks
+
+    def peek(self, ctx, address):
+        """Backdoor read (amaranth.sim testbench) of the word holding ``address``."""
+        bank, row = self.locate(address)
+        return ctx.get(self.bank_memories[bank].data[row])
+
+    def poke(self, ctx, address, word):
+        """Backdoor write (amaranth.sim testbench) of the word holding ``address``."""
+        bank, row = self.locate(address)
+        ctx.set(self.bank_memories[bank].data[row], word)
+
+    def elaborate(self, platform):
+        m = Module()
+        banks, count = self.banks, self.narrow_ports
+        bank_bits, row_bits = exact_log2(banks), exact_log2(self.depth)
+        for b, memory in enumerate(self.bank_memories):
+            m.submodules[f"bank{b}"] = memory
+
+        masters = [self.narrow(i) for i in range(count)]
+        master_bank = [p.addr[2:2 + bank_bits] for p in masters]
+        master_row = [p.addr[2 + bank_bits:2 + bank_bits + row_bits] for p in masters]
+
+        # Wide port: which banks it touches, and its words/strobes rotated into bank order.
+        wide, lanes = self.wide, self.wide_words
+        wide_bank = wide.addr[2:2 + bank_bits]
+        wide_row = wide.addr[2 + bank_bits:2 + bank_bits + row_bits]
+        padding = banks - lanes
+        touched = Signal(banks)
+        bank_wdata = Signal(32 * banks)
+        bank_be = Signal(4 * banks)
+        m.d.comb += [
+            touched.eq(_rotate_up(Const((1 << lanes) - 1, banks), wide_bank, 1)),
+            bank_wdata.eq(_rotate_up(Cat(wide.wdata, Const(0, 32 * padding)), wide_bank, 32)),
+            bank_be.eq(_rotate_up(Cat(wide.be, Const(0, 4 * padding)), wide_bank, 4)),
+        ]
+
+        # Narrow requests per bank, and whether the wide port conflicts with any of them.
+        requests = []
+        for b in range(banks):
+            bank_requests = Signal(count, name=f"requests_bank{b}")
+            m.d.comb += bank_requests.eq(Cat(p.req & (master_bank[i] == b)
+                                             for i, p in enumerate(masters)))
+            requests.append(bank_requests)
+        conflict = Signal()
+        m.d.comb += conflict.eq(wide.req & Cat(touched[b] & requests[b].any()
+                                               for b in range(banks)).any())
+
+        numerator, denominator = self.starvation_window
+        conflicts = Signal(range(denominator))   # conflict cycles, modulo denominator
+        with m.If(conflict):
+            with m.If(conflicts == denominator - 1):
+                m.d.sync += conflicts.eq(0)
+            with m.Else():
+                m.d.sync += conflicts.eq(conflicts + 1)
+        wide_wins = Signal()                      # the wide port wins the conflicts this cycle
+        m.d.comb += wide_wins.eq(self.hwpe_priority ^ (conflicts >= numerator))
+        wide_granted = Signal()
+        m.d.comb += [wide_granted.eq(wide.req & (~conflict | wide_wins)),
+                     wide.gnt.eq(wide_granted)]
+
+        # Per bank: the wide port if granted here, else the round-robin narrow winner.
+        narrow_grants = []                       # per bank, one bit per narrow master
+        for b, (read, write) in enumerate(self._bank_ports):
+            winner, advance = _round_robin(m, requests[b], f"bank{b}")
+            wide_here = wide_granted & touched[b]
+            narrow_here = Signal(name=f"narrow_granted_bank{b}")
+            m.d.comb += narrow_here.eq(requests[b].any() & ~wide_here)
+            m.d.comb += advance.eq(narrow_here)
+            grants = Signal(count, name=f"grants_bank{b}")
+            m.d.comb += grants.eq(_one_hot(winner, count, enable=narrow_here))
+            narrow_grants.append(grants)
+
+            with m.If(wide_here):
+                m.d.comb += [
+                    read.addr.eq(wide_row + (wide_bank > b)),
+                    read.en.eq(~wide.we),
+                    write.addr.eq(read.addr),
+                    write.data.eq(bank_wdata.word_select(b, 32)),
+                    write.en.eq(bank_be.word_select(b, 4) & wide.we.replicate(4)),
+                ]
+            with m.Elif(narrow_here):
+                with m.Switch(winner):
+                    for i, p in enumerate(masters):
+                        with m.Case(i):
+                            m.d.comb += [
+                                read.addr.eq(master_row[i]),
+                                read.en.eq(~p.we),
+                                write.addr.eq(master_row[i]),
+                                write.data.eq(p.wdata),
+                                write.en.eq(p.be & p.we.replicate(4)),
+                            ]
+            with m.Else():
+                m.d.comb += read.en.eq(0)
+
+        # Responses, one cycle after a granted read, from the bank(s) that served it.
+        bank_rdata = Cat(read.data for read, _ in self._bank_ports)
+        for i, p in enumerate(masters):
+            granted = Cat(grants[i] for grants in narrow_grants).any()
+            response_bank = Signal(range(banks), name=f"narrow{i}_response_bank")
+            m.d.comb += p.gnt.eq(granted)
+            m.d.sync += [p.r_valid.eq(granted & ~p.we), response_bank.eq(master_bank[i])]
+            m.d.comb += p.r_data.eq(bank_rdata.word_select(response_bank, 32))
+        response_first_bank = Signal(range(banks))
+        m.d.sync += [wide.r_valid.eq(wide_granted & ~wide.we),
+                     response_first_bank.eq(wide_bank)]
+        m.d.comb += wide.r_data.eq(_rotate_down(bank_rdata, response_first_bank, 32)
+                                   [:32 * lanes])
+        return m
+
+
+def _one_hot(index, count, *, enable):
+    """``count`` bits with bit ``index`` set when ``enable``."""
+    return Cat((index == i) & enable for i in range(count))
+
+
+def _rotate_up(value, amount, unit):
+    """Move element k (of ``unit`` bits) of ``value`` to (k + amount) mod the element count."""
+    width = len(value)
+    return (Cat(value, value) << (amount * unit))[width:2 * width]
+
+
+def _rotate_down(value, amount, unit):
+    """Move element k + amount (mod the element count) of ``value`` to k."""
+    width = len(value)
+    return (Cat(value, value) >> (amount * unit))[:width]
+
+
+def _round_robin(m, requests, name):
+    """Round-robin choice among ``requests``: the first one after the last granted.
+
+    Returns ``(winner, advance)``: drive ``advance`` in the cycles where the winner is
+    actually granted; only then does the rotation move on.
+    """
+    count = len(requests)
+    last = Signal(range(count), name=f"last_{name}")
+    winner = Signal(range(count), name=f"winner_{name}")
+    advance = Signal(name=f"advance_{name}")
+    after_last = Signal(count, name=f"after_last_{name}")
+    m.d.comb += after_last.eq(requests & (Const((1 << count) - 1, count) << (last + 1))[:count])
+    # Later assignments win: the lowest requester after ``last``, else the lowest overall.
+    for candidates in (requests, after_last):
+        for i in reversed(range(count)):
+            with m.If(candidates[i]):
+                m.d.comb += winner.eq(i)
+    with m.If(advance):
+        m.d.sync += last.eq(winner)
+    return winner, advance

@@ -1,0 +1,323 @@
+"""Build a bare-metal C program for the cluster's cores with zig's clang.
+
+``python -m sw.build APP=<name> [CORES=<n>]`` (or :func:`build_app`) compiles
+``sw/apps/<name>/*.c`` together with the runtime (``sw/runtime``) and links it with the
+generated ``sw/generated/link.ld``. Outputs go to ``build/sw/<name>/`` (a subdirectory per
+set of extra defines, e.g. ``build/sw/hello/RT_CORES-1/``):
+
+==================  ==========================================================================
+``<name>.elf``      the linked program, with symbols and DWARF
+``<name>.bin``      flat image of every loaded byte, starting at ``L2_BASE``
+``<name>.hex``      the same as 32-bit little-endian words, one per line (``$readmemh`` style);
+                    its first line is a ``//`` comment giving the base address
+``<name>.map``      the linker map
+==================  ==========================================================================
+
+The image is taken from the ELF's ``PT_LOAD`` segments at their load addresses (so the load
+image of ``.l1`` is included, in L2); it must lie entirely in L2, which is what testbenches
+load through their backdoor (:func:`read_hex`).
+
+The compiler is ``python -m ziglang cc`` (clang 22 / LLD) for rv32imc with the CORE-V
+extensions ``xcvmac xcvalu xcvmem xcvbi xcvsimd`` (no ``xcvhwlp``: LLVM cannot assemble
+hardware loops). See :data:`TARGET_FLAGS`, :data:`CFLAGS` and :data:`LDFLAGS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["App", "BuildError", "build_app", "read_hex", "read_elf", "compile_command",
+           "TARGET_FLAGS", "CFLAGS", "LDFLAGS", "APPS_DIR", "RUNTIME_SOURCES", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SW = ROOT / "sw"
+APPS_DIR = SW / "apps"
+RUNTIME_DIR = SW / "runtime"
+LINKER_SCRIPT = SW / "generated" / "link.ld"
+INCLUDE_DIRS = (RUNTIME_DIR, SW / "include", SW / "include" / "generated")
+RUNTIME_SOURCES = tuple(RUNTIME_DIR / f for f in ("crt0.S", "runtime.c", "trap.c", "ita.c"))
+BUILD_DIR = ROOT / "build" / "sw"
+
+TARGET_FLAGS = ("-target", "riscv32-freestanding-none",
+                "-mcpu=generic_rv32+m+c+zicsr+xcvmac+xcvalu+xcvmem+xcvbi+xcvsimd")
+CFLAGS = ("-O2", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror", "-ffreestanding",
+          "-fno-builtin", "-fomit-frame-pointer", "-fno-unwind-tables",
+          "-fno-asynchronous-unwind-tables", "-ffunction-sections", "-fdata-sections")
+# -nostdlib drops zig's libc and compiler_rt; -lcompiler_rt brings back only the helpers a
+# program needs (64-bit division, for instance).
+LDFLAGS = ("-nostdlib", "-Wl,--gc-sections", "-lcompiler_rt")
+
+USAGE = "usage: python -m sw.build APP=<name> [CORES=<n>]"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_MACRO = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class BuildError(RuntimeError):
+    """Bad arguments, a compiler error (message ends with its output) or a bad image."""
+
+
+# --- ELF reading -----------------------------------------------------------------------------
+
+_PT_LOAD = 1
+_SHT_SYMTAB = 2
+_SHT_NOBITS = 8
+_SHF_ALLOC = 2
+_EM_RISCV = 243
+
+
+@dataclass(frozen=True)
+class Elf:
+    """What the build needs from an ELF32 file."""
+
+    entry: int
+    segments: tuple[tuple[int, bytes], ...]  # (load address, file bytes) of PT_LOAD
+    sections: dict[str, tuple[int, int, bool]]  # name -> (address, size, has file bytes)
+    symbols: dict[str, int]
+
+
+def _cstr(table: bytes, offset: int) -> str:
+    return table[offset:table.index(b"\0", offset)].decode()
+
+
+def read_elf(path: str | os.PathLike) -> Elf:
+    """Parse the loadable segments, allocated sections and symbols of a RISC-V ELF32 file."""
+    raw = Path(path).read_bytes()
+    if raw[:4] != b"\x7fELF" or raw[4] != 1 or raw[5] != 1:
+        raise BuildError(f"{path}: not a little-endian ELF32 file")
+    (_type, machine, _version, entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
+     shentsize, shnum, shstrndx) = struct.unpack_from("<HHIIIIIHHHHHH", raw, 16)
+    if machine != _EM_RISCV:
+        raise BuildError(f"{path}: not a RISC-V ELF (machine {machine})")
+    segments = []
+    for i in range(phnum):
+        p_type, p_offset, _vaddr, p_paddr, p_filesz, _memsz, _flags, _align = \
+            struct.unpack_from("<8I", raw, phoff + i * phentsize)
+        if p_type == _PT_LOAD and p_filesz:
+            segments.append((p_paddr, raw[p_offset:p_offset + p_filesz]))
+    headers = [struct.unpack_from("<10I", raw, shoff + i * shentsize) for i in range(shnum)]
+    names = raw[headers[shstrndx][4]:][:headers[shstrndx][5]]
+    sections, symbols = {}, {}
+    for sh in headers:
+        sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link = sh[:7]
+        if sh_flags & _SHF_ALLOC and sh_size:
+            sections[_cstr(names, sh_name)] = (sh_addr, sh_size, sh_type != _SHT_NOBITS)
+        if sh_type == _SHT_SYMTAB:
+            strtab = headers[sh_link]
+            strings = raw[strtab[4]:strtab[4] + strtab[5]]
+            for off in range(sh_offset, sh_offset + sh_size, 16):
+                st_name, st_value = struct.unpack_from("<II", raw, off)
+                if st_name:
+                    symbols.setdefault(_cstr(strings, st_name), st_value)
+    return Elf(entry, tuple(sorted(segments)), sections, symbols)
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def _image(elf: Elf, base: int, size: int) -> bytes:
+    """The flat bytes from ``base`` covering every loaded segment; all must lie in the window."""
+    if not elf.segments:
+        raise BuildError("the program has no loadable bytes")
+    end = max(address + len(data) for address, data in elf.segments)
+    image = bytearray(((end - base) + 3) // 4 * 4)
+    for address, data in elf.segments:
+        if address < base or address + len(data) > base + size:
+            raise BuildError(f"loadable bytes at {address:#010x}..{address + len(data):#010x} "
+                             f"lie outside L2 ({base:#010x}..{base + size:#010x})")
+        image[address - base:address - base + len(data)] = data
+    return bytes(image)
+
+
+def _hex_text(name: str, base: int, image: bytes) -> str:
+    words = struct.unpack(f"<{len(image) // 4}I", image)
+    lines = [f"// {name}: {len(words)} words from {base:#010x}; generated by python -m sw.build"]
+    lines += [f"{w:08x}" for w in words]
+    return "\n".join(lines) + "\n"
+
+
+def read_hex(path: str | os.PathLike) -> tuple[int, list[int]]:
+    """(base address, 32-bit words) of a ``.hex`` image written by this module."""
+    lines = Path(path).read_text().splitlines()
+    match = re.search(r"from (0x[0-9a-fA-F]+)", lines[0]) if lines else None
+    if not match:
+        raise BuildError(f"{path}: first line does not give the base address")
+    return int(match.group(1), 16), [int(line, 16) for line in lines[1:] if line.strip()]
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class App:
+    """A built program: its files, load base, symbols and section sizes."""
+
+    name: str
+    elf: Path
+    bin: Path
+    hex: Path
+    map: Path
+    base: int
+    entry: int
+    symbols: dict[str, int] = field(repr=False)
+    sections: dict[str, tuple[int, int, bool]] = field(repr=False)
+    seconds: float = 0.0
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes per kind: text (code, vectors), rodata, data, bss (L2), l1 (all L1 sections)."""
+        out = dict.fromkeys(("text", "rodata", "data", "bss", "l1"), 0)
+        for name, (_address, size, _loaded) in self.sections.items():
+            if name.startswith(".l1"):
+                out["l1"] += size
+            elif name.startswith((".text", ".vectors")):
+                out["text"] += size
+            elif name.startswith((".rodata", ".srodata")):
+                out["rodata"] += size
+            elif name.startswith((".data", ".sdata")):
+                out["data"] += size
+            elif name.startswith((".bss", ".sbss")):
+                out["bss"] += size
+        return out
+
+    def words(self) -> list[int]:
+        return read_hex(self.hex)[1]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _variant(defines: Mapping[str, object]) -> str:
+    parts = [k if v is None else f"{k}-{v}" for k, v in sorted(defines.items())]
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(parts))
+
+
+def app_sources(name: str) -> list[Path]:
+    """The C files of app ``name``; BuildError if it does not exist."""
+    if not _NAME.match(name):
+        raise BuildError(f"bad app name {name!r}")
+    sources = sorted((APPS_DIR / name).glob("*.c"))
+    if not sources:
+        known = ", ".join(sorted(p.name for p in APPS_DIR.iterdir() if p.is_dir()))
+        raise BuildError(f"no app {name!r} (no sw/apps/{name}/*.c; known: {known})")
+    return sources
+
+
+def compile_command(sources, output: Path, *, defines: Mapping[str, object] = (),
+                    print_map: bool = False) -> list[str]:
+    """The zig cc command line that compiles and links ``sources`` with the runtime."""
+    cmd = [sys.executable, "-m", "ziglang", "cc", *TARGET_FLAGS, *CFLAGS]
+    cmd += [f"-I{d}" for d in INCLUDE_DIRS]
+    for key, value in dict(defines).items():
+        if not _MACRO.match(key):
+            raise BuildError(f"bad macro name {key!r}")
+        cmd.append(f"-D{key}" if value is None else f"-D{key}={value}")
+    cmd += ["-T", str(LINKER_SCRIPT), *LDFLAGS]
+    if print_map:
+        cmd.append("-Wl,--print-map")  # zig cc refuses -Map=<file>; the map goes to stdout
+    cmd += ["-o", str(output), *map(str, RUNTIME_SOURCES), *map(str, sources)]
+    return cmd
+
+
+def build_app(name: str, defines: Mapping[str, object] | None = None, *,
+              cores: int | None = None, out_dir: Path | None = None) -> App:
+    """Compile app ``name`` with the runtime; return the :class:`App` (ELF, bin, hex, map).
+
+    ``defines`` become ``-DKEY=VALUE`` (``None``: ``-DKEY``); ``cores`` sets ``RT_CORES``,
+    the number of cores the program runs on. Concurrent builds of the same variant are
+    serialised by a lock; outputs are replaced atomically.
+    """
+    from cluster_integration.memory_map import CORES, region
+
+    defines = dict(defines or {})
+    if cores is not None:
+        if not isinstance(cores, int) or not 1 <= cores <= CORES:
+            raise BuildError(f"cores must be an integer in 1..{CORES}, not {cores!r}")
+        defines["RT_CORES"] = cores
+    sources = app_sources(name)
+    variant = _variant(defines)
+    out = Path(out_dir) if out_dir else BUILD_DIR / name / variant if variant else BUILD_DIR / name
+    l2 = region("L2")
+    t0 = time.monotonic()
+    with _locked(out / ".lock"):
+        tmp = out / f".{name}.{os.getpid()}.elf"
+        map_file = out / f"{name}.map"
+        cmd = compile_command(sources, tmp, defines=defines, print_map=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise BuildError(f"compiling {name} failed:\n{proc.stderr}".rstrip())
+        map_file.write_text(proc.stdout)
+        elf = read_elf(tmp)
+        image = _image(elf, l2.base, l2.size)
+        paths = {ext: out / f"{name}.{ext}" for ext in ("elf", "bin", "hex")}
+        for ext, content in (("bin", image), ("hex", _hex_text(name, l2.base, image))):
+            staged = out / f".{name}.{os.getpid()}.{ext}"
+            if isinstance(content, bytes):
+                staged.write_bytes(content)
+            else:
+                staged.write_text(content)
+            os.replace(staged, paths[ext])
+        os.replace(tmp, paths["elf"])
+    return App(name, paths["elf"], paths["bin"], paths["hex"], map_file, l2.base, elf.entry,
+               elf.symbols, elf.sections, time.monotonic() - t0)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def _parse(argv) -> tuple[str, int | None]:
+    options: dict[str, str] = {}
+    for word in argv:
+        key, sep, value = word.partition("=")
+        if not sep or key not in ("APP", "CORES") or not value:
+            raise BuildError(f"unexpected argument {word!r} ({USAGE.removeprefix('usage: ')})")
+        if key in options:
+            raise BuildError(f"{key} given twice")
+        options[key] = value
+    if "APP" not in options:
+        raise BuildError(f"missing APP=<name> ({USAGE.removeprefix('usage: ')})")
+    cores = None
+    if "CORES" in options:
+        try:
+            cores = int(options["CORES"])
+        except ValueError:
+            raise BuildError(f"CORES must be an integer, not {options['CORES']!r}") from None
+    return options["APP"], cores
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        name, cores = _parse(argv)
+        app = build_app(name, cores=cores)
+    except BuildError as exc:
+        lines = str(exc).splitlines()
+        print(f"sw.build: error: {lines[0]}", file=sys.stderr)
+        if len(lines) > 1:  # compiler output, as it came
+            print("\n".join(lines[1:]), file=sys.stderr)
+        return 2
+    sizes = " ".join(f"{k}={v}" for k, v in app.sizes().items())
+    print(f"sw.build: {app.elf.relative_to(ROOT)} ({app.bin.stat().st_size} bytes of image "
+          f"at {app.base:#010x}; {sizes}; {app.seconds:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

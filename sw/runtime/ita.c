@@ -1,0 +1,121 @@
+/* ITA HAL (see ita.h). */
+
+#include "ita.h"
+
+#include <stddef.h>
+
+#include "runtime.h"
+
+/* MODE, DIMS_SE, DIMS_PF, VALID_KEYS, REQUANT_*, GELU, ACT_REQUANT and the pointers. */
+_Static_assert(ITA_HWPE_JOB_REGS == 4 + ITA_STEPS + 2 + ITA_PTRS,
+               "the ITA register map changed: update ita.h / ita.c");
+
+static const uint8_t requant_offset[ITA_STEPS] = {
+    ITA_HWPE_REQUANT_Q_OFFSET,  ITA_HWPE_REQUANT_K_OFFSET,  ITA_HWPE_REQUANT_V_OFFSET,
+    ITA_HWPE_REQUANT_QK_OFFSET, ITA_HWPE_REQUANT_AV_OFFSET, ITA_HWPE_REQUANT_OW_OFFSET,
+    ITA_HWPE_REQUANT_F1_OFFSET, ITA_HWPE_REQUANT_F2_OFFSET,
+};
+
+static uint32_t (*const requant_pack[ITA_STEPS])(uint32_t, uint32_t, int32_t) = {
+    ita_hwpe_requant_q_pack,  ita_hwpe_requant_k_pack,  ita_hwpe_requant_v_pack,
+    ita_hwpe_requant_qk_pack, ita_hwpe_requant_av_pack, ita_hwpe_requant_ow_pack,
+    ita_hwpe_requant_f1_pack, ita_hwpe_requant_f2_pack,
+};
+
+static const uint8_t pointer_offset[ITA_PTRS] = {
+    ITA_HWPE_PTR_Q_IN_OFFSET, ITA_HWPE_PTR_KV_IN_OFFSET, ITA_HWPE_PTR_WQ_OFFSET,
+    ITA_HWPE_PTR_WK_OFFSET,   ITA_HWPE_PTR_WV_OFFSET,    ITA_HWPE_PTR_WO_OFFSET,
+    ITA_HWPE_PTR_BQ_OFFSET,   ITA_HWPE_PTR_BK_OFFSET,    ITA_HWPE_PTR_BV_OFFSET,
+    ITA_HWPE_PTR_BO_OFFSET,   ITA_HWPE_PTR_QP_OFFSET,    ITA_HWPE_PTR_KP_OFFSET,
+    ITA_HWPE_PTR_VP_OFFSET,   ITA_HWPE_PTR_A_OFFSET,     ITA_HWPE_PTR_O_OFFSET,
+    ITA_HWPE_PTR_OUT_OFFSET,
+};
+
+static void write_reg(uint32_t offset, uint32_t value)
+{
+    rt_write32(ITA_BASE + offset, value);
+}
+
+uint32_t ita_read(uint32_t offset)
+{
+    return rt_read32(ITA_BASE + offset);
+}
+
+int ita_acquire(void)
+{
+    for (;;) {
+        int32_t id = (int32_t)ita_read(ITA_HWPE_ACQUIRE_OFFSET);
+        if (id >= 0)
+            return id;
+    }
+}
+
+void ita_program_config(const ita_config_t *c)
+{
+    write_reg(ITA_HWPE_MODE_OFFSET,
+              ita_hwpe_mode_pack(c->mode, c->activation, c->bias_enable, c->causal));
+    write_reg(ITA_HWPE_DIMS_SE_OFFSET, ita_hwpe_dims_se_pack(c->seq_len, c->embed));
+    write_reg(ITA_HWPE_DIMS_PF_OFFSET, ita_hwpe_dims_pf_pack(c->proj, c->ffn));
+    write_reg(ITA_HWPE_VALID_KEYS_OFFSET, ita_hwpe_valid_keys_pack(c->valid_keys));
+    for (unsigned i = 0; i < ITA_STEPS; i++) {
+        const ita_requant_t *r = &c->requant[i];
+        write_reg(requant_offset[i], requant_pack[i](r->mult, r->shift, r->add));
+    }
+    write_reg(ITA_HWPE_GELU_OFFSET, ita_hwpe_gelu_pack(c->gelu_b, c->gelu_c));
+    write_reg(ITA_HWPE_ACT_REQUANT_OFFSET,
+              ita_hwpe_act_requant_pack(c->act_requant.mult, c->act_requant.shift,
+                                        c->act_requant.add));
+}
+
+void ita_program_pointer(enum ita_pointer pointer, const void *address)
+{
+    write_reg(pointer_offset[pointer], (uint32_t)(uintptr_t)address);
+}
+
+void ita_program_pointers(const void *const pointer[ITA_PTRS])
+{
+    for (unsigned i = 0; i < ITA_PTRS; i++)
+        ita_program_pointer((enum ita_pointer)i, pointer[i]);
+}
+
+void ita_program_job(const ita_job_t *job)
+{
+    ita_program_config(&job->config);
+    ita_program_pointers(job->pointer);
+}
+
+void ita_trigger(void)
+{
+    write_reg(ITA_HWPE_TRIGGER_OFFSET, 0);
+}
+
+void ita_commit(void)
+{
+    write_reg(ITA_HWPE_TRIGGER_OFFSET, 1);
+}
+
+uint32_t ita_wait(void)
+{
+    for (;;) {
+        /* Enable the event before looking: a job ending after the check stays pending. */
+        rt_write32(EVENT_UNIT_EVT_MASK_ADDR, EVENT_ITA_MASK);
+        uint32_t status = ita_read(ITA_HWPE_STATUS_OFFSET);
+        if ((status & (ITA_HWPE_STATUS_CONTEXTS_MASK | ITA_HWPE_STATUS_RUNNING_MASK)) == 0)
+            break;
+        (void)rt_read32(EVENT_UNIT_EVT_WAIT_ADDR);
+    }
+    return ita_read(ITA_HWPE_ERROR_OFFSET);
+}
+
+uint32_t ita_run(const ita_job_t *job)
+{
+    (void)ita_acquire();
+    ita_program_job(job);
+    ita_trigger();
+    return ita_wait();
+}
+
+void ita_soft_clear(int clear_registers)
+{
+    write_reg(ITA_HWPE_SOFT_CLEAR_OFFSET, clear_registers ? 0u : 1u);
+}

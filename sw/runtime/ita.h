@@ -1,0 +1,115 @@
+/*
+ * ITA HAL: program and run jobs on the ITA HWPE through its control registers
+ * (sw/include/generated/ita_hwpe_regs.h, from cluster_integration/hwpe/regmap.py).
+ *
+ * A job is a whole operation (attention head, feed-forward block, linear layer); tensors are
+ * row-major in L1, zero-padded to whole ITA_M x ITA_M tiles. The usual sequence:
+ *
+ *     ita_job_t job = {...};
+ *     int id = ita_acquire();        // lock the job registers, get a job id
+ *     ita_program_job(&job);
+ *     ita_trigger();                 // commit and start (releases the lock)
+ *     uint32_t error = ita_wait();   // sleep until the engine is idle
+ *
+ * Waiting: the HWPE raises its event for the core that committed a job, once STATUS shows
+ * the job's end. ita_wait() sleeps on this core's ITA event and re-checks STATUS, so it must
+ * run on the core that committed the last outstanding job (in practice one core drives the
+ * ITA). ita_acquire() polls ACQUIRE, so any core may call it.
+ */
+
+#ifndef ITA_H
+#define ITA_H
+
+#include <stdint.h>
+
+#include "ita_hwpe_regs.h"
+
+/* Requantization steps, in the order of the REQUANT_* registers. */
+enum ita_step {
+    ITA_STEP_Q, /* also the linear layer */
+    ITA_STEP_K,
+    ITA_STEP_V,
+    ITA_STEP_QK,
+    ITA_STEP_AV,
+    ITA_STEP_OW,
+    ITA_STEP_F1,
+    ITA_STEP_F2,
+    ITA_STEPS
+};
+
+/* Tensor pointer registers (PTR_*); the tensors each holds per mode are in the regmap docs. */
+enum ita_pointer {
+    ITA_PTR_Q_IN,
+    ITA_PTR_KV_IN,
+    ITA_PTR_WQ,
+    ITA_PTR_WK,
+    ITA_PTR_WV,
+    ITA_PTR_WO,
+    ITA_PTR_BQ,
+    ITA_PTR_BK,
+    ITA_PTR_BV,
+    ITA_PTR_BO,
+    ITA_PTR_QP,
+    ITA_PTR_KP,
+    ITA_PTR_VP,
+    ITA_PTR_A,
+    ITA_PTR_O,
+    ITA_PTR_OUT,
+    ITA_PTRS
+};
+
+typedef struct {
+    uint32_t mult;  /* unsigned multiplier */
+    uint32_t shift; /* right shift */
+    int32_t add;    /* signed offset */
+} ita_requant_t;
+
+/* Everything of a job except the tensor addresses. */
+typedef struct {
+    uint32_t mode;        /* ITA_MODE_* */
+    uint32_t activation;  /* ITA_ACT_* (FFN F1, linear) */
+    uint32_t bias_enable; /* 0 or 1 */
+    uint32_t causal;      /* 0 or 1 */
+    uint32_t seq_len;     /* S */
+    uint32_t embed;       /* E */
+    uint32_t proj;        /* P */
+    uint32_t ffn;         /* F */
+    uint32_t valid_keys;  /* keys in the softmax; 0: all S */
+    ita_requant_t requant[ITA_STEPS];
+    int32_t gelu_b;
+    int32_t gelu_c;
+    ita_requant_t act_requant;
+} ita_config_t;
+
+typedef struct {
+    ita_config_t config;
+    const void *pointer[ITA_PTRS]; /* byte addresses, M-aligned; NULL for unused tensors */
+} ita_job_t;
+
+/* Lock the job registers for this core; returns the new job id (0..255). Spins until free. */
+int ita_acquire(void);
+
+/* Write the job registers (after ita_acquire). */
+void ita_program_config(const ita_config_t *config);
+void ita_program_pointer(enum ita_pointer pointer, const void *address);
+void ita_program_pointers(const void *const pointer[ITA_PTRS]);
+void ita_program_job(const ita_job_t *job);
+
+/* Commit the programmed job and start it when the engine is free; releases the lock. */
+void ita_trigger(void);
+/* Commit only: the job waits for a later ita_trigger(); releases the lock. */
+void ita_commit(void);
+
+/* Sleep until no job is committed or running; returns the ERROR register (0: success). */
+uint32_t ita_wait(void);
+
+/* Acquire, program, trigger and wait; returns the ERROR register. */
+uint32_t ita_run(const ita_job_t *job);
+
+/* Abort everything and clear the engine; with clear_registers also zero the job registers. */
+void ita_soft_clear(int clear_registers);
+
+/* Read a register at `offset` (ITA_HWPE_*_OFFSET), e.g. STATUS or FINISHED. */
+uint32_t ita_read(uint32_t offset);
+
+#endif /* ITA_H */

@@ -1,0 +1,161 @@
+/*
+ * Bare-metal runtime of the cluster's CV32E40P cores.
+ *
+ * Start-up (crt0.S): every core boots at BOOT_ADDRESS, gets a stack of __stack_size bytes at
+ * the top of L1, and calls main(core_id) once core 0 has zeroed .bss / .l1.bss and copied .l1
+ * (the other cores wait in the event-unit barrier meanwhile). When main returns on core 0, its
+ * value is the simulation's exit code; main returning on any other core just puts that core to
+ * sleep. So core 0 must not return before the others are done: end with barrier().
+ *
+ * Core count: RT_CORES is the number of cores the program runs on; it defaults to the
+ * cluster's CLUSTER_CORES and is set by the build (python -m sw.build APP=... CORES=1).
+ *
+ * Output: putchar() writes one character to SOC_CTRL PUTCHAR. printf(), vprintf() and puts()
+ * hold a cluster-wide lock (a Lamport bakery lock in L1: the cores have no atomic
+ * instructions) while they write, so lines from different cores never interleave; putchar()
+ * alone takes no lock.
+ *
+ * Events: evt_wait() sets this core's event mask and blocks in a load until one of the
+ * enabled events is pending. Pending bits merge and may be stale, so every waiter re-checks
+ * the condition it waits for after waking.
+ */
+
+#ifndef RUNTIME_H
+#define RUNTIME_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "cluster_map.h"
+
+#ifndef RT_CORES
+#define RT_CORES CLUSTER_CORES
+#endif
+
+#if RT_CORES < 1 || RT_CORES > CLUSTER_CORES
+#error "RT_CORES must be between 1 and CLUSTER_CORES"
+#endif
+
+/* Placement of data in L1 (see sw/generated/link.ld). */
+#define L1_DATA   __attribute__((section(".l1")))         /* initialised, copied at boot */
+#define L1_BSS    __attribute__((section(".l1.bss")))     /* zeroed at boot */
+#define L1_NOINIT __attribute__((section(".l1.noinit")))  /* left as it is */
+
+/* Every core calls main with its id (0 .. RT_CORES - 1). */
+int main(unsigned core_id);
+
+/* --- Registers and CSRs ------------------------------------------------------------------- */
+
+static inline uint32_t rt_read32(uint32_t address)
+{
+    return *(volatile uint32_t *)(uintptr_t)address;
+}
+
+static inline void rt_write32(uint32_t address, uint32_t value)
+{
+    *(volatile uint32_t *)(uintptr_t)address = value;
+}
+
+/* Keeps the compiler from moving memory accesses across this point. */
+static inline void rt_compiler_barrier(void)
+{
+    __asm__ volatile("" ::: "memory");
+}
+
+/* --- Cores -------------------------------------------------------------------------------- */
+
+/* This core's id: the low 5 bits of mhartid. */
+static inline unsigned core_id(void)
+{
+    unsigned id;
+    __asm__ volatile("csrr %0, mhartid" : "=r"(id));
+    return id & 0x1Fu;
+}
+
+static inline unsigned num_cores(void)
+{
+    return RT_CORES;
+}
+
+/* Wait until every core taking part (EVENT_UNIT BARRIER_COUNT, reset: all) has arrived. */
+static inline void barrier(void)
+{
+    rt_compiler_barrier();
+    (void)rt_read32(EVENT_UNIT_BARRIER_ADDR);
+    rt_compiler_barrier();
+}
+
+/* Cycles since crt0 enabled the counters (mcycle, low 32 bits). */
+static inline uint32_t cycles(void)
+{
+    uint32_t value;
+    __asm__ volatile("csrr %0, mcycle" : "=r"(value));
+    return value;
+}
+
+/* Instructions retired since crt0 enabled the counters (minstret, low 32 bits). */
+static inline uint32_t instret(void)
+{
+    uint32_t value;
+    __asm__ volatile("csrr %0, minstret" : "=r"(value));
+    return value;
+}
+
+/*
+ * Set this core's event mask to `mask` (EVENT_*_MASK bits), block until one of those events
+ * is pending, and return (and clear) the pending enabled events.
+ */
+static inline uint32_t evt_wait(uint32_t mask)
+{
+    rt_write32(EVENT_UNIT_EVT_MASK_ADDR, mask);
+    return rt_read32(EVENT_UNIT_EVT_WAIT_ADDR);
+}
+
+/* End the simulation with `code` (0: success); the calling core then sleeps for good. */
+void exit(int code) __attribute__((noreturn));
+
+/* --- Output ------------------------------------------------------------------------------- */
+
+int putchar(int c);
+int puts(const char *s); /* appends a newline */
+
+/*
+ * Formats: %d %i %u %x %X %p %s %c %%, with the flags '-' (left-justify) and '0' (zero-pad),
+ * a field width (digits or '*'), and the length modifiers l, h, hh and z (ignored: all
+ * integers are 32-bit). Returns the number of characters written.
+ */
+int printf(const char *format, ...) __attribute__((format(printf, 1, 2)));
+int vprintf(const char *format, va_list args) __attribute__((format(printf, 1, 0)));
+
+/* --- Locks -------------------------------------------------------------------------------- */
+
+/* A mutual-exclusion lock for RT_CORES cores; put it in L1 (L1_BSS) and zero it. */
+typedef struct {
+    volatile uint32_t choosing[RT_CORES];
+    volatile uint32_t ticket[RT_CORES];
+} rt_lock_t;
+
+void rt_lock(rt_lock_t *lock);
+void rt_unlock(rt_lock_t *lock);
+
+/* --- DMA (L2 <-> L1) ---------------------------------------------------------------------- */
+
+/*
+ * Queue a copy of `bytes` bytes (a multiple of 4, below 2^20) from `src` to `dst`; returns 0,
+ * or -1 for arguments the DMA cannot take. Programming the DMA is serialised by a lock, so
+ * any core may call these.
+ */
+int dma_copy_1d(void *dst, const void *src, uint32_t bytes);
+
+/* Queue `rows` rows of `row_bytes` bytes each, `src_stride` / `dst_stride` bytes apart. */
+int dma_copy_2d(void *dst, const void *src, uint32_t row_bytes, uint32_t rows,
+                uint32_t dst_stride, uint32_t src_stride);
+
+/*
+ * Wait until the DMA has no transfer queued or running (STATUS.busy == 0), polling STATUS.
+ * This waits for every core's transfers: the DMA's completion event is a per-core pending
+ * bit, so completions merge and cannot tell which transfer ended.
+ */
+void dma_wait(void);
+
+#endif /* RUNTIME_H */

@@ -1,0 +1,89 @@
+"""cocotb testbench: run one program on the single-core test top (verif/core/top.py).
+
+Environment (set by :func:`verif.core.sim.run_app`):
+
+==================  =========================================================================
+``CORE_APP_HEX``    the program image (``sw.build`` ``.hex``), loaded into L2 through VPI
+``CORE_EXPECT``     ``exit:<code>`` or ``trap:<mcause>``: the outcome that makes the test pass
+``CORE_MAX_CYCLES`` give up after this many cycles (default 2,000,000)
+``CORE_TEST_NAME``  name on the RESULT line
+==================  =========================================================================
+
+The testbench sleeps in one trigger until ``done`` rises (no per-cycle Python), then writes
+``outcome.json`` to its working directory (the program's output, exit code or trap, cycles)
+and the RESULT line.
+"""
+
+import json
+import os
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
+
+from cluster_integration.memory_map import region
+from sw.build import read_hex
+from verif.result import format_result, record_result
+
+PERIOD_NS = 10
+RESET_CYCLES = 3
+
+
+def _expectation(text):
+    kind, _, value = text.partition(":")
+    if kind not in ("exit", "trap") or not value:
+        raise ValueError(f"CORE_EXPECT must be exit:<code> or trap:<mcause>, not {text!r}")
+    return kind, int(value, 0)
+
+
+@cocotb.test()
+async def run_program(dut):
+    name = os.environ.get("CORE_TEST_NAME", "core_app")
+    kind, value = _expectation(os.environ.get("CORE_EXPECT", "exit:0"))
+    max_cycles = int(os.environ.get("CORE_MAX_CYCLES", "2000000"))
+    base, words = read_hex(os.environ["CORE_APP_HEX"])
+
+    l2 = region("L2")
+    if base < l2.base or base + 4 * len(words) > l2.end:
+        raise ValueError(f"image {base:#x}+{4 * len(words)} does not fit L2")
+    first = (base - l2.base) // 4
+    for i, word in enumerate(words):
+        dut.l2.mem[first + i].value = word
+
+    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    dut.rst.value = 1
+    dut.fetch_enable.value = 0
+    await ClockCycles(dut.clk, RESET_CYCLES)
+    dut.rst.value = 0
+    dut.fetch_enable.value = 1
+
+    await First(RisingEdge(dut.done), Timer(max_cycles * PERIOD_NS, unit="ns"))
+    await ReadOnly()
+    timed_out = dut.done.value != 1
+    count = int(dut.stdout_count.value)
+    kept = min(count, len(dut.stdout.mem))
+    text = bytes(int(dut.stdout.mem[i].value) & 0xFF for i in range(kept))
+    outcome = {
+        "output": text.decode("utf-8", errors="replace"),
+        "chars": count,
+        "timed_out": timed_out,
+        "exit_code": (dut.exit_code.value.to_signed() if dut.exit_valid.value == 1 else None),
+        "trap_cause": int(dut.trap_cause.value) if dut.trap_valid.value == 1 else None,
+        "trap_pc": int(dut.trap_pc.value) if dut.trap_valid.value == 1 else None,
+        "cycles": int(dut.done_cycles.value) if not timed_out else max_cycles,
+    }
+    with open("outcome.json", "w") as fh:
+        json.dump(outcome, fh, indent=1)
+    for line in outcome["output"].splitlines():
+        dut._log.info("program: %s", line)
+
+    if timed_out:
+        got = f"no exit within {max_cycles} cycles"
+    elif outcome["trap_cause"] is not None:
+        got = f"trap:{outcome['trap_cause']} at pc {outcome['trap_pc']:#010x}"
+    else:
+        got = f"exit:{outcome['exit_code']}"
+    ok = (not timed_out and outcome[f"{kind}_code" if kind == "exit" else "trap_cause"] == value)
+    fields = {"cycles": outcome["cycles"], "outcome": got.replace(" ", "_")}
+    record_result(format_result(name, "PASS" if ok else "FAIL", **fields))
+    assert ok, f"expected {kind}:{value}, got {got}"
