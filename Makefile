@@ -18,7 +18,8 @@ help:
 	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
 	@echo "make vectors [S= E= P= F= H= ACT= SEED= OUT=]   write golden vectors"
 	@echo "make verilog TOP=ita|ita_hwpe [N= M=] write build/verilog/<top>.v and lint it"
-	@echo "make regs                          regenerate the ITA HWPE register header, model, docs"
+	@echo "make regs                          regenerate the ITA HWPE register header, model, docs,"
+	@echo "                                   the cluster memory map header and linker script"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
 
@@ -42,6 +43,7 @@ verilog: $(STAMP)
 
 regs: $(STAMP)
 	@$(PY) -m cluster_integration.hwpe.regmap_gen
+	@$(PY) -m cluster_integration.memory_map_gen
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

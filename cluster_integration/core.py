@@ -83,7 +83,8 @@ def core_sources() -> list[Path]:
     """The SystemVerilog files of ``cv32e40p_top``, packages first, for a simulation build.
 
     That is the package manifest without the testbench wrapper, the tracer package and the
-    latch clock gate, plus the pass-through :data:`CLOCK_GATE` (27 core files + 1).
+    latch clock gate (28 files: 3 packages, 24 units, ``cv32e40p_top``), plus the pass-through
+    :data:`CLOCK_GATE`.
     """
     files, _includes = _manifest()
     kept = [f for f in files if f.name not in _DROPPED]

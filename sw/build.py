@@ -45,7 +45,8 @@ APPS_DIR = SW / "apps"
 RUNTIME_DIR = SW / "runtime"
 LINKER_SCRIPT = SW / "generated" / "link.ld"
 INCLUDE_DIRS = (RUNTIME_DIR, SW / "include", SW / "include" / "generated")
-RUNTIME_SOURCES = tuple(RUNTIME_DIR / f for f in ("crt0.S", "runtime.c", "trap.c", "ita.c"))
+RUNTIME_SOURCES = tuple(RUNTIME_DIR / f for f in ("crt0.S", "runtime.c", "string.c", "trap.c",
+                                                   "ita.c"))
 BUILD_DIR = ROOT / "build" / "sw"
 
 TARGET_FLAGS = ("-target", "riscv32-freestanding-none",
@@ -128,12 +129,13 @@ def _image(elf: Elf, base: int, size: int) -> bytes:
     """The flat bytes from ``base`` covering every loaded segment; all must lie in the window."""
     if not elf.segments:
         raise BuildError("the program has no loadable bytes")
-    end = max(address + len(data) for address, data in elf.segments)
-    image = bytearray(((end - base) + 3) // 4 * 4)
     for address, data in elf.segments:
         if address < base or address + len(data) > base + size:
             raise BuildError(f"loadable bytes at {address:#010x}..{address + len(data):#010x} "
                              f"lie outside L2 ({base:#010x}..{base + size:#010x})")
+    end = max(address + len(data) for address, data in elf.segments)
+    image = bytearray(((end - base) + 3) // 4 * 4)
+    for address, data in elf.segments:
         image[address - base:address - base + len(data)] = data
     return bytes(image)
 

@@ -4,9 +4,10 @@
 
 #include <stddef.h>
 
-/* Serialises printf/puts output and DMA programming across cores. */
-static rt_lock_t stdout_lock L1_BSS;
-static rt_lock_t dma_lock L1_BSS;
+/* Serialise printf/puts output and DMA programming across cores. One section each, so that
+ * --gc-sections drops the lock of an unused service. */
+static rt_lock_t stdout_lock __attribute__((section(".l1.bss.stdout_lock")));
+static rt_lock_t dma_lock __attribute__((section(".l1.bss.dma_lock")));
 
 /* --- Locks -------------------------------------------------------------------------------- */
 

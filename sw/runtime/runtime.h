@@ -24,6 +24,7 @@
 #define RUNTIME_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cluster_map.h"
@@ -126,6 +127,13 @@ int puts(const char *s); /* appends a newline */
  */
 int printf(const char *format, ...) __attribute__((format(printf, 1, 2)));
 int vprintf(const char *format, va_list args) __attribute__((format(printf, 1, 0)));
+
+/* --- Memory (string.c; clang also calls these for structure copies) ---------------------- */
+
+void *memcpy(void *restrict dst, const void *restrict src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
 
 /* --- Locks -------------------------------------------------------------------------------- */
 

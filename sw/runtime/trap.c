@@ -10,15 +10,17 @@
 void rt_trap(unsigned core, uint32_t mcause, uint32_t mepc, uint32_t mtval)
     __attribute__((noreturn));
 
-static void put_text(const char *s)
+/* Out of line and not unrolled: this path is about size, not speed. */
+static __attribute__((noinline)) void put_text(const char *s)
 {
     while (*s)
         putchar(*s++);
 }
 
-static void put_hex(uint32_t value)
+static __attribute__((noinline)) void put_hex(uint32_t value)
 {
     put_text("0x");
+#pragma clang loop unroll(disable)
     for (int shift = 28; shift >= 0; shift -= 4)
         putchar("0123456789abcdef"[(value >> shift) & 0xFu]);
 }
@@ -26,6 +28,8 @@ static void put_hex(uint32_t value)
 void rt_trap(unsigned core, uint32_t mcause, uint32_t mepc, uint32_t mtval)
 {
     put_text("\n*** trap on core ");
+    if (core >= 10)
+        putchar('0' + (int)(core / 10u));
     putchar('0' + (int)(core % 10u));
     put_text(": mcause=");
     put_hex(mcause);

@@ -10,8 +10,8 @@ Environment (set by :func:`verif.core.sim.run_app`):
 ==================  =========================================================================
 
 The testbench sleeps in one trigger until ``done`` rises (no per-cycle Python), then writes
-``outcome.json`` to its working directory (the program's output, exit code or trap, cycles)
-and the RESULT line.
+``outcome.json`` to its working directory (the program's output, exit code or trap, cycles,
+the log of peripheral register writes) and the RESULT line.
 """
 
 import json
@@ -63,6 +63,9 @@ async def run_program(dut):
     count = int(dut.stdout_count.value)
     kept = min(count, len(dut.stdout.mem))
     text = bytes(int(dut.stdout.mem[i].value) & 0xFF for i in range(kept))
+    writes = int(dut.periph_writes.value)
+    log = [[int(dut.log_addr.mem[i].value), int(dut.log_data.mem[i].value)]
+           for i in range(min(writes, len(dut.log_addr.mem)))]
     outcome = {
         "output": text.decode("utf-8", errors="replace"),
         "chars": count,
@@ -71,6 +74,8 @@ async def run_program(dut):
         "trap_cause": int(dut.trap_cause.value) if dut.trap_valid.value == 1 else None,
         "trap_pc": int(dut.trap_pc.value) if dut.trap_valid.value == 1 else None,
         "cycles": int(dut.done_cycles.value) if not timed_out else max_cycles,
+        "periph_writes": writes,
+        "periph_log": log,  # [address, value] of the first writes outside memory and SOC_CTRL
     }
     with open("outcome.json", "w") as fh:
         json.dump(outcome, fh, indent=1)
@@ -83,7 +88,8 @@ async def run_program(dut):
         got = f"trap:{outcome['trap_cause']} at pc {outcome['trap_pc']:#010x}"
     else:
         got = f"exit:{outcome['exit_code']}"
-    ok = (not timed_out and outcome[f"{kind}_code" if kind == "exit" else "trap_cause"] == value)
+    observed = outcome["exit_code"] if kind == "exit" else outcome["trap_cause"]
+    ok = not timed_out and observed == value
     fields = {"cycles": outcome["cycles"], "outcome": got.replace(" ", "_")}
     record_result(format_result(name, "PASS" if ok else "FAIL", **fields))
     assert ok, f"expected {kind}:{value}, got {got}"

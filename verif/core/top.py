@@ -11,7 +11,10 @@ It runs programs built by :mod:`sw.build` (with ``cores=1``) without the cluster
 * SOC_CTRL: ``PUTCHAR`` appends to a character buffer (``dut.stdout.mem``, one character per
   word, ``stdout_count`` characters written), ``EXIT`` and ``TRAP``/``TRAP_PC`` latch their
   values and raise ``done``; ``CYCLES``/``CYCLES_HI`` read a cycle counter.
-* Any other data access reads 0 and is ignored (the core has no bus-error input).
+* Any other data access reads 0 and is otherwise ignored (the core has no bus-error input).
+  Every write outside L1, L2 and SOC_CTRL (event unit, DMA, ITA, unmapped) is logged:
+  ``periph_writes`` counts them, the first :data:`LOG_WORDS` addresses and values are in
+  ``log_addr.mem`` and ``log_data.mem``, so tests check what drivers write to registers.
 """
 
 from amaranth import ClockSignal, Module, Mux, Signal
@@ -22,10 +25,12 @@ from amaranth.lib.wiring import In, Out
 from cluster_integration import memory_map as mm
 from cluster_integration.core import Cv32e40p
 
-__all__ = ["CoreTestTop", "STDOUT_WORDS"]
+__all__ = ["CoreTestTop", "STDOUT_WORDS", "LOG_WORDS"]
 
 #: Characters kept by the stdout buffer; later ones are counted but dropped.
 STDOUT_WORDS = 8192
+#: Peripheral writes kept by the write log; later ones are counted but dropped.
+LOG_WORDS = 1024
 
 
 def _offset(registers, name):
@@ -72,6 +77,9 @@ class CoreTestTop(wiring.Component):
         The mcause / mepc reported through SOC_CTRL TRAP and TRAP_PC.
     stdout_count: ``Out(32)``
         Characters written to PUTCHAR; the first :data:`STDOUT_WORDS` are in ``stdout.mem``.
+    periph_writes: ``Out(32)``
+        Writes outside L1, L2 and SOC_CTRL; the first :data:`LOG_WORDS` are in
+        ``log_addr.mem`` / ``log_data.mem``.
     done_cycles: ``Out(32)``
         Cycles from reset to ``done``.
     sleeping: ``Out(1)``
@@ -86,6 +94,7 @@ class CoreTestTop(wiring.Component):
     trap_cause: Out(32)
     trap_pc: Out(32)
     stdout_count: Out(32)
+    periph_writes: Out(32)
     done_cycles: Out(32)
     sleeping: Out(1)
 
@@ -99,7 +108,8 @@ class CoreTestTop(wiring.Component):
         l1, l2 = mm.region("L1"), mm.region("L2")
         eu, soc = mm.region("EVENT_UNIT"), mm.region("SOC_CTRL")
         rams = {"l1": _Ram(l1.size // 4), "l2": _Ram(l2.size // 4),
-                "stdout": _Ram(STDOUT_WORDS)}
+                "stdout": _Ram(STDOUT_WORDS), "log_addr": _Ram(LOG_WORDS),
+                "log_data": _Ram(LOG_WORDS)}
         for name, ram in rams.items():
             m.submodules[name] = ram.instance()
         ram_l1, ram_l2, ram_out = rams["l1"], rams["l2"], rams["stdout"]
@@ -166,6 +176,16 @@ class CoreTestTop(wiring.Component):
                      ram_out.b_addr.eq(self.stdout_count), ram_out.b_wdata.eq(data.wdata[:8])]
         with m.If(putchar):
             m.d.sync += self.stdout_count.eq(self.stdout_count + 1)
+
+        # Write log of everything that is not memory or SOC_CTRL.
+        logged = writing & ~inside(l1, data.addr) & ~inside(l2, data.addr) & ~inside(soc, data.addr)
+        for name, value in (("log_addr", data.addr), ("log_data", data.wdata)):
+            ram = rams[name]
+            m.d.comb += [ram.b_req.eq(logged & (self.periph_writes < LOG_WORDS)),
+                         ram.b_we.eq(1), ram.b_be.eq(0b1111),
+                         ram.b_addr.eq(self.periph_writes), ram.b_wdata.eq(value)]
+        with m.If(logged):
+            m.d.sync += self.periph_writes.eq(self.periph_writes + 1)
 
         finish = Signal()
         with m.If(writing & at(soc, mm.SOC_CTRL, "EXIT") & ~self.done):

@@ -15,10 +15,6 @@
 #define CLUSTER_STACK_SIZE 1024
 #define BOOT_ADDRESS       0x1C000080
 #define TRAP_VECTOR        0x1C000000
-/*
- * CLUSTER_STACK_SIZE is the linker script's default; the linker symbol __stack_size is what crt0
- * uses.
- */
 
 /* --- Regions ---------------------------------------------------------------------------------- */
 
