@@ -1,13 +1,17 @@
 """L2 memory: code, data and weights, with a private instruction port per core."""
 
-from amaranth.hdl import Module
+from pathlib import Path
+
+from amaranth.hdl import Cat, ClockSignal, Instance, Module
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
 from .protocols import TcdmSignature
 
-__all__ = ["L2Memory"]
+__all__ = ["L2Memory", "L2_RAM_SOURCE"]
+
+#: The storage array (SystemVerilog: no initialiser per word, loadable through VPI).
+L2_RAM_SOURCE = Path(__file__).resolve().parent / "sv" / "cluster_l2_ram.sv"
 
 
 class L2Memory(wiring.Component):
@@ -18,8 +22,8 @@ class L2Memory(wiring.Component):
     caches of a PULP cluster: cores never contend for instructions. Data accesses of all
     cores and the DMA share the single ``data`` port (arbitrated outside).
 
-    The storage is the memory ``storage`` of this module, one 32-bit word per entry, so a
-    testbench can load programs through it (backdoor) before the cores start.
+    The storage is the ``mem`` array of the ``ram`` instance (:data:`L2_RAM_SOURCE`), one
+    32-bit word per entry, so a testbench loads programs into it before the cores start.
 
     Members
     -------
@@ -28,42 +32,35 @@ class L2Memory(wiring.Component):
     """
 
     def __init__(self, *, size, base, fetch_ports):
-        if size % 4:
-            raise ValueError("L2 size must be a whole number of words")
+        words = size // 4
+        if size % 4 or words & (words - 1):
+            raise ValueError("L2 size must be a power-of-two number of words")
         self._size, self._base, self._ports = size, base, fetch_ports
         members = {f"fetch{i}": In(TcdmSignature(data_width=32)) for i in range(fetch_ports)}
         members["data"] = In(TcdmSignature(data_width=32))
         super().__init__(members)
 
-    @property
-    def depth(self):
-        return self._size // 4
-
     def elaborate(self, platform):
         m = Module()
-        m.submodules.storage = storage = Memory(shape=32, depth=self.depth, init=[])
-        index_bits = (self.depth - 1).bit_length()
+        bits = (self._size // 4 - 1).bit_length()
 
         def word_index(address):
-            return ((address - self._base) >> 2)[:index_bits]
+            return ((address - self._base) >> 2)[:bits]
 
-        for i in range(self._ports):
-            port = getattr(self, f"fetch{i}")
-            read = storage.read_port()
-            m.d.comb += [port.gnt.eq(port.req), read.addr.eq(word_index(port.addr)),
-                         port.r_data.eq(read.data)]
-            m.d.sync += port.r_valid.eq(port.req)
-
+        fetch = [getattr(self, f"fetch{i}") for i in range(self._ports)]
         data = self.data
-        read = storage.read_port()
-        write = storage.write_port(granularity=8)
-        m.d.comb += [
-            data.gnt.eq(data.req),
-            read.addr.eq(word_index(data.addr)),
-            write.addr.eq(word_index(data.addr)),
-            write.data.eq(data.wdata),
-            write.en.eq(data.be & (data.req & data.we).replicate(4)),
-            data.r_data.eq(read.data),
-        ]
+        m.submodules.ram = Instance(
+            "cluster_l2_ram", p_ADDR_BITS=bits, p_FETCH_PORTS=self._ports,
+            i_clk_i=ClockSignal(),
+            i_fetch_req_i=Cat(port.req for port in fetch),
+            i_fetch_addr_i=Cat(word_index(port.addr) for port in fetch),
+            o_fetch_rdata_o=Cat(port.r_data for port in fetch),
+            i_data_req_i=data.req, i_data_we_i=data.we, i_data_be_i=data.be,
+            i_data_addr_i=word_index(data.addr), i_data_wdata_i=data.wdata,
+            o_data_rdata_o=data.r_data)
+        for port in fetch:
+            m.d.comb += port.gnt.eq(port.req)
+            m.d.sync += port.r_valid.eq(port.req)
+        m.d.comb += data.gnt.eq(data.req)
         m.d.sync += data.r_valid.eq(data.req)
         return m

@@ -43,7 +43,7 @@ def _log2(n):
     return n.bit_length() - 1
 
 
-class _Ram:
+class TestRam:
     """An instance of ``core_tb_ram`` and the signals driving it."""
 
     def __init__(self, words):
@@ -107,9 +107,9 @@ class CoreTestTop(wiring.Component):
         m.submodules.core = core = Cv32e40p(hart_id=self._hart_id)
         l1, l2 = mm.region("L1"), mm.region("L2")
         eu, soc = mm.region("EVENT_UNIT"), mm.region("SOC_CTRL")
-        rams = {"l1": _Ram(l1.size // 4), "l2": _Ram(l2.size // 4),
-                "stdout": _Ram(STDOUT_WORDS), "log_addr": _Ram(LOG_WORDS),
-                "log_data": _Ram(LOG_WORDS)}
+        rams = {"l1": TestRam(l1.size // 4), "l2": TestRam(l2.size // 4),
+                "stdout": TestRam(STDOUT_WORDS), "log_addr": TestRam(LOG_WORDS),
+                "log_data": TestRam(LOG_WORDS)}
         for name, ram in rams.items():
             m.submodules[name] = ram.instance()
         ram_l1, ram_l2, ram_out = rams["l1"], rams["l2"], rams["stdout"]

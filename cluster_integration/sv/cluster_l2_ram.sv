@@ -1,0 +1,38 @@
+// L2 storage of the cluster (cluster_integration/l2.py): 32-bit words, FETCH_PORTS read-only
+// instruction ports and one read/write data port with byte enables, all answering in the
+// cycle after the request.
+//
+// Hand-written rather than an Amaranth Memory: Amaranth emits an initialiser line per word
+// (256 Ki lines for 1 MiB), which slows conversion and Verilation; this array has none, and
+// testbenches load programs through VPI (cocotb: dut.l2.ram.mem[i]).
+
+module cluster_l2_ram #(
+    parameter int ADDR_BITS   = 18,  // words = 2**ADDR_BITS
+    parameter int FETCH_PORTS = 8
+) (
+    input  logic                             clk_i,
+    input  logic [          FETCH_PORTS-1:0] fetch_req_i,
+    input  logic [FETCH_PORTS*ADDR_BITS-1:0] fetch_addr_i,
+    output logic [       FETCH_PORTS*32-1:0] fetch_rdata_o,
+    input  logic                             data_req_i,
+    input  logic                             data_we_i,
+    input  logic [                      3:0] data_be_i,
+    input  logic [            ADDR_BITS-1:0] data_addr_i,
+    input  logic [                     31:0] data_wdata_i,
+    output logic [                     31:0] data_rdata_o
+);
+  logic [31:0] mem[1 << ADDR_BITS];
+
+  always_ff @(posedge clk_i) begin
+    for (int p = 0; p < FETCH_PORTS; p++) begin
+      if (fetch_req_i[p]) fetch_rdata_o[32*p+:32] <= mem[fetch_addr_i[ADDR_BITS*p+:ADDR_BITS]];
+    end
+    if (data_req_i) begin
+      if (data_we_i) begin
+        for (int i = 0; i < 4; i++) if (data_be_i[i]) mem[data_addr_i][8*i+:8] <= data_wdata_i[8*i+:8];
+      end else begin
+        data_rdata_o <= mem[data_addr_i];
+      end
+    end
+  end
+endmodule

@@ -1,0 +1,130 @@
+"""cocotb testbench: one program on the whole cluster (verif/cluster/top.py).
+
+Environment (set by :mod:`verif.cluster.sim`):
+
+=====================  =======================================================================
+``CLUSTER_APP_HEX``     program image (``sw.build`` ``.hex``), loaded into L2 through VPI
+``CLUSTER_DATA``        optional ``.npz`` of extra L2 contents: arrays ``addr_<hex>`` (uint8)
+``CLUSTER_CHECK``       optional ``.npz`` of expected L2 contents after the run, same naming
+``CLUSTER_EXPECT``      ``exit:<code>`` or ``trap:<mcause>``
+``CLUSTER_MAX_CYCLES``  give up after this many cycles
+``CLUSTER_TEST_NAME``   name on the RESULT line
+``CLUSTER_IDEAL``       ideal cycles of the work (for the utilisation figure), optional
+=====================  =======================================================================
+
+The testbench sleeps in one trigger until the top raises ``done`` (no per-cycle Python),
+compares the expected L2 regions word by word and writes ``outcome.json``.
+"""
+
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
+
+from cluster_integration.memory_map import region
+from sw.build import read_hex
+from verif.result import format_result, record_result
+
+PERIOD_NS = 10
+
+
+def _regions(path):
+    """{address: uint8 array} from an npz with arrays named ``addr_<hex address>``."""
+    if not path:
+        return {}
+    with np.load(path) as data:
+        return {int(key[5:], 16): data[key].astype(np.uint8) for key in data.files}
+
+
+def _words(address, blob):
+    padded = np.zeros(-(-len(blob) // 4) * 4, dtype=np.uint8)
+    padded[:len(blob)] = blob
+    return address, padded.view("<u4")
+
+
+@cocotb.test()
+async def run_program(dut):
+    name = os.environ.get("CLUSTER_TEST_NAME", "cluster_app")
+    kind, _, value = os.environ.get("CLUSTER_EXPECT", "exit:0").partition(":")
+    value = int(value, 0)
+    max_cycles = int(os.environ.get("CLUSTER_MAX_CYCLES", "5000000"))
+    ideal = float(os.environ.get("CLUSTER_IDEAL", "0"))
+    l2 = region("L2")
+    mem = dut.cluster.l2.ram.mem
+
+    base, words = read_hex(os.environ["CLUSTER_APP_HEX"])
+    images = [(base, np.asarray(words, dtype=np.uint32))]
+    images += [_words(a, b) for a, b in _regions(os.environ.get("CLUSTER_DATA")).items()]
+    for address, image in images:
+        if address % 4 or address < l2.base or address + 4 * len(image) > l2.end:
+            raise ValueError(f"image at {address:#x} ({4 * len(image)} B) is not inside L2")
+        first = (address - l2.base) // 4
+        for i, word in enumerate(image.tolist()):
+            if word:
+                mem[first + i].value = word
+
+    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    dut.rst.value = 1
+    dut.fetch_enable.value = 0
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    dut.fetch_enable.value = 1
+    await First(RisingEdge(dut.done), Timer(max_cycles * PERIOD_NS, unit="ns"))
+    await ReadOnly()
+
+    timed_out = dut.done.value != 1
+    count = int(dut.stdout_count.value)
+    text = bytes(int(dut.stdout.mem[i].value) & 0xFF
+                 for i in range(min(count, len(dut.stdout.mem))))
+    outcome = {
+        "output": text.decode("utf-8", errors="replace"),
+        "timed_out": timed_out,
+        "exit_code": dut.exit_code.value.to_signed() if dut.exit_valid.value == 1 else None,
+        "trap_cause": int(dut.trap_cause.value) if dut.trap_valid.value == 1 else None,
+        "trap_pc": int(dut.trap_pc.value) if dut.trap_valid.value == 1 else None,
+        "bad_access": (int(dut.bad_core.value), int(dut.bad_address.value))
+        if dut.bad_access.value == 1 else None,
+        "cycles": int(dut.done_cycles.value) if not timed_out else max_cycles,
+        "mismatches": [],
+    }
+    for line in outcome["output"].splitlines():
+        dut._log.info("program: %s", line)
+
+    for address, want in _regions(os.environ.get("CLUSTER_CHECK")).items():
+        first = (address - l2.base) // 4
+        _, want_words = _words(address, want)
+        got = np.array([int(mem[first + i].value) for i in range(len(want_words))],
+                       dtype=np.uint32)
+        bad = np.flatnonzero(got != want_words)
+        if bad.size:
+            got_bytes, want_bytes = got.view(np.uint8), want_words.view(np.uint8)
+            byte = int(np.flatnonzero(got_bytes != want_bytes)[0])
+            outcome["mismatches"].append(
+                f"L2 {address + byte:#010x} (region {address:#x} + {byte}): expected "
+                f"{int(want_bytes[byte])}, got {int(got_bytes[byte])}; "
+                f"{int((got_bytes != want_bytes).sum())} bytes differ")
+
+    if timed_out:
+        got = f"no end within {max_cycles} cycles"
+    elif outcome["bad_access"] is not None:
+        core, address = outcome["bad_access"]
+        got = f"core {core} accessed unmapped address {address:#010x}"
+    elif outcome["trap_cause"] is not None:
+        got = f"trap:{outcome['trap_cause']} at pc {outcome['trap_pc']:#010x}"
+    else:
+        got = f"exit:{outcome['exit_code']}"
+    observed = outcome["exit_code"] if kind == "exit" else outcome["trap_cause"]
+    ok = (not timed_out and outcome["bad_access"] is None and observed == value
+          and not outcome["mismatches"])
+    with open("outcome.json", "w") as fh:
+        json.dump(outcome, fh, indent=1)
+    for mismatch in outcome["mismatches"]:
+        dut._log.error(mismatch)
+    fields = {"cycles": outcome["cycles"], "outcome": got.replace(" ", "_")}
+    if ideal:
+        fields["ideal_cycles"] = round(ideal)
+    record_result(format_result(name, "PASS" if ok else "FAIL", **fields))
+    assert ok, f"expected {kind}:{value}, got {got}; mismatches: {outcome['mismatches'][:3]}"

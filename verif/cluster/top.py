@@ -1,0 +1,60 @@
+"""Testbench top for the cluster: captures stdout and the end of the run in hardware.
+
+The cluster itself stays synthesisable; this wrapper adds what a testbench wants to read
+once at the end instead of sampling every cycle from Python: a character buffer
+(``stdout.mem``, ``stdout_count`` characters), ``done`` (exit, trap report or an access to
+an unmapped address) and the cycle it happened in.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from cluster_integration.cluster import Cluster
+from ita.config import DEFAULT_CONFIG
+from verif.core.top import STDOUT_WORDS, TestRam
+
+__all__ = ["ClusterTestTop"]
+
+
+class ClusterTestTop(wiring.Component):
+    """:class:`~cluster_integration.cluster.Cluster` plus run bookkeeping for testbenches."""
+
+    fetch_enable: In(1)
+    done: Out(1)
+    done_cycles: Out(32)
+    stdout_count: Out(32)
+    exit_valid: Out(1)
+    exit_code: Out(32)
+    trap_valid: Out(1)
+    trap_cause: Out(32)
+    trap_pc: Out(32)
+    bad_access: Out(1)
+    bad_core: Out(8)
+    bad_address: Out(32)
+
+    def __init__(self, *, config=DEFAULT_CONFIG, cores=8):
+        self._config, self._cores = config, cores
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.cluster = cluster = Cluster(config=self._config, cores=self._cores)
+        stdout = TestRam(STDOUT_WORDS)
+        m.submodules.stdout = stdout.instance()
+        m.d.comb += cluster.fetch_enable.eq(self.fetch_enable)
+        for name in ("exit_valid", "exit_code", "trap_valid", "trap_cause", "trap_pc",
+                     "bad_access", "bad_core", "bad_address"):
+            m.d.comb += getattr(self, name).eq(getattr(cluster, name))
+
+        m.d.comb += [stdout.b_req.eq(cluster.char_valid & (self.stdout_count < STDOUT_WORDS)),
+                     stdout.b_we.eq(1), stdout.b_be.eq(0b0001),
+                     stdout.b_addr.eq(self.stdout_count), stdout.b_wdata.eq(cluster.char)]
+        with m.If(cluster.char_valid):
+            m.d.sync += self.stdout_count.eq(self.stdout_count + 1)
+
+        cycle = Signal(32)
+        m.d.sync += cycle.eq(cycle + 1)
+        with m.If(~self.done & (cluster.exit_valid | cluster.trap_valid | cluster.bad_access)):
+            m.d.sync += [self.done.eq(1), self.done_cycles.eq(cycle)]
+        return m
