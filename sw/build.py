@@ -222,10 +222,13 @@ def app_sources(name: str) -> list[Path]:
 
 
 def compile_command(sources, output: Path, *, defines: Mapping[str, object] = (),
-                    print_map: bool = False) -> list[str]:
-    """The zig cc command line that compiles and links ``sources`` with the runtime."""
+                    print_map: bool = False, include_dirs=()) -> list[str]:
+    """The zig cc command line that compiles and links ``sources`` with the runtime.
+
+    ``include_dirs`` come first, e.g. a directory with a header generated for one run.
+    """
     cmd = [sys.executable, "-m", "ziglang", "cc", *TARGET_FLAGS, *CFLAGS]
-    cmd += [f"-I{d}" for d in INCLUDE_DIRS]
+    cmd += [f"-I{d}" for d in (*include_dirs, *INCLUDE_DIRS)]
     for key, value in dict(defines).items():
         if not _MACRO.match(key):
             raise BuildError(f"bad macro name {key!r}")
@@ -238,7 +241,8 @@ def compile_command(sources, output: Path, *, defines: Mapping[str, object] = ()
 
 
 def build_app(name: str, defines: Mapping[str, object] | None = None, *,
-              cores: int | None = None, out_dir: Path | None = None) -> App:
+              cores: int | None = None, out_dir: Path | None = None,
+              include_dirs=()) -> App:
     """Compile app ``name`` with the runtime; return the :class:`App` (ELF, bin, hex, map).
 
     ``defines`` become ``-DKEY=VALUE`` (``None``: ``-DKEY``); ``cores`` sets ``RT_CORES``,
@@ -260,7 +264,8 @@ def build_app(name: str, defines: Mapping[str, object] | None = None, *,
     with _locked(out / ".lock"):
         tmp = out / f".{name}.{os.getpid()}.elf"
         map_file = out / f"{name}.map"
-        cmd = compile_command(sources, tmp, defines=defines, print_map=True)
+        cmd = compile_command(sources, tmp, defines=defines, print_map=True,
+                              include_dirs=include_dirs)
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)

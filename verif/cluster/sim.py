@@ -60,3 +60,29 @@ def _run_hello(options):
     run = run_program(build_app("hello"), test_name="hello", waves=bool(options["WAVES"]),
                       max_cycles=options["MAX_CYCLES"])
     return run.status, run.fields
+
+
+@register("attention_head", "the ITA computes every head of a multi-head attention layer "
+          "programmed by core 0 (data moved by the DMA); the 8 cores sum and requantize the "
+          "heads; outputs compared with the golden model",
+          keys=(int_key("S", 64, minimum=1, maximum=1024), int_key("E", 64, minimum=1),
+                int_key("P", 64, minimum=1), int_key("H", 1, minimum=1, maximum=8),
+                int_key("CAUSAL", 0, minimum=0, maximum=1),
+                int_key("SEED", 1, minimum=0), _CYCLES, WAVES))
+def _run_attention(options):
+    from hw import toolchain
+    from sw.build import build_app
+    from verif.cluster.attention import prepare
+
+    tag = "S{S}_E{E}_P{P}_H{H}_C{CAUSAL}_seed{SEED}".format(**options)
+    work = toolchain.BUILD_ROOT / "sw" / "attention_head" / tag
+    include, data, check, ideal = prepare(work, S=options["S"], E=options["E"], P=options["P"],
+                                          H=options["H"], causal=bool(options["CAUSAL"]),
+                                          seed=options["SEED"])
+    app = build_app("attention_head", out_dir=work, include_dirs=(include,))
+    run = run_program(app, test_name=f"attention_head-{tag}", data=data, check=check,
+                      ideal=ideal, waves=bool(options["WAVES"]),
+                      max_cycles=options["MAX_CYCLES"])
+    fields = dict(run.fields)
+    fields["seed"] = options["SEED"]
+    return run.status, fields

@@ -1,0 +1,155 @@
+/*
+ * Multi-head attention on the cluster: the ITA computes every head, the cores sum the heads.
+ *
+ * The testbench places the inputs in L2 and describes them in attention_data.h (generated
+ * for each run by verif/cluster/attention.py). Core 0 copies the shared inputs and, head by
+ * head, the weights to L1 with the DMA, programs one ITA job per head and sleeps until the
+ * engine's event; meanwhile the other cores sleep in the barrier. After each head all cores
+ * add its output to an int32 sum (rows split over the cores); at the end they requantize
+ * the sum with the head-sum constants, exactly as ita.golden.multi_head_attention does.
+ * Every head's output and the requantized sum are copied back to L2, where the testbench
+ * compares them with the golden model.
+ */
+
+#include <stdint.h>
+
+#include "attention_data.h"
+#include "ita.h"
+#include "runtime.h"
+
+/* Working set in L1: the layout of each tensor is row-major, padded to ITA_M tiles. */
+static int8_t q_in[ATT_SP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t kv_in[ATT_SP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t wq_t[ATT_PP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t wk_t[ATT_PP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t wv_t[ATT_PP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t wo_t[ATT_EP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
+static int32_t bq[ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
+static int32_t bk[ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
+static int32_t bv[ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
+static int32_t bo[ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t qp[ATT_SP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t kp[ATT_SP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t vp_t[ATT_PP * ATT_SP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t logits[ATT_SP * ATT_SP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t o[ATT_SP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
+static int8_t out[ATT_SP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
+static int32_t head_sum[ATT_S * ATT_E] L1_NOINIT;
+static int8_t out_sum[ATT_OUT_SUM_BYTES] __attribute__((aligned(4))) L1_NOINIT; /* S x E */
+
+/* ita.golden.requant: round half up after the shift, then add and saturate. */
+static int8_t requant(int32_t x, uint32_t mult, uint32_t shift, int32_t add)
+{
+    int64_t product = (int64_t)mult * x;
+    int64_t y = product;
+    if (shift > 62) {
+        shift = 62;
+    }
+    if (shift > 0) {
+        y = (product >> shift) + ((product >> (shift - 1)) & 1);
+    }
+    y += add;
+    return (int8_t)(y > 127 ? 127 : y < -128 ? -128 : y);
+}
+
+static void copy_in(void *dst, uint32_t l2_address, uint32_t bytes)
+{
+    dma_copy_1d(dst, (const void *)l2_address, bytes);
+}
+
+static void load_head(unsigned head)
+{
+    copy_in(wq_t, att_l2_wq[head], sizeof wq_t);
+    copy_in(wk_t, att_l2_wk[head], sizeof wk_t);
+    copy_in(wv_t, att_l2_wv[head], sizeof wv_t);
+    copy_in(wo_t, att_l2_wo[head], sizeof wo_t);
+    copy_in(bq, att_l2_bq[head], sizeof bq);
+    copy_in(bk, att_l2_bk[head], sizeof bk);
+    copy_in(bv, att_l2_bv[head], sizeof bv);
+    copy_in(bo, att_l2_bo[head], sizeof bo);
+    dma_wait();
+}
+
+static uint32_t run_head(unsigned head)
+{
+    ita_job_t job = {0};
+    job.config.mode = ITA_MODE_ATTENTION;
+    job.config.bias_enable = ATT_BIAS;
+    job.config.causal = ATT_CAUSAL;
+    job.config.seq_len = ATT_S;
+    job.config.embed = ATT_E;
+    job.config.proj = ATT_P;
+    job.config.valid_keys = ATT_VALID_KEYS;
+    for (unsigned step = 0; step < ITA_STEPS; step++) {
+        job.config.requant[step].mult = att_requant[head][step][0];
+        job.config.requant[step].shift = att_requant[head][step][1];
+        job.config.requant[step].add = att_requant[head][step][2];
+    }
+    const void *pointers[ITA_PTRS] = {
+        [ITA_PTR_Q_IN] = q_in, [ITA_PTR_KV_IN] = kv_in, [ITA_PTR_WQ] = wq_t,
+        [ITA_PTR_WK] = wk_t,   [ITA_PTR_WV] = wv_t,     [ITA_PTR_WO] = wo_t,
+        [ITA_PTR_BQ] = bq,     [ITA_PTR_BK] = bk,       [ITA_PTR_BV] = bv,
+        [ITA_PTR_BO] = bo,     [ITA_PTR_QP] = qp,       [ITA_PTR_KP] = kp,
+        [ITA_PTR_VP] = vp_t,   [ITA_PTR_A] = logits,    [ITA_PTR_O] = o,
+        [ITA_PTR_OUT] = out,
+    };
+    for (unsigned p = 0; p < ITA_PTRS; p++) {
+        job.pointer[p] = pointers[p];
+    }
+    return ita_run(&job);
+}
+
+/* head_sum (+)= out, rows split over the cores. */
+static void accumulate(unsigned core, unsigned head)
+{
+    for (unsigned row = core; row < ATT_S; row += num_cores()) {
+        for (unsigned col = 0; col < ATT_E; col++) {
+            int32_t value = out[row * ATT_EP + col];
+            head_sum[row * ATT_E + col] = head == 0 ? value : head_sum[row * ATT_E + col] + value;
+        }
+    }
+}
+
+int main(unsigned core)
+{
+    uint32_t start = cycles(), ita_cycles = 0;
+    int failed = 0;
+    if (core == 0) {
+        copy_in(q_in, ATT_L2_Q_IN, sizeof q_in);
+        copy_in(kv_in, ATT_L2_KV_IN, sizeof kv_in);
+    }
+    for (unsigned head = 0; head < ATT_H; head++) {
+        if (core == 0) {
+            load_head(head);
+            uint32_t t0 = cycles();
+            uint32_t error = run_head(head);
+            ita_cycles += cycles() - t0;
+            if (error != 0) {
+                printf("head %u: ITA error %x\n", head, (unsigned)error);
+                failed = 1;
+            }
+            dma_copy_1d((void *)att_l2_out[head], out, sizeof out);
+        }
+        barrier();
+        accumulate(core, head);
+        barrier();
+        if (core == 0) {
+            dma_wait(); /* `out` is reused by the next head */
+        }
+    }
+    for (unsigned row = core; row < ATT_S; row += num_cores()) {
+        for (unsigned col = 0; col < ATT_E; col++) {
+            out_sum[row * ATT_E + col] = requant(head_sum[row * ATT_E + col], ATT_RQ_SUM_MULT,
+                                                 ATT_RQ_SUM_SHIFT, ATT_RQ_SUM_ADD);
+        }
+    }
+    barrier();
+    if (core == 0) {
+        dma_copy_1d((void *)ATT_L2_OUT_SUM, out_sum, sizeof out_sum);
+        dma_wait();
+        printf("attention: S=%u E=%u P=%u H=%u, %u cycles, ITA %u cycles\n", ATT_S, ATT_E,
+               ATT_P, ATT_H, (unsigned)(cycles() - start), (unsigned)ita_cycles);
+    }
+    barrier();
+    return failed;
+}
