@@ -19,7 +19,8 @@ from pathlib import Path
 from verif.result import format_result, read_result
 
 # Modules that register simulation tests when imported. Add new test packages here.
-TEST_MODULES = ["verif.smoke", "verif.engine", "verif.hwpe.sim", "verif.cluster.sim", "verif.core.sim"]
+TEST_MODULES = ["verif.smoke", "verif.engine", "verif.hwpe.sim", "verif.cluster.sim",
+                "verif.core.sim"]
 
 USAGE = "usage: python -m verif.sim TEST=<name> [KEY=VALUE ...]   (TEST=list lists the tests)"
 

@@ -104,7 +104,7 @@ uint32_t ita_wait(void)
             break;
         (void)rt_read32(EVENT_UNIT_EVT_WAIT_ADDR);
     }
-    return ita_read(ITA_HWPE_ERROR_OFFSET);
+    return (ita_read(ITA_HWPE_ERROR_OFFSET) & ITA_HWPE_ERROR_CODE_MASK) >> ITA_HWPE_ERROR_CODE_LSB;
 }
 
 uint32_t ita_run(const ita_job_t *job)

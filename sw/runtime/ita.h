@@ -9,7 +9,7 @@
  *     int id = ita_acquire();        // lock the job registers, get a job id
  *     ita_program_job(&job);
  *     ita_trigger();                 // commit and start (releases the lock)
- *     uint32_t error = ita_wait();   // sleep until the engine is idle
+ *     uint32_t error = ita_wait();   // sleep until idle; the error code, 0 on success
  *
  * Waiting: the HWPE raises its event for the core that committed a job, once STATUS shows
  * the job's end. ita_wait() sleeps on this core's ITA event and re-checks STATUS, so it must
@@ -100,10 +100,11 @@ void ita_trigger(void);
 /* Commit only: the job waits for a later ita_trigger(); releases the lock. */
 void ita_commit(void);
 
-/* Sleep until no job is committed or running; returns the ERROR register (0: success). */
+/* Sleep until no job is committed or running; returns the last job's error code (ITA_ERROR_*,
+ * 0: success), the code field of the ERROR register. */
 uint32_t ita_wait(void);
 
-/* Acquire, program, trigger and wait; returns the ERROR register. */
+/* Acquire, program, trigger and wait; returns the job's error code (0: success). */
 uint32_t ita_run(const ita_job_t *job);
 
 /* Abort everything and clear the engine; with clear_registers also zero the job registers. */
