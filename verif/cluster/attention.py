@@ -68,6 +68,8 @@ def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, se
         place(("out", h), _bytes("out", memory.expected["out"]), check)
     out_sum = _bytes("out_sum", v["out_sum"])
     place("out_sum", out_sum, check)
+    addresses["head_sum"] = cursor  # int16 scratch of the cores' head sums
+    cursor += -(-S * E * 2 // 128) * 128
     if cursor > l2.end:
         raise ValueError(f"the layer needs {cursor - l2.base - DATA_OFFSET} bytes of L2 data")
 
@@ -80,7 +82,7 @@ def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, se
                         ("VALID_KEYS", valid_keys or 0),
                         ("OUT_SUM_BYTES", -(-len(out_sum) // 4) * 4)):
         lines.append(f"#define ATT_{name} {value}u\n")
-    for name in ("q_in", "kv_in", "out_sum"):
+    for name in ("q_in", "kv_in", "out_sum", "head_sum"):
         lines.append(f"#define ATT_L2_{name.upper()} {addresses[name]:#x}u\n")
     for name in (*_INPUTS, "out"):
         short = name.removesuffix("_t")

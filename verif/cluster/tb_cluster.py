@@ -126,5 +126,14 @@ async def run_program(dut):
     fields = {"cycles": outcome["cycles"], "outcome": got.replace(" ", "_")}
     if ideal:
         fields["ideal_cycles"] = round(ideal)
+    # A program reports its own measurements as "stats: key=value ..." lines.
+    for line in outcome["output"].splitlines():
+        if line.startswith("stats:"):
+            for pair in line[len("stats:"):].split():
+                key, _, number = pair.partition("=")
+                if key and number.isdigit():
+                    fields[key] = int(number)
+    if ideal and fields.get("ita_cycles"):
+        fields["ita_utilization"] = f"{100 * ideal / fields['ita_cycles']:.1f}"
     record_result(format_result(name, "PASS" if ok else "FAIL", **fields))
     assert ok, f"expected {kind}:{value}, got {got}; mismatches: {outcome['mismatches'][:3]}"

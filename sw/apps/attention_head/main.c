@@ -17,25 +17,41 @@
 #include "ita.h"
 #include "runtime.h"
 
-/* Working set in L1: the layout of each tensor is row-major, padded to ITA_M tiles. */
-static int8_t q_in[ATT_SP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t kv_in[ATT_SP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t wq_t[ATT_PP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t wk_t[ATT_PP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t wv_t[ATT_PP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t wo_t[ATT_EP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
-static int32_t bq[ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
-static int32_t bk[ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
-static int32_t bv[ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
-static int32_t bo[ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t qp[ATT_SP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t kp[ATT_SP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t vp_t[ATT_PP * ATT_SP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t logits[ATT_SP * ATT_SP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t o[ATT_SP * ATT_PP] __attribute__((aligned(128))) L1_NOINIT;
-static int8_t out[ATT_SP * ATT_EP] __attribute__((aligned(128))) L1_NOINIT;
-static int32_t head_sum[ATT_S * ATT_E] L1_NOINIT;
-static int8_t out_sum[ATT_OUT_SUM_BYTES] __attribute__((aligned(4))) L1_NOINIT; /* S x E */
+/*
+ * Working set in L1, row-major and padded to ITA_M tiles. Tensors whose lifetimes inside
+ * one ITA job do not overlap share memory, so that S=128, E=128, P=64 fits the 128 KiB L1:
+ * the logits `a` (written from step QK on) reuse q_in (last read in step Q), the head output
+ * `out` (step OW) reuses kv_in (last read in step V), `o` (step AV) reuses wq_t (step Q), and
+ * the cores' requantized head sum reuses region A after the last job. q_in is reloaded for
+ * every head for the same reason.
+ */
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define ALIGNED __attribute__((aligned(128))) L1_NOINIT
+
+static int8_t region_a[MAX(MAX(ATT_SP * ATT_EP, ATT_SP * ATT_SP), ATT_OUT_SUM_BYTES)] ALIGNED;
+static int8_t region_b[ATT_SP * ATT_EP] ALIGNED;
+static int8_t region_c[MAX(ATT_PP * ATT_EP, ATT_SP * ATT_PP)] ALIGNED;
+static int8_t wk_t[ATT_PP * ATT_EP] ALIGNED;
+static int8_t wv_t[ATT_PP * ATT_EP] ALIGNED;
+static int8_t wo_t[ATT_EP * ATT_PP] ALIGNED;
+static int32_t bq[ATT_PP] ALIGNED;
+static int32_t bk[ATT_PP] ALIGNED;
+static int32_t bv[ATT_PP] ALIGNED;
+static int32_t bo[ATT_EP] ALIGNED;
+static int8_t qp[ATT_SP * ATT_PP] ALIGNED;
+static int8_t kp[ATT_SP * ATT_PP] ALIGNED;
+static int8_t vp_t[ATT_PP * ATT_SP] ALIGNED;
+
+#define q_in region_a
+#define logits region_a
+#define out_sum region_a
+#define kv_in region_b
+#define out region_b
+#define wq_t region_c
+#define o region_c
+
+/* Sums of the heads before the last one (int16 holds up to 256 int8 heads), in L2. */
+#define HEAD_SUM ((int16_t *)ATT_L2_HEAD_SUM)
 
 /* ita.golden.requant: round half up after the shift, then add and saturate. */
 static int8_t requant(int32_t x, uint32_t mult, uint32_t shift, int32_t add)
@@ -59,7 +75,8 @@ static void copy_in(void *dst, uint32_t l2_address, uint32_t bytes)
 
 static void load_head(unsigned head)
 {
-    copy_in(wq_t, att_l2_wq[head], sizeof wq_t);
+    copy_in(q_in, ATT_L2_Q_IN, ATT_SP * ATT_EP);
+    copy_in(wq_t, att_l2_wq[head], ATT_PP * ATT_EP);
     copy_in(wk_t, att_l2_wk[head], sizeof wk_t);
     copy_in(wv_t, att_l2_wv[head], sizeof wv_t);
     copy_in(wo_t, att_l2_wo[head], sizeof wo_t);
@@ -99,13 +116,25 @@ static uint32_t run_head(unsigned head)
     return ita_run(&job);
 }
 
-/* head_sum (+)= out, rows split over the cores. */
+/*
+ * Rows split over the cores: add this head's output to the sum of the earlier heads; after
+ * the last head, requantize the total into out_sum (S x E) instead of storing it.
+ */
 static void accumulate(unsigned core, unsigned head)
 {
+    int last = head == ATT_H - 1;
     for (unsigned row = core; row < ATT_S; row += num_cores()) {
         for (unsigned col = 0; col < ATT_E; col++) {
-            int32_t value = out[row * ATT_EP + col];
-            head_sum[row * ATT_E + col] = head == 0 ? value : head_sum[row * ATT_E + col] + value;
+            int32_t total = out[row * ATT_EP + col];
+            if (head > 0) {
+                total += HEAD_SUM[row * ATT_E + col];
+            }
+            if (last) {
+                out_sum[row * ATT_E + col] =
+                    requant(total, ATT_RQ_SUM_MULT, ATT_RQ_SUM_SHIFT, ATT_RQ_SUM_ADD);
+            } else {
+                HEAD_SUM[row * ATT_E + col] = (int16_t)total;
+            }
         }
     }
 }
@@ -114,12 +143,9 @@ int main(unsigned core)
 {
     uint32_t start = cycles(), ita_cycles = 0;
     int failed = 0;
-    if (core == 0) {
-        copy_in(q_in, ATT_L2_Q_IN, sizeof q_in);
-        copy_in(kv_in, ATT_L2_KV_IN, sizeof kv_in);
-    }
     for (unsigned head = 0; head < ATT_H; head++) {
         if (core == 0) {
+            copy_in(kv_in, ATT_L2_KV_IN, ATT_SP * ATT_EP);
             load_head(head);
             uint32_t t0 = cycles();
             uint32_t error = run_head(head);
@@ -128,7 +154,7 @@ int main(unsigned core)
                 printf("head %u: ITA error %x\n", head, (unsigned)error);
                 failed = 1;
             }
-            dma_copy_1d((void *)att_l2_out[head], out, sizeof out);
+            dma_copy_1d((void *)att_l2_out[head], out, ATT_SP * ATT_EP);
         }
         barrier();
         accumulate(core, head);
@@ -137,18 +163,12 @@ int main(unsigned core)
             dma_wait(); /* `out` is reused by the next head */
         }
     }
-    for (unsigned row = core; row < ATT_S; row += num_cores()) {
-        for (unsigned col = 0; col < ATT_E; col++) {
-            out_sum[row * ATT_E + col] = requant(head_sum[row * ATT_E + col], ATT_RQ_SUM_MULT,
-                                                 ATT_RQ_SUM_SHIFT, ATT_RQ_SUM_ADD);
-        }
-    }
-    barrier();
     if (core == 0) {
-        dma_copy_1d((void *)ATT_L2_OUT_SUM, out_sum, sizeof out_sum);
+        dma_copy_1d((void *)ATT_L2_OUT_SUM, out_sum, ATT_OUT_SUM_BYTES);
         dma_wait();
-        printf("attention: S=%u E=%u P=%u H=%u, %u cycles, ITA %u cycles\n", ATT_S, ATT_E,
-               ATT_P, ATT_H, (unsigned)(cycles() - start), (unsigned)ita_cycles);
+        printf("attention: S=%u E=%u P=%u H=%u\n", ATT_S, ATT_E, ATT_P, ATT_H);
+        printf("stats: total_cycles=%u ita_cycles=%u\n", (unsigned)(cycles() - start),
+               (unsigned)ita_cycles);
     }
     barrier();
     return failed;
