@@ -44,3 +44,12 @@ def test_trap_is_reported_with_cause_and_pc():
     result = run_program(app, test_name="cluster_trap", expect="exit:0")
     assert result.status == "FAIL"
     assert result.outcome["trap_cause"] == 2 and result.outcome["trap_pc"] is not None
+
+
+def test_hung_program_fails_with_every_core_pc():
+    from sw.build import build_app
+    from verif.cluster.sim import run_program
+    result = run_program(build_app("hello"), test_name="hello_timeout", max_cycles=300)
+    assert result.status == "FAIL"
+    assert result.outcome["timed_out"] and len(result.outcome["pcs"]) == 8
+    assert all(0x1C00_0000 <= pc < 0x1C10_0000 for pc in result.outcome["pcs"])

@@ -92,6 +92,15 @@ async def run_program(dut):
     }
     for line in outcome["output"].splitlines():
         dut._log.info("program: %s", line)
+    if timed_out:  # say where every core is stuck
+        outcome["pcs"] = []
+        for index in range(64):
+            core = getattr(dut.cluster, f"core{index}", None)
+            if core is None:
+                break
+            pc = int(core.core.core_i.pc_id.value)
+            outcome["pcs"].append(pc)
+            dut._log.error("timeout: core %d at pc %#010x", index, pc)
 
     for address, want in _regions(os.environ.get("CLUSTER_CHECK")).items():
         first = (address - l2.base) // 4
@@ -108,7 +117,8 @@ async def run_program(dut):
                 f"{int((got_bytes != want_bytes).sum())} bytes differ")
 
     if timed_out:
-        got = f"no end within {max_cycles} cycles"
+        pcs = " ".join(f"{pc:#x}" for pc in outcome.get("pcs", []))
+        got = f"no end within {max_cycles} cycles; core pcs {pcs}"
     elif outcome["bad_access"] is not None:
         core, address = outcome["bad_access"]
         got = f"core {core} accessed unmapped address {address:#010x}"
