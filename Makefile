@@ -10,16 +10,23 @@ JOBS    ?= 2
 ARGS    := $(MAKEOVERRIDES)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test sim vectors verilog regs lint clean
+.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run
 
 help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
 	@echo "make test                          run the CI test suite"
 	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
+	@echo "make run APP=<name> [MAX_CYCLES=n] run sw/apps/<name> on the cluster in the fast C++ harness"
 	@echo "make vectors [S= E= P= F= H= ACT= SEED= OUT=]   write golden vectors"
-	@echo "make verilog TOP=ita|ita_hwpe [N= M=] write build/verilog/<top>.v and lint it"
+	@echo "make verilog TOP=ita|ita_hwpe|cluster [CONFIG=small|default|large] [N= M=]"
+	@echo "                                   write build/verilog/<top>/ (<top>.v, <top>.f) and lint it"
+	@echo "make fpga TOP=ita|ita_hwpe|board [CONFIG=small] [FAMILY=ecp5|xilinx|ice40]"
+	@echo "                                   yowasp synthesis (+ ECP5 place and route, Fmax);"
+	@echo "                                   TOP=board: ULX3S self-test bitstream"
 	@echo "make regs                          regenerate the ITA HWPE register header, model, docs,"
 	@echo "                                   the cluster memory map header and linker script"
+	@echo "make regress [SEEDS=n] [JOBS=n]    the regression list, n seeds each (JUnit, summary, waves of failures)"
+	@echo "make coverage [SEEDS=n] [JOBS=n]   functional + line/toggle coverage reports in build/coverage/"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
 
@@ -35,15 +42,27 @@ test: $(STAMP)
 sim: $(STAMP)
 	@$(PY) -m verif.sim $(ARGS)
 
+run: $(STAMP)
+	@$(PY) -m hw.harness.run $(ARGS)
+
 vectors: $(STAMP)
 	@$(PY) -m ita.golden $(ARGS)
 
 verilog: $(STAMP)
 	@$(PY) -m hw.verilog $(ARGS)
 
+fpga: $(STAMP)
+	@$(PY) -m hw.fpga $(ARGS)
+
 regs: $(STAMP)
 	@$(PY) -m cluster_integration.hwpe.regmap_gen
 	@$(PY) -m cluster_integration.memory_map_gen
+
+regress: $(STAMP)
+	@$(PY) -m verif.regress $(ARGS)
+
+coverage: $(STAMP)
+	@$(PY) -m verif.coverage $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

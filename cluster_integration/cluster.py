@@ -44,8 +44,12 @@ class Cluster(wiring.Component):
     """
 
     def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG, cores=mmap.CORES,
-                 l1_banks=mmap.L1_BANKS, hwpe_width=1024):
+                 l1_banks=mmap.L1_BANKS, hwpe_width=1024, l1_size=None, l2_size=None):
         self._config, self._cores, self._banks, self._width = config, cores, l1_banks, hwpe_width
+        # Storage behind the L1 and L2 regions (default: the whole region). A smaller memory
+        # repeats inside its region; the address decoders keep the memory map's regions.
+        self._l1_size = mmap.region("L1").size if l1_size is None else l1_size
+        self._l2_size = mmap.region("L2").size if l2_size is None else l2_size
         super().__init__({
             "fetch_enable": In(1),
             "char_valid": Out(1),
@@ -69,10 +73,10 @@ class Cluster(wiring.Component):
         n = self._cores
         regions = {name: mmap.region(name) for name in _TARGETS}
 
-        m.submodules.l2 = l2 = L2Memory(size=regions["L2"].size, base=regions["L2"].base,
+        m.submodules.l2 = l2 = L2Memory(size=self._l2_size, base=regions["L2"].base,
                                         fetch_ports=n)
         m.submodules.l1 = l1 = L1Memory(narrow_ports=n + 1, banks=self._banks,
-                                        size=regions["L1"].size, wide_width=self._width,
+                                        size=self._l1_size, wide_width=self._width,
                                         base=regions["L1"].base)
         m.submodules.event_unit = eu = EventUnit(cores=n)
         m.submodules.dma = dma = Dma(cores=n)

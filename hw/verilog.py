@@ -1,69 +1,217 @@
-"""``make verilog TOP=ita|ita_hwpe [N=16 M=64] [LINT=1]``: synthesisable Verilog of a top.
+"""``make verilog TOP=ita|ita_hwpe|cluster [CONFIG=...] [N= M=] [LINT=0|1]``: Verilog of a top.
 
-Writes ``build/verilog/<top>.v`` and, with ``LINT=1`` (the default), runs
-``verilator --lint-only -Wall`` on it with the waivers in ``hw/lint_waivers.vlt``.
+Writes a self-contained directory ``build/verilog/<top>/``:
+
+* ``<top>.v``: the Amaranth design, with a banner naming the command and the configuration;
+* ``<top>.f``: the file list, in compilation order, with paths relative to the list itself
+  (``verilator -F <top>.f``; other tools: prefix the directory);
+* for the cluster, the third-party and hand-written SystemVerilog it instantiates, copied
+  byte for byte: the CV32E40P core from the installed ``pythondata-cpu-cv32e40p`` package
+  (``vendor/cv32e40p/``, with its licence) and ``sv/`` (L2 storage, core clock gate).
+
+Nothing depends on the time or the machine, so the same command gives the same bytes. With
+``LINT=1`` (the default) the output is linted with ``verilator --lint-only -Wall`` and the
+waivers of ``hw/lint_waivers.vlt`` (plus ``hw/cluster_waivers.vlt`` for the cluster).
 """
 
+import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from hw import toolchain
-from ita.config import ITAConfig
+from hw import configs, toolchain
 
 WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
-TOPS = ("ita", "ita_hwpe")
-USAGE = "usage: make verilog TOP=ita|ita_hwpe [N=<units>] [M=<dot length>] [LINT=0|1]"
+CLUSTER_WAIVERS = Path(__file__).with_name("cluster_waivers.vlt")
+TOPS = ("ita", "ita_hwpe", "cluster")
+OUT_ROOT = toolchain.BUILD_ROOT / "verilog"
+USAGE = ("usage: make verilog TOP=ita|ita_hwpe|cluster [CONFIG=" + "|".join(configs.CONFIGS)
+         + "] [N=<units>] [M=<dot length>] [LINT=0|1]")
 
 
-def elaborate(top, config):
+class UsageError(ValueError):
+    """A bad command-line argument; the message is printed on one line with the usage."""
+
+
+def parse_args(argv, defaults, *, choices=None, engine_overrides=True):
+    """``KEY=VALUE`` words into a dict over ``defaults``' keys (plus N and M).
+
+    Values of keys in ``choices`` must be one of the listed strings. Raises UsageError.
+    """
+    options = dict(defaults)
+    known = set(defaults) | ({"N", "M"} if engine_overrides else set())
+    for word in argv:
+        key, _, value = word.partition("=")
+        if key not in known or not value:
+            raise UsageError(f"unknown or empty argument {word!r}")
+        options[key] = value
+    for key, allowed in (choices or {}).items():
+        if options.get(key) not in allowed:
+            raise UsageError(f"unknown {key} {options.get(key)!r}; known: {', '.join(allowed)}")
+    return options
+
+
+def resolve_config(options):
+    """The :class:`~hw.configs.HwConfig` of CONFIG with N= and M= applied (ValueError)."""
+    hw = configs.get(options.get("CONFIG", "default"))
+    sizes = {}
+    for key in ("N", "M"):
+        if options.get(key) is not None:
+            try:
+                sizes[key] = int(options[key])
+            except ValueError:
+                raise UsageError(f"{key} must be an integer, not {options[key]!r}") from None
+    return hw.with_engine(**sizes)
+
+
+def command(top, options):
+    """The canonical ``make verilog`` command line that regenerates this output."""
+    words = [f"TOP={top}", f"CONFIG={options.get('CONFIG', 'default')}"]
+    words += [f"{k}={options[k]}" for k in ("N", "M") if options.get(k) is not None]
+    return "make verilog " + " ".join(words)
+
+
+def elaborate(top, hw):
+    """The Amaranth component of ``top`` for configuration ``hw`` (a HwConfig)."""
     if top == "ita":
         from ita.rtl.engine import Engine
-        return Engine(config=config)
+        return Engine(config=hw.ita)
     if top == "ita_hwpe":
         from cluster_integration.hwpe.ita_hwpe import ItaHwpe
-        return ItaHwpe(config=config)
-    raise ValueError(f"unknown TOP {top!r}; known: {', '.join(TOPS)}")
+        return ItaHwpe(config=hw.ita, data_width=hw.hwpe_width, cores=hw.cores)
+    if top == "cluster":
+        from cluster_integration.cluster import Cluster
+        return Cluster(**hw.cluster_kwargs())
+    raise UsageError(f"unknown TOP {top!r}; known: {', '.join(TOPS)}")
 
 
-def lint(path, top):
-    """Run Verilator's linter with every warning on; return (ok, output)."""
+def third_party_sources(top):
+    """(source path, path relative to the output directory) of every non-Amaranth file, in
+    compilation order, that ``top`` instantiates."""
+    if top != "cluster":
+        return []
+    from cluster_integration import core
+    from cluster_integration.l2 import L2_RAM_SOURCE
+
+    package = core._package_root()
+    pairs = []
+    for src in core.core_sources():
+        if src.is_relative_to(package):
+            pairs.append((src, Path("vendor", "cv32e40p", src.relative_to(package))))
+        else:
+            pairs.append((src, Path("sv", src.name)))
+    pairs.append((L2_RAM_SOURCE, Path("sv", L2_RAM_SOURCE.name)))
+    return pairs
+
+
+def _vendor_extras(top):
+    """Files copied beside the sources but not compiled (licences)."""
+    if top != "cluster":
+        return []
+    from cluster_integration import core
+
+    licence = core._package_root() / "LICENSE"
+    return [(licence, Path("vendor", "cv32e40p", "LICENSE"))] if licence.is_file() else []
+
+
+def banner(top, hw, cmd):
+    import amaranth
+
+    return "".join(f"// {line}\n" for line in (
+        f"Generated by {toolchain.PROJECT}; do not edit. Top module: {top}.",
+        f"Command: {cmd}",
+        *(f"Configuration {line}" for line in hw.summary()),
+        f"Amaranth {amaranth.__version__}; no timestamps: the same command gives the same bytes.",
+    ))
+
+
+@dataclass(frozen=True)
+class Output:
+    top: str
+    directory: Path
+    verilog: Path
+    filelist: Path
+    sources: tuple  # every compiled file, in order (absolute paths)
+
+
+def _write_if_changed(path, data: bytes):
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def generate(top, options, *, out_root=OUT_ROOT):
+    """Write ``<out_root>/<top>/`` for the parsed ``options``; return an :class:`Output`.
+
+    The Verilog is re-elaborated only when the Python sources, the configuration or the
+    command changed (the cache stamp lives in ``<out_root>/.keys``, outside the output).
+    """
+    hw = resolve_config(options)
+    component = elaborate(top, hw)  # fails early on parameters the RTL refuses
+    cmd = command(top, options)
+    text = banner(top, hw, cmd)
+    directory = Path(out_root) / top
+    verilog = directory / f"{top}.v"
+    key = toolchain.source_digest("ita", "cluster_integration", extra=f"{top}\0{text}")
+    stamp = Path(out_root) / ".keys" / f"{top}.key"
+    if (verilog.is_file() and stamp.is_file() and stamp.read_text() == key
+            and verilog.read_text().startswith(text)):
+        component._MustUse__silence = True  # up to date: no need to convert it
+    else:
+        toolchain.emit_verilog(component, top, verilog, banner=text)
+        _write_if_changed(stamp, key.encode())
+    pairs = third_party_sources(top)
+    for src, rel in [*pairs, *_vendor_extras(top)]:
+        _write_if_changed(directory / rel, src.read_bytes())
+    rels = [rel for _src, rel in pairs] + [Path(verilog.name)]
+    incdirs = sorted({rel.parent for rel in rels if rel.parent.name == "include"})
+    lines = text.splitlines()
+    lines += ["// Sources in compilation order; paths are relative to this file",
+              f"// (verilator -F {top}.f; for other tools prefix them with its directory).",
+              *(f"+incdir+{d.as_posix()}" for d in incdirs),
+              *(rel.as_posix() for rel in rels)]
+    filelist = directory / f"{top}.f"
+    _write_if_changed(filelist, ("\n".join(lines) + "\n").encode())
+    sources = tuple(directory / rel for rel in rels)
+    return Output(top, directory, verilog, filelist, sources)
+
+
+def lint(output):
+    """Run Verilator's linter with every warning on; return (ok, output text)."""
     env = toolchain.verilator_env()
-    cmd = ["verilator", "--lint-only", "-Wall", str(WAIVERS), str(path), "--top-module", top]
+    cmd = ["verilator", "--lint-only", "-Wall", str(WAIVERS)]
+    if output.top == "cluster":
+        cmd.append(str(CLUSTER_WAIVERS))
+    cmd += ["-F", str(output.filelist), "--top-module", output.top]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    options = {"TOP": "ita", "N": "16", "M": "64", "LINT": "1"}
-    for word in argv:
-        key, _, value = word.partition("=")
-        if key not in options or not value:
-            print(f"verilog: error: unknown or empty argument {word!r}; {USAGE}",
-                  file=sys.stderr)
-            return 2
-        options[key] = value
     try:
-        config = ITAConfig(N=int(options["N"]), M=int(options["M"]))
-        if options["TOP"] not in TOPS:
-            raise ValueError(f"unknown TOP {options['TOP']!r}; known: {', '.join(TOPS)}")
-        elaborate(options["TOP"], config)  # fail early on parameters the RTL refuses
+        options = parse_args(argv, {"TOP": "ita", "CONFIG": "default", "N": None, "M": None,
+                                    "LINT": "1"},
+                             choices={"TOP": TOPS, "CONFIG": tuple(configs.CONFIGS),
+                                      "LINT": ("0", "1")})
+        output = generate(options["TOP"], options)
     except ValueError as error:
-        print(f"verilog: error: {error}", file=sys.stderr)
+        print(f"verilog: error: {error}; {USAGE}", file=sys.stderr)
         return 2
-    key = toolchain.source_digest("ita", "cluster_integration",
-                                  extra=f"{options['TOP']} {config!r}")
-    path = toolchain.emit_verilog_cached(
-        lambda: elaborate(options["TOP"], config), options["TOP"],
-        toolchain.BUILD_ROOT / "verilog" / f"{options['TOP']}.v", key=key)
-    print(f"verilog: wrote {path}")
+    print(f"verilog: wrote {output.verilog} and {output.filelist.name} "
+          f"({len(output.sources)} source files)")
     if options["LINT"] == "1":
-        ok, output = lint(path, options["TOP"])
-        if output:
-            print(output)
+        ok, text = lint(output)
+        if text:
+            print(text)
+        waivers = WAIVERS.name + (f", {CLUSTER_WAIVERS.name}" if output.top == "cluster" else "")
         print(f"verilog: lint {'clean' if ok else 'FAILED'} (verilator --lint-only -Wall, "
-              f"waivers {WAIVERS.name})")
+              f"waivers {waivers})")
         return 0 if ok else 1
     return 0
 

@@ -4,7 +4,9 @@
 //
 // Hand-written rather than an Amaranth Memory: Amaranth emits an initialiser line per word
 // (256 Ki lines for 1 MiB), which slows conversion and Verilation; this array has none, and
-// testbenches load programs through VPI (cocotb: dut.l2.ram.mem[i]).
+// testbenches load programs through VPI (cocotb: dut.l2.ram.mem[i]) or, without VPI, with the
+// +L2_HEX=<file> plusarg: a $readmemh file whose word addresses count from the start of L2
+// (the C++ harness, hw/harness/).
 
 module cluster_l2_ram #(
     parameter int ADDR_BITS   = 18,  // words = 2**ADDR_BITS
@@ -22,6 +24,14 @@ module cluster_l2_ram #(
     output logic [                     31:0] data_rdata_o
 );
   logic [31:0] mem[1 << ADDR_BITS];
+
+`ifndef SYNTHESIS
+  // Backdoor load for simulators without VPI; does nothing unless the plusarg is given.
+  initial begin : load_l2_hex
+    string l2_hex;
+    if ($value$plusargs("L2_HEX=%s", l2_hex)) $readmemh(l2_hex, mem);
+  end
+`endif
 
   always_ff @(posedge clk_i) begin
     for (int p = 0; p < FETCH_PORTS; p++) begin

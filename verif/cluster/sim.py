@@ -86,3 +86,41 @@ def _run_attention(options):
     fields = dict(run.fields)
     fields["seed"] = options["SEED"]
     return run.status, fields
+
+
+# --- Kernel programs: barrier, dma, gemm (verif/cluster/kernels.py) --------------------------
+
+
+@register("barrier", "sw/apps/barrier: ROUNDS rounds of unequal work + event-unit barrier on "
+          "8 cores, checked in C (no core leaves before all arrived); RESULT barrier_cycles = "
+          "latency for the last arriving core, barrier_wait, barrier_b2b",
+          keys=(int_key("ROUNDS", 100, minimum=1, maximum=1000), _CYCLES, WAVES))
+def _run_barrier(options):
+    from verif.cluster.kernels import run_barrier
+    status, fields, _ = run_barrier(rounds=options["ROUNDS"], max_cycles=options["MAX_CYCLES"],
+                                    waves=bool(options["WAVES"]))
+    return status, fields
+
+
+@register("dma", "sw/apps/dma: 1-D and 2-D DMA copies L2->L1 and L1->L2 (one core, then all "
+          "8 at once) of testbench data, checked in C and against check.npz; RESULT bytes per "
+          "cycle l2_l1_1d l2_l1_2d l1_l2_1d l1_l2_2d all_cores",
+          keys=(int_key("SEED", 1, minimum=0), _CYCLES, WAVES))
+def _run_dma(options):
+    from verif.cluster.kernels import run_dma
+    status, fields, _ = run_dma(seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
+                                waves=bool(options["WAVES"]))
+    return status, fields
+
+
+@register("gemm", "sw/apps/gemm: int8 C = requant(A @ B + bias) on 8 cores with cv.sdotsp.b, "
+          "bit-exact against ita.golden; RESULT cycles = kernel cycles, ideal_cycles = "
+          "MACs / (8 cores x 4), macs_per_cycle, total_cycles",
+          keys=(int_key("M", 64, minimum=1), int_key("K", 64, minimum=1),
+                int_key("N", 64, minimum=1), int_key("SEED", 1, minimum=0), _CYCLES, WAVES))
+def _run_gemm(options):
+    from verif.cluster.kernels import run_gemm
+    status, fields, _ = run_gemm(M=options["M"], K=options["K"], N=options["N"],
+                                 seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
+                                 waves=bool(options["WAVES"]))
+    return status, fields

@@ -1,0 +1,329 @@
+"""Fast pure-software runs on the cluster: ``python -m hw.harness.run APP=<name> [MAX_CYCLES=<n>]``.
+
+``make run APP=<name>`` builds ``sw/apps/<name>`` (:func:`sw.build.build_app`), builds (or
+reuses) a plain Verilator C++ model of the cluster test top with the harness
+``hw/harness/cluster_main.cpp`` -- from the same Verilog and SystemVerilog as the cocotb model
+of :func:`verif.cluster.sim.build_model`, but without VPI, cocotb or Python in the loop -- runs
+the program, streams its output, and ends with the RESULT line (:mod:`verif.result`)::
+
+    RESULT test=<app> status=PASS|FAIL cycles=<n> outcome=<how it ended>
+           sim_cycles_per_s=<n> cpu_cycles_per_s=<n> [<key>=<n> from "stats:" lines]
+
+``sim_cycles_per_s`` is cluster clock cycles per second of wall-clock time in the simulation
+loop, ``cpu_cycles_per_s`` the same per second of the simulator's CPU time (what a loaded,
+shared machine does not distort). Exit status: 0 on PASS (the program exited with code 0),
+1 on FAIL, 2 on bad arguments or a failed build.
+
+The program is loaded by the L2 RAM's ``initial`` block from the ``+L2_HEX`` plusarg
+(``cluster_integration/sv/cluster_l2_ram.sv``), not through VPI. Models are cached by content
+hash under ``build/harness/<hash>/`` (first build: verilate plus C++ compile, 1.5 to 4 min on
+2 cores); never with ``--threads`` (toolchain notes, section 11).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hw import toolchain
+
+__all__ = ["HarnessBuild", "HarnessRun", "UsageError", "build_harness", "model_sources",
+           "l2_image", "run_app", "run_image", "main", "VERILATOR_ARGS", "DEFAULT_MAX_CYCLES"]
+
+HARNESS_DIR = Path(__file__).resolve().parent
+MAIN_CPP = HARNESS_DIR / "cluster_main.cpp"
+PUBLIC_PC_VLT = HARNESS_DIR / "public_pc.vlt"  # makes each core's pc_id readable (timeouts)
+BUILD_DIR = toolchain.BUILD_ROOT / "harness"
+TOPLEVEL = "cluster_test_top"
+EXECUTABLE = f"V{TOPLEVEL}"
+DEFAULT_MAX_CYCLES = 5_000_000  # as verif.cluster.sim
+USAGE = "usage: python -m hw.harness.run APP=<name> [MAX_CYCLES=<n>]"
+SUMMARY = "cluster_main: summary "
+
+#: Verilator arguments of the C++ model (the core's lint waivers are added). -O3 and
+#: --x-assign/--x-initial fast: speed (Amaranth initialises every register); --noassert: the
+#: core's assertions are not needed for software runs; -Wno-fatal: Amaranth's case statements.
+#: The C++ is compiled with hw.toolchain's make variables (OPT_FAST=-O2; -O3 measured no faster).
+#: No --trace, no --public (only pc_id, :data:`PUBLIC_PC_VLT`), no --vpi, never --threads.
+VERILATOR_ARGS = ("--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "fast",
+                  "--x-initial", "fast", "--noassert", "-Wno-fatal")
+
+
+class UsageError(ValueError):
+    """Bad command-line arguments; printed as one ``run: error: ...`` line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class HarnessBuild:
+    """A built C++ model with the harness main."""
+
+    build_dir: Path
+    digest: str
+    rebuilt: bool  # True if this call compiled it, False if it came from the cache
+    seconds: float  # wall time of this call, waiting on the lock included
+
+    @property
+    def executable(self) -> Path:
+        return self.build_dir / EXECUTABLE
+
+
+@dataclass(frozen=True)
+class HarnessRun:
+    """One run: PASS/FAIL, the RESULT fields, the program's output and the harness report."""
+
+    status: str
+    fields: dict
+    output: str  # the characters the program wrote
+    report: dict  # the harness's summary line, parsed (end, cycles, ..., cycles_per_s)
+    returncode: int
+    result_line: str
+
+
+# --- the model --------------------------------------------------------------------------------
+
+
+def model_sources() -> list[Path]:
+    """The sources of :func:`verif.cluster.sim.build_model`: core RTL, the L2 RAM, the test RAM
+    and the generated Verilog of the cluster test top (emitted here if out of date)."""
+    from cluster_integration.core import core_sources
+    from cluster_integration.l2 import L2_RAM_SOURCE
+    from verif.cluster.top import ClusterTestTop
+    from verif.core.sim import RAM_SV
+
+    key = toolchain.source_digest("ita", "cluster_integration", "verif.cluster")
+    verilog = toolchain.emit_verilog_cached(
+        ClusterTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)
+    return [*core_sources(), L2_RAM_SOURCE, RAM_SV, verilog]
+
+
+def _verilator_args() -> list[str]:
+    from cluster_integration.core import CORE_LINT_WAIVERS
+
+    return [*VERILATOR_ARGS, *CORE_LINT_WAIVERS]
+
+
+def _digest(sources: Sequence[Path], args: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for part in (TOPLEVEL, "\0".join(args), toolchain.VERILATOR_MAKEFLAGS,
+                 toolchain.verilator_version()):
+        h.update(part.encode() + b"\0\1")
+    for src in (*sources, PUBLIC_PC_VLT, MAIN_CPP):
+        h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0\1")
+    return h.hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_harness() -> HarnessBuild:
+    """Build (or reuse) the C++ model in ``build/harness/<hash>/``; BuildFailed on errors.
+
+    The hash covers every source's contents, the harness main, the Verilator arguments, the
+    make variables and Verilator's version; an flock lets one of several concurrent callers
+    build while the others wait and reuse the result.
+    """
+    t0 = time.monotonic()
+    sources = model_sources()
+    args = _verilator_args()
+    if any(a == "--threads" or a.startswith("--threads=") for a in args):
+        raise ValueError("do not use Verilator --threads: it slows these models down")
+    digest = _digest(sources, args)
+    build_dir = BUILD_DIR / digest
+    stamp = build_dir / ".built"
+    rebuilt = False
+    with _locked(build_dir / ".lock"):
+        if not (stamp.is_file() and (build_dir / EXECUTABLE).is_file()):
+            stamp.unlink(missing_ok=True)
+            log = build_dir / "build.log"
+            cmd = ["verilator", *args, "--top-module", TOPLEVEL, "-Mdir", str(build_dir),
+                   "-o", EXECUTABLE, str(PUBLIC_PC_VLT), *map(str, sources), str(MAIN_CPP)]
+            with open(log, "w") as fh:
+                fh.write(" ".join(cmd) + "\n")
+                fh.flush()
+                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                      env=toolchain.verilator_env(), cwd=build_dir)
+            if proc.returncode != 0 or not (build_dir / EXECUTABLE).is_file():
+                tail = log.read_text(errors="replace").splitlines()[-30:]
+                raise toolchain.BuildFailed("\n".join(
+                    [f"C++ harness build failed (exit {proc.returncode}); {log}:", *tail]))
+            stamp.write_text(f"{TOPLEVEL} {digest}\n")
+            rebuilt = True
+    return HarnessBuild(build_dir, digest, rebuilt, time.monotonic() - t0)
+
+
+# --- the program image ------------------------------------------------------------------------
+
+
+def l2_image(hex_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
+    """A ``$readmemh`` file for ``+L2_HEX`` from a ``sw.build`` ``.hex`` image.
+
+    ``sw.build`` writes a ``//`` comment line and then one word per line from its base
+    address. That is already a ``$readmemh`` file when the base is the start of L2 (word 0 of
+    the RAM), which is how ``sw.build`` links every program, so that file is used as it is.
+    Any other base gets a converted copy with an ``@<word offset>`` line, in ``out_dir``
+    (default: beside the image). ValueError if the image does not lie in L2.
+    """
+    from cluster_integration.memory_map import region
+    from sw.build import read_hex
+
+    path = Path(hex_path)
+    base, words = read_hex(path)
+    l2 = region("L2")
+    if base % 4 or base < l2.base or base + 4 * len(words) > l2.end:
+        raise ValueError(f"{path}: image at {base:#x} ({4 * len(words)} B) is not inside L2")
+    if base == l2.base:
+        return path
+    out = Path(out_dir) if out_dir else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{path.stem}.l2.hex"
+    lines = [f"// {path.name} for $readmemh into L2 (word addresses from {l2.base:#010x})",
+             f"@{(base - l2.base) // 4:x}", *(f"{w:08x}" for w in words)]
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def _parse_summary(line: str) -> dict:
+    report: dict[str, object] = {}
+    for word in line[len(SUMMARY):].split():
+        key, _, value = word.partition("=")
+        try:
+            report[key] = int(value, 0)
+        except ValueError:
+            try:
+                report[key] = float(value)
+            except ValueError:
+                report[key] = value
+    return report
+
+
+def _outcome(report: dict) -> str:
+    end = report.get("end")
+    if end == "exit":
+        return f"exit:{report['exit_code']}"
+    if end == "trap":
+        return f"trap:{report['trap_cause']}_at_pc_{report['trap_pc']:#010x}"
+    if end == "bad_access":
+        return f"core_{report['bad_core']}_accessed_unmapped_address_{report['bad_address']:#010x}"
+    return f"no_end_within_{report.get('cycles')}_cycles"
+
+
+def run_image(name: str, hex_path: str | os.PathLike, *, max_cycles: int = DEFAULT_MAX_CYCLES,
+              stream: bool = True) -> HarnessRun:
+    """Run a ``sw.build`` image on the C++ model; ``stream`` echoes its output as it comes."""
+    from verif.result import format_result
+
+    handle = build_harness()
+    image = l2_image(hex_path)
+    cmd = [str(handle.executable), f"+L2_HEX={image}", f"+MAX_CYCLES={max_cycles}"]
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", bufsize=1) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if stream:
+                print(line, end="", flush=True)
+    returncode = proc.returncode
+    summaries = [line for line in lines if line.startswith(SUMMARY)]
+    report = _parse_summary(summaries[-1]) if summaries else {}
+    output = "".join(line for line in lines if not line.startswith("cluster_main: "))
+    fields: dict[str, object] = {}
+    if report:
+        fields["cycles"] = report["cycles"]
+        fields["outcome"] = _outcome(report)
+        fields["sim_cycles_per_s"] = round(report["cycles_per_s"])
+        fields["cpu_cycles_per_s"] = round(report["cpu_cycles_per_s"])
+    else:  # the model crashed or refused its arguments
+        fields["outcome"] = f"harness_exit_{returncode}"
+    # A program reports its own measurements as "stats: key=value ..." lines (as tb_cluster).
+    for line in output.splitlines():
+        if line.startswith("stats:"):
+            for pair in line[len("stats:"):].split():
+                key, _, number = pair.partition("=")
+                if key and number.isdigit() and key not in fields:
+                    fields[key] = int(number)
+    ok = returncode == 0 and report.get("end") == "exit" and report.get("exit_code") == 0
+    status = "PASS" if ok else "FAIL"
+    result_line = format_result(name, status, **fields)
+    return HarnessRun(status, fields, output, report, returncode, result_line)
+
+
+def run_app(name: str, *, max_cycles: int = DEFAULT_MAX_CYCLES, stream: bool = True) -> HarnessRun:
+    """Build ``sw/apps/<name>`` and run it on the C++ model (see :func:`run_image`)."""
+    from sw.build import build_app
+
+    app = build_app(name)
+    return run_image(name, app.hex, max_cycles=max_cycles, stream=stream)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> tuple[str, int]:
+    """(app name, max cycles) from ``KEY=VALUE`` words; UsageError on anything else."""
+    options: dict[str, str] = {}
+    for word in argv:
+        key, sep, value = word.partition("=")
+        if not sep or key not in ("APP", "MAX_CYCLES"):
+            raise UsageError(f"unexpected argument {word!r} ({USAGE.removeprefix('usage: ')})")
+        if not value:
+            raise UsageError(f"{key} needs a value ({USAGE.removeprefix('usage: ')})")
+        if key in options:
+            raise UsageError(f"{key} given twice")
+        options[key] = value
+    if "APP" not in options:
+        raise UsageError(f"missing APP=<name> ({USAGE.removeprefix('usage: ')})")
+    max_cycles = DEFAULT_MAX_CYCLES
+    if "MAX_CYCLES" in options:
+        text = options["MAX_CYCLES"].replace("_", "")
+        if not text.isdigit() or int(text) < 1:
+            raise UsageError(
+                f"MAX_CYCLES must be a positive integer, not {options['MAX_CYCLES']!r}")
+        max_cycles = int(text)
+    return options["APP"], max_cycles
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sw.build import BuildError, app_sources
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        name, max_cycles = parse_args(argv)
+        app_sources(name)  # unknown app: a usage error before any build
+    except (UsageError, BuildError) as exc:
+        print(f"run: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    try:
+        run = run_app(name, max_cycles=max_cycles)
+    except (BuildError, toolchain.BuildFailed, ValueError) as exc:
+        lines = str(exc).splitlines()
+        print(f"run: error: {lines[0]}", file=sys.stderr)
+        if len(lines) > 1:  # compiler or Verilator output, as it came
+            print("\n".join(lines[1:]), file=sys.stderr)
+        return 2
+    print(run.result_line, flush=True)
+    return 0 if run.status == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The engine's pyuvm environment and tests (``verif.engine_uvm.tests``).
+
+Registers one ``make sim`` test per pyuvm test when imported::
+
+    make sim TEST=uvm_engine_attention SEED=7 [COUNT=5] [WAVES=1] [COVERAGE=1] [N=16 M=64]
+
+``COVERAGE=1`` runs on the Verilator model built with line and toggle coverage (see
+``verif.coverage``); the run directory then also holds ``coverage.dat``. Every run writes its
+functional coverage to ``funcov.yml`` in its run directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ita.config import ITAConfig
+from verif.sim import SEED, WAVES, flag_key, int_key, register
+from verif.uvm.runner import Outcome, run_test
+
+__all__ = ["TESTS", "TB_MODULE", "build_engine_model", "run_engine_uvm", "UvmTest"]
+
+TB_MODULE = "verif.engine_uvm.tests"
+
+
+@dataclass(frozen=True)
+class UvmTest:
+    name: str         #: name in make sim, RESULT lines and the regression list
+    testcase: str     #: the pyuvm class
+    description: str
+    expect_fail: bool = False
+
+
+TESTS = {t.name: t for t in (
+    UvmTest("uvm_engine_attention", "EngineRandomAttention",
+            "pyuvm: constrained-random attention jobs aimed at the coverage cross"),
+    UvmTest("uvm_engine_qkav", "EngineRandomQkav",
+            "pyuvm: constrained-random single-attention jobs (QK, softmax, AV)"),
+    UvmTest("uvm_engine_ffn", "EngineRandomFfn", "pyuvm: constrained-random FFN jobs"),
+    UvmTest("uvm_engine_linear", "EngineRandomLinear", "pyuvm: constrained-random linear jobs"),
+    UvmTest("uvm_engine_b2b", "EngineBackToBack",
+            "pyuvm: mixed jobs with no idle cycle between them, some prefetching"),
+    UvmTest("uvm_engine_clear", "EngineClear",
+            "pyuvm: clear mid-job and when idle, each followed by a checked job"),
+    UvmTest("uvm_engine_illegal", "EngineIllegal",
+            "pyuvm: illegal configurations raise error without hanging; a job follows"),
+    UvmTest("uvm_engine_corners", "EngineCorners",
+            "pyuvm: requantization, data and shape corners on every mode"),
+    UvmTest("uvm_engine_inject_lsb", "EngineNegativeLsb",
+            "pyuvm negative test: one expected LSB wrong (FAIL expected)", expect_fail=True),
+    UvmTest("uvm_engine_inject_drop", "EngineNegativeDrop",
+            "pyuvm negative test: one output beat lost (FAIL expected)", expect_fail=True),
+    UvmTest("uvm_engine_inject_hang", "EngineNegativeHang",
+            "pyuvm negative test: input never sent, the watchdog must fire (FAIL expected)",
+            expect_fail=True),
+)}
+
+
+def build_engine_model(config: ITAConfig, *, coverage: bool = False, waves: bool = False):
+    """The engine's Verilator model: the regular one, or the coverage build."""
+    if coverage:
+        from verif.coverage import build_coverage_model
+
+        return build_coverage_model(config, waves=waves)
+    from verif.engine import build_engine
+
+    return build_engine(config, waves=waves)
+
+
+def run_engine_uvm(name: str, seed: int, *, count: int = 0, N: int = 16, M: int = 64,
+                   waves: bool = False, coverage: bool = False) -> Outcome:
+    """Run registered test ``name`` with ``seed``; its run directory is
+    ``<model build dir>/runs/<name>-seed<seed>``."""
+    test = TESTS[name]
+    config = ITAConfig(N=N, M=M)
+    handle = build_engine_model(config, coverage=coverage, waves=waves)
+    env = {"UVM_N": str(N), "UVM_M": str(M), "UVM_FUNCOV": "funcov.yml"}
+    if count:
+        env["UVM_COUNT"] = str(count)
+    return run_test(handle, TB_MODULE, test.testcase, seed=seed, waves=waves, extra_env=env,
+                    results_name=f"{name}-seed{seed}")
+
+
+def _register(test: UvmTest):
+    keys = (SEED, WAVES,
+            int_key("COUNT", 0, minimum=0, maximum=1000, help="jobs (0: the test's default)"),
+            flag_key("COVERAGE", help="run on the line/toggle coverage build"),
+            int_key("N", 16, minimum=1, help="dot-product units (elaboration parameter)"),
+            int_key("M", 64, minimum=1, help="dot length / tile edge (elaboration parameter)"))
+
+    def run(options):
+        return run_engine_uvm(test.name, options["SEED"], count=options["COUNT"],
+                              N=options["N"], M=options["M"], waves=bool(options["WAVES"]),
+                              coverage=bool(options["COVERAGE"])).as_sim_result()
+
+    register(test.name, test.description, keys=keys)(run)
+
+
+for _test in TESTS.values():
+    _register(_test)

@@ -1,0 +1,330 @@
+"""The regression: every test of the list in ``verif/testplan.yaml`` with n seeds, in parallel.
+
+    python -m verif.regress [SEEDS=n] [JOBS=n] [TESTS=a,b] [FIRST_SEED=k] [MAX_WAVES=n]
+    make regress SEEDS=20 JOBS=2
+
+* Seeds are ``FIRST_SEED .. FIRST_SEED + n - 1`` (times the test's ``reseed`` factor, at least
+  one), so a run is reproducible and a failing seed replays with
+  ``make sim TEST=<test> SEED=<seed>``.
+* The cases run under pytest-xdist (``verif/regress_cases.py``); pytest writes the JUnit XML
+  ``build/regress/junit.xml``. A negative test (``expect: fail``) passes when it fails.
+* Afterwards: ``build/regress/summary.txt`` (test, seed, status, cycles, seconds, one line per
+  run), the functional coverage merged over the passing runs (``funcov.yml`` and
+  ``funcov.txt``), failing seeds re-run with waves (at most ``MAX_WAVES``), every failing line
+  with its rerun command, and as the last line::
+
+      REGRESSION passed=<runs> failed=<runs> seeds=<seeds per test>
+
+Exit status 0 when nothing failed, 1 otherwise, 2 on a bad command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTPLAN = Path(__file__).resolve().parent / "testplan.yaml"
+OUT = ROOT / "build" / "regress"
+
+USAGE = ("usage: make regress [SEEDS=n] [JOBS=n] [TESTS=name,...] [FIRST_SEED=k] "
+         "[MAX_WAVES=n]")
+KEYS = {"SEEDS": 10, "JOBS": 2, "TESTS": "", "FIRST_SEED": 1, "MAX_WAVES": 5}
+
+
+class UsageError(Exception):
+    pass
+
+
+def load_testplan(path: Path = TESTPLAN) -> dict:
+    import yaml
+
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def regression_tests(plan: dict | None = None) -> list[dict]:
+    """The regression list: dicts with name, expect (pass/fail), reseed, ci_seeds."""
+    plan = plan or load_testplan()
+    tests = []
+    for entry in plan["regression"]:
+        tests.append({"name": entry["name"], "expect": entry.get("expect", "pass"),
+                      "reseed": float(entry.get("reseed", 1.0)),
+                      "ci_seeds": list(entry.get("ci_seeds", [])),
+                      "coverage": bool(entry.get("coverage", False))})
+    return tests
+
+
+def parse_args(words: Sequence[str], keys: dict = KEYS) -> dict:
+    options = dict(keys)
+    seen = set()
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or key not in keys:
+            raise UsageError(f"unknown argument {word!r} ({USAGE.removeprefix('usage: ')})")
+        if key in seen:
+            raise UsageError(f"{key} given twice")
+        seen.add(key)
+        if isinstance(keys[key], int):
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise UsageError(f"{key} must be an integer, not {value!r}") from None
+            if options[key] < (0 if key == "MAX_WAVES" else 1):
+                raise UsageError(f"{key} must be positive, not {value}")
+        else:
+            options[key] = value
+    return options
+
+
+def make_cases(tests: list[dict], seeds: int, first_seed: int = 1, *,
+               coverage: bool = False) -> list[dict]:
+    cases = []
+    for test in tests:
+        count = max(1, round(seeds * test["reseed"]))
+        for seed in range(first_seed, first_seed + count):
+            cases.append({"test": test["name"], "seed": seed, "expect": test["expect"],
+                          "coverage": coverage})
+    return cases
+
+
+def load_cases(path: str | None) -> list[dict]:
+    if not path:
+        return []
+    return json.loads(Path(path).read_text())
+
+
+def rerun_command(case: dict, waves: bool = False) -> str:
+    words = [f"make sim TEST={case['test']} SEED={case['seed']}"]
+    if case.get("coverage"):
+        words.append("COVERAGE=1")
+    if waves:
+        words.append("WAVES=1")
+    return " ".join(words)
+
+
+def _ensure_registered():
+    import verif.engine_uvm  # noqa: F401  (registers the uvm_engine_* tests)
+    import verif.uvm  # noqa: F401  (registers uvm_agents)
+    from verif import sim
+
+    sim.load_tests()
+    return sim
+
+
+def run_case(case: dict, *, waves: bool = False) -> dict:
+    """Run one (test, seed); return its record (status, cycles, run directory, ...)."""
+    from verif import engine_uvm
+    from verif.uvm import run_selftest
+
+    sim = _ensure_registered()
+    name, seed = case["test"], case["seed"]
+    coverage = bool(case.get("coverage"))
+    start = time.monotonic()
+    run_dir, message = None, None
+    try:
+        if name in engine_uvm.TESTS:
+            outcome = engine_uvm.run_engine_uvm(name, seed, coverage=coverage, waves=waves)
+            status, fields, run_dir, message = (outcome.status, outcome.fields,
+                                                outcome.test_dir, outcome.message)
+        elif name == "uvm_agents":
+            outcome = run_selftest("all", seed, waves=waves)
+            status, fields, run_dir, message = (outcome.status, outcome.fields,
+                                                outcome.test_dir, outcome.message)
+        else:
+            words = [f"TEST={name}", f"SEED={seed}"] + (["WAVES=1"] if waves else [])
+            test, options = sim.parse_args(words)
+            status, fields = test.run(options)
+    except Exception as exc:  # infrastructure failure: a FAIL with the reason
+        traceback.print_exc()
+        status, fields, message = "FAIL", {}, f"{type(exc).__name__}: {exc}"
+    record = {
+        "test": name, "seed": seed, "expect": case["expect"], "status": status,
+        "ok": (status == "PASS") == (case["expect"] == "pass"),
+        "cycles": fields.get("cycles"), "seconds": round(time.monotonic() - start, 1),
+        "message": (message or "").splitlines()[0][:400] if message else "",
+        "run_dir": str(run_dir) if run_dir else None,
+        "rerun": rerun_command(case),
+    }
+    if run_dir is not None:
+        funcov = Path(run_dir) / "funcov.yml"
+        record["funcov"] = str(funcov) if funcov.is_file() else None
+        if coverage and not waves:
+            from verif.coverage import compact_run
+
+            record["codecov"] = compact_run(Path(run_dir))
+    return record
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+def read_records(out: Path, cases: list[dict]) -> list[dict]:
+    records = []
+    for case in cases:
+        path = out / "records" / f"{case['test']}-seed{case['seed']}.json"
+        if path.is_file():
+            records.append(json.loads(path.read_text()))
+        else:  # the worker died before writing it
+            records.append({"test": case["test"], "seed": case["seed"], "expect": case["expect"],
+                            "status": "FAIL", "ok": False, "cycles": None, "seconds": None,
+                            "message": "no record (the pytest worker crashed?)",
+                            "run_dir": None, "rerun": rerun_command(case)})
+    return records
+
+
+def summary_table(records: list[dict]) -> str:
+    rows = [("test", "seed", "status", "expected", "cycles", "seconds")]
+    for r in records:
+        rows.append((r["test"], str(r["seed"]), r["status"] if r["ok"] else f"{r['status']}!",
+                     r["expect"].upper(), str(r["cycles"] if r["cycles"] is not None else "-"),
+                     str(r["seconds"] if r["seconds"] is not None else "-")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def per_test_table(records: list[dict]) -> str:
+    tests: dict[str, list[dict]] = {}
+    for r in records:
+        tests.setdefault(r["test"], []).append(r)
+    rows = [("test", "runs", "ok", "failed", "cycles", "seconds")]
+    for name, rs in tests.items():
+        rows.append((name, str(len(rs)), str(sum(r["ok"] for r in rs)),
+                     str(sum(not r["ok"] for r in rs)),
+                     str(sum(r["cycles"] or 0 for r in rs)),
+                     f"{sum(r['seconds'] or 0 for r in rs):.0f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+
+
+def failing_line(record: dict) -> str:
+    why = record["message"] or "see the run log"
+    want = "" if record["expect"] == "pass" else " (expected FAIL)"
+    return (f"FAILED {record['test']} seed={record['seed']} status={record['status']}{want} "
+            f"cycles={record['cycles']}: {why} -- rerun: {record['rerun']}")
+
+
+def merge_functional(records: list[dict], out: Path) -> tuple[float, str] | None:
+    """Merge the funcov.yml files of passing positive runs into out/funcov.yml; report."""
+    from verif.coverage import functional_report, merge_funcov
+
+    files = [r["funcov"] for r in records
+             if r.get("funcov") and r["ok"] and r["expect"] == "pass"]
+    if not files:
+        return None
+    merged = merge_funcov(files, out / "funcov.yml")
+    pct, text = functional_report(merged)
+    (out / "funcov.txt").write_text(text)
+    return pct, str(out / "funcov.txt")
+
+
+def run_pytest(cases: list[dict], out: Path, jobs: int) -> int:
+    cases_file = out / "cases.json"
+    cases_file.write_text(json.dumps(cases))
+    env = dict(os.environ, REGRESS_CASES=str(cases_file), REGRESS_OUT=str(out),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for key in ("MAKEFLAGS", "MAKEOVERRIDES", "MFLAGS", "MAKELEVEL"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "verif" / "regress_cases.py"),
+           "-p", "no:cacheprovider", "-o", "addopts=", "-q", "--no-header", "-rN",
+           f"--junitxml={out / 'junit.xml'}", "--rootdir", str(ROOT)]
+    if jobs > 1:
+        cmd += ["-n", str(jobs)]
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
+def prebuild(cases: list[dict], coverage: bool = False) -> None:
+    """Build the models once, before the workers start (they would wait on the lock)."""
+    from ita.config import ITAConfig
+    from verif import engine_uvm
+
+    names = {c["test"] for c in cases}
+    if names & set(engine_uvm.TESTS) or any(n.startswith("ita_") for n in names):
+        engine_uvm.build_engine_model(ITAConfig(), coverage=coverage)
+    if "uvm_agents" in names:
+        from verif.uvm import build_selftest
+
+        build_selftest()
+
+
+def regress(options: dict, *, coverage: bool = False, out: Path = OUT,
+            tests: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """Run the regression; return (records, info). Shared by ``make coverage``."""
+    t0 = time.monotonic()
+    tests = tests or regression_tests()
+    if options["TESTS"]:
+        wanted = options["TESTS"].split(",")
+        known = {t["name"] for t in tests}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise UsageError(f"unknown test(s) {', '.join(unknown)} (known: "
+                             f"{', '.join(sorted(known))})")
+        tests = [t for t in tests if t["name"] in wanted]
+    cases = make_cases(tests, options["SEEDS"], options["FIRST_SEED"], coverage=coverage)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "records").glob("*.json"):
+        stale.unlink()
+    print(f"regress: {len(cases)} runs ({len(tests)} tests, {options['SEEDS']} seeds from "
+          f"{options['FIRST_SEED']}), {options['JOBS']} in parallel, results in {out}",
+          flush=True)
+    prebuild(cases, coverage)
+    run_pytest(cases, out, options["JOBS"])
+    records = read_records(out, cases)
+    (out / "summary.txt").write_text(summary_table(records))
+    info = {"seconds": time.monotonic() - t0, "runs": len(records)}
+    return records, info
+
+
+def rerun_with_waves(records: list[dict], limit: int) -> list[str]:
+    notes = []
+    for record in [r for r in records if not r["ok"]][:limit]:
+        case = {"test": record["test"], "seed": record["seed"], "expect": record["expect"]}
+        print(f"regress: re-running {record['test']} seed={record['seed']} with waves",
+              flush=True)
+        again = run_case(case, waves=True)
+        wave = Path(again["run_dir"]) / "dump.fst" if again.get("run_dir") else None
+        where = str(wave) if wave and wave.is_file() else "see the sim log"
+        notes.append(f"waves of {record['test']} seed={record['seed']}: {where} (rerun: "
+                     f"{rerun_command(case, waves=True)})")
+    return notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    try:
+        options = parse_args(words)
+        records, info = regress(options)
+    except UsageError as exc:
+        print(f"regress: error: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in records if not r["ok"]]
+    print()
+    print(per_test_table(records))
+    print(f"\nregress: summary table {OUT / 'summary.txt'}, JUnit {OUT / 'junit.xml'}")
+    functional = merge_functional(records, OUT)
+    if functional:
+        print(f"regress: functional coverage {functional[0]:.1f}% of bins ({functional[1]})")
+    if failed:
+        for note in rerun_with_waves(failed, options["MAX_WAVES"]):
+            print(f"regress: {note}")
+        for record in failed:
+            print(failing_line(record))
+    minutes = info["seconds"] / 60
+    print(f"regress: {info['runs']} runs in {minutes:.1f} min")
+    print(f"REGRESSION passed={len(records) - len(failed)} failed={len(failed)} "
+          f"seeds={options['SEEDS']}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

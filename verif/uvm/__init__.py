@@ -1,0 +1,65 @@
+"""Reusable pyuvm verification components: protocol agents, stall profiles, test base.
+
+=====================  ====================================================================
+module                 contents
+=====================  ====================================================================
+``stall``              stall / back-pressure profiles: none, random, bursty, long
+``clocking``           :class:`CycleLoop`: one RisingEdge/ReadOnly coroutine per clock
+``stream_agent``       valid/ready stream agent (source, sink, passive) with monitor
+``tcdm_agent``         TCDM memory slave agent with random grant delays, protocol monitor
+``reg_agent``          register (HWPE-Periph) master agent with a read/write API
+``base``               :class:`ProjectTest`: seeds, clock, reset, verdict, RESULT line
+``selftest_design``    a tiny Amaranth design the agents are proven against
+``tb_selftest``        the agents' self-tests (pyuvm)
+=====================  ====================================================================
+
+Registers the simulation test ``uvm_agents`` (``make sim TEST=uvm_agents [CASE=...]``) with the
+dispatcher when imported.
+"""
+
+from __future__ import annotations
+
+from verif.sim import SEED, WAVES, Key, register
+
+from .runner import run_test
+
+TB_MODULE = "verif.uvm.tb_selftest"
+SELFTESTS = {
+    "stream": "StreamAgentSelftest",
+    "tcdm": "TcdmAgentSelftest",
+    "reg": "RegAgentSelftest",
+    "tcdm_bites": "TcdmMonitorBites",
+    "reg_bites": "RegDriverBites",
+}
+
+
+def build_selftest(waves: bool = False):
+    """Emit the self-test design's Verilog and build (or reuse) its Verilator model."""
+    from hw import toolchain
+
+    from .selftest_design import TOPLEVEL, AgentSelftest
+
+    verilog = toolchain.emit_verilog(AgentSelftest(), TOPLEVEL,
+                                     toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v")
+    return toolchain.build([verilog], TOPLEVEL, waves=waves)
+
+
+def run_selftest(case: str = "all", seed: int = 1, waves: bool = False):
+    """Run one self-test (a key of SELFTESTS) or all; return a :class:`runner.Outcome`."""
+    testcase = None if case == "all" else SELFTESTS[case]
+    handle = build_selftest(waves)
+    return run_test(handle, TB_MODULE, testcase, seed=seed, waves=waves,
+                    results_name=f"uvm_agents-{case}-seed{seed}")
+
+
+def _case(text: str) -> str:
+    if text != "all" and text not in SELFTESTS:
+        raise ValueError(text)
+    return text
+
+
+@register("uvm_agents", "self-tests of the pyuvm stream, TCDM and register agents",
+          keys=(Key("CASE", "all", _case, "all or " + " or ".join(SELFTESTS),
+                    "which self-test"), SEED, WAVES))
+def _run(options):
+    return run_selftest(options["CASE"], options["SEED"], bool(options["WAVES"])).as_sim_result()
