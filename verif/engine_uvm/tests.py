@@ -16,8 +16,8 @@ EngineRandomLinear          the same for linear layers
 EngineBackToBack            jobs of mixed modes with no idle cycle between them, half of
                             them with their weights streamed in before the start
 EngineClear                 clear mid-job (and when idle), each followed by a checked job
-EngineIllegal               every kind of illegal configuration: error flag and code, no
-                            hang, no beats taken, and a correct job right after
+EngineIllegal               every kind of illegal configuration in every mode: error flag
+                            and code, no hang, no beats taken, and correct jobs after
 EngineCorners               requantization corners (shift 0, shifts up to 255, mult 0/255,
                             add -128/127), extreme and constant data, tiny dimensions
 EngineNegativeLsb           one expected value off by one LSB: must FAIL
@@ -123,7 +123,9 @@ class EngineTestBase(ProjectTest):
             return
         if item.expect_error is not None:
             if item.passed:
-                funcov.sample_scenario(f"illegal_{item.spec.label.split(':')[1]}")
+                kind = item.spec.label.split(":")[1]
+                funcov.sample_scenario(f"illegal_{kind}")
+                funcov.sample_illegal(item.spec.mode, kind)
             return
         if not item.passed:
             return
@@ -256,7 +258,8 @@ class EngineClear(EngineTestBase):
 
 @pyuvm.test(timeout_time=TIMEOUT_S, timeout_unit="sec")
 class EngineIllegal(EngineTestBase):
-    """Every illegal configuration kind, each followed back to back by a legal job."""
+    """Every illegal configuration kind in every mode (the checks are per mode), back to back;
+    a legal job of the same mode follows some of them and closes every mode."""
 
     result_name = "uvm_engine_illegal"
     default_count = 1
@@ -264,15 +267,16 @@ class EngineIllegal(EngineTestBase):
     async def scenario(self):
         specs = []
         for _ in range(self.count):
-            kinds = list(ILLEGAL_KINDS)
-            self.rng.shuffle(kinds)
-            for kind in kinds:
-                specs.append(illegal_spec(self.rng, kind, self.config))
-                if self.rng.random() < 0.3:  # two refusals in a row
-                    specs.append(illegal_spec(self.rng, self.rng.choice(ILLEGAL_KINDS),
-                                              self.config))
-                specs.append(random_spec(self.rng, self.rng.choice(MODES), self.config,
-                                         shape="one_tile", stall="none"))
+            modes = list(MODES)
+            self.rng.shuffle(modes)
+            for mode in modes:
+                kinds = list(ILLEGAL_KINDS)
+                self.rng.shuffle(kinds)
+                for index, kind in enumerate(kinds):
+                    specs.append(illegal_spec(self.rng, kind, self.config, mode=mode))
+                    if index == len(kinds) - 1 or self.rng.random() < 0.3:
+                        specs.append(random_spec(self.rng, mode, self.config,
+                                                 shape="one_tile", stall="none"))
         items = await self.run_jobs(specs)
         for item in items:
             if item.expect_error is not None and item.end_cycle - item.accept_cycle > 3:
