@@ -1,12 +1,14 @@
 """The ITA HWPE on Verilator, programmed through registers; results compared in memory.
 
-Runs the cocotb testbench verif/hwpe/tb_hwpe.py through the same entry point as
-``make sim TEST=ita_hwpe``.
+Runs the pyuvm tests of verif/hwpe/tests.py through the same entry point as
+``make sim TEST=ita_hwpe`` / ``TEST=uvm_hwpe_*``; the scenarios and seeds of the second part
+come from verif/testplan.yaml (``ci_seeds``).
 """
 
 import pytest
 
-from verif.hwpe.sim import run_hwpe_test
+from verif.hwpe.sim import TESTS, run_hwpe_test
+from verif.regress import regression_tests
 
 pytestmark = pytest.mark.verilator
 
@@ -28,3 +30,23 @@ def test_hwpe_bit_exact(opts):
     status, fields = run_hwpe_test({**DEFAULTS, **opts})
     assert status == "PASS", fields
     assert fields["cycles"] >= fields["ideal_cycles"]
+
+
+UVM_CASES = [(t["name"], seed, t["expect"]) for t in regression_tests()
+             if t["name"] in TESTS for seed in t["ci_seeds"]]
+
+
+@pytest.mark.parametrize("name, seed, expect", UVM_CASES,
+                         ids=[f"{n}-seed{s}" for n, s, _e in UVM_CASES])
+def test_hwpe_uvm(name, seed, expect):
+    test = TESTS[name]
+    options = {"SEED": seed, "WAVES": False, "COUNT": 0, "STALLS": True,
+               "STALL_PROFILE": "auto", "N": 16, "M": 64}
+    status, fields = run_hwpe_test(options, name, test.testcase)
+    if expect == "pass":
+        assert status == "PASS", fields
+        assert fields["errors"] == 0 and fields["tcdm_accesses"] > 0
+    else:
+        assert status == "FAIL", f"{name} passed although it must fail: {fields}"
+        # The wrong value is reported when the job ends and again by the final check.
+        assert fields["errors"] == 2, fields

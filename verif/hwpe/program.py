@@ -59,9 +59,10 @@ def read_tensor(image, place):
     return raw.view(np.int8).reshape(place.shape).astype(np.int64)
 
 
-def job_register_writes(job, placements):
-    """(byte offset, 32-bit value) for every job register of ``job``."""
-    fields = job.config_fields()
+def job_register_writes(job, placements, fields=None):
+    """(byte offset, 32-bit value) for every job register of ``job``; ``fields`` overrides
+    the engine configuration fields (an illegal configuration on purpose)."""
+    fields = job.config_fields() if fields is None else fields
     writes = []
     for reg in regmap.JOB:
         if reg.name in regmap.TENSOR_POINTERS:

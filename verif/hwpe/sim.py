@@ -1,12 +1,39 @@
-"""HWPE-level simulation: builds the Verilator model of the ITA HWPE and registers the
-``ita_hwpe`` test with ``make sim``."""
+"""HWPE-level simulation: builds the Verilator model of the ITA HWPE and registers its pyuvm
+tests (``verif/hwpe/tests.py``) with ``make sim``: ``ita_hwpe`` (the job of the command line)
+and the ``uvm_hwpe_*`` scenarios."""
+
+from dataclasses import dataclass
 
 from ita.config import ITAConfig
-from verif.sim import SEED, WAVES, cocotb_result, flag_key, int_key, register
+from verif.sim import SEED, WAVES, flag_key, int_key, register
+from verif.uvm.runner import run_test
+from verif.uvm.stall import PROFILES
 
-TB_MODULE = "verif.hwpe.tb_hwpe"
+TB_MODULE = "verif.hwpe.tests"
 ACTIVATIONS = ("identity", "gelu", "relu")
 MODES = ("attention", "ffn", "linear", "qkav")
+
+
+@dataclass(frozen=True)
+class HwpeUvmTest:
+    name: str
+    testcase: str
+    description: str
+    expect_fail: bool = False
+
+
+#: The HWPE's pyuvm scenarios besides ``ita_hwpe`` (regression names -> pyuvm classes).
+TESTS = {t.name: t for t in (
+    HwpeUvmTest("uvm_hwpe_random", "HwpeRandom",
+                "pyuvm HWPE: constrained-random jobs of every mode from two contending cores"),
+    HwpeUvmTest("uvm_hwpe_clear", "HwpeClear",
+                "pyuvm HWPE: soft clear mid-job and while idle, then a checked job"),
+    HwpeUvmTest("uvm_hwpe_illegal", "HwpeIllegal",
+                "pyuvm HWPE: illegal configurations reported in ERROR, no hang, no access"),
+    HwpeUvmTest("uvm_hwpe_inject_lsb", "HwpeNegativeLsb",
+                "pyuvm HWPE negative test: one expected LSB wrong (FAIL expected)",
+                expect_fail=True),
+)}
 
 
 def toplevel_name(config, width):
@@ -26,17 +53,18 @@ def build_hwpe(config, *, width=1024, waves=False):
     return toolchain.build([verilog], top, waves=waves)
 
 
-def run_hwpe_test(options, test_name="ita_hwpe"):
+def run_hwpe_test(options, test_name="ita_hwpe", testcase="HwpeJobs"):
+    """Run one pyuvm test of ``verif.hwpe.tests``; ``options`` are the ``make sim`` keys."""
     config = ITAConfig(N=options["N"], M=options["M"])
     handle = build_hwpe(config, waves=bool(options["WAVES"]))
-    env = {"HWPE_TEST_NAME": test_name, "HWPE_MODE": options["MODE"],
-           "HWPE_ACT": options["ACT"]}
-    for key in ("N", "M", "S", "E", "P", "F", "H", "SEED", "VALID_KEYS"):
-        env[f"HWPE_{key}"] = str(options[key])
-    for key in ("BIAS", "CAUSAL", "STALLS"):
-        env[f"HWPE_{key}"] = str(int(options[key]))
-    return cocotb_result(handle, TB_MODULE, seed=options["SEED"], waves=bool(options["WAVES"]),
-                         extra_env=env, results_name=f"{test_name}-seed{options['SEED']}")
+    env = {"HWPE_TEST_NAME": test_name}
+    for key, value in options.items():
+        if key not in ("WAVES", "SEED"):
+            env[f"HWPE_{key}"] = str(int(value) if isinstance(value, bool) else value)
+    outcome = run_test(handle, TB_MODULE, testcase, seed=options["SEED"],
+                       waves=bool(options["WAVES"]), extra_env=env,
+                       results_name=f"{test_name}-seed{options['SEED']}")
+    return outcome.as_sim_result()
 
 
 def _choice(name, default, choices, help_text):
@@ -61,3 +89,21 @@ def _choice(name, default, choices, help_text):
                 int_key("N", 16, minimum=1), int_key("M", 64, minimum=1), SEED, WAVES))
 def _run(options):
     return run_hwpe_test(options)
+
+
+def _register_uvm(test: HwpeUvmTest):
+    keys = (SEED, WAVES,
+            int_key("COUNT", 0, minimum=0, maximum=200, help="jobs (0: the test's default)"),
+            flag_key("STALLS", True, help="random TCDM grant stalls (p = 0.2)"),
+            _choice("STALL_PROFILE", "auto", ("auto", *PROFILES),
+                    "TCDM grant stall profile (auto: as STALLS says)"),
+            int_key("N", 16, minimum=1), int_key("M", 64, minimum=1))
+
+    def run(options):
+        return run_hwpe_test(options, test.name, test.testcase)
+
+    register(test.name, test.description, keys=keys)(run)
+
+
+for _test in TESTS.values():
+    _register_uvm(_test)

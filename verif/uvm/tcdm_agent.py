@@ -64,6 +64,9 @@ class TcdmAgentConfig:
     data_bytes: int = 4
     write_response: bool = False  #: also pulse r_valid after writes (PULP-style)
     passive: bool = False  #: monitor only (the link is served by RTL)
+    #: The memory behind the driver: anything with ``read(addr)`` and ``write(addr, data, be)``
+    #: (None: a :class:`SparseMemory` of ``data_bytes`` words).
+    memory: object | None = None
 
 
 class TcdmTransaction(NamedTuple):
@@ -103,7 +106,8 @@ class TcdmSlaveDriver(uvm_component):
     def build_phase(self):
         self.cfg: TcdmAgentConfig = self.get_parent().cfg
         self.bus = self.cfg.bus
-        self.memory = SparseMemory(self.cfg.data_bytes)
+        self.memory = self.cfg.memory if self.cfg.memory is not None else \
+            SparseMemory(self.cfg.data_bytes)
         self._gnt = None
         self._response = None  # (r_valid, r_data) to drive in the next cycle
         self._r_valid = None
@@ -160,6 +164,9 @@ class TcdmMonitor(uvm_component):
         self._wait = 0
         self._expect = None    # transaction granted in the previous cycle
         self.loop = CycleLoop.of(self.cfg.clk)
+        #: Until this cycle a request may be withdrawn before its grant (a clear that aborts
+        #: the master); set by the test around such an event.
+        self.excuse_until = -1
 
     def start_of_simulation_phase(self):
         self.loop.add(sample=self._sample)
@@ -187,7 +194,7 @@ class TcdmMonitor(uvm_component):
 
         req = bool(bus.req.value)
         if not req:
-            if self._waiting is not None:
+            if self._waiting is not None and self.loop.cycle > self.excuse_until:
                 self._error(f"req dropped before the grant (addr 0x{self._waiting[0]:x}, "
                             f"after {self._wait} cycles)")
             self._waiting, self._wait = None, 0
@@ -195,7 +202,8 @@ class TcdmMonitor(uvm_component):
         write = int(bus.we.value) == bus.write_level
         payload = (int(bus.add.value), write, int(bus.be.value),
                    int(bus.data.value) if write else 0)
-        if self._waiting is not None and payload != self._waiting:
+        if self._waiting is not None and payload != self._waiting and \
+                self.loop.cycle > self.excuse_until:
             self._error(f"request changed before the grant: {self._fmt(self._waiting)} -> "
                         f"{self._fmt(payload)}")
         if bus.gnt.value:
