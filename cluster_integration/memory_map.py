@@ -35,12 +35,12 @@ class Region:
 
 
 REGIONS = (
-    Region("L1", 0x1000_0000, 128 * 1024, "TCDM, word-interleaved over L1_BANKS banks"),
+    Region("L1", 0x1000_0000, 256 * 1024, "TCDM, word-interleaved over L1_BANKS banks"),
     Region("EVENT_UNIT", 0x1020_0000, 0x400, "barrier and event unit"),
     Region("DMA", 0x1020_0400, 0x400, "L2 <-> L1 DMA"),
     Region("ITA", 0x1020_1000, 0x400, "ITA HWPE control slave (cluster_integration.hwpe)"),
     Region("SOC_CTRL", 0x1A10_0000, 0x1000, "stdout, end of computation, cycle counter"),
-    Region("L2", 0x1C00_0000, 1024 * 1024, "code, data and weights; boot memory"),
+    Region("L2", 0x1C00_0000, 4096 * 1024, "code, data and weights; boot memory"),
 )
 
 TRAP_VECTOR = 0x1C00_0000   #: mtvec base (vectored); crt0 places its handlers here

@@ -8,11 +8,13 @@ A configuration fixes the engine (:class:`~ita.config.ITAConfig`) and the cluste
 name        engine      cores  L1 banks   L1       L2       HWPE port
 ==========  ==========  =====  =========  =======  =======  ==========
 small       N=4, M=16   2      8          32 KiB   64 KiB   128 bit
-default     N=16, M=64  8      32         128 KiB  1 MiB    1024 bit
-large       N=32, M=128 8      64         128 KiB  1 MiB    2048 bit
+default     N=16, M=64  8      32         256 KiB  4 MiB    1024 bit
+large       N=32, M=128 8      64         256 KiB  4 MiB    2048 bit
 ==========  ==========  =====  =========  =======  =======  ==========
 
-The software in ``sw/`` is built for the cluster memory map of ``memory_map.py``; the L1 and
+The default sizes are those of the memory map (``memory_map.py``): 256 KiB of L1 and 4 MiB of
+L2 hold a MiniLM-sized encoder layer (``docs/deploy.md``). The software in ``sw/`` is built for
+that memory map; the L1 and
 L2 sizes here shrink the storage behind the same address regions (a smaller memory repeats
 inside its region), so programs for a small configuration must fit its memories.
 """
@@ -63,11 +65,11 @@ CONFIGS = {
     "small": HwConfig("small", ITAConfig(N=4, M=16), cores=2, l1_banks=8, l1_size=32 * KiB,
                       l2_size=64 * KiB, hwpe_width=128,
                       description="FPGA prototyping: fits an ECP5-85F with the engine alone"),
-    "default": HwConfig("default", ITAConfig(), cores=8, l1_banks=32, l1_size=128 * KiB,
-                        l2_size=1024 * KiB, hwpe_width=1024,
+    "default": HwConfig("default", ITAConfig(), cores=8, l1_banks=32, l1_size=256 * KiB,
+                        l2_size=4096 * KiB, hwpe_width=1024,
                         description="the reference design simulated by make sim and make test"),
-    "large": HwConfig("large", ITAConfig(N=32, M=128), cores=8, l1_banks=64, l1_size=128 * KiB,
-                      l2_size=1024 * KiB, hwpe_width=2048,
+    "large": HwConfig("large", ITAConfig(N=32, M=128), cores=8, l1_banks=64, l1_size=256 * KiB,
+                      l2_size=4096 * KiB, hwpe_width=2048,
                       description="4x the default array (4096 MACs per cycle)"),
 }
 

@@ -2,8 +2,10 @@
 
 ``python -m sw.build APP=<name> [CORES=<n>]`` (or :func:`build_app`) compiles
 ``sw/apps/<name>/*.c`` together with the runtime (``sw/runtime``) and links it with the
-generated ``sw/generated/link.ld``. Outputs go to ``build/sw/<name>/`` (a subdirectory per
-set of extra defines, e.g. ``build/sw/hello/RT_CORES-1/``):
+generated ``sw/generated/link.ld``. ``sw/kernels`` is on every include path; an app that
+calls the encoder kernels (``kernels.h``) passes ``extra_sources=KERNEL_SOURCES``.
+Outputs go to ``build/sw/<name>/`` (a subdirectory per set of extra defines, e.g.
+``build/sw/hello/RT_CORES-1/``):
 
 ==================  ==========================================================================
 ``<name>.elf``      the linked program, with symbols and DWARF
@@ -37,16 +39,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["App", "BuildError", "build_app", "read_hex", "read_elf", "compile_command",
-           "TARGET_FLAGS", "CFLAGS", "LDFLAGS", "APPS_DIR", "RUNTIME_SOURCES", "main"]
+           "TARGET_FLAGS", "CFLAGS", "LDFLAGS", "APPS_DIR", "RUNTIME_SOURCES", "KERNEL_SOURCES",
+           "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SW = ROOT / "sw"
 APPS_DIR = SW / "apps"
 RUNTIME_DIR = SW / "runtime"
+KERNELS_DIR = SW / "kernels"
 LINKER_SCRIPT = SW / "generated" / "link.ld"
-INCLUDE_DIRS = (RUNTIME_DIR, SW / "include", SW / "include" / "generated")
+INCLUDE_DIRS = (RUNTIME_DIR, SW / "include", SW / "include" / "generated", KERNELS_DIR)
 RUNTIME_SOURCES = tuple(RUNTIME_DIR / f for f in ("crt0.S", "runtime.c", "string.c", "trap.c",
                                                    "ita.c"))
+#: The encoder kernels (``sw/kernels/kernels.h``), for ``build_app(extra_sources=...)``.
+KERNEL_SOURCES = tuple(sorted(KERNELS_DIR.glob("*.c")))
 BUILD_DIR = ROOT / "build" / "sw"
 
 TARGET_FLAGS = ("-target", "riscv32-freestanding-none",
@@ -222,10 +228,11 @@ def app_sources(name: str) -> list[Path]:
 
 
 def compile_command(sources, output: Path, *, defines: Mapping[str, object] = (),
-                    print_map: bool = False, include_dirs=()) -> list[str]:
+                    print_map: bool = False, include_dirs=(), extra_sources=()) -> list[str]:
     """The zig cc command line that compiles and links ``sources`` with the runtime.
 
-    ``include_dirs`` come first, e.g. a directory with a header generated for one run.
+    ``include_dirs`` come first, e.g. a directory with a header generated for one run;
+    ``extra_sources`` (e.g. :data:`KERNEL_SOURCES`) are compiled after the app's own.
     """
     cmd = [sys.executable, "-m", "ziglang", "cc", *TARGET_FLAGS, *CFLAGS]
     cmd += [f"-I{d}" for d in (*include_dirs, *INCLUDE_DIRS)]
@@ -236,17 +243,19 @@ def compile_command(sources, output: Path, *, defines: Mapping[str, object] = ()
     cmd += ["-T", str(LINKER_SCRIPT), *LDFLAGS]
     if print_map:
         cmd.append("-Wl,--print-map")  # zig cc refuses -Map=<file>; the map goes to stdout
-    cmd += ["-o", str(output), *map(str, RUNTIME_SOURCES), *map(str, sources)]
+    cmd += ["-o", str(output), *map(str, RUNTIME_SOURCES), *map(str, sources),
+            *map(str, extra_sources)]
     return cmd
 
 
 def build_app(name: str, defines: Mapping[str, object] | None = None, *,
               cores: int | None = None, out_dir: Path | None = None,
-              include_dirs=()) -> App:
+              include_dirs=(), extra_sources=()) -> App:
     """Compile app ``name`` with the runtime; return the :class:`App` (ELF, bin, hex, map).
 
     ``defines`` become ``-DKEY=VALUE`` (``None``: ``-DKEY``); ``cores`` sets ``RT_CORES``,
-    the number of cores the program runs on. Concurrent builds of the same variant are
+    the number of cores the program runs on; ``extra_sources`` are further C files, e.g.
+    :data:`KERNEL_SOURCES`. Concurrent builds of the same variant are
     serialised by a lock; outputs are replaced atomically.
     """
     from cluster_integration.memory_map import CORES, region
@@ -265,7 +274,7 @@ def build_app(name: str, defines: Mapping[str, object] | None = None, *,
         tmp = out / f".{name}.{os.getpid()}.elf"
         map_file = out / f"{name}.map"
         cmd = compile_command(sources, tmp, defines=defines, print_map=True,
-                              include_dirs=include_dirs)
+                              include_dirs=include_dirs, extra_sources=extra_sources)
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)

@@ -10,6 +10,21 @@ from .arith import (
     relu,
     requant,
 )
+from .encoder import (
+    MINILM,
+    MOBILEBERT,
+    SHAPES,
+    EncoderParams,
+    EncoderResult,
+    EncoderShape,
+    core_softmax,
+    encoder_layer,
+    encoder_layer_float,
+    head_sum,
+    layer_norm,
+    random_encoder,
+    residual_add,
+)
 from .layers import (
     ATTENTION_STEPS,
     AttentionResult,
@@ -26,6 +41,19 @@ from .quant import REFERENCE_GELU, GeluConstants, gelu_constants, requant_consta
 from .softmax import causal_mask, itamax, key_mask
 
 __all__ = [
+    "MINILM",
+    "MOBILEBERT",
+    "SHAPES",
+    "EncoderParams",
+    "EncoderResult",
+    "EncoderShape",
+    "core_softmax",
+    "encoder_layer",
+    "encoder_layer_float",
+    "head_sum",
+    "layer_norm",
+    "random_encoder",
+    "residual_add",
     "ACTIVATIONS",
     "ATTENTION_STEPS",
     "AccumulatorOverflowError",

@@ -25,6 +25,9 @@ def test_configs_are_defined_once_and_complete():
     default = configs.get("default")
     assert default.ita == configs.ITAConfig()
     assert default.with_engine(N=8, M=32).ita.N == 8
+    # The default cluster is the one the software is linked for.
+    from cluster_integration.memory_map import region
+    assert (default.l1_size, default.l2_size) == (region("L1").size, region("L2").size)
     with pytest.raises(ValueError, match="unknown CONFIG"):
         configs.get("huge")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from verif.sim import WAVES, cocotb_result, int_key, register
+from verif.sim import WAVES, Key, cocotb_result, int_key, register
 
 TOPLEVEL = "cluster_test_top"
 TB_MODULE = "verif.cluster.tb_cluster"
@@ -124,3 +124,87 @@ def _run_gemm(options):
                                  seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
                                  waves=bool(options["WAVES"]))
     return status, fields
+
+
+# --- Encoder kernels: sw/kernels in sw/apps/kernels (verif/cluster/kernel_tests.py) --------
+
+
+def _choice_key(name, default, choices, help=""):
+    from verif.sim import Key
+
+    def parse(text):
+        if text not in choices:
+            raise ValueError(text)
+        return text
+
+    return Key(name, default, parse, "one of " + "|".join(choices), help)
+
+
+def _kernel_keys():
+    from verif.cluster.kernel_tests import KERNELS, SIZES
+    return (_choice_key("KERNEL", "all", ("all", *KERNELS)),
+            _choice_key("SIZE", "large", (*SIZES, "all"), "small: the make test set"),
+            int_key("SEED", 1, minimum=0), _CYCLES)
+
+
+@register("kernels", "sw/kernels (GEMM+requant, residual add, head sum, LayerNorm, ITAmax, "
+          "GELU) on 8 cores in the C++ harness, every output byte checked against ita.golden "
+          "in C; prints cycles per element per kernel and size; RESULT cycles = sum of the "
+          "kernels' cycles", keys=_kernel_keys())
+def _run_kernels(options):
+    from verif.cluster.kernel_tests import format_table, run_cases, select
+
+    cases = select(options["SIZE"], options["KERNEL"], options["SEED"])
+    tag = "{SIZE}_{KERNEL}_seed{SEED}".format(**options)
+    run = run_cases(cases, tag=tag, max_cycles=options["MAX_CYCLES"], stream=True)
+    print(format_table(run.rows, cases), flush=True)
+    if run.mismatch:
+        print(f"sim: kernels: mismatch: {run.mismatch}", flush=True)
+    fields = dict(run.fields)
+    fields["seed"] = options["SEED"]
+    return run.status, fields
+
+
+# --- One encoder layer from the layer compiler (verif/cluster/encoder.py) -------------------
+
+
+def _model(text):
+    from verif.cluster.encoder import MODELS
+
+    if text not in MODELS:
+        raise ValueError(text)
+    return text
+
+
+@register("encoder_layer", "one Transformer encoder layer compiled by ita.deploy (DMA, ITA "
+          "jobs, core kernels; double-buffered) and run from L2 on the C++ harness; every "
+          "output byte checked in C against ita.golden.encoder; cycle breakdown, RESULT "
+          "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override "
+          "its sizes (0: keep); DEBUG=1 also stores and checks every intermediate",
+          keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert or minilm"),
+                int_key("S", 0, minimum=0), int_key("E", 0, minimum=0),
+                int_key("P", 0, minimum=0), int_key("H", 0, minimum=0),
+                int_key("F", 0, minimum=0), int_key("DEBUG", 0, minimum=0, maximum=1),
+                int_key("SEED", 1, minimum=0), int_key("MAX_CYCLES", 20_000_000, minimum=1)))
+def _run_encoder_layer(options):
+    import sys
+
+    from hw import toolchain
+    from ita.deploy import CompileError
+    from verif.cluster.encoder import run_layer
+
+    model = options["MODEL"]
+    sizes = {k: options[k] for k in ("S", "E", "P", "H", "F") if options[k]}
+    tag = "_".join([model, *(f"{k}{v}" for k, v in sizes.items()), f"seed{options['SEED']}"])
+    work = toolchain.BUILD_ROOT / "deploy" / tag
+    try:
+        status, result, output, breakdown, _ = run_layer(
+            work, model=model, seed=options["SEED"], sizes=sizes,
+            debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True)
+    except (CompileError, ValueError) as exc:  # a layer the compiler or the model refuses
+        print(f"encoder_layer: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return "FAIL", {"seed": options["SEED"], "error": type(exc).__name__}
+    print(breakdown, flush=True)
+    result["seed"] = options["SEED"]
+    result.pop("estimate", None)
+    return status, result

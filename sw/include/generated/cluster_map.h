@@ -20,7 +20,7 @@
 
 /* L1: TCDM, word-interleaved over L1_BANKS banks. */
 #define L1_BASE 0x10000000
-#define L1_SIZE 0x00020000
+#define L1_SIZE 0x00040000
 
 /* EVENT_UNIT: barrier and event unit. */
 #define EVENT_UNIT_BASE 0x10200000
@@ -40,7 +40,7 @@
 
 /* L2: code, data and weights; boot memory. */
 #define L2_BASE 0x1C000000
-#define L2_SIZE 0x00100000
+#define L2_SIZE 0x00400000
 
 /* --- Event lines (bit positions of EVT_MASK / EVT_WAIT) --------------------------------------- */
 

@@ -1,0 +1,164 @@
+/*
+ * Self-checking unit tests of the encoder kernels (sw/kernels) on all cores.
+ *
+ * verif/cluster/kernel_tests.py generates kernel_cases.h for one run: per case the kernel,
+ * its sizes and constants, the inputs and the expected output (from ita.golden) as const
+ * arrays, which the program image places in L2, and where the operands go. For each case:
+ * core 0 copies the inputs to their places in an L1 arena with the DMA (unless the case runs
+ * on the L2 copies directly) and fills the output with a sentinel; every core calls the
+ * kernel between two barriers; core 0 measures the cycles from the first barrier to the
+ * kernel's return (the kernel ends in a barrier), compares every output byte and stops at
+ * the first mismatch with
+ *
+ *     kernels: MISMATCH kernel=<name> size=<size> row=<r> col=<c> expected=<e> got=<g>
+ *
+ * and exit code 1. Otherwise it prints one line per case,
+ *
+ *     kernels: <name> <size> cycles=<n> elements=<n> cycles_per_element=<x.xx>
+ *     stats: <name>_<size>=<cycles>
+ *
+ * (stats lines become RESULT fields in hw/harness/run.py), and exits with 0.
+ */
+
+#include <stdint.h>
+
+#include "kernels.h"
+#include "runtime.h"
+
+enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU };
+
+typedef struct {
+    const char *name;       /* kernel name */
+    const char *size;       /* sizes as a word, e.g. 64x64x64 */
+    int kernel;             /* K_* */
+    int l2;                 /* operands and output stay in L2 */
+    int dims[4];            /* per kernel, see run_case() */
+    int params[6];          /* per kernel, see run_case() */
+    const void *in[4];      /* inputs in L2 (NULL: none) */
+    uint32_t in_bytes[4];
+    uint32_t in_offset[4];  /* byte offset of each input's L1 copy in the arena */
+    const uint8_t *expected;
+    uint32_t out_bytes;
+    uint32_t out_offset;    /* in the arena, or in out_l2 */
+    int out_cols;           /* row length of the output, for the mismatch report */
+    uint32_t elements;      /* for cycles per element */
+} kcase_t;
+
+#include "kernel_cases.h"
+
+#define SENTINEL 0xA5u
+
+static uint8_t arena[KC_ARENA_BYTES] __attribute__((aligned(4))) L1_NOINIT;
+static uint8_t out_l2[KC_OUT_L2_BYTES] __attribute__((aligned(4)));
+
+static void *operand(const kcase_t *kc, int i)
+{
+    if (!kc->in[i])
+        return 0;
+    return kc->l2 ? (void *)kc->in[i] : (void *)&arena[kc->in_offset[i]];
+}
+
+static uint8_t *output(const kcase_t *kc)
+{
+    return kc->l2 ? &out_l2[kc->out_offset] : &arena[kc->out_offset];
+}
+
+/* Core 0: `bytes` from L2 to L1, whole words by DMA when both ends are aligned (the DMA moves
+ * words only), the rest byte by byte. */
+static void copy_in(uint8_t *dst, const uint8_t *src, uint32_t bytes)
+{
+    uint32_t words = 0;
+    if ((((uintptr_t)dst | (uintptr_t)src) & 3u) == 0) {
+        words = bytes & ~3u;
+        if (words && dma_copy_1d(dst, src, words) != 0) {
+            printf("kernels: DMA refused a copy of %u bytes\n", (unsigned)words);
+            exit(2);
+        }
+    }
+    for (uint32_t i = words; i < bytes; i++)
+        dst[i] = src[i];
+}
+
+/* Core 0: inputs to L1, sentinel into the output. */
+static void stage(const kcase_t *kc)
+{
+    if (!kc->l2)
+        for (int i = 0; i < 4; i++)
+            if (kc->in[i])
+                copy_in(&arena[kc->in_offset[i]], kc->in[i], kc->in_bytes[i]);
+    uint8_t *out = output(kc);
+    for (uint32_t i = 0; i < kc->out_bytes; i++)
+        out[i] = SENTINEL;
+    dma_wait();
+}
+
+static void run_case(const kcase_t *kc)
+{
+    const int *d = kc->dims, *p = kc->params;
+    switch (kc->kernel) {
+    case K_GEMM_RQ: /* m, k, n; mult, shift, add; a, bt, bias (or none) */
+        k_gemm_rq(operand(kc, 0), operand(kc, 1), operand(kc, 2), (int8_t *)output(kc), d[0],
+                  d[1], d[2], p[0], p[1], p[2]);
+        break;
+    case K_RESIDUAL_ADD: /* count; mult_x, mult_y, shift, add; x, y */
+        k_residual_add(operand(kc, 0), operand(kc, 1), (int8_t *)output(kc), d[0], p[0], p[1],
+                       p[2], p[3]);
+        break;
+    case K_HEAD_SUM: /* heads, head_stride, count; mult, shift, add; heads */
+        k_head_sum(operand(kc, 0), d[0], d[1], d[2], (int8_t *)output(kc), p[0], p[1], p[2]);
+        break;
+    case K_LAYERNORM: /* rows, cols; mult, shift, add; x, gamma, beta */
+        k_layernorm(operand(kc, 0), (int8_t *)output(kc), d[0], d[1], operand(kc, 1),
+                    operand(kc, 2), p[0], p[1], p[2]);
+        break;
+    case K_ITAMAX: /* rows, cols, valid_cols, causal; a */
+        k_itamax(operand(kc, 0), output(kc), d[0], d[1], d[2], d[3]);
+        break;
+    case K_GELU: /* count; b, c, mult, shift, add; x */
+        k_gelu(operand(kc, 0), (int8_t *)output(kc), d[0], p[0], p[1], p[2], p[3], p[4]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Core 0: 0 if the output equals the expected bytes, else report the first difference. */
+static int check(const kcase_t *kc)
+{
+    const uint8_t *out = output(kc);
+    for (uint32_t i = 0; i < kc->out_bytes; i++) {
+        if (out[i] != kc->expected[i]) {
+            int row = (int)(i / (uint32_t)kc->out_cols), col = (int)(i % (uint32_t)kc->out_cols);
+            int signed_out = kc->kernel != K_ITAMAX;
+            int want = signed_out ? (int8_t)kc->expected[i] : kc->expected[i];
+            int got = signed_out ? (int8_t)out[i] : out[i];
+            printf("kernels: MISMATCH kernel=%s size=%s row=%d col=%d expected=%d got=%d\n",
+                   kc->name, kc->size, row, col, want, got);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int main(unsigned core)
+{
+    for (int c = 0; c < KC_COUNT; c++) {
+        const kcase_t *kc = &KC_CASES[c];
+        if (core == 0)
+            stage(kc);
+        barrier();
+        uint32_t t0 = cycles();
+        run_case(kc);
+        uint32_t spent = cycles() - t0;
+        if (core != 0)
+            continue;
+        if (check(kc))
+            return 1;
+        uint32_t cpe = (uint32_t)(((uint64_t)spent * 100u + kc->elements / 2) / kc->elements);
+        printf("kernels: %s %s cycles=%u elements=%u cycles_per_element=%u.%02u\n", kc->name,
+               kc->size, (unsigned)spent, (unsigned)kc->elements, (unsigned)(cpe / 100),
+               (unsigned)(cpe % 100));
+        printf("stats: %s_%s=%u\n", kc->name, kc->size, (unsigned)spent);
+    }
+    return 0;
+}

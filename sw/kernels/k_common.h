@@ -1,0 +1,116 @@
+/*
+ * Helpers shared by the kernels (not part of their interface): the requantization, the
+ * split of work over the cores, and word loads.
+ */
+
+#ifndef K_COMMON_H
+#define K_COMMON_H
+
+#include <stdint.h>
+
+#include "runtime.h"
+
+/* A requantization prepared once per call: `fast` when every reachable value v gives
+ * |mult * v| + 2^(shift-1) < 2^31, so that 32-bit arithmetic is exact. */
+typedef struct {
+    int32_t mult, shift, add, round;
+    int fast;
+} k_rq_t;
+
+/* `bound` is the largest |v| the kernel can pass to k_requant with these constants. */
+static inline k_rq_t k_rq_make(int mult, int shift, int add, uint32_t bound)
+{
+    k_rq_t rq;
+    rq.mult = mult;
+    rq.shift = shift > 62 ? 62 : shift; /* as ita.golden.requant: larger shifts act alike */
+    rq.add = add;
+    rq.round = rq.shift > 0 && rq.shift < 32 ? 1 << (rq.shift - 1) : 0;
+    uint64_t worst = (uint64_t)bound * (uint32_t)mult + (uint32_t)rq.round;
+    rq.fast = rq.shift < 32 && worst < (1u << 31);
+    return rq;
+}
+
+static inline int8_t k_sat8(int32_t v)
+{
+    return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
+}
+
+/* clamp(floor((mult * v + 2^(shift-1)) / 2^shift) + add, -128, 127) */
+static inline int8_t k_requant(int32_t v, const k_rq_t *rq)
+{
+    if (rq->fast)
+        return k_sat8(((v * rq->mult + rq->round) >> rq->shift) + rq->add);
+    int64_t p = (int64_t)v * rq->mult;
+    if (rq->shift > 0) {
+        int64_t q = p >> (rq->shift - 1); /* then floor((q + 1) / 2) rounds half up */
+        p = (q >> 1) + (q & 1);
+    }
+    p += rq->add;
+    return (int8_t)(p > 127 ? 127 : p < -128 ? -128 : p);
+}
+
+/* This core's share [*lo, *hi) of `count` items cut into chunks of `quantum` (so that cores
+ * write whole words when quantum is a multiple of 4). */
+static inline void k_span(int count, int quantum, int *lo, int *hi)
+{
+    int cores = (int)num_cores(), core = (int)core_id();
+    int units = (count + quantum - 1) / quantum;
+    int per = (units + cores - 1) / cores;
+    int a = core * per * quantum, b = a + per * quantum;
+    *lo = a < count ? a : count;
+    *hi = b < count ? b : count;
+}
+
+/*
+ * Where this core starts in its share [lo, hi) of a byte array at `base`, so that the cores,
+ * running in step, touch different L1 banks: word (4 * core) modulo CLUSTER_L1_BANKS. Loops
+ * then run from lo + rot to hi and wrap around to lo; any order gives the same result for
+ * element-wise work. 0 when the share is too short.
+ */
+static inline int k_rotation(const void *base, int lo, int hi)
+{
+    const uint32_t banks = CLUSTER_L1_BANKS;
+    uint32_t word = ((uint32_t)(uintptr_t)base + (uint32_t)lo) >> 2;
+    uint32_t rot = 4u * (((4u * core_id() - word) % banks + banks) % banks);
+    return rot < (uint32_t)(hi - lo) ? (int)rot : 0;
+}
+
+/* Whether p is word-aligned. Word loads are only issued on aligned addresses (a misaligned
+ * one costs two bus accesses); unaligned operands take byte loads (k_bytes). */
+static inline int k_aligned(const void *p)
+{
+    return ((uintptr_t)p & 3u) == 0;
+}
+
+/* The four bytes at p as one little-endian word, for any alignment. */
+static inline uint32_t k_bytes(const int8_t *p)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    return u[0] | ((uint32_t)u[1] << 8) | ((uint32_t)u[2] << 16) | ((uint32_t)u[3] << 24);
+}
+
+/* The word at p (word-aligned), then p += 4. The "m" operand orders the load after the
+ * memory clobbers of barrier(). */
+static inline uint32_t k_lw_inc(const int8_t **p)
+{
+    uint32_t w;
+    __asm__("cv.lw %0, (%1), 4" : "=r"(w), "+r"(*p) : "m"(**p));
+    return w;
+}
+
+/* The word at p + off (word-aligned). */
+static inline uint32_t k_lw_off(const int8_t *p, int off)
+{
+    uint32_t w;
+    __asm__("cv.lw %0, %2(%1)" : "=r"(w) : "r"(p), "r"(off), "m"(p[off]));
+    return w;
+}
+
+/* acc + the sum of the four products of the int8 lanes of a and b */
+static inline int32_t k_sdot4(int32_t acc, uint32_t a, uint32_t b)
+{
+    __asm__("cv.sdotsp.b %0, %1, %2" : "+r"(acc) : "r"(a), "r"(b));
+    return acc;
+}
+
+#endif /* K_COMMON_H */

@@ -1,0 +1,51 @@
+/*
+ * Integer kernels of a Transformer encoder layer for the cluster's cores, bit-exact with
+ * ita/golden (ita.golden.linear, ita.golden.encoder, ita.golden.itamax, ita.golden.i_gelu);
+ * the arithmetic is written down in docs/encoder-arithmetic.md.
+ *
+ * Calling convention (SPMD): every core of the program (num_cores()) calls the kernel with
+ * the same arguments; each core computes its share, split by core_id(), and all of them meet
+ * in barrier() before returning, so the whole output is valid when the call returns on any
+ * core. int8 tensors are row-major and dense; buffers may be in L1 or L2. Any alignment
+ * works, but the SIMD paths need word-aligned rows (k_gemm_rq: a and bt aligned and k a
+ * multiple of 4; k_layernorm: each row aligned); otherwise bytes are loaded one by one.
+ * Outputs must not overlap the inputs, except that out == x is allowed for the element-wise
+ * kernels.
+ *
+ * Requantization (mult, shift, add) is the engine's: clamp(floor((mult * v + 2^(shift-1)) /
+ * 2^shift) + add, -128, 127), mult in 0..255, shift in 0..255, add in -128..127.
+ */
+
+#ifndef KERNELS_H
+#define KERNELS_H
+
+#include <stdint.h>
+
+/* c(m, n) = requant(a(m, k) @ bt(n, k)^T + bias(n)); bias may be NULL. == ita.golden.linear
+ * for every sum that fits int32 (the engine's 26-bit accumulator always does). */
+void k_gemm_rq(const int8_t *a, const int8_t *bt, const int32_t *bias, int8_t *c, int m, int k,
+               int n, int mult, int shift, int add);
+
+/* out[i] = requant(x[i] * mult_x + y[i] * mult_y, 1, shift, add): ita.golden.residual_add. */
+void k_residual_add(const int8_t *x, const int8_t *y, int8_t *out, int count, int mult_x,
+                    int mult_y, int shift, int add);
+
+/* out[i] = requant(sum over h < heads_count of heads[h * head_stride + i]): ita.golden.head_sum. */
+void k_head_sum(const int8_t *heads, int heads_count, int head_stride, int count, int8_t *out,
+                int mult, int shift, int add);
+
+/* Integer LayerNorm of rows x cols int8 values with int8 gamma and 24-bit beta (cols entries
+ * each): ita.golden.layer_norm. cols <= 66051. */
+void k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t *gamma,
+                 const int32_t *beta, int mult, int shift, int add);
+
+/* ITAmax of each row (groups of ITA_N columns): ita.golden.itamax with the mask "column <
+ * valid_cols, and column <= row if causal" (row counted from 0 in this call). cols <= 2047. */
+void k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal);
+
+/* out[i] = requant(i_gelu_poly(x[i], b, c), mult, shift, add): ita.golden.i_gelu (26-bit
+ * intermediates, b and c int16). */
+void k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int shift,
+            int add);
+
+#endif /* KERNELS_H */

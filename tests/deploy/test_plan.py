@@ -1,0 +1,132 @@
+"""The layer compiler without simulation: tiling, phases, L1 plan, L2 image, C, errors."""
+
+import numpy as np
+import pytest
+
+from ita.deploy import ClusterSpec, CompileError, compile_layer, layer_macs, plan_layer
+from ita.golden.encoder import MINILM, MOBILEBERT, EncoderShape, random_encoder
+
+TINY = EncoderShape(64, 64, 32, 2, 128)
+
+
+@pytest.fixture(scope="module", params=["tiny", "mobilebert", "minilm"])
+def planned(request):
+    shape = {"tiny": TINY, "mobilebert": MOBILEBERT, "minilm": MINILM}[request.param]
+    x, params = random_encoder(shape, 3)
+    return shape, plan_layer(shape, params, x, ClusterSpec())
+
+
+def test_live_buffers_never_overlap_and_stay_in_the_arena(planned):
+    _, schedule = planned
+    spec = schedule.spec
+    buffers = list(schedule.buffers.values())
+    for b in buffers:
+        assert b.offset % spec.align == 0, b.name
+        assert b.offset + b.reach <= spec.arena_bytes, b.name
+    for i, a in enumerate(buffers):
+        for b in buffers[i + 1:]:
+            if a.first <= b.last and b.first <= a.last:
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, \
+                    f"{a.name} and {b.name} overlap while both are live"
+
+
+def test_every_job_reads_loaded_data_and_has_aligned_pointers(planned):
+    _, schedule = planned
+    width = schedule.slot_width
+    for ph in schedule.phases:
+        if not ph.job:
+            continue
+        for ref in ph.job.pointers.values():
+            b = schedule.buffers[ref.buffer]
+            assert (b.offset + ref.offset) % schedule.spec.config.M == 0
+            assert b.first // width < ph.index <= b.last // width or b.first // width == ph.index
+        for name in ph.job.reads:
+            loads = [p.index for p in schedule.phases for d in p.loads if d.buffer == name]
+            if loads:  # loaded in an earlier phase, whose end waits for the DMA
+                assert max(loads) < ph.index
+
+
+def test_dma_transfers_stay_inside_their_buffer_and_l2_tensor(planned):
+    _, schedule = planned
+    for ph in schedule.phases:
+        for d in ph.loads + ph.stores:
+            b = schedule.buffers[d.buffer]
+            stride = d.l1_stride if d.rows > 1 else d.row_bytes
+            assert d.l1_offset + stride * (d.rows - 1) + d.row_bytes <= b.size, d
+            l2_bytes = len(schedule.l2[d.l2][1])
+            l2_stride = d.l2_stride if d.rows > 1 else d.row_bytes
+            assert d.l2_offset + l2_stride * (d.rows - 1) + d.row_bytes <= l2_bytes, d
+            assert d.row_bytes % 4 == 0
+
+
+def test_jobs_cover_the_layer_macs(planned):
+    shape, schedule = planned
+    macs = sum(ph.job.macs for ph in schedule.phases if ph.job)
+    assert macs == layer_macs(shape)
+    assert layer_macs(MOBILEBERT) == 4 * (4 * 128 * 128 * 32 + 2 * 128 * 128 * 32) \
+        + 2 * 128 * 128 * 512
+
+
+def test_weights_are_double_buffered():
+    """Consecutive heads' weights live at the same time (one loads while the other is used)."""
+    x, params = random_encoder(MOBILEBERT, 1)
+    schedule = plan_layer(MOBILEBERT, params, x, ClusterSpec())
+    w0, w1 = schedule.buffers["w_head0"], schedule.buffers["w_head1"]
+    assert w0.first <= w1.last and w1.first <= w0.last
+    assert w0.offset != w1.offset
+    loads = {d.buffer: ph.index for ph in schedule.phases for d in ph.loads}
+    jobs = {ph.job.name: ph.index for ph in schedule.phases if ph.job}
+    assert loads["w_head1"] == jobs["attention head 0"]
+
+
+def test_forced_chunks_give_one_job_per_chunk():
+    x, params = random_encoder(TINY, 1)
+    schedule = plan_layer(TINY, params, x, ClusterSpec(), fc=64, ec=32)
+    names = [ph.job.name for ph in schedule.phases if ph.job]
+    assert names == ["attention head 0", "attention head 1", "f1 chunk 0", "f1 chunk 1",
+                     "f2 chunk 0", "f2 chunk 1"]
+    assert schedule.choices["ffn1_chunk"] == 64 and schedule.choices["ffn2_chunk"] == 32
+
+
+def test_small_l1_fails_naming_the_tensor_and_sizes():
+    x, params = random_encoder(MINILM, 1)
+    spec = ClusterSpec(l1_size=128 * 1024)
+    with pytest.raises(CompileError) as info:
+        plan_layer(MINILM, params, x, spec)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "cannot place tensor" in message and "L1 arena" in message
+    assert f"{spec.arena_bytes} B" in message
+
+
+def test_shape_errors_are_one_line():
+    x, params = random_encoder(TINY, 1)
+    with pytest.raises(CompileError, match="x must have shape"):
+        plan_layer(TINY, params, x[:, :32], ClusterSpec())
+    bad = EncoderShape(64, 96, 32, 2, 128)
+    with pytest.raises(CompileError, match="multiple of the tile edge"):
+        plan_layer(bad, params, np.zeros((64, 96), np.int8), ClusterSpec())
+
+
+def test_small_l2_fails():
+    x, params = random_encoder(MINILM, 1)
+    with pytest.raises(CompileError, match="B of L2 data"):
+        plan_layer(MINILM, params, x, ClusterSpec(l2_size=1024 * 1024))
+
+
+def test_generated_c_and_image():
+    x, params = random_encoder(TINY, 2)
+    program = compile_layer(TINY, params, x, ClusterSpec())
+    c = program.c_source
+    assert c.count("dl_ita_start(") == sum(1 for p in program.schedule.phases if p.job)
+    assert "int dl_layer(unsigned core)" in c and "do not edit" in c
+    # the expected output sits in the image where the manifest says
+    entry = program.manifest["l2"]["expected_out"]
+    offset = entry["address"] - 0x1C00_0000 - program.schedule.spec.l2_data_offset
+    got = np.frombuffer(program.data[offset:offset + entry["bytes"]], np.int8)
+    assert np.array_equal(got.reshape(TINY.S, TINY.E), program.expected["out"])
+    # the first head's Wq, transposed, starts its weight blob
+    entry = program.manifest["l2"]["wqkv0"]
+    offset = entry["address"] - 0x1C00_0000 - program.schedule.spec.l2_data_offset
+    wq_t = np.frombuffer(program.data[offset:offset + TINY.P * TINY.E], np.int8)
+    assert np.array_equal(wq_t.reshape(TINY.P, TINY.E), params.wq[0].T)

@@ -1,0 +1,177 @@
+"""``make sim TEST=encoder_layer``: one Transformer encoder layer on the cluster, from L2.
+
+:func:`prepare` draws a layer (:func:`ita.golden.encoder.random_encoder`), runs the golden
+model, compiles the layer (:func:`ita.deploy.compile_layer`) and builds the program
+(``sw/apps/encoder_layer`` + the generated schedule + the deploy runtime + ``sw/kernels``).
+The program image and the layer's data go into one ``$readmemh`` file for the C++ harness
+(``hw/harness/run.py``, ``+L2_HEX``). The program checks its results in C against the
+expected arrays in L2 (every byte of the output; with ``DEBUG=1`` every intermediate too)
+and prints the cycle breakdown as ``stats:`` lines; :func:`parse` turns them into the
+breakdown table and the RESULT fields.
+
+``ops`` = 2 x MACs of the layer, MACs = H (4 S E P + 2 S^2 P) + 2 S E F (the GEMMs: Q, K, V,
+OW, QK, AV per head; F1, F2); ``ops_per_cycle`` = ops / layer cycles; the engine's peak is
+2 N M ops per cycle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ita.config import DEFAULT_CONFIG
+from ita.deploy import ClusterSpec, CompileError, compile_layer, layer_macs
+
+__all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "parse",
+           "run_layer", "Prepared"]
+
+#: MODEL=... shapes; "tiny" is small enough for the test suite.
+MODELS = ("tiny", "mobilebert", "minilm")
+
+
+def cluster_spec(config=DEFAULT_CONFIG) -> ClusterSpec:
+    """The compiler's view of the simulated cluster, from the memory map."""
+    from cluster_integration import memory_map as mm
+    from cluster_integration.memory_map_gen import STACK_SIZE
+
+    l1, l2 = mm.region("L1"), mm.region("L2")
+    return ClusterSpec(l1_base=l1.base, l1_size=l1.size,
+                       l1_reserved=mm.CORES * STACK_SIZE + 4096,
+                       l2_base=l2.base, l2_size=l2.size, cores=mm.CORES, config=config)
+
+
+def shape_for(model, *, S=None, E=None, P=None, H=None, F=None):
+    """The EncoderShape of MODEL, with any of S/E/P/H/F overriding it."""
+    from ita.golden.encoder import SHAPES, EncoderShape
+
+    base = SHAPES.get(model) or (EncoderShape(64, 64, 32, 2, 128) if model == "tiny" else None)
+    if base is None:
+        raise ValueError(f"unknown MODEL {model!r}; known: {', '.join(MODELS)}")
+    sizes = {k: v for k, v in dict(S=S, E=E, P=P, H=H, F=F).items() if v}
+    return EncoderShape(**{**{k: getattr(base, k) for k in ("S", "E", "P", "H", "F")}, **sizes})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    program: object      #: ita.deploy.Program
+    app: object          #: sw.build.App
+    image: Path          #: the combined L2 image for +L2_HEX
+    work: Path
+
+
+def combined_image(app, data: bytes, spec: ClusterSpec, path: Path) -> Path:
+    """One dense word image from the start of L2: the program, zeros, the layer's data."""
+    from sw.build import read_hex
+
+    base, words = read_hex(app.hex)
+    if base != spec.l2_base:
+        raise ValueError(f"{app.hex}: image starts at {base:#x}, not at L2 {spec.l2_base:#x}")
+    if 4 * len(words) > spec.l2_data_offset:
+        raise CompileError(f"the program image ({4 * len(words)} B) reaches past the layer's "
+                           f"data at L2 offset {spec.l2_data_offset:#x}")
+    data_words = [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+    pad = spec.l2_data_offset // 4 - len(words)
+    lines = [f"// encoder_layer program and data from {spec.l2_base:#010x}",
+             *(f"{w:08x}" for w in words), *(["00000000"] * pad),
+             *(f"{w:08x}" for w in data_words)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def prepare(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
+            config=DEFAULT_CONFIG) -> Prepared:
+    """Compile and build one layer into ``work``. ``corrupt`` = (tensor, row, col) flips
+    one expected byte (to show that the check can fail)."""
+    from ita.deploy.emit import C_DIR, C_SOURCES
+    from ita.golden.encoder import encoder_layer, random_encoder
+    from sw.build import KERNEL_SOURCES, build_app
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    shape = shape_for(model, **(sizes or {}))
+    spec = cluster_spec(config)
+    x, params = random_encoder(shape, seed, config)
+    result = encoder_layer(x, params, config=config)
+    expected = {name: getattr(result, name)
+                for name in ("attn", "add1", "ln1", "f1", "f2", "add2", "out")}
+    if corrupt:
+        tensor, row, col = corrupt
+        expected[tensor] = expected[tensor].copy()
+        expected[tensor][row, col] = expected[tensor][row, col] ^ 1
+    program = compile_layer(shape, params, x, spec, expected=expected, debug=debug)
+    program.write(work)
+    app = build_app("encoder_layer", out_dir=work, include_dirs=(C_DIR,),
+                    extra_sources=(work / "encoder_layer.c", *C_SOURCES, *KERNEL_SOURCES))
+    image = combined_image(app, program.data, spec, work / "encoder_layer.l2.hex")
+    return Prepared(program, app, image, work)
+
+
+def parse(output: str, manifest: dict, config=DEFAULT_CONFIG):
+    """(breakdown rows, RESULT fields, check lines) from the program's output."""
+    stats: dict[str, int] = {}
+    for line in output.splitlines():
+        if line.startswith("stats:"):
+            for pair in line[len("stats:"):].split():
+                key, _, value = pair.partition("=")
+                if value.isdigit():
+                    stats[key] = int(value)
+    total = stats.get("layer_cycles", 0)
+    kernels = {k.removeprefix("kernel_"): v for k, v in stats.items() if k.startswith("kernel_")}
+    rows = [("ITA busy (trigger to end, overlaps the rest)", stats.get("ita_busy", 0))]
+    parts = [("core 0 waiting for the ITA", stats.get("ita_wait", 0)),
+             *((f"kernel {name} (all cores)", v) for name, v in kernels.items()),
+             ("core 0 waiting for the DMA", stats.get("dma_wait", 0)),
+             ("core 0 programming jobs and transfers", stats.get("issue", 0)),
+             ("barriers (idle cores)", stats.get("sync", 0))]
+    accounted = sum(v for _, v in parts)
+    parts.append(("other (loop and timer code)", max(0, total - accounted)))
+    rows += parts
+    ops = manifest["ops"]
+    peak = 2 * config.N * config.M
+    fields = {}
+    if total:
+        fields = {"layer_cycles": total, "ops": ops,
+                  "ops_per_cycle": f"{ops / total:.1f}",
+                  "peak_pct": f"{100 * ops / total / peak:.1f}",
+                  "ita_busy_pct": f"{100 * stats.get('ita_busy', 0) / total:.1f}",
+                  "ita_jobs": stats.get("ita_jobs", 0),
+                  "dma_bytes": stats.get("dma_bytes", 0)}
+    checks = [line for line in output.splitlines()
+              if line.startswith(("check:", "mismatch:"))]
+    return rows, fields, checks
+
+
+def format_breakdown(rows, total):
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'cycle breakdown (core 0)':<{width}}  {'cycles':>9}  share"]
+    for name, value in rows:
+        share = f"{100 * value / total:5.1f} %" if total else "-"
+        lines.append(f"{name:<{width}}  {value:>9}  {share}")
+    lines.append(f"{'layer total':<{width}}  {total:>9}")
+    return "\n".join(lines)
+
+
+def run_layer(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
+              max_cycles=20_000_000, stream=False):
+    """Prepare and run on the C++ harness; returns (status, fields, output, prepared)."""
+    from hw.harness.run import run_image
+
+    prepared = prepare(work, model=model, seed=seed, sizes=sizes, debug=debug,
+                       corrupt=corrupt)
+    run = run_image("encoder_layer", prepared.image, max_cycles=max_cycles, stream=stream)
+    manifest = prepared.program.manifest
+    rows, fields, _checks = parse(run.output, manifest)
+    shape = manifest["shape"]
+    result = {"model": model, **{k: shape[k] for k in ("S", "E", "P", "H", "F")},
+              "cycles": run.fields.get("cycles"), **fields,
+              "estimate": manifest["estimate"]["cycles"], "outcome": run.fields["outcome"]}
+    status = run.status if fields else "FAIL"
+    breakdown = format_breakdown(rows, fields.get("layer_cycles", 0))
+    (Path(work) / "breakdown.txt").write_text(breakdown + "\n")
+    (Path(work) / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return status, result, run.output, breakdown, prepared
+
+
+def macs(shape):
+    return layer_macs(shape)

@@ -1,0 +1,362 @@
+"""Unit tests of the encoder kernels (``sw/kernels``) on the cluster, in the fast C++ harness.
+
+:func:`draw_case` draws one case of one kernel at one size and computes the expected output
+with ``ita.golden``; :func:`write_header` turns a list of cases into ``kernel_cases.h`` for
+the self-checking program ``sw/apps/kernels`` (inputs and expected outputs become const arrays
+in L2; the program copies inputs to L1, runs the kernel on all cores, compares every byte and
+prints cycles per case); :func:`run_cases` builds and runs it with ``hw.harness.run`` and parses
+the per-case lines. ``make sim TEST=kernels [KERNEL=..] [SIZE=small|large] [SEED=..]`` runs a
+set from :data:`SIZES` and prints the cycles-per-element table.
+
+A case is named ``<kernel> <size>``; sizes read ``MxKxN`` (GEMM), ``ROWSxCOLS`` (row-wise and
+element-wise kernels, whose outputs are reported by row and column), ``HhROWSxCOLS`` (head
+sum); suffixes say ``_l2`` (operands and output stay in L2), ``_odd`` (L1 copies start one byte
+past a word), ``_nobias``, ``_causal``, ``_vN`` (valid columns), ``_wide`` (constants that need
+the 64-bit requantization).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ita.golden import REFERENCE_GELU, gelu_constants, i_gelu
+from ita.golden.encoder import core_softmax, head_sum, layer_norm, layer_norm_stats, residual_add
+from ita.golden.softmax import causal_mask, key_mask
+
+__all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_header",
+           "run_cases", "parse_lines", "format_table", "ARENA_BYTES"]
+
+KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu")
+_KERNEL_IDS = {name: i for i, name in enumerate(KERNELS)}  # enum order in main.c
+
+#: Bytes of the program's L1 arena for the inputs and output of one case (L1 minus stacks,
+#: the runtime's and the kernels' own L1 data, with room to spare).
+ARENA_BYTES = 112 * 1024
+
+#: Case sets: small ones for ``make test`` (every code path: SIMD blocks and remainders,
+#: misaligned rows, L2 operands, no bias, masks, the 64-bit requantization), large ones for
+#: ``make sim TEST=kernels`` (encoder-sized tensors).
+SIZES = {
+    "small": (
+        ("gemm_rq", "16x32x16"), ("gemm_rq", "7x37x9_odd"), ("gemm_rq", "9x12x6_l2_nobias"),
+        ("gemm_rq", "5x3x5_wide"),
+        ("residual_add", "8x40"), ("residual_add", "3x13_odd"), ("residual_add", "4x9_l2"),
+        ("head_sum", "4h8x40"), ("head_sum", "3h5x11_odd"),
+        ("layernorm", "8x64"), ("layernorm", "5x37_odd_wide"), ("layernorm", "3x16_l2"),
+        ("itamax", "16x40"), ("itamax", "16x40_causal"), ("itamax", "9x23_causal_v11_odd"),
+        ("gelu", "2x150"), ("gelu", "3x77_odd_wide"),
+    ),
+    "large": (
+        ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
+        ("gemm_rq", "64x32x64"), ("gemm_rq", "63x65x61_odd"),
+        ("residual_add", "128x128"), ("residual_add", "64x384"),
+        ("head_sum", "4h128x128"), ("head_sum", "12h16x384"),
+        ("layernorm", "128x128"), ("layernorm", "64x384"),
+        ("itamax", "128x128"), ("itamax", "64x64_causal"), ("itamax", "64x128_v100"),
+        ("gelu", "64x256"), ("gelu", "64x512"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class KernelCase:
+    """One kernel call with its inputs and the golden output."""
+
+    kernel: str
+    size: str
+    dims: tuple[int, ...]
+    params: tuple[int, ...]
+    inputs: tuple[np.ndarray | None, ...]
+    expected: np.ndarray     #: int8 or uint8, shape (rows, cols)
+    elements: int
+    l2: bool = False
+    odd: bool = False
+    macs: int = 0
+
+    @property
+    def out_cols(self) -> int:
+        return int(self.expected.shape[-1])
+
+
+_SIZE = re.compile(r"^(?:(?P<heads>\d+)h)?(?P<dims>\d+(?:x\d+)*)(?P<flags>(?:_[a-z]+\d*)*)$")
+
+
+def _parse_size(kernel: str, size: str):
+    match = _SIZE.match(size)
+    if not match:
+        raise ValueError(f"bad size {size!r} for {kernel}")
+    dims = [int(v) for v in match["dims"].split("x")]
+    flags = [f for f in match["flags"].split("_") if f]
+    want = 3 if kernel == "gemm_rq" else 2
+    if len(dims) != want or min(dims) < 1:
+        raise ValueError(f"{kernel} size {size!r} needs {want} positive dimensions")
+    if (match["heads"] is not None) != (kernel == "head_sum"):
+        raise ValueError(f"size {size!r}: the 'Nh' head count is for head_sum only")
+    known = {"l2", "odd", "nobias", "causal", "wide"}
+    for flag in flags:
+        if flag not in known and not re.fullmatch(r"v\d+", flag):
+            raise ValueError(f"size {size!r}: unknown suffix _{flag}")
+    return dims, flags, int(match["heads"] or 0)
+
+
+def _int8(rng, shape, std=40.0):
+    return np.clip(np.rint(rng.normal(0, std, shape)), -128, 127).astype(np.int8)
+
+
+def _shift_for(values, mult, target=40.0):
+    """The shift that brings ``values * mult`` to about ``target`` LSB of spread."""
+    spread = float(np.std(np.asarray(values, dtype=np.float64))) or 1.0
+    return max(0, round(math.log2(mult * spread / target)))
+
+
+def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
+    """A random case of ``kernel`` at ``size`` (see the module docstring), golden output."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+    dims, flags, heads = _parse_size(kernel, size)
+    rng = np.random.default_rng([seed, _KERNEL_IDS[kernel], *dims, len(flags)])
+    wide = "wide" in flags
+    common = {"l2": "l2" in flags, "odd": "odd" in flags}
+    if kernel == "gemm_rq":
+        from verif.cluster.kernels import gemm_expected
+
+        m, k, n = dims
+        a, b = _int8(rng, (m, k), 60), _int8(rng, (k, n), 60)
+        bias = None if "nobias" in flags else \
+            rng.integers(-(1 << 16), 1 << 16, n).astype(np.int32)
+        acc = a.astype(np.int64) @ b.astype(np.int64) + (0 if bias is None else bias)
+        mult = int(rng.integers(64, 256))
+        if wide:  # sums beyond the engine's range: the 64-bit path of the requantization
+            mult, bias = 255, rng.integers(-(1 << 24), 1 << 24, n).astype(np.int32)
+            acc = a.astype(np.int64) @ b.astype(np.int64) + bias
+        shift = _shift_for(acc, mult)
+        add = int(rng.integers(-8, 9))
+        out = gemm_expected(a, b, np.zeros(n, np.int32) if bias is None else bias,
+                            (mult, shift, add))
+        return KernelCase(kernel, size, (m, k, n), (mult, shift, add),
+                          (a, np.ascontiguousarray(b.T), bias), out, m * n, macs=m * k * n,
+                          **common)
+    rows, cols = dims
+    if kernel == "residual_add":
+        x, y = _int8(rng, (rows, cols)), _int8(rng, (rows, cols))
+        mx, my = (int(v) for v in rng.integers(0, 256, 2))
+        shift = int(rng.integers(6, 9))
+        add = int(rng.integers(-8, 9))
+        out = residual_add(x, y, mult_x=mx, mult_y=my, shift=shift, add=add)
+        return KernelCase(kernel, size, (rows * cols,), (mx, my, shift, add), (x, y), out,
+                          rows * cols, **common)
+    if kernel == "head_sum":
+        outs = _int8(rng, (heads, rows, cols), 50)
+        mult = int(rng.integers(64, 256))
+        rq = (mult, _shift_for(outs.astype(np.int64).sum(axis=0), mult), int(rng.integers(-8, 9)))
+        out = head_sum(outs, rq)
+        return KernelCase(kernel, size, (heads, rows * cols, rows * cols), rq, (outs,), out,
+                          rows * cols, **common)
+    if kernel == "layernorm":
+        x = _int8(rng, (rows, cols), 35)
+        x += rng.integers(-20, 21, (rows, 1)).astype(np.int8)   # a different mean per row
+        x[0] = 7                                                 # a constant row
+        if rows > 2:
+            x[1] = 0
+            x[1, cols // 2] = 100                                # one outlier
+        gamma = _int8(rng, cols, 60)
+        beta_range = (1 << 23) - 1 if wide else 1 << 18
+        beta = rng.integers(-beta_range, beta_range + 1, cols).astype(np.int32)
+        mult = 255 if wide else int(rng.integers(64, 256))
+        st = layer_norm_stats(x)
+        t = ((x - st["mean"][:, None]) * st["inv"][:, None] + (1 << (st["r"][:, None] - 1))) \
+            >> st["r"][:, None]
+        shift = _shift_for(t * gamma + beta, mult)
+        add = int(rng.integers(-8, 9))
+        out = layer_norm(x, gamma, beta, mult=mult, shift=shift, add=add)
+        return KernelCase(kernel, size, (rows, cols), (mult, shift, add), (x, gamma, beta), out,
+                          rows * cols, **common)
+    if kernel == "itamax":
+        a = np.clip(np.rint(rng.normal(0, 6, (rows, cols))) + rng.integers(-60, 60, (rows, 1)),
+                    -128, 127).astype(np.int8)
+        a[0, :] = a[0, 0]                                        # all equal
+        if rows > 1:
+            a[1, :] = -128
+            a[1, cols - 1] = 127                                 # one-hot at the end
+        causal = "causal" in flags
+        valid = next((int(f[1:]) for f in flags if f.startswith("v")), cols)
+        mask = key_mask(rows, cols, valid) & (causal_mask(rows, cols) if causal else True)
+        out = core_softmax(a, mask=mask)
+        return KernelCase(kernel, size, (rows, cols, valid, int(causal)), (), (a,), out,
+                          rows * cols, **common)
+    # gelu
+    x = rng.integers(-128, 128, (rows, cols)).astype(np.int8)
+    constants = gelu_constants(0.05) if wide else REFERENCE_GELU
+    params = (constants.b, constants.c, *constants.act_rq)
+    out = i_gelu(x, constants.b, constants.c, constants.act_rq)
+    return KernelCase(kernel, size, (rows * cols,), params, (x,), out, rows * cols, **common)
+
+
+def select(size_set: str, kernel: str = "all", seed: int = 1) -> list[KernelCase]:
+    """The cases of ``SIZES[size_set]`` (``all``: both sets) for one kernel or ``all``."""
+    if size_set not in (*SIZES, "all"):
+        raise ValueError(f"unknown size set {size_set!r}; expected one of "
+                         f"{', '.join((*SIZES, 'all'))}")
+    if kernel != "all" and kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; expected all or one of "
+                         f"{', '.join(KERNELS)}")
+    names = [n for s in (SIZES if size_set == "all" else {size_set: 0}) for n in SIZES[s]]
+    return [draw_case(k, s, seed) for k, s in names if kernel in ("all", k)]
+
+
+# --- the header ------------------------------------------------------------------------------
+
+
+def _c_array(name: str, array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    if array.dtype == np.int32:
+        ctype, values = "int32_t", array.ravel().tolist()
+    else:
+        ctype, values = "uint8_t", array.view(np.uint8).ravel().tolist()
+    rows = [", ".join(str(v) for v in values[i:i + 24]) for i in range(0, len(values), 24)]
+    body = ",\n    ".join(rows)
+    return (f"static const {ctype} {name}[{len(values)}] __attribute__((aligned(4))) = {{\n"
+            f"    {body}\n}};\n")
+
+
+def _layout(case: KernelCase) -> tuple[list[int], int, int]:
+    """Arena offsets of the inputs and of the output, and the arena bytes used."""
+    offsets, cursor = [], 0
+    for array in case.inputs:
+        offsets.append(cursor + (1 if case.odd else 0) if array is not None else 0)
+        if array is not None:
+            cursor = -(-(offsets[-1] + array.nbytes) // 4) * 4
+    out = cursor + (1 if case.odd else 0)
+    return offsets, out, out + case.expected.nbytes
+
+
+def write_header(cases, out_dir, *, corrupt: tuple[int, int] | None = None) -> Path:
+    """Write ``kernel_cases.h`` for ``cases`` into ``out_dir``; return the path.
+
+    ``corrupt = (case index, byte index)`` flips the bits of one expected byte, so that a
+    correct kernel must be reported as a mismatch (the check is shown to bite).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not cases:
+        raise ValueError("no kernel cases to run")
+    parts = ["/* Generated by verif/cluster/kernel_tests.py for one run; do not edit. */\n",
+             "#ifndef KERNEL_CASES_H\n#define KERNEL_CASES_H\n\n"]
+    table, arena, out_l2 = [], 0, 0
+    for index, case in enumerate(cases):
+        offsets, out_offset, used = _layout(case)
+        if not case.l2 and used > ARENA_BYTES:
+            raise ValueError(f"{case.kernel} {case.size} needs {used} bytes of L1; the arena "
+                             f"has {ARENA_BYTES}")
+        if case.l2:
+            out_offset = 1 if case.odd else 0
+            out_l2 = max(out_l2, out_offset + case.expected.nbytes)
+        else:
+            arena = max(arena, used)
+        expected = case.expected.copy()
+        if corrupt is not None and corrupt[0] == index:
+            if not 0 <= corrupt[1] < expected.size:
+                raise ValueError(f"corrupt byte {corrupt[1]} is outside the output of "
+                                 f"{case.kernel} {case.size} ({expected.size} bytes)")
+            expected.view(np.uint8).reshape(-1)[corrupt[1]] ^= 0xFF
+        ins, sizes = [], []
+        for i, array in enumerate(case.inputs):
+            if array is None:
+                ins.append("0")
+                sizes.append(0)
+                continue
+            name = f"kc{index}_in{i}"
+            parts.append(_c_array(name, array.astype("<i4") if array.dtype == np.int32
+                                  else array))
+            ins.append(name)
+            sizes.append(array.nbytes)
+        parts.append(_c_array(f"kc{index}_expected", expected))
+        pad = 4 - len(ins)
+        table.append(
+            f"    {{\"{case.kernel}\", \"{case.size}\", {_KERNEL_IDS[case.kernel]}, "
+            f"{int(case.l2)}, {{{', '.join(map(str, case.dims))}}}, "
+            f"{{{', '.join(map(str, case.params)) or '0'}}}, "
+            f"{{{', '.join(ins + ['0'] * pad)}}}, {{{', '.join(map(str, sizes + [0] * pad))}}}, "
+            f"{{{', '.join(map(str, offsets + [0] * pad))}}}, kc{index}_expected, "
+            f"{case.expected.nbytes}, {out_offset}, {case.out_cols}, {case.elements}}},")
+    parts.append(f"\n#define KC_COUNT {len(cases)}\n")
+    parts.append(f"#define KC_ARENA_BYTES {max(4, -(-arena // 4) * 4)}\n")
+    parts.append(f"#define KC_OUT_L2_BYTES {max(4, -(-out_l2 // 4) * 4)}\n\n")
+    parts.append("static const kcase_t KC_CASES[KC_COUNT] = {\n" + "\n".join(table) + "\n};\n")
+    parts.append("\n#endif\n")
+    path = out_dir / "kernel_cases.h"
+    path.write_text("".join(parts))
+    return path
+
+
+# --- running ---------------------------------------------------------------------------------
+
+_CASE_LINE = re.compile(r"^kernels: (?P<kernel>\w+) (?P<size>\S+) cycles=(?P<cycles>\d+) "
+                        r"elements=(?P<elements>\d+) cycles_per_element=(?P<cpe>[\d.]+)$")
+_MISMATCH = re.compile(r"^kernels: MISMATCH (?P<rest>.*)$")
+
+
+def parse_lines(output: str) -> tuple[list[dict], str | None]:
+    """(one dict per measured case, the mismatch report or None) from the program output."""
+    rows, mismatch = [], None
+    for line in output.splitlines():
+        line = line.strip()
+        if match := _CASE_LINE.match(line):
+            rows.append({"kernel": match["kernel"], "size": match["size"],
+                         "cycles": int(match["cycles"]), "elements": int(match["elements"]),
+                         "cycles_per_element": float(match["cpe"])})
+        elif match := _MISMATCH.match(line):
+            mismatch = match["rest"]
+    return rows, mismatch
+
+
+def format_table(rows, cases=()) -> str:
+    """The cycles-per-element table, with MACs per cycle for the GEMM cases."""
+    macs = {(c.kernel, c.size): c.macs for c in cases}
+    lines = [f"{'kernel':<13} {'size':<22} {'cycles':>9} {'elements':>9} {'cyc/elem':>9} "
+             f"{'MACs/cyc':>9}"]
+    for r in rows:
+        m = macs.get((r["kernel"], r["size"]), 0)
+        per = f"{m / r['cycles']:.2f}" if m else "-"
+        lines.append(f"{r['kernel']:<13} {r['size']:<22} {r['cycles']:>9} {r['elements']:>9} "
+                     f"{r['cycles_per_element']:>9.2f} {per:>9}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    status: str
+    fields: dict
+    rows: list
+    mismatch: str | None
+    output: str
+
+
+def run_cases(cases, *, tag: str, corrupt=None, max_cycles=None, stream=False) -> KernelRun:
+    """Write the header, build ``sw/apps/kernels`` with the kernels, run it in the harness.
+
+    PASS needs the program's exit code 0 and one measured line per case.
+    """
+    from hw import toolchain
+    from hw.harness.run import DEFAULT_MAX_CYCLES, run_image
+    from sw.build import KERNEL_SOURCES, build_app
+
+    work = toolchain.BUILD_ROOT / "sw" / "kernels" / tag
+    write_header(cases, work, corrupt=corrupt)
+    app = build_app("kernels", out_dir=work, include_dirs=(work,),
+                    extra_sources=KERNEL_SOURCES)
+    run = run_image("kernels", app.hex, max_cycles=max_cycles or DEFAULT_MAX_CYCLES,
+                    stream=stream)
+    rows, mismatch = parse_lines(run.output)
+    status = "PASS" if run.status == "PASS" and len(rows) == len(cases) else "FAIL"
+    fields = dict(run.fields)
+    fields["total_cycles"] = fields.pop("cycles", None)
+    fields["cycles"] = sum(r["cycles"] for r in rows)
+    fields["cases"] = len(rows)
+    return KernelRun(status, fields, rows, mismatch, run.output)
+
