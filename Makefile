@@ -10,7 +10,7 @@ JOBS    ?= 2
 ARGS    := $(MAKEOVERRIDES)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run
+.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run bench
 
 help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
@@ -27,6 +27,8 @@ help:
 	@echo "                                   the cluster memory map header and linker script"
 	@echo "make regress [SEEDS=n] [JOBS=n]    the regression list, n seeds each (JUnit, summary, waves of failures)"
 	@echo "make coverage [SEEDS=n] [JOBS=n]   functional + line/toggle coverage reports in build/coverage/"
+	@echo "make bench [QUICK=1] [ONLY=engine,hwpe,cluster,kernels,encoder,speed] [REPEATS=n]"
+	@echo "                                   benchmarks: build/bench/report.md, PNG plots, results.json"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
 
@@ -63,6 +65,9 @@ regress: $(STAMP)
 
 coverage: $(STAMP)
 	@$(PY) -m verif.coverage $(ARGS)
+
+bench: $(STAMP)
+	@$(PY) -m bench $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,280 @@
+"""``build/bench/report.md`` and ``results.json`` from the measurements of :mod:`bench.suite`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import model
+
+__all__ = ["cluster_rows", "write_json", "write_markdown"]
+
+_PARTS = ("ITA compute (ideal)", "engine overhead", "HWPE overhead", "programming (core 0)",
+          "DMA, head sum, barriers", "boot and exit")
+
+
+def _key(row, names):
+    return tuple(int(row.get(n, 1 if n == "H" else 0)) for n in names)
+
+
+def _find(rows, **want):
+    for r in rows:
+        if r.get("status") == "PASS" and all(int(r.get(k, 1 if k == "H" else 0)) == v
+                                             for k, v in want.items()):
+            return r
+    return None
+
+
+def cluster_rows(results: dict) -> list[dict]:
+    """One row per attention-head configuration of the cluster section, with the engine and
+    HWPE runs of the same shape and heads, and the cycles split into :data:`_PARTS`.
+
+    engine overhead = engine - ideal; HWPE overhead = HWPE trigger-to-event - engine;
+    programming = the program's ita_cycles (core 0: program the jobs, trigger, sleep until the
+    event) - HWPE; DMA etc. = the program's total_cycles - ita_cycles; boot = the run's cycles -
+    total_cycles. A part is None when the run it needs is missing.
+    """
+    out = []
+    for c in results.get("cluster", []):
+        if c.get("status") != "PASS":
+            continue
+        dims = {k: int(c[k]) for k in ("S", "E", "P", "H")}
+        r = c["result"]
+        eng = _find([e for e in results.get("engine", []) if e["mode"] == "attention"], **dims)
+        hw = _find([h for h in results.get("hwpe", []) if h["mode"] == "attention"], **dims)
+        ideal = r["ideal_cycles"]
+        e_cyc = eng["result"]["cycles"] if eng else None
+        h_cyc = hw["result"]["cycles"] if hw else None
+        row = {"label": "S={S} E={E} P={P} H={H}".format(**dims), **dims, "ideal": ideal,
+               "engine": e_cyc, "hwpe": h_cyc, "ita": r.get("ita_cycles"),
+               "program": r.get("total_cycles"), "run": r["cycles"], "command": c["command"]}
+        if None not in (e_cyc, h_cyc, row["ita"], row["program"]):
+            values = (ideal, e_cyc - ideal, h_cyc - e_cyc, row["ita"] - h_cyc,
+                      row["program"] - row["ita"], row["run"] - row["program"])
+            row["parts"] = dict(zip(_PARTS, values, strict=True))
+        out.append(row)
+    return out
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    return path
+
+
+def _fmt(value, digits=0):
+    if value is None:
+        return "-"
+    if isinstance(value, float) and digits:
+        return f"{value:,.{digits}f}"
+    if isinstance(value, (int, float)):
+        return f"{round(value):,}"
+    return str(value)
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _engine_section(results, figures, seed):
+    rows = results.get("engine", [])
+    if not rows:
+        return []
+    acc = model.tile_accesses()
+    lines = ["## Engine utilisation vs shape", "",
+             f"`make sim TEST=ita_attention|ita_ffn S= E= P= F= STALLS=0 SEED={seed}` (the "
+             "cocotb testbench of the engine alone, N=16, M=64, no stalls). Utilisation = "
+             "ideal cycles (natural MACs / 1024) / cycles from `start` to the last output. "
+             "Dimensions that are not multiples of 64 are padded to whole tiles and the "
+             "padding counts as lost work (S=E=P=32 uses an eighth of one tile's MACs).", ""]
+    if "engine_utilization" in figures:
+        lines += [f"![engine utilisation]({figures['engine_utilization']})", ""]
+    table = []
+    for r in rows:
+        res = r["result"]
+        table.append([r["mode"], r["sweep"], r.get("S", "-"), r.get("E", "-"),
+                      r.get("P", "-"), r.get("F", "-"), _fmt(res.get("ideal_cycles")),
+                      _fmt(res.get("cycles")), res.get("utilization", "-"),
+                      _fmt(r.get("port_bound_cycles")), r.get("port_bound_utilization", "-"),
+                      r["status"], f"`{r['command']}`"])
+    lines += _table(["mode", "sweep", "S", "E", "P", "F", "ideal", "cycles", "util %",
+                     "ref. port bound", "bound %", "status", "command"], table)
+    lines += ["", "### The reference design's memory-port bound", "",
+              "The public ITA (pulp-platform/ITA, `src/hwpe`) has one 1024-bit TCDM port shared "
+              "by its input, weight, bias and output streamers, and runs one job per pair of "
+              "64 x 64 tiles. A job computes for 64 x 64 x 64 / 1024 = 256 cycles; in that job "
+              f"the port carries the input tile once per 16-column slab ({acc['input']} "
+              f"accesses of 128 B), the weight tile ({acc['weight']}), the biases "
+              f"({acc['bias']} accesses of 96 B, none in QK and AV) and, on the last inner "
+              f"tile of each output tile, the output ({acc['output']} strobed writes of two "
+              f"16-byte rows). One access per cycle at best makes an output-emitting job last "
+              f"at least {acc['input'] + acc['weight'] + acc['bias'] + acc['output']} cycles "
+              f"(88 % of peak) and an inner job 256. The bound line sums these over every "
+              "tile of every step (Q, K, V, QK, AV, OW or F1, F2; shapes padded to whole "
+              "tiles) and divides the ideal cycles by it. It ignores bank conflicts and job "
+              "programming, so the reference can only be below it. This engine streams its "
+              "operands through separate ports (the HWPE reuses input tiles across slabs), "
+              "which is why it can pass the line.", ""]
+    return lines
+
+
+def _hwpe_cluster_section(results, figures, crow):
+    lines = ["## HWPE and cluster: one attention head, trigger to completion", ""]
+    hw = results.get("hwpe", [])
+    if hw:
+        lines += ["`make sim TEST=ita_hwpe ... STALLS=0`: the HWPE (control slave, streamers, "
+                  "one 1024-bit TCDM port) with a pyuvm TCDM memory; cycles from the TRIGGER "
+                  "write to the completion event.", ""]
+        table = []
+        for r in hw:
+            res = r["result"]
+            table.append([r["mode"], r.get("S"), r.get("E"), r.get("P", "-"), r.get("F", "-"),
+                          r.get("H", 1), _fmt(res.get("ideal_cycles")), _fmt(res.get("cycles")),
+                          res.get("utilization", "-"), _fmt(res.get("tcdm_accesses")),
+                          r["status"], f"`{r['command']}`"])
+        lines += _table(["mode", "S", "E", "P", "F", "H", "ideal", "cycles", "util %",
+                         "TCDM accesses", "status", "command"], table) + [""]
+    if crow:
+        lines += ["`make sim TEST=attention_head S= E= P= H= SEED=`: C on the 8 cores; core 0 "
+                  "moves the inputs to L1 with the DMA, programs one ITA job per head and "
+                  "sleeps until the event; the cores sum and requantize the heads. `ita` is the "
+                  "program's `ita_cycles` (core 0, from programming to the event), `program` "
+                  "its `total_cycles`, `run` the cycles from reset to exit. The engine and HWPE "
+                  "columns are the runs above with the same shape and heads.", ""]
+        if "cluster_breakdown" in figures:
+            lines += [f"![cluster breakdown]({figures['cluster_breakdown']})", ""]
+        table = []
+        for r in crow:
+            parts = r.get("parts") or {}
+            table.append([r["label"], _fmt(r["ideal"]), _fmt(r["engine"]), _fmt(r["hwpe"]),
+                          _fmt(r["ita"]), _fmt(r["program"]), _fmt(r["run"]),
+                          *(_fmt(parts.get(p)) for p in _PARTS[1:]), f"`{r['command']}`"])
+        lines += _table(["config", "ideal", "engine", "HWPE", "ita", "program", "run",
+                         *_PARTS[1:], "command"], table) + [""]
+    for c in results.get("cluster", []):
+        if c.get("status") != "PASS":
+            lines += [f"FAILED: `{c['command']}`", ""]
+    return lines
+
+
+def _kernel_section(results, figures, notes, seed):
+    lines = ["## Kernels on the cores", ""]
+    gemm = results.get("gemm", [])
+    if gemm:
+        lines += ["`make sim TEST=gemm M= K= N=`: int8 GEMM with requantization on 8 cores "
+                  "(`cv.sdotsp.b`, 4 MACs per instruction), bit-exact against `ita.golden`; "
+                  "kernel cycles from barrier to barrier.", ""]
+        if "gemm" in figures:
+            lines += [f"![gemm]({figures['gemm']})", ""]
+        table = [[f"{r['M']}x{r['K']}x{r['N']}", _fmt(r["result"].get("cycles")),
+                  _fmt(r["result"].get("ideal_cycles")), r["result"].get("macs_per_cycle", "-"),
+                  r["result"].get("utilization", "-"), _fmt(r["result"].get("total_cycles")),
+                  r["status"], f"`{r['command']}`"] for r in gemm]
+        lines += _table(["M x K x N", "kernel cycles", "ideal (32 MACs/cycle)", "MACs/cycle",
+                         "util %", "run cycles", "status", "command"], table) + [""]
+    k = results.get("kernels")
+    if k:
+        lines += [f"`{k['command']}` ({k['status']}): the encoder kernels of `sw/kernels` on "
+                  "the 8 cores; their own report:", "", "```", *k.get("lines", []), "```", "",
+                  f"RESULT: `{_result_words(k['result'])}`", ""]
+    lines += [f"Note: {n}" for n in notes if n.startswith("kernels")]
+    return lines + [""]
+
+
+def _result_words(result: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in result.items())
+
+
+def _encoder_section(results, notes):
+    lines = ["## Encoder layer", ""]
+    for e in results.get("encoder", []):
+        res = e["result"]
+        lines += [f"### {e['model']}: `{e['command']}` ({e['status']})", ""]
+        if res.get("ops_per_cycle") is not None:
+            lines += [f"{_fmt(res.get('ops'))} operations (2 per MAC) in "
+                      f"{_fmt(res.get('layer_cycles', res.get('cycles')))} layer cycles: "
+                      f"**{res['ops_per_cycle']} operations per cycle**"
+                      + (f", {res['peak_pct']} % of the ITA's peak" if "peak_pct" in res else "")
+                      + (f"; ITA busy {res['ita_busy_pct']} % of the layer"
+                         if "ita_busy_pct" in res else "") + ".", ""]
+        elif e.get("shape") and res.get("cycles"):
+            lines += [f"{_fmt(e['matmul_ops'])} matrix-product operations (2 per MAC, from "
+                      f"the shape {e['shape']}) in {_fmt(res['cycles'])} cycles: "
+                      f"{e['matmul_ops'] / res['cycles']:.1f} operations per cycle.", ""]
+        lines += [f"RESULT: `{_result_words(res)}`", "", "Program report:", "", "```",
+                  *e.get("lines", []), "```", ""]
+    lines += [f"Note: {n}" for n in notes if n.startswith("encoder")]
+    return lines + [""]
+
+
+def _speed_section(results, figures):
+    speed = results.get("speed", {})
+    if not speed:
+        return []
+    lines = ["## Simulator speed", "",
+             "Each flow ran the same job several times in this one `make bench` run; medians. "
+             "`loop`: cycles per second of the simulation itself (C++: the harness's own "
+             "measurement of its loop, also per CPU second; cocotb: the cycles the cocotb test "
+             "simulated over its real time from the JUnit file, which includes the testbench's "
+             "Python, e.g. drawing the golden vectors). `command`: RESULT cycles over the whole "
+             "command (process start, model cache check, data preparation). CPU times are of "
+             "the whole process tree.", ""]
+    if "sim_speed" in figures:
+        lines += [f"![simulator speed]({figures['sim_speed']})", ""]
+    table = []
+    for design in ("engine", "cluster"):
+        d = speed.get(design)
+        if not d:
+            continue
+        cfg = ", ".join(f"{k}={v}" for k, v in d["config"].items())
+        for flow, label in (("cocotb", "cocotb + Verilator"), ("cpp", "C++ harness")):
+            s = d.get("summary", {}).get(flow)
+            cmd = d.get(f"{flow}_command", "")
+            if not s:
+                table.append([design, label, cfg, "-", "-", "-", "-", "-", "-", "-",
+                              f"`{cmd}`"])
+                continue
+            table.append([design, label, cfg, _fmt(s["cycles"]), s["runs"],
+                          _fmt(s["loop_cycles_per_s"]), _fmt(s["loop_cpu_cycles_per_s"]),
+                          _fmt(s["wall_s"], 2), _fmt(s["cpu_s"], 2),
+                          _fmt(s["end_to_end_cycles_per_s"]), f"`{cmd}`"])
+    lines += _table(["design", "flow", "configuration", "cycles", "runs", "loop cycles/s",
+                     "loop cycles/CPU s", "command wall s", "command CPU s", "command cycles/s",
+                     "command"], table) + [""]
+    for design in ("engine", "cluster"):
+        d = speed.get(design)
+        if not d:
+            continue
+        agree = d.get("summary", {}).get("cycles_agree")
+        if agree is not None:
+            lines.append(f"- {design}: both flows simulated the same job for the same number "
+                         f"of cycles: {'yes' if agree else 'NO (investigate)'}.")
+        b = d.get("cpp_build", {})
+        if b.get("status") == "PASS":
+            how = "built" if b["rebuilt"] else "taken from the cache"
+            lines.append(f"- {design}: C++ model {how} in {b['wall_s']} s (CPU {b['cpu_s']} s).")
+    return lines + [""]
+
+
+def write_markdown(path: Path, results: dict, meta: dict, figures: dict, crow: list[dict],
+                   notes: list[str], failures: list[dict]) -> Path:
+    seed = meta["seed"]
+    lines = ["# ITA cluster benchmarks", "",
+             f"Written by `{meta['command']}` in {meta['wall_s']:.0f} s wall clock "
+             f"({meta['cpu_s']:.0f} s CPU of the simulations) on a {meta['cpus']}-CPU machine "
+             f"(load average {meta['load_before']} before, {meta['load_after']} after; other "
+             "jobs may share it, so wall-clock speeds are lower bounds). Seed "
+             f"{seed} everywhere. Cycle counts are exact and repeatable; each row names the "
+             "command that reproduces it. Machine-readable: `results.json`.", ""]
+    if failures:
+        lines += ["**Failures:**", ""] + [f"- `{f['command']}`" for f in failures] + [""]
+    lines += _engine_section(results, figures, seed)
+    lines += _hwpe_cluster_section(results, figures, crow)
+    lines += _kernel_section(results, figures, notes, seed)
+    lines += _encoder_section(results, notes)
+    lines += _speed_section(results, figures)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path

@@ -1,0 +1,383 @@
+"""What ``make bench`` runs: the plan (which points, which sizes) and one function per section.
+
+Every cycle count comes from a RESULT line of an existing flow: ``make sim`` tests run as
+``python -m verif.sim`` subprocesses, the fast C++ harnesses through their own modules
+(``hw.harness.run``, ``hw.harness.engine``). Nothing here simulates by itself.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import model
+from bench.runner import (
+    Measurement,
+    SimPoint,
+    children_cpu_seconds,
+    cocotb_times,
+    run_argv,
+    run_point,
+    strip_stdout,
+)
+
+__all__ = ["Plan", "FULL", "QUICK", "SECTIONS", "Bench", "CLOCK_PERIOD_NS"]
+
+#: Clock period of every cocotb testbench (simulated ns per cycle).
+CLOCK_PERIOD_NS = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of every sweep; ``FULL`` is ``make bench``, ``QUICK`` the tests' tiny version."""
+
+    seed: int = 1
+    repeats: int = 3
+    attention_diag: tuple = (32, 64, 96, 128, 192, 256)
+    attention_base: int = 64  # the two fixed dimensions of the one-dimension sweeps
+    attention_sweep: tuple = (32, 128, 256, 512)
+    ffn_base: int = 128
+    ffn_f: tuple = (64, 128, 256, 512)
+    ffn_diag: tuple = (64, 128, 256)
+    hwpe_attention: tuple = ((64, 64, 64, 1), (128, 128, 128, 1), (256, 256, 256, 1),
+                             (64, 64, 64, 2))  # S, E, P, H
+    hwpe_ffn: tuple = (128,)  # S = E = F
+    cluster: tuple = ((64, 64, 64, 1), (64, 64, 64, 2), (128, 128, 128, 1))  # S, E, P, H
+    gemm: tuple = ((16, 16, 16), (32, 32, 32), (64, 64, 64), (128, 128, 128))
+    kernels: tuple = (("SIZE", "large"),)
+    encoder_models: tuple = ("mobilebert", "minilm")
+    speed_engine: int = 256  # attention S = E = P of the engine speed runs
+    speed_gemm: tuple = (128, 128, 128)
+
+
+FULL = Plan()
+QUICK = Plan(repeats=1, attention_diag=(32, 64), attention_sweep=(), ffn_f=(), ffn_diag=(64,),
+             hwpe_attention=((64, 64, 64, 1),), hwpe_ffn=(), cluster=((64, 64, 64, 1),),
+             gemm=((16, 16, 16),), kernels=(("SIZE", "small"),), encoder_models=("tiny",),
+             speed_engine=64, speed_gemm=(32, 32, 32))
+
+SECTIONS = ("engine", "hwpe", "cluster", "kernels", "encoder", "speed")
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class Bench:
+    """Runs the sections of a plan, keeps every measurement, prints progress to stderr."""
+
+    plan: Plan
+    sections: tuple = SECTIONS
+    out: Path = Path("build/bench")
+    log: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr,
+                                                                  flush=True))
+    results: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    step: int = 0
+    total: int = 0
+    t0: float = field(default_factory=time.monotonic)
+
+    # --- progress ---------------------------------------------------------------------------
+
+    def _begin(self, what: str) -> None:
+        self.step += 1
+        elapsed = time.monotonic() - self.t0
+        self.log(f"[{self.step}/{self.total}] {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}"
+                 f"  {what}")
+
+    def _end(self, m: Measurement) -> None:
+        r = m.result
+        what = " ".join(f"{k}={r[k]}" for k in ("cycles", "utilization") if k in r)
+        self.log(f"        {m.status} {what} ({m.wall_s:.1f} s, CPU {m.cpu_s:.1f} s)")
+        if m.status != "PASS":
+            self.failures.append({"command": m.command, "log_tail": m.log_tail})
+            self.log("        " + m.log_tail.replace("\n", "\n        "))
+
+    def sim(self, point: SimPoint) -> Measurement:
+        self._begin(point.command)
+        m = run_point(point)
+        strip_stdout(m)
+        self._end(m)
+        return m
+
+    # --- the plan -----------------------------------------------------------------------------
+
+    def attention_points(self) -> list[tuple[str, dict]]:
+        p = self.plan
+        points = [("diagonal", {"S": n, "E": n, "P": n}) for n in p.attention_diag]
+        b = p.attention_base
+        for dim in "SEP":
+            for n in p.attention_sweep:
+                keys = {"S": b, "E": b, "P": b}
+                keys[dim] = n
+                points.append((dim, keys))
+        # the engine part of every HWPE and cluster configuration, for their breakdown
+        for S, E, P, H in (*p.hwpe_attention, *p.cluster):
+            keys = {"S": S, "E": E, "P": P} if H == 1 else {"S": S, "E": E, "P": P, "H": H}
+            if all(k != keys for _sweep, k in points):
+                points.append(("heads" if H > 1 else "extra", keys))
+        return points
+
+    def ffn_points(self) -> list[tuple[str, dict]]:
+        p = self.plan
+        points = [("diagonal", {"S": n, "E": n, "F": n}) for n in p.ffn_diag]
+        points += [("F", {"S": p.ffn_base, "E": p.ffn_base, "F": f}) for f in p.ffn_f]
+        return points
+
+    def count_steps(self, registry: set[str]) -> int:
+        p, n = self.plan, 0
+        if "engine" in self.sections:
+            n += len(self.attention_points()) + len(self.ffn_points())
+        if "hwpe" in self.sections:
+            n += len(p.hwpe_attention) + len(p.hwpe_ffn)
+        if "cluster" in self.sections:
+            n += len(p.cluster)
+        if "kernels" in self.sections:
+            n += len(p.gemm) + ("kernels" in registry)
+        if "encoder" in self.sections and "encoder_layer" in registry:
+            n += len(p.encoder_models)
+        if "speed" in self.sections:
+            n += 2 + 4 * p.repeats  # two C++ model builds, four flows
+        return n
+
+    # --- sections -----------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        from verif.sim import load_tests
+
+        registry = set(load_tests())
+        self.total = self.count_steps(registry)
+        self.results = {"engine": [], "hwpe": [], "cluster": [], "gemm": [], "kernels": None,
+                        "encoder": [], "speed": {}}
+        for section in self.sections:
+            getattr(self, f"section_{section}")(registry)
+        return self.results
+
+    def _engine_point(self, test: str, sweep: str, keys: dict) -> dict:
+        p = self.plan
+        point = SimPoint(test, {**keys, "STALLS": 0, "SEED": p.seed})
+        m = self.sim(point)
+        mode = "attention" if test == "ita_attention" else "ffn"
+        row = {"mode": mode, "sweep": sweep, **keys, **m.to_json()}
+        r = m.result
+        if m.status == "PASS":
+            dims = {k: keys.get(k, 0) for k in "SEPF"}
+            row["port_bound_cycles"] = model.port_bound_cycles(mode, **dims)
+            row["port_bound_utilization"] = round(
+                model.port_bound_utilization(mode, r["ideal_cycles"], **dims), 2)
+        return row
+
+    def section_engine(self, registry) -> None:
+        for sweep, keys in self.attention_points():
+            self.results["engine"].append(self._engine_point("ita_attention", sweep, keys))
+        for sweep, keys in self.ffn_points():
+            self.results["engine"].append(self._engine_point("ita_ffn", sweep, keys))
+
+    def section_hwpe(self, registry) -> None:
+        p = self.plan
+        shapes = [("attention", {"S": S, "E": E, "P": P, "H": H})
+                  for S, E, P, H in p.hwpe_attention]
+        shapes += [("ffn", {"S": n, "E": n, "F": n}) for n in p.hwpe_ffn]
+        for mode, keys in shapes:
+            m = self.sim(SimPoint("ita_hwpe", {"MODE": mode, **keys, "STALLS": 0,
+                                               "SEED": p.seed}))
+            self.results["hwpe"].append({"mode": mode, **keys, **m.to_json()})
+
+    def section_cluster(self, registry) -> None:
+        p = self.plan
+        for S, E, P, H in p.cluster:
+            m = self.sim(SimPoint("attention_head", {"S": S, "E": E, "P": P, "H": H,
+                                                     "SEED": p.seed}))
+            self.results["cluster"].append({"S": S, "E": E, "P": P, "H": H, **m.to_json()})
+
+    def section_kernels(self, registry) -> None:
+        p = self.plan
+        for M, K, N in p.gemm:
+            m = self.sim(SimPoint("gemm", {"M": M, "K": K, "N": N, "SEED": p.seed}))
+            self.results["gemm"].append({"M": M, "K": K, "N": N, **m.to_json()})
+        if "kernels" not in registry:
+            self.notes.append("kernels: `make sim TEST=kernels` is not registered in this tree; "
+                              "the per-element cycles of the encoder kernels are left out.")
+            return
+        point = SimPoint("kernels", {**dict(p.kernels), "SEED": p.seed})
+        self._begin(point.command)
+        m = run_point(point)
+        stdout = strip_stdout(m)
+        self._end(m)
+        self.results["kernels"] = {**m.to_json(), "lines": _program_lines(stdout)}
+
+    def section_encoder(self, registry) -> None:
+        if "encoder_layer" not in registry:
+            self.notes.append("encoder: `make sim TEST=encoder_layer` is not registered in this "
+                              "tree; the encoder-layer breakdown is left out.")
+            return
+        for name in self.plan.encoder_models:
+            point = SimPoint("encoder_layer", {"MODEL": name, "SEED": self.plan.seed})
+            self._begin(point.command)
+            m = run_point(point)
+            stdout = strip_stdout(m)
+            self._end(m)
+            row = {"model": name, **m.to_json(), "lines": _program_lines(stdout)}
+            shape = _encoder_shape(name)
+            if shape is not None:
+                row["shape"] = shape
+                row["matmul_ops"] = model.encoder_ops(**shape)
+            self.results["encoder"].append(row)
+
+    # --- simulator speed ------------------------------------------------------------------------
+
+    def section_speed(self, registry) -> None:
+        speed = self.results["speed"]
+        speed["engine"] = self._speed_engine()
+        speed["cluster"] = self._speed_cluster()
+
+    def _timed_build(self, what: str, build: Callable[[], object]) -> dict:
+        self._begin(f"build (or reuse) {what}")
+        cpu0, t0 = children_cpu_seconds() + time.process_time(), time.monotonic()
+        try:
+            handle = build()
+        except Exception as exc:  # a failed build is reported, the other sections go on
+            self.failures.append({"command": f"build {what}", "log_tail": str(exc)})
+            self.log(f"        FAIL {str(exc).splitlines()[0]}")
+            return {"status": "FAIL", "error": str(exc).splitlines()[0]}
+        wall = time.monotonic() - t0
+        cpu = children_cpu_seconds() + time.process_time() - cpu0
+        rebuilt = bool(getattr(handle, "rebuilt", False))
+        self.log(f"        {'built' if rebuilt else 'cached'} ({wall:.1f} s, CPU {cpu:.1f} s)")
+        return {"status": "PASS", "rebuilt": rebuilt, "wall_s": round(wall, 2),
+                "cpu_s": round(cpu, 2)}
+
+    def _speed_engine(self) -> dict:
+        from hw.harness import engine as engine_harness
+        from ita.config import ITAConfig
+
+        p, n = self.plan, self.plan.speed_engine
+        keys = {"S": n, "E": n, "P": n}
+        out = {"config": {"mode": "attention", **keys, "seed": p.seed, "stalls": 0},
+               "cocotb": [], "cpp": []}
+        point = SimPoint("ita_attention", {**keys, "STALLS": 0, "SEED": p.seed})
+        out["cocotb_command"] = point.command
+        for _ in range(p.repeats):
+            since = time.time()
+            m = self.sim(point)
+            row = m.to_json()
+            times = cocotb_times(f"ita_attention-seed{p.seed}", since)
+            if times and m.status == "PASS":
+                row["sim_real_s"], sim_ns = times
+                row["sim_cycles"] = round(sim_ns / CLOCK_PERIOD_NS)
+            out["cocotb"].append(row)
+        out["cpp_build"] = self._timed_build(
+            "the C++ engine model", lambda: engine_harness.build_engine_harness(ITAConfig()))
+        argv = [sys.executable, "-m", "hw.harness.engine", "MODE=attention",
+                *(f"{k}={v}" for k, v in keys.items()), f"SEED={p.seed}"]
+        out["cpp_command"] = "python -m hw.harness.engine " + " ".join(argv[3:])
+        for _ in range(p.repeats):
+            self._begin(out["cpp_command"])
+            m = run_argv(argv, out["cpp_command"])
+            strip_stdout(m)
+            self._end(m)
+            out["cpp"].append(m.to_json())
+        return _summarise_speed(out, cycles_key="cycles")
+
+    def _speed_cluster(self) -> dict:
+        from hw.harness import run as cluster_harness
+
+        p = self.plan
+        M, K, N = p.speed_gemm
+        keys = {"M": M, "K": K, "N": N, "SEED": p.seed}
+        point = SimPoint("gemm", keys)
+        out = {"config": {"program": "gemm", "M": M, "K": K, "N": N, "seed": p.seed},
+               "cocotb": [], "cpp": [], "cocotb_command": point.command}
+        run_name = f"gemm-M{M}_K{K}_N{N}_seed{p.seed}"
+        for _ in range(p.repeats):
+            since = time.time()
+            m = self.sim(point)
+            row = m.to_json()
+            times = cocotb_times(run_name, since)
+            if times and m.status == "PASS":
+                row["sim_real_s"], sim_ns = times
+                row["sim_cycles"] = round(sim_ns / CLOCK_PERIOD_NS)
+            out["cocotb"].append(row)
+        out["cpp_build"] = self._timed_build("the C++ cluster model",
+                                             cluster_harness.build_harness)
+        out["cpp_command"] = (f"python -m bench.cluster_image M={M} K={K} N={N} "
+                              f"SEED={p.seed}  (the gemm image and its data on the C++ harness)")
+        if out["cpp_build"]["status"] == "PASS":
+            from bench.cluster_image import run_gemm_image
+            for _ in range(p.repeats):
+                self._begin(f"gemm M={M} K={K} N={N} on the C++ cluster harness")
+                m = run_gemm_image(M=M, K=K, N=N, seed=p.seed)
+                self._end(m)
+                out["cpp"].append(m.to_json())
+        return _summarise_speed(out, cycles_key="total_cycles")
+
+
+def _summarise_speed(out: dict, *, cycles_key: str) -> dict:
+    """Medians of the repeated runs; simulated cycles per second of each flow.
+
+    cocotb: ``loop`` = cycles simulated inside the cocotb test / its real time (JUnit);
+    C++: ``loop`` = the harness's own measurement of its simulation loop. ``end_to_end`` =
+    RESULT cycles / wall (or CPU) time of the whole command.
+    """
+    summary = {}
+    for flow in ("cocotb", "cpp"):
+        rows = [r for r in out[flow] if r["status"] == "PASS"]
+        if not rows:
+            summary[flow] = None
+            continue
+        res = rows[0]["result"]
+        cycles = res.get(cycles_key) if flow == "cocotb" else res.get("cycles")
+        if flow == "cocotb":
+            loop = [r["sim_cycles"] / r["sim_real_s"] for r in rows
+                    if r.get("sim_real_s")]
+            loop_cpu = []
+        else:
+            loop = [r["result"].get("sim_cycles_per_s") for r in rows]
+            loop_cpu = [r["result"].get("cpu_cycles_per_s") for r in rows]
+        summary[flow] = {
+            "runs": len(rows), "cycles": cycles,
+            "loop_cycles_per_s": _median(loop),
+            "loop_cpu_cycles_per_s": _median(loop_cpu),
+            "wall_s": _median([r["wall_s"] for r in rows]),
+            "cpu_s": _median([r["cpu_s"] for r in rows]),
+            "end_to_end_cycles_per_s": _median([cycles / r["wall_s"] for r in rows]),
+            "end_to_end_cpu_cycles_per_s": _median([cycles / r["cpu_s"] for r in rows
+                                                    if r["cpu_s"] > 0]),
+        }
+    if summary.get("cocotb") and summary.get("cpp"):
+        summary["cycles_agree"] = summary["cocotb"]["cycles"] == summary["cpp"]["cycles"]
+    out["summary"] = summary
+    return out
+
+
+def _program_lines(stdout: str) -> list[str]:
+    """The program's own report lines: no simulator log, no harness lines, no RESULT, and no
+    ``stats:`` or ``kernels:`` lines (machine-readable repeats of its table)."""
+    keep = []
+    for line in stdout.splitlines():
+        text = line.strip()
+        if not text or text.startswith(("RESULT ", "cluster_main:", "engine_main:", "stats:",
+                                        "kernels: ")):
+            continue
+        if " INFO " in text or " WARNING " in text or text.startswith(("-.--ns", "**")):
+            continue
+        keep.append(text)
+    return keep[-60:]
+
+
+def _encoder_shape(name: str) -> dict | None:
+    try:
+        from ita.golden.encoder import SHAPES
+    except ImportError:
+        return None
+    shape = SHAPES.get(name)
+    if shape is None:
+        return None
+    return {k: int(getattr(shape, k)) for k in ("S", "E", "P", "H", "F")}

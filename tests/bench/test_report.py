@@ -1,0 +1,138 @@
+"""The report machinery of make bench on made-up measurements: tables, breakdown, figures,
+JSON, and the command line's usage errors. No simulation runs here."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import plots, report
+from bench.__main__ import UsageError, parse_args
+from bench.suite import FULL, QUICK, Bench, _summarise_speed
+from hw import toolchain
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _row(command, status="PASS", **result):
+    return {"command": command, "status": status, "result": {"status": status, **result},
+            "wall_s": 2.0, "cpu_s": 1.5, "returncode": 0 if status == "PASS" else 1}
+
+
+def _results():
+    engine = []
+    for n, cycles in ((64, 1566), (128, 12318)):
+        ideal = (4 * n ** 3 + 2 * n ** 3) // 1024
+        engine.append({"mode": "attention", "sweep": "diagonal", "S": n, "E": n, "P": n,
+                       "port_bound_utilization": 88.5, "port_bound_cycles": 1736,
+                       **_row(f"make sim TEST=ita_attention S={n} E={n} P={n} STALLS=0 SEED=1",
+                              cycles=cycles, ideal_cycles=ideal,
+                              utilization=round(100 * ideal / cycles, 1))})
+    engine.append({"mode": "ffn", "sweep": "F", "S": 128, "E": 128, "F": 256,
+                   "port_bound_utilization": 80.0,
+                   **_row("make sim TEST=ita_ffn S=128 E=128 F=256 STALLS=0 SEED=1",
+                          cycles=8222, ideal_cycles=8192, utilization=99.6)})
+    hwpe = [{"mode": "attention", "S": 64, "E": 64, "P": 64, "H": 1,
+             **_row("make sim TEST=ita_hwpe MODE=attention S=64 E=64 P=64 H=1 STALLS=0 SEED=1",
+                    cycles=1696, ideal_cycles=1536, utilization=90.6, tcdm_accesses=1168)}]
+    cluster = [{"S": 64, "E": 64, "P": 64, "H": 1,
+                **_row("make sim TEST=attention_head S=64 E=64 P=64 H=1 SEED=1", cycles=18065,
+                       ideal_cycles=1536, total_cycles=16867, ita_cycles=2176)},
+               {"S": 64, "E": 64, "P": 64, "H": 2,
+                **_row("make sim TEST=attention_head S=64 E=64 P=64 H=2 SEED=1", "FAIL")}]
+    gemm = [{"M": 16, "K": 16, "N": 16,
+             **_row("make sim TEST=gemm M=16 K=16 N=16 SEED=1", cycles=575, ideal_cycles=128,
+                    macs_per_cycle="7.12", utilization=22.3, total_cycles=4258)}]
+    speed = {}
+    for design, cycles in (("engine", 1566), ("cluster", 7734)):
+        out = {"config": {"S": 64}, "cocotb_command": f"make sim {design}",
+               "cpp_command": f"cpp {design}", "cpp_build": {"status": "PASS", "rebuilt": False,
+                                                             "wall_s": 0.1, "cpu_s": 0.0},
+               "cocotb": [dict(_row("c", cycles=cycles, total_cycles=cycles), wall_s=w,
+                               sim_real_s=w / 2, sim_cycles=cycles + 5) for w in (3.0, 1.0, 2.0)],
+               "cpp": [dict(_row("p", cycles=cycles, sim_cycles_per_s=r, cpu_cycles_per_s=2 * r),
+                            wall_s=0.5) for r in (100_000, 300_000, 200_000)]}
+        speed[design] = _summarise_speed(out, cycles_key="total_cycles")
+    return {"engine": engine, "hwpe": hwpe, "cluster": cluster, "gemm": gemm,
+            "kernels": None, "encoder": [], "speed": speed}
+
+
+def test_cluster_breakdown_adds_up_to_the_run():
+    rows = report.cluster_rows(_results())
+    assert len(rows) == 1  # the failed H=2 run has no breakdown
+    row = rows[0]
+    assert row["parts"]["engine overhead"] == 1566 - 1536
+    assert row["parts"]["HWPE overhead"] == 1696 - 1566
+    assert row["parts"]["programming (core 0)"] == 2176 - 1696
+    assert row["parts"]["DMA, head sum, barriers"] == 16867 - 2176
+    assert sum(row["parts"].values()) == 18065
+
+
+def test_speed_summary_takes_medians_and_compares_cycles():
+    summary = _results()["speed"]["engine"]["summary"]
+    assert summary["cpp"]["loop_cycles_per_s"] == 200_000
+    assert summary["cpp"]["loop_cpu_cycles_per_s"] == 400_000
+    assert summary["cocotb"]["wall_s"] == 2.0
+    assert summary["cocotb"]["loop_cycles_per_s"] == pytest.approx((1566 + 5) / 1.0)
+    assert summary["cycles_agree"] is True
+
+
+def test_report_names_every_command_and_figure(tmp_path):
+    results = _results()
+    rows = report.cluster_rows(results)
+    figures = plots.write_all(results, tmp_path, seed=1, cluster_rows=rows)
+    assert set(figures) == {"engine_utilization", "cluster_breakdown", "gemm", "sim_speed"}
+    for name in figures.values():
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+    meta = {"command": "make bench", "seed": 1, "wall_s": 100.0, "cpu_s": 80.0, "cpus": 2,
+            "load_before": "1.0", "load_after": "2.0"}
+    failures = [{"command": results["cluster"][1]["command"], "log_tail": "x"}]
+    notes = ["encoder: `make sim TEST=encoder_layer` is not registered in this tree"]
+    text = report.write_markdown(tmp_path / "report.md", results, meta, figures, rows, notes,
+                                 failures).read_text()
+    for section in ("engine", "hwpe", "cluster", "gemm"):
+        for row in results[section]:
+            assert f"`{row['command']}`" in text
+    for name in figures.values():
+        assert f"]({name})" in text
+    assert "| S=64 E=64 P=64 H=1 | 1,536 | 1,566 | 1,696 | 2,176 | 16,867 | 18,065 |" in text
+    assert "**Failures:**" in text and "H=2 SEED=1`" in text
+    assert "Note: encoder:" in text
+    assert "memory-port bound" in text and "290 cycles" in text
+    assert "both flows simulated the same job for the same number of cycles: yes" in text
+    path = report.write_json(tmp_path / "results.json", {"meta": meta, **results})
+    assert json.loads(path.read_text())["engine"][1]["result"]["cycles"] == 12318
+
+
+def test_plan_steps_are_counted_before_running():
+    bench = Bench(QUICK)
+    registry = {"kernels", "encoder_layer"}
+    assert bench.count_steps(registry) == 3 + 1 + 1 + 2 + 1 + (2 + 4)
+    assert Bench(QUICK).count_steps(set()) == 3 + 1 + 1 + 1 + (2 + 4)
+    full = Bench(FULL)
+    points = full.attention_points()
+    # every HWPE and cluster shape has its engine run, for the breakdown
+    for S, E, P, H in (*FULL.hwpe_attention, *FULL.cluster):
+        want = {"S": S, "E": E, "P": P, **({"H": H} if H > 1 else {})}
+        assert want in [k for _sweep, k in points]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["QUICK=2"], "QUICK must be 0 or 1"),
+    (["ONLY=engine,fpga"], "unknown section(s) fpga"),
+    (["REPEATS=0"], "REPEATS must be a positive integer"),
+    (["SPEED"], "unexpected argument 'SPEED'"),
+    (["QUICK=1", "QUICK=0"], "QUICK given twice"),
+])
+def test_usage_errors(args, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_args(args)
+
+
+def test_command_line_usage_error_is_one_line_and_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "bench", "ONLY=nothing"], capture_output=True,
+                          text=True, cwd=toolchain.ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("bench: error: unknown section(s) nothing")
+    assert len(proc.stderr.strip().splitlines()) == 1
