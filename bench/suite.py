@@ -169,9 +169,10 @@ class Bench:
         r = m.result
         if m.status == "PASS":
             dims = {k: keys.get(k, 0) for k in "SEPF"}
-            row["port_bound_cycles"] = model.port_bound_cycles(mode, **dims)
+            heads = keys.get("H", 1)  # one job per head in the reference
+            row["port_bound_cycles"] = heads * model.port_bound_cycles(mode, **dims)
             row["port_bound_utilization"] = round(
-                model.port_bound_utilization(mode, r["ideal_cycles"], **dims), 2)
+                model.port_bound_utilization(mode, r["ideal_cycles"] / heads, **dims), 2)
         return row
 
     def section_engine(self, registry) -> None:
