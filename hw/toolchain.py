@@ -205,7 +205,9 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def file_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_path`` (created with its folder): one of several
+    concurrent builders of the same cached output builds, the others wait and reuse it."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -249,7 +251,7 @@ def build(
     build_dir = BUILD_ROOT / "sim" / f"{toplevel}-{digest}"
     stamp = build_dir / ".built"
     rebuilt = False
-    with _locked(build_dir / ".lock"):
+    with file_lock(build_dir / ".lock"):
         if not (stamp.is_file() and (build_dir / toplevel).is_file()):
             stamp.unlink(missing_ok=True)
             log = build_dir / "build.log"
@@ -311,7 +313,7 @@ def run(
     results = test_dir / "results.xml"
     if str(ROOT) not in sys.path:  # the runner exports sys.path as the simulator's PYTHONPATH
         sys.path.insert(0, str(ROOT))
-    with _locked(handle.build_dir / "runs" / f".{name}.lock"):
+    with file_lock(handle.build_dir / "runs" / f".{name}.lock"):
         test_dir.mkdir(parents=True, exist_ok=True)
         results.unlink(missing_ok=True)
         crash = None

@@ -26,17 +26,17 @@ hardware loops). See :data:`TARGET_FLAGS`, :data:`CFLAGS` and :data:`LDFLAGS`.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hw import toolchain
 
 __all__ = ["App", "BuildError", "build_app", "read_hex", "read_elf", "compile_command",
            "TARGET_FLAGS", "CFLAGS", "LDFLAGS", "APPS_DIR", "RUNTIME_SOURCES", "KERNEL_SOURCES",
@@ -200,17 +200,6 @@ class App:
         return read_hex(self.hex)[1]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _variant(defines: Mapping[str, object]) -> str:
     parts = [k if v is None else f"{k}-{v}" for k, v in sorted(defines.items())]
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(parts))
@@ -270,7 +259,7 @@ def build_app(name: str, defines: Mapping[str, object] | None = None, *,
     out = Path(out_dir) if out_dir else BUILD_DIR / name / variant if variant else BUILD_DIR / name
     l2 = region("L2")
     t0 = time.monotonic()
-    with _locked(out / ".lock"):
+    with toolchain.file_lock(out / ".lock"):
         tmp = out / f".{name}.{os.getpid()}.elf"
         map_file = out / f"{name}.map"
         cmd = compile_command(sources, tmp, defines=defines, print_map=True,

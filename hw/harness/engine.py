@@ -19,14 +19,12 @@ Models are cached by content hash under ``build/harness/engine-<hash>/`` (first 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,17 +84,6 @@ def _engine_verilog(config: ITAConfig) -> tuple[Path, str]:
     return path, top
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _bias_bytes(config: ITAConfig) -> int:
     return math.ceil(config.N * config.bias_width / 8)
 
@@ -126,7 +113,7 @@ def build_engine_harness(config: ITAConfig) -> EngineHarnessBuild:
     build_dir = BUILD_DIR / f"engine-{digest}"
     stamp = build_dir / ".built"
     rebuilt = False
-    with _locked(build_dir / ".lock"):
+    with toolchain.file_lock(build_dir / ".lock"):
         if not (stamp.is_file() and (build_dir / exe).is_file()):
             stamp.unlink(missing_ok=True)
             log = build_dir / "build.log"

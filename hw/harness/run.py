@@ -22,14 +22,12 @@ hash under ``build/harness/<hash>/`` (first build: verilate plus C++ compile, 1.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,17 +118,6 @@ def _digest(sources: Sequence[Path], args: Sequence[str]) -> str:
     return h.hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def build_harness() -> HarnessBuild:
     """Build (or reuse) the C++ model in ``build/harness/<hash>/``; BuildFailed on errors.
 
@@ -147,7 +134,7 @@ def build_harness() -> HarnessBuild:
     build_dir = BUILD_DIR / digest
     stamp = build_dir / ".built"
     rebuilt = False
-    with _locked(build_dir / ".lock"):
+    with toolchain.file_lock(build_dir / ".lock"):
         if not (stamp.is_file() and (build_dir / EXECUTABLE).is_file()):
             stamp.unlink(missing_ok=True)
             log = build_dir / "build.log"

@@ -23,11 +23,12 @@ import numpy as np
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
 
-from .arith import ACTIVATIONS, requant
+from .arith import requant
 from .layers import MultiHeadResult, attention_mask, ffn, multi_head_attention
 from .quant import SOFTMAX_LOGIT_SCALE, gelu_constants, requant_constants
 from .reference import attention_head_float, gelu_float, softmax_float
 from .softmax import itamax
+from .vectors import LayerShape
 
 __all__ = [
     "LN_FRACTION_BITS",
@@ -219,19 +220,11 @@ class EncoderShape:
         """Raise ValueError naming the first size that cannot be computed exactly."""
         for name in ("S", "E", "P", "H", "F"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; expected one of "
-                             f"{', '.join(ACTIVATIONS)}")
-        inner = config.max_inner_with_bias
-        for name in ("E", "P", "F"):
-            if getattr(self, name) > inner:
-                raise ValueError(f"{name}={getattr(self, name)} can overflow the "
-                                 f"{config.acc_width}-bit accumulator (at most {inner})")
-        if self.S > config.max_keys:
-            raise ValueError(f"S={self.S} can overflow the {config.softmax_sum_width}-bit "
-                             f"softmax sum (at most {config.max_keys} keys)")
+        # The attention and FFN limits are those of one engine layer.
+        LayerShape(S=self.S, E=self.E, P=self.P, F=self.F, H=self.H,
+                   activation=self.activation).validate(config)
         if self.E > _LN_MAX_COLS:
             raise ValueError(f"E={self.E} overflows the LayerNorm sum of squares "
                              f"(at most {_LN_MAX_COLS})")
