@@ -11,23 +11,13 @@ functional coverage to ``funcov.yml`` in its run directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ita.config import ITAConfig
 from verif.sim import SEED, WAVES, flag_key, int_key, register
-from verif.uvm.runner import Outcome, run_test
+from verif.uvm.runner import Outcome, UvmTest, run_test
 
 __all__ = ["TESTS", "TB_MODULE", "build_engine_model", "run_engine_uvm", "UvmTest"]
 
 TB_MODULE = "verif.engine_uvm.tests"
-
-
-@dataclass(frozen=True)
-class UvmTest:
-    name: str         #: name in make sim, RESULT lines and the regression list
-    testcase: str     #: the pyuvm class
-    description: str
-    expect_fail: bool = False
 
 
 TESTS = {t.name: t for t in (

@@ -2,11 +2,9 @@
 tests (``verif/hwpe/tests.py``) with ``make sim``: ``ita_hwpe`` (the job of the command line)
 and the ``uvm_hwpe_*`` scenarios."""
 
-from dataclasses import dataclass
-
 from ita.config import ITAConfig
 from verif.sim import SEED, WAVES, flag_key, int_key, register
-from verif.uvm.runner import run_test
+from verif.uvm.runner import UvmTest, run_test
 from verif.uvm.stall import PROFILES
 
 TB_MODULE = "verif.hwpe.tests"
@@ -14,23 +12,15 @@ ACTIVATIONS = ("identity", "gelu", "relu")
 MODES = ("attention", "ffn", "linear", "qkav")
 
 
-@dataclass(frozen=True)
-class HwpeUvmTest:
-    name: str
-    testcase: str
-    description: str
-    expect_fail: bool = False
-
-
 #: The HWPE's pyuvm scenarios besides ``ita_hwpe`` (regression names -> pyuvm classes).
 TESTS = {t.name: t for t in (
-    HwpeUvmTest("uvm_hwpe_random", "HwpeRandom",
+    UvmTest("uvm_hwpe_random", "HwpeRandom",
                 "pyuvm HWPE: constrained-random jobs of every mode from two contending cores"),
-    HwpeUvmTest("uvm_hwpe_clear", "HwpeClear",
+    UvmTest("uvm_hwpe_clear", "HwpeClear",
                 "pyuvm HWPE: soft clear mid-job and while idle, then a checked job"),
-    HwpeUvmTest("uvm_hwpe_illegal", "HwpeIllegal",
+    UvmTest("uvm_hwpe_illegal", "HwpeIllegal",
                 "pyuvm HWPE: illegal configurations reported in ERROR, no hang, no access"),
-    HwpeUvmTest("uvm_hwpe_inject_lsb", "HwpeNegativeLsb",
+    UvmTest("uvm_hwpe_inject_lsb", "HwpeNegativeLsb",
                 "pyuvm HWPE negative test: one expected LSB wrong (FAIL expected)",
                 expect_fail=True),
 )}
@@ -91,7 +81,7 @@ def _run(options):
     return run_hwpe_test(options)
 
 
-def _register_uvm(test: HwpeUvmTest):
+def _register_uvm(test: UvmTest):
     keys = (SEED, WAVES,
             int_key("COUNT", 0, minimum=0, maximum=200, help="jobs (0: the test's default)"),
             flag_key("STALLS", True, help="random TCDM grant stalls (p = 0.2)"),

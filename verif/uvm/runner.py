@@ -15,7 +15,17 @@ from pathlib import Path
 
 from verif.result import read_result
 
-__all__ = ["run_test", "Outcome"]
+__all__ = ["run_test", "Outcome", "UvmTest"]
+
+
+@dataclass(frozen=True)
+class UvmTest:
+    """A pyuvm test as ``make sim`` and the regression list know it."""
+
+    name: str         #: name in make sim, RESULT lines and the regression list
+    testcase: str     #: the pyuvm class
+    description: str
+    expect_fail: bool = False
 
 
 @dataclass
