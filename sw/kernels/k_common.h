@@ -15,6 +15,11 @@
 typedef struct {
     int32_t mult, shift, add, round;
     int fast;
+    /* `fold` when also |mult * v| + 2^(shift-1) + 128 * 2^shift < 2^31: then
+     * floor((mult * v + 2^(shift-1)) / 2^shift) + add = (mult * v + k) >> shift, k =
+     * 2^(shift-1) + add * 2^shift (one multiply-accumulate and one shift, k_requant_fold). */
+    int fold;
+    int32_t k;
 } k_rq_t;
 
 /* `bound` is the largest |v| the kernel can pass to k_requant with these constants. */
@@ -27,12 +32,38 @@ static inline k_rq_t k_rq_make(int mult, int shift, int add, uint32_t bound)
     rq.round = rq.shift > 0 && rq.shift < 32 ? 1 << (rq.shift - 1) : 0;
     uint64_t worst = (uint64_t)bound * (uint32_t)mult + (uint32_t)rq.round;
     rq.fast = rq.shift < 32 && worst < (1u << 31);
+    rq.fold = rq.fast && rq.shift < 24 && worst + (128u << rq.shift) < (1u << 31);
+    rq.k = rq.fold ? rq.round + (int32_t)((uint32_t)rq.add << rq.shift) : 0;
     return rq;
+}
+
+/* clamp(v, -128, 127) in one instruction (cv.clip with 8 bits), as an int32 (no sign
+ * extension needed before k_pack4). */
+static inline int32_t k_clip8(int32_t v)
+{
+    int32_t r;
+    __asm__("cv.clip %0, %1, 8" : "=r"(r) : "r"(v));
+    return r;
 }
 
 static inline int8_t k_sat8(int32_t v)
 {
-    return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
+    return (int8_t)k_clip8(v);
+}
+
+/* acc + the sum of the four products of the unsigned lanes of u and the int8 lanes of v
+ * (cv.sdotusp.b). */
+static inline int32_t k_sdotusp4(int32_t acc, uint32_t u, uint32_t v)
+{
+    __asm__("cv.sdotusp.b %0, %1, %2" : "+r"(acc) : "r"(u), "r"(v));
+    return acc;
+}
+
+/* acc + a * b in one instruction (cv.mac). */
+static inline int32_t k_mac(int32_t acc, int32_t a, int32_t b)
+{
+    __asm__("cv.mac %0, %1, %2" : "+r"(acc) : "r"(a), "r"(b));
+    return acc;
 }
 
 /* clamp(floor((mult * v + 2^(shift-1)) / 2^shift) + add, -128, 127) */
@@ -47,6 +78,12 @@ static inline int8_t k_requant(int32_t v, const k_rq_t *rq)
     }
     p += rq->add;
     return (int8_t)(p > 127 ? 127 : p < -128 ? -128 : p);
+}
+
+/* k_requant for an rq with `fold` set, as an int32. */
+static inline int32_t k_requant_fold(int32_t v, const k_rq_t *rq)
+{
+    return k_clip8(k_mac(rq->k, v, rq->mult) >> rq->shift);
 }
 
 /* This core's share [*lo, *hi) of `count` items cut into chunks of `quantum` (so that cores
@@ -112,5 +149,54 @@ static inline int32_t k_sdot4(int32_t acc, uint32_t a, uint32_t b)
     __asm__("cv.sdotsp.b %0, %1, %2" : "+r"(acc) : "r"(a), "r"(b));
     return acc;
 }
+
+/* Byte `i` of w, sign-extended (cv.extract.b). */
+#define K_BYTE(w, i)                                                                       \
+    ({                                                                                     \
+        int32_t k_b_;                                                                      \
+        __asm__("cv.extract.b %0, %1, " #i : "=r"(k_b_) : "r"(w));                        \
+        k_b_;                                                                              \
+    })
+
+/* The low bytes of a, b, c, d as one little-endian word (cv.packlo.b, cv.packhi.b). */
+static inline uint32_t k_pack4(int32_t a, int32_t b, int32_t c, int32_t d)
+{
+    uint32_t w = 0;
+    __asm__("cv.packlo.b %0, %1, %2" : "+r"(w) : "r"(b), "r"(a));
+    __asm__("cv.packhi.b %0, %1, %2" : "+r"(w) : "r"(d), "r"(c));
+    return w;
+}
+
+/* Store w at p (word-aligned), then p += 4. */
+static inline void k_sw_inc(int8_t **p, uint32_t w)
+{
+    __asm__ volatile("cv.sw %2, (%0), 4" : "+r"(*p), "=m"(*(uint32_t *)*p) : "r"(w));
+}
+
+/* The four int8 lanes of w as int16 pairs: *even = (b0, b2), *odd = (b1, b3). */
+static inline void k_unpack_h(uint32_t w, uint32_t *even, uint32_t *odd)
+{
+    uint32_t e = w << 8, o;
+    __asm__("cv.sra.sci.h %0, %1, 8" : "=r"(o) : "r"(w));
+    __asm__("cv.sra.sci.h %0, %1, 8" : "=r"(e) : "r"(e));
+    *even = e;
+    *odd = o;
+}
+
+/* Lane-wise int16 addition (cv.add.h). */
+static inline uint32_t k_add_h(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("cv.add.h %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* Halfword `i` of w, sign-extended (cv.extract.h). */
+#define K_HALF(w, i)                                                                       \
+    ({                                                                                     \
+        int32_t k_h_;                                                                      \
+        __asm__("cv.extract.h %0, %1, " #i : "=r"(k_h_) : "r"(w));                        \
+        k_h_;                                                                              \
+    })
 
 #endif /* K_COMMON_H */

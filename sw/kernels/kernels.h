@@ -39,6 +39,17 @@ void k_head_sum(const int8_t *heads, int heads_count, int head_stride, int count
 void k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t *gamma,
                  const int32_t *beta, int mult, int shift, int add);
 
+/* The add & norm step of an encoder layer fused row by row: sum = residual_add(x, y) (as
+ * k_residual_add with mult_x, mult_y, shift_a, add_a) and out = layer_norm(sum) (as
+ * k_layernorm); one pass over x and y per row instead of three over the tensors. `sum` must
+ * not overlap the other tensors; rows go round-robin over the cores. `scratch` (2 cols
+ * int32, or NULL) receives the per-column constants of the requantization, which saves two
+ * instructions per value. */
+void k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out, int rows,
+                     int cols, int mult_x, int mult_y, int shift_a, int add_a,
+                     const int8_t *gamma, const int32_t *beta, int mult, int shift, int add,
+                     int32_t *scratch);
+
 /* ITAmax of each row (groups of ITA_N columns): ita.golden.itamax with the mask "column <
  * valid_cols, and column <= row if causal" (row counted from 0 in this call). cols <= 2047. */
 void k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal);

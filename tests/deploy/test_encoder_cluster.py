@@ -20,7 +20,7 @@ def test_tiny_layer_is_bit_exact_in_every_tensor(tmp_path):
     assert result["layer_cycles"] > 0 and float(result["ops_per_cycle"]) > 0
     assert 0 < float(result["ita_busy_pct"]) <= 100
     assert result["ita_jobs"] == sum(1 for p in prepared.program.schedule.phases if p.job)
-    assert "kernel layernorm" in breakdown
+    assert "kernel add_layernorm" in breakdown
 
 
 def test_corrupted_expected_byte_fails_naming_tensor_row_and_column(tmp_path):

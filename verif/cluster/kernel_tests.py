@@ -31,7 +31,8 @@ from ita.golden.softmax import causal_mask, key_mask
 __all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_header",
            "run_cases", "parse_lines", "format_table", "ARENA_BYTES"]
 
-KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu")
+KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu",
+           "add_layernorm")
 _KERNEL_IDS = {name: i for i, name in enumerate(KERNELS)}  # enum order in main.c
 
 #: Bytes of the program's L1 arena for the inputs and output of one case (L1 minus stacks,
@@ -50,6 +51,7 @@ SIZES = {
         ("layernorm", "8x64"), ("layernorm", "5x37_odd_wide"), ("layernorm", "3x16_l2"),
         ("itamax", "16x40"), ("itamax", "16x40_causal"), ("itamax", "9x23_causal_v11_odd"),
         ("gelu", "2x150"), ("gelu", "3x77_odd_wide"),
+        ("add_layernorm", "8x64"), ("add_layernorm", "5x37_odd_wide"),
     ),
     "large": (
         ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
@@ -59,6 +61,7 @@ SIZES = {
         ("layernorm", "128x128"), ("layernorm", "64x384"),
         ("itamax", "128x128"), ("itamax", "64x64_causal"), ("itamax", "64x128_v100"),
         ("gelu", "64x256"), ("gelu", "64x512"),
+        ("add_layernorm", "128x128"), ("add_layernorm", "64x384"),
     ),
 }
 
@@ -157,6 +160,23 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
         out = head_sum(outs, rq)
         return KernelCase(kernel, size, (heads, rows * cols, rows * cols), rq, (outs,), out,
                           rows * cols, **common)
+    if kernel == "add_layernorm":
+        # the output is the residual sum's rows, then the LayerNorm's rows
+        x, y = _int8(rng, (rows, cols)), _int8(rng, (rows, cols))
+        mx, my = (int(v) for v in rng.integers(0, 256, 2))
+        add_rq = (mx, my, int(rng.integers(7, 10)), int(rng.integers(-8, 9)))
+        x[0], y[0] = 3, -7                                       # a constant sum row
+        total = residual_add(x, y, mult_x=mx, mult_y=my, shift=add_rq[2], add=add_rq[3])
+        gamma = _int8(rng, cols, 60)
+        beta_range = (1 << 23) - 1 if wide else 1 << 18
+        beta = rng.integers(-beta_range, beta_range + 1, cols).astype(np.int32)
+        mult = 255 if wide else int(rng.integers(64, 256))
+        shift = _shift_for(np.asarray(total, np.int64) * (1 << 8) * gamma + beta, mult)
+        add = int(rng.integers(-8, 9))
+        out = layer_norm(total, gamma, beta, mult=mult, shift=shift, add=add)
+        return KernelCase(kernel, size, (rows, cols), (*add_rq, mult, shift, add),
+                          (x, y, gamma, beta), np.concatenate([total, out]), rows * cols,
+                          **common)
     if kernel == "layernorm":
         x = _int8(rng, (rows, cols), 35)
         x += rng.integers(-20, 21, (rows, 1)).astype(np.int8)   # a different mean per row

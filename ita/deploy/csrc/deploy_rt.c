@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "k_common.h"
 #include "runtime.h"
 
 dl_stats_t dl_stats;
@@ -112,52 +113,73 @@ static void share(int count, int grain, int *lo, int *hi)
     *hi = b1 * grain < count ? b1 * grain : count;
 }
 
+/*
+ * The head sum's int16 accumulator holds, per group of four outputs, two words of int16 pairs:
+ * (o0, o2) then (o1, o3), the order in which cv.sra.sci.h unpacks a word of int8 lanes
+ * (k_unpack_h), so that a head costs one word load, three unpacking instructions and two
+ * cv.add.h per four values. Cores take contiguous spans, each starting in its own L1 bank.
+ */
 void dl_head_acc(int16_t *acc, const int8_t *out, int count, int first)
 {
     int lo, hi;
-    share(count, 4, &lo, &hi);
-    const uint32_t *words = (const uint32_t *)(out + lo);
-    uint32_t *pairs = (uint32_t *)(acc + lo);
-    for (int i = lo; i < hi; i += 4, words++, pairs += 2) {
-        uint32_t w = *words;
-        /* Sign-extend the bytes into two pairs of int16 (little-endian lanes). */
-        uint32_t b0 = (uint32_t)(int32_t)(int8_t)w & 0xFFFFu;
-        uint32_t b1 = (uint32_t)(int32_t)(int8_t)(w >> 8) << 16;
-        uint32_t b2 = (uint32_t)(int32_t)(int8_t)(w >> 16) & 0xFFFFu;
-        uint32_t b3 = (uint32_t)(int32_t)(int8_t)(w >> 24) << 16;
+    k_span(count, 4, &lo, &hi);
+    const int rot = k_rotation(out, lo, hi);
+    for (int pass = 0; pass < 2; pass++) {
+        const int from = pass ? lo : lo + rot, to = pass ? lo + rot : hi;
+        const int8_t *p = out + from;
+        uint32_t *pairs = (uint32_t *)(acc + from);
         if (first) {
-            pairs[0] = b0 | b1;
-            pairs[1] = b2 | b3;
+            for (int i = from; i < to; i += 4, pairs += 2) {
+                uint32_t even, odd;
+                k_unpack_h(k_lw_inc(&p), &even, &odd);
+                pairs[0] = even;
+                pairs[1] = odd;
+            }
         } else {
-            /* Lane-wise int16 additions: the sums stay below 2^15 for up to 255 heads. */
-            uint32_t p0 = pairs[0], p1 = pairs[1];
-            pairs[0] = ((p0 + b0) & 0xFFFFu) | ((p0 & 0xFFFF0000u) + b1);
-            pairs[1] = ((p1 + b2) & 0xFFFFu) | ((p1 & 0xFFFF0000u) + b3);
+            /* The int16 lanes cannot overflow: |sum| <= 128 H < 2^15 for H <= 255. */
+            for (int i = from; i < to; i += 4, pairs += 2) {
+                uint32_t even, odd;
+                k_unpack_h(k_lw_inc(&p), &even, &odd);
+                pairs[0] = k_add_h(pairs[0], even);
+                pairs[1] = k_add_h(pairs[1], odd);
+            }
         }
     }
     barrier();
 }
 
-/* ita.golden.requant for |x * mult| < 2^31: round half up after the shift, add, saturate. */
-static inline int8_t requant32(int32_t x, int mult, int shift, int add)
-{
-    int32_t y = x * mult;
-    if (shift > 30)
-        y = 0; /* |x * mult| < 2^(shift - 1): floor((y + 2^(shift-1)) / 2^shift) = 0 */
-    else if (shift > 0)
-        y = (y + (1 << (shift - 1))) >> shift;
-    y += add;
-    return (int8_t)(y > 127 ? 127 : y < -128 ? -128 : y);
-}
-
+/* res = requant(acc + out): ita.golden.head_sum with the last head added on the fly. */
 void dl_head_final(const int16_t *acc, const int8_t *out, int8_t *res, int count, int mult,
                    int shift, int add)
 {
     int lo, hi;
-    share(count, 4, &lo, &hi);
-    for (int i = lo; i < hi; i++) {
-        int32_t total = out[i] + (acc ? acc[i] : 0);
-        res[i] = requant32(total, mult, shift, add);
+    k_span(count, 4, &lo, &hi);
+    const k_rq_t rq = k_rq_make(mult, shift, add, 1u << 15);
+    const int rot = k_rotation(out, lo, hi);
+    for (int pass = 0; pass < 2; pass++) {
+        const int from = pass ? lo : lo + rot, to = pass ? lo + rot : hi;
+        const int8_t *p = out + from;
+        const uint32_t *pairs = (const uint32_t *)(acc ? acc + from : 0);
+        int8_t *q = res + from;
+        for (int i = from; i < to; i += 4) {
+            uint32_t even, odd;
+            k_unpack_h(k_lw_inc(&p), &even, &odd);
+            if (acc) {
+                even = k_add_h(even, pairs[0]);
+                odd = k_add_h(odd, pairs[1]);
+                pairs += 2;
+            }
+            const int32_t s0 = K_HALF(even, 0), s1 = K_HALF(odd, 0), s2 = K_HALF(even, 1),
+                          s3 = K_HALF(odd, 1);
+            uint32_t w;
+            if (rq.fold)
+                w = k_pack4(k_requant_fold(s0, &rq), k_requant_fold(s1, &rq),
+                            k_requant_fold(s2, &rq), k_requant_fold(s3, &rq));
+            else
+                w = k_pack4(k_requant(s0, &rq), k_requant(s1, &rq), k_requant(s2, &rq),
+                            k_requant(s3, &rq));
+            k_sw_inc(&q, w);
+        }
     }
     barrier();
 }

@@ -44,9 +44,10 @@ void dl_ita_start(const ita_job_t *job);
 void dl_ita_poll(void);
 uint32_t dl_ita_finish(void); /* returns the cycles waited */
 
-/* acc = out (first) or acc += out, count elements (a multiple of 4). */
+/* acc = out (first) or acc += out, count elements (a multiple of 4, word-aligned buffers);
+ * acc keeps each group of four as the int16 pairs (0, 2) and (1, 3), see deploy_rt.c. */
 void dl_head_acc(int16_t *acc, const int8_t *out, int count, int first);
-/* res = requant(acc + out); acc may be NULL (one head). */
+/* res = requant(acc + out), same count and layout; acc may be NULL (one head). */
 void dl_head_final(const int16_t *acc, const int8_t *out, int8_t *res, int count, int mult,
                    int shift, int add);
 /* dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < cols. */

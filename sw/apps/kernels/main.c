@@ -25,7 +25,7 @@
 #include "kernels.h"
 #include "runtime.h"
 
-enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU };
+enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU, K_ADD_LAYERNORM };
 
 typedef struct {
     const char *name;       /* kernel name */
@@ -33,7 +33,7 @@ typedef struct {
     int kernel;             /* K_* */
     int l2;                 /* operands and output stay in L2 */
     int dims[4];            /* per kernel, see run_case() */
-    int params[6];          /* per kernel, see run_case() */
+    int params[8];          /* per kernel, see run_case() */
     const void *in[4];      /* inputs in L2 (NULL: none) */
     uint32_t in_bytes[4];
     uint32_t in_offset[4];  /* byte offset of each input's L1 copy in the arena */
@@ -50,6 +50,10 @@ typedef struct {
 
 static uint8_t arena[KC_ARENA_BYTES] __attribute__((aligned(4))) L1_NOINIT;
 static uint8_t out_l2[KC_OUT_L2_BYTES] __attribute__((aligned(4)));
+
+/* k_add_layernorm's per-column constants (rows up to LN_SCRATCH_COLS columns). */
+#define LN_SCRATCH_COLS 512
+static int32_t ln_scratch[2 * LN_SCRATCH_COLS] L1_BSS;
 
 static void *operand(const kcase_t *kc, int i)
 {
@@ -116,6 +120,13 @@ static void run_case(const kcase_t *kc)
         break;
     case K_GELU: /* count; b, c, mult, shift, add; x */
         k_gelu(operand(kc, 0), (int8_t *)output(kc), d[0], p[0], p[1], p[2], p[3], p[4]);
+        break;
+    case K_ADD_LAYERNORM: /* rows, cols; x, y rq (4), LayerNorm rq (3); x, y, gamma, beta;
+                             the output holds the sum's rows, then the LayerNorm's */
+        k_add_layernorm(operand(kc, 0), operand(kc, 1), (int8_t *)output(kc),
+                        (int8_t *)output(kc) + d[0] * d[1], d[0], d[1], p[0], p[1], p[2], p[3],
+                        operand(kc, 2), operand(kc, 3), p[4], p[5], p[6],
+                        d[1] <= LN_SCRATCH_COLS ? ln_scratch : 0);
         break;
     default:
         break;
