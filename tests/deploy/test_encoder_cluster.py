@@ -21,6 +21,11 @@ def test_tiny_layer_is_bit_exact_in_every_tensor(tmp_path):
     assert 0 < float(result["ita_busy_pct"]) <= 100
     assert result["ita_jobs"] == sum(1 for p in prepared.program.schedule.phases if p.job)
     assert "kernel add_layernorm" in breakdown
+    jobs = re.search(r"^jobs:((?: \d+)+)$", output, re.M).group(1).split()
+    assert len(jobs) == result["ita_jobs"] and all(int(j) > 0 for j in jobs)
+    stages = re.findall(r"^(attention|f1|f2) +(\d+) +(\d+) +(\d+) ", breakdown, re.M)
+    assert sum(int(n) for _, n, _, _ in stages) == result["ita_jobs"]
+    assert all(int(got) >= int(ideal) for _, _, got, ideal in stages), breakdown
 
 
 def test_corrupted_expected_byte_fails_naming_tensor_row_and_column(tmp_path):

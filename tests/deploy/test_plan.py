@@ -130,3 +130,44 @@ def test_generated_c_and_image():
     offset = entry["address"] - 0x1C00_0000 - program.schedule.spec.l2_data_offset
     wq_t = np.frombuffer(program.data[offset:offset + TINY.P * TINY.E], np.int8)
     assert np.array_equal(wq_t.reshape(TINY.P, TINY.E), params.wq[0].T)
+
+
+def test_transfers_that_share_l1_with_the_job_wait_for_its_end(planned):
+    """A load may reuse the L1 of its phase's job only when the phase issues its transfers
+    after the job has ended (``defer_dma``), and the generated C does so."""
+    _, schedule = planned
+    x, params = random_encoder(schedule.shape, 3)
+    c = compile_layer(schedule.shape, params, x, ClusterSpec()).c_source
+    deferred = 0
+    for ph in schedule.phases:
+        if not ph.job:
+            continue
+        job_buffers = [schedule.buffers[n] for n in ph.job.reads + ph.job.writes]
+        for d in ph.loads:
+            b = schedule.buffers[d.buffer]
+            shares = [j.name for j in job_buffers
+                      if b.offset < j.offset + j.size and j.offset < b.offset + b.size]
+            assert not shares or (ph.defer_dma and ph.after_ita), (ph.index, d.buffer, shares)
+        body = c[c.index(f"static void phase_{ph.index}(unsigned core)"):]
+        body = body[:body.index("\n}\n")]
+        if ph.defer_dma and (ph.loads or ph.stores):
+            deferred += 1
+            assert body.index("dl_ita_finish()") < body.index("dl_dma(")
+        elif ph.loads or ph.stores:
+            assert body.index("dl_dma(") < body.index("dl_ita_start(")
+    if schedule.shape == MINILM:  # the attention heads load the next head after the job
+        assert deferred >= schedule.shape.H
+
+
+def test_minilm_spills_ln1_for_wider_f2_chunks():
+    """ln1 goes to L2 after the add & norm and comes back for the last one, after the store."""
+    x, params = random_encoder(MINILM, 1)
+    schedule = plan_layer(MINILM, params, x, ClusterSpec())
+    assert schedule.choices["spill_ln1"] and schedule.choices["ffn2_chunk"] > 16
+    store = [ph.index for ph in schedule.phases for d in ph.stores if d.l2 == "ln1_spill"]
+    load = [ph.index for ph in schedule.phases for d in ph.loads if d.l2 == "ln1_spill"]
+    assert len(store) == 1 and len(load) == 1 and store[0] < load[0]
+    final = [ph.index for ph in schedule.phases
+             if any(k.function == "k_add_layernorm" and "ln1_back" in k.reads
+                    for k in ph.kernels)]
+    assert final == [load[0] + 1]

@@ -9,6 +9,20 @@
 
 dl_stats_t dl_stats;
 
+/* Trigger-to-observed-end cycles of the first DL_JOB_LOG jobs, printed by dl_report so that
+ * each job can be compared with its padded-tile ideal (manifest.json, job_cycles). */
+#define DL_JOB_LOG 256u
+static uint32_t job_cycles[DL_JOB_LOG];
+/* Cycle counter at the end of each phase (core 0), printed as the phases' durations. */
+static uint32_t phase_end[DL_JOB_LOG], phase_count;
+
+void dl_phase_end(void)
+{
+    if (phase_count < DL_JOB_LOG)
+        phase_end[phase_count] = cycles();
+    phase_count++;
+}
+
 /* --- DMA queue (core 0 only) ---------------------------------------------------------- */
 
 /* Transfers the DMA holds without stalling a START: one running, two queued. */
@@ -79,7 +93,10 @@ void dl_ita_poll(void)
     uint32_t status = ita_read(ITA_HWPE_STATUS_OFFSET);
     if (status & (ITA_HWPE_STATUS_CONTEXTS_MASK | ITA_HWPE_STATUS_RUNNING_MASK))
         return;
-    dl_stats.ita_busy += cycles() - ita_started;
+    const uint32_t busy = cycles() - ita_started;
+    dl_stats.ita_busy += busy;
+    if (dl_stats.ita_jobs < DL_JOB_LOG)
+        job_cycles[dl_stats.ita_jobs] = busy;
     dl_stats.ita_jobs++;
     ita_running = 0;
     uint32_t error = ita_read(ITA_HWPE_ERROR_OFFSET);
@@ -248,4 +265,12 @@ void dl_report(uint32_t total, const char *const *names, const uint32_t *kernel_
            (unsigned)dl_stats.sync, (unsigned)dl_stats.dma_bytes);
     for (int i = 0; i < n; i++)
         printf("stats: kernel_%s=%u\n", names[i], (unsigned)kernel_cycles[i]);
+    printf("phases:");
+    for (uint32_t i = 1; i < phase_count && i < DL_JOB_LOG; i++)
+        printf(" %u", (unsigned)(phase_end[i] - phase_end[i - 1]));
+    printf("\n");
+    printf("jobs:");
+    for (uint32_t i = 0; i < dl_stats.ita_jobs && i < DL_JOB_LOG; i++)
+        printf(" %u", (unsigned)job_cycles[i]);
+    printf("\n");
 }

@@ -61,6 +61,9 @@ int dl_check(unsigned core, const char *name, const int8_t *got, const int8_t *e
 /* The generated schedule: every core runs the whole layer; returns non-zero on failure. */
 int dl_layer(unsigned core);
 
+/* Core 0, at the end of every phase: note the time for the per-phase report. */
+void dl_phase_end(void);
+
 /* Core 0: print the stats: lines of the cycle breakdown. */
 void dl_report(uint32_t total, const char *const *names, const uint32_t *kernel_cycles, int n);
 
