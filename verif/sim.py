@@ -242,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(test, SimTest)
     try:
         status, fields = test.run(options)
+    except UsageError as exc:  # values each fine alone, impossible together (a run's check)
+        print(f"sim: error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # infrastructure failure: still end with a RESULT line
         traceback.print_exc()
         status, fields = "FAIL", {"seed": options.get("SEED"), "error": type(exc).__name__}

@@ -187,6 +187,22 @@ def test_dispatcher_rejects_unknown_test():
     assert proc.stderr.count("\n") == 1 and "nope" in proc.stderr
 
 
+def test_dispatcher_rejects_a_shape_the_program_cannot_hold():
+    """Values that pass their key checks but not the test's own: one line, exit 2, no build."""
+    proc = _sim("TEST=gemm", "M=512", "K=512", "N=512")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("sim: error: M=512 K=512 N=512 needs")
+    assert "RESULT" not in proc.stdout
+
+
+def test_encoder_layer_that_cannot_be_built_is_one_error_line():
+    proc = _sim("TEST=encoder_layer", "MODEL=tiny", "F=4096")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "F=4096" in proc.stderr
+    assert "RESULT" not in proc.stdout
+
+
 def test_dispatcher_usage_and_list():
     proc = _sim()
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1

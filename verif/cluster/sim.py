@@ -120,9 +120,13 @@ def _run_dma(options):
                 int_key("N", 64, minimum=1), int_key("SEED", 1, minimum=0), _CYCLES, WAVES))
 def _run_gemm(options):
     from verif.cluster.kernels import run_gemm
-    status, fields, _ = run_gemm(M=options["M"], K=options["K"], N=options["N"],
-                                 seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
-                                 waves=bool(options["WAVES"]))
+    from verif.sim import UsageError
+    try:
+        status, fields, _ = run_gemm(M=options["M"], K=options["K"], N=options["N"],
+                                     seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
+                                     waves=bool(options["WAVES"]))
+    except ValueError as exc:  # a shape the program cannot hold (checked before building)
+        raise UsageError(str(exc)) from None
     return status, fields
 
 
@@ -187,11 +191,10 @@ def _model(text):
                 int_key("F", 0, minimum=0), int_key("DEBUG", 0, minimum=0, maximum=1),
                 int_key("SEED", 1, minimum=0), int_key("MAX_CYCLES", 20_000_000, minimum=1)))
 def _run_encoder_layer(options):
-    import sys
-
     from hw import toolchain
     from ita.deploy import CompileError
     from verif.cluster.encoder import run_layer
+    from verif.sim import UsageError
 
     model = options["MODEL"]
     sizes = {k: options[k] for k in ("S", "E", "P", "H", "F") if options[k]}
@@ -202,8 +205,7 @@ def _run_encoder_layer(options):
             work, model=model, seed=options["SEED"], sizes=sizes,
             debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True)
     except (CompileError, ValueError) as exc:  # a layer the compiler or the model refuses
-        print(f"encoder_layer: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return "FAIL", {"seed": options["SEED"], "error": type(exc).__name__}
+        raise UsageError(str(exc).splitlines()[0]) from None
     print(breakdown, flush=True)
     result["seed"] = options["SEED"]
     result.pop("estimate", None)
