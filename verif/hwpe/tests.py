@@ -71,6 +71,11 @@ class HwpeTestBase(ProjectTest):
     """Environment, memory layout, programming through the registers, ERROR checks."""
 
     result_name = "uvm_hwpe"
+    #: Jobs when COUNT is 0.
+    default_count = 4
+    #: With STALL_PROFILE=auto, take the TCDM profile from the seed (regression seeds walk
+    #: through all of them) instead of STALLS.
+    profile_by_seed = False
 
     def build_phase(self):
         super().build_phase()
@@ -82,7 +87,7 @@ class HwpeTestBase(ProjectTest):
         self.width = len(dut.tcdm__wdata.value) // 8
         self.cores = len(dut.events.value)
         self.jobs: list[HwpeJob] = []
-        self.prepared = self.prepare()  # golden work before the clock starts
+        self.prepare()  # golden work before the clock starts
         end = max((p.address + p.size for j in self.jobs for p in j.places.values()),
                   default=0)
         self.memory = ByteMemory(-(-end // 4096) * 4096 + 4096, self.width)
@@ -96,8 +101,6 @@ class HwpeTestBase(ProjectTest):
         self.error_checks = []
         self.refusals = {}  # ACQUIRE answer (-1 full, -2 locked) -> count
 
-    default_count = 4
-
     def connect_phase(self):
         self.env.watchdog.fired_hook = self.abort_event.set
 
@@ -109,10 +112,6 @@ class HwpeTestBase(ProjectTest):
         if name != "auto":
             return make_profile(name, rng)
         return RandomStall(rng, p=STALL_PROBABILITY) if _env("STALLS", 1) else NoStall()
-
-    #: With STALL_PROFILE=auto, take the TCDM profile from the seed (regression seeds walk
-    #: through all of them) instead of STALLS.
-    profile_by_seed = False
 
     def prepare(self):
         """Create ``self.jobs`` (with :meth:`add_job`) before the simulation starts."""
@@ -300,11 +299,11 @@ class HwpeClear(HwpeTestBase):
         for _ in range(self.count):
             mode = self.rng.choice(("attention", "ffn", "linear"))
             victim = self.spec_job(random_spec(self.rng, mode, self.config, shape="one_tile",
-                                               stall="none"), core=self.rng.randrange(8))
+                                               stall="none"), core=self.rng.randrange(self.cores))
             queued = self.spec_job(random_spec(self.rng, mode, self.config, shape="one_tile",
-                                               stall="none"), core=self.rng.randrange(8))
+                                               stall="none"), core=self.rng.randrange(self.cores))
             after = self.spec_job(random_spec(self.rng, self.rng.choice(MODES), self.config,
-                                              stall="none"), core=self.rng.randrange(8))
+                                              stall="none"), core=self.rng.randrange(self.cores))
             self.rounds.append((victim, queued, after))
 
     async def scenario(self):
