@@ -30,7 +30,8 @@ tensor that the next GEMM reads. Weight tensors are read as whole M x M tiles: r
 the valid ones are padding whose values never reach a valid output (the engine writes zeros
 outside the valid shape), so a buffer may "spill" its padding rows over the memory that
 follows it (``reach`` > ``size``); padding columns on the inner dimension are masked by the
-engine and are left uninitialised.
+engine and are left uninitialised, so the heads' ``Wo^T`` share padded rows, each head in its
+own columns (:func:`_interleave_lanes`).
 
 The tile sizes (feed-forward chunk widths) and the stage modes are chosen by a cost model
 (:func:`estimate`) among the plans whose buffers fit the L1 arena; when none fits,
@@ -85,7 +86,13 @@ def _pad(n, m):
 
 @dataclass
 class Buffer:
-    """An L1 tensor: ``size`` bytes owned, ``reach`` bytes the engine may read from it."""
+    """An L1 tensor: ``size`` bytes owned, ``reach`` bytes the engine may read from it.
+
+    A buffer with a ``parent`` is one *lane* of an interleaved parent (see
+    :func:`_interleave_lanes`): it starts ``lane_offset`` bytes into the parent and owns only
+    its lane's bytes of every row; the parent is placed in L1, its lanes follow it, and
+    buffers of the same lane must not be live at the same time.
+    """
 
     name: str
     size: int
@@ -93,6 +100,8 @@ class Buffer:
     offset: int | None = None
     first: int | None = None
     last: int | None = None
+    parent: str | None = None
+    lane_offset: int = 0
 
     def __post_init__(self):
         self.reach = max(self.reach, self.size)
@@ -236,6 +245,20 @@ def _rq(row):
     return tuple(int(v) for v in np.asarray(row).ravel()[:3])
 
 
+def _interleave_lanes(P, m):
+    """Heads whose ``Wo^T`` share one M-row-pitch buffer, each in its own columns.
+
+    The OW step reads ``Wo^T`` (E x P) as rows of Pp = pad(P, M) bytes, and the engine zeroes
+    the input (O) lanes at and beyond P before multiplying (``inner_keep`` in
+    ``ita.rtl.engine``), so bytes P .. Pp - 1 of every weight row never reach an output.
+    Head h's rows may therefore start ``(h % lanes) * pad(P, 4)`` bytes into the shared rows:
+    its pointer is word-aligned, which is all the wide L1 port needs (it reads 32
+    consecutive words from any word address), and the other heads' columns sit in its
+    masked lanes. With P = 32 two heads share 24 KiB where two slots held 48 KiB.
+    """
+    return max(1, _pad(P, m) // _pad(P, 4))
+
+
 def _check_shape(shape, cfg):
     for name in ("S", "E", "P", "H", "F"):
         value = getattr(shape, name)
@@ -307,14 +330,17 @@ class _Lowering:
 
         # Attention: one job per head; the cores sum the heads in int16.
         pw = _pad(P, 4)  # L2 row pitch of wo_t (DMA rows are whole words)
-        w_bytes = 3 * P * Ep
-        wo_off = w_bytes
-        bias_off = wo_off + Ep * Pp
+        bias_off = 3 * P * Ep
         slot_size = bias_off + (3 * Pp + Ep) * 4
+        # The padding rows of Wv^T (a Pp-row tile read from 2 P Ep) spill past the slot.
+        slot_reach = 2 * P * Ep + Pp * Ep
+        lanes = _interleave_lanes(P, m) if H > 1 else 1
+        if lanes > 1:
+            self.buf("wo_t", Ep * Pp, reach=Ep * Pp + (lanes - 1) * pw)
         self.acc = self.buf("head_acc", 2 * S * E) if H > 1 else None
         self.buf("attn", S * E)
         for h in range(H):
-            slot = self.buf(f"w_head{h}", slot_size)
+            slot = self.buf(f"w_head{h}", slot_size, reach=slot_reach)
             self.load(slot, Dma(True, self.l2_tensor(f"wqkv{h}", lambda h=h: np.concatenate(
                 [_i8(np.asarray(w[h]).T) for w in (p.wq, p.wk, p.wv)])), slot, 3 * P * E))
 
@@ -323,11 +349,18 @@ class _Lowering:
                 t[:, :P] = np.asarray(p.wo[h]).T
                 return _i8(t)
             name = self.l2_tensor(f"wo{h}", wo_t)
-            if pw == Pp:
-                self.load(slot, Dma(True, name, slot, E * pw, l1_offset=wo_off))
+            wo = f"wo_t{h}"
+            if lanes > 1:
+                parent = self.buffers["wo_t"]
+                lane = (h % lanes) * pw
+                self.buffers[wo] = Buffer(wo, parent.size - lane, parent.reach - lane,
+                                          parent="wo_t", lane_offset=lane)
             else:
-                self.load(slot, Dma(True, name, slot, pw, rows=E, l2_stride=pw, l1_stride=Pp,
-                                    l1_offset=wo_off))
+                self.buf(wo, Ep * Pp)
+            if pw == Pp:
+                self.load(wo, Dma(True, name, wo, E * pw))
+            else:
+                self.load(wo, Dma(True, name, wo, pw, rows=E, l2_stride=pw, l1_stride=Pp))
             biases = self.l2_tensor(f"bias{h}", lambda h=h: np.concatenate(
                 [_i32(p.bq[h], Pp), _i32(p.bk[h], Pp), _i32(p.bv[h], Pp), _i32(p.bo[h], Ep)]))
             self.load(slot, Dma(True, biases, slot, (3 * Pp + Ep) * 4, l1_offset=bias_off))
@@ -338,7 +371,7 @@ class _Lowering:
             rq = [_rq(r) for r in np.asarray(p.rq_attn)[h]] + [(0, 0, 0), (0, 0, 0)]
             pointers = {
                 "Q_IN": Ref("x"), "KV_IN": Ref("x"), "WQ": Ref(slot, 0),
-                "WK": Ref(slot, P * Ep), "WV": Ref(slot, 2 * P * Ep), "WO": Ref(slot, wo_off),
+                "WK": Ref(slot, P * Ep), "WV": Ref(slot, 2 * P * Ep), "WO": Ref(wo),
                 "BQ": Ref(slot, bias_off), "BK": Ref(slot, bias_off + 4 * Pp),
                 "BV": Ref(slot, bias_off + 8 * Pp), "BO": Ref(slot, bias_off + 12 * Pp),
                 "QP": Ref(scratch, off["qp"]), "KP": Ref(scratch, off["kp"]),
@@ -346,7 +379,7 @@ class _Lowering:
                 "O": Ref(scratch, off["o"]), "OUT": Ref(out)}
             self.ops.append(ItaJob(
                 f"attention head {h}", "attention", dict(S=S, E=E, P=P, F=0), rq, pointers,
-                reads=("x", slot), writes=(scratch, out), causal=self.causal,
+                reads=("x", slot, wo), writes=(scratch, out), causal=self.causal,
                 valid_keys=self.valid_keys, macs=4 * S * E * P + 2 * S * S * P,
                 cycles=_attention_cycles(S, E, P, self.cfg)))
             if h < H - 1:
@@ -527,7 +560,10 @@ def _phases(low: _Lowering, overlap: dict, spec):
 
     times = lifetimes(())
     load_phase, store_phase = {}, {}
+    parents = {b.parent for b in low.buffers.values()}
     for b in low.buffers.values():
+        if b.name in parents:
+            continue  # spans its lanes (see _place_lanes)
         uses = times.get(b.name, [])
         if not uses:
             raise CompileError(f"buffer {b.name} is never used")
@@ -542,12 +578,15 @@ def _phases(low: _Lowering, overlap: dict, spec):
     deferred = {ph.index for ph in phases.values() if ph.defer_dma}
     times = lifetimes(deferred)
     for b in low.buffers.values():
+        if b.name in parents:
+            continue
         uses = times[b.name]
         b.first, b.last = min(uses), max(uses)
         if b.name in load_phase:
             b.first = _load_slot(phases[load_phase[b.name]], width)
         if b.name in store_phase:
             b.last = max(b.last, whole(store_phase[b.name])[1])
+    _span_lanes(low.buffers.values())
     low.slot_width = width
     ordered = [phases[i] for i in sorted(phases)]
     ordered[0].label = "prologue"
@@ -567,17 +606,46 @@ _ORDERS = (lambda b: (-b.size, b.first, b.name), lambda b: (b.first, -b.size, b.
            lambda b: (b.first - b.last, -b.size, b.name))
 
 
+def _span_lanes(buffers):
+    """Give every interleaved parent the lifetime of its lanes; CompileError when two
+    buffers of one lane are live at the same time (a load moved too early)."""
+    buffers = list(buffers)
+    lanes = {}
+    for b in buffers:
+        if b.parent:
+            lanes.setdefault(b.parent, []).append(b)
+    for b in buffers:
+        if b.name not in lanes:
+            continue
+        children = lanes[b.name]
+        b.first, b.last = min(c.first for c in children), max(c.last for c in children)
+        for i, c in enumerate(children):
+            for d in children[i + 1:]:
+                if c.lane_offset == d.lane_offset and c.first <= d.last and d.first <= c.last:
+                    raise CompileError(f"{c.name} and {d.name} share a lane of {b.name} "
+                                       f"while both are live")
+
+
 def allocate(buffers, arena, align, phases=None, width=1):
     """Give every buffer an offset such that buffers live at the same time do not overlap and
     every buffer's reach stays inside the arena. CompileError names the first that fails
-    (in the largest-first order) when no order fits."""
+    (in the largest-first order) when no order fits. Lanes of an interleaved buffer get
+    their parent's offset plus their lane offset."""
     buffers = list(buffers)
+    _span_lanes(buffers)
+    lanes = [b for b in buffers if b.parent]
+    placed = [b for b in buffers if not b.parent]
+    by_name = {b.name: b for b in placed}
     first_error = None
     for key in _ORDERS:
         try:
-            return _allocate(sorted(buffers, key=key), arena, align, phases, width)
+            _allocate(sorted(placed, key=key), arena, align, phases, width)
         except CompileError as exc:
             first_error = first_error or exc
+            continue
+        for b in lanes:
+            b.offset = by_name[b.parent].offset + b.lane_offset
+        return
     raise first_error
 
 
@@ -764,7 +832,7 @@ def _hoist_loads(low, phases, spec, reach=8):
 
 
 def _peak_live(buffers):
-    buffers = list(buffers)
+    buffers = [b for b in buffers if not b.parent]
     phases = {p for b in buffers for p in range(b.first, b.last + 1)}
     return max(sum(b.size for b in buffers if b.first <= p <= b.last) for p in phases)
 
