@@ -134,7 +134,7 @@ TENSOR_POINTERS = {
 }
 for _name, _tensors in TENSOR_POINTERS.items():
     _JOB_FIELDS.append((_name, "Byte address of " + " / ".join(_tensors) + ".",
-                        _word("address", "byte address, M-aligned")))
+                        _word("address", "byte address, word-aligned")))
 
 JOB = tuple(Register(name, JOB_BASE + WORD_BYTES * i, "rw", doc, fields, job=True)
             for i, (name, doc, fields) in enumerate(_JOB_FIELDS))

@@ -83,7 +83,7 @@ typedef struct {
 
 typedef struct {
     ita_config_t config;
-    const void *pointer[ITA_PTRS]; /* byte addresses, M-aligned; NULL for unused tensors */
+    const void *pointer[ITA_PTRS]; /* byte addresses, word-aligned; NULL for unused tensors */
 } ita_job_t;
 
 /* Lock the job registers for this core; returns the new job id (0..255). Spins until free. */

@@ -29,13 +29,16 @@ class Placement:
         return int(np.prod(self.shape)) * self.element_bytes
 
 
-def layout_tensors(memory, *, base=0, align=128):
-    """Assign consecutive, ``align``-ed addresses to the tensors of ``memory``."""
+def layout_tensors(memory, *, base=0, align=128, rng=None):
+    """Assign consecutive, ``align``-ed addresses to the tensors of ``memory``; with ``rng``
+    (a ``random.Random``) each tensor starts a random number of words past its aligned slot
+    (the pointer registers take any word-aligned address)."""
     placements, address = {}, base
     for name in sorted(memory.tensors):
         shape = memory.tensors[name].shape
-        placements[name] = Placement(address, shape, 4 if name in BIAS_TENSORS else 1)
-        address += -(-placements[name].size // align) * align
+        offset = rng.randrange(0, align, 4) if rng is not None else 0
+        placements[name] = Placement(address + offset, shape, 4 if name in BIAS_TENSORS else 1)
+        address += -(-(placements[name].size + offset) // align) * align
     return placements
 
 

@@ -7,8 +7,8 @@ HwpeJobs                    the ``make sim TEST=ita_hwpe`` run: one job per head
                             linear job) from the golden vectors of the command line, queued in
                             the job contexts; cycles from the first TRIGGER to the last event
 HwpeRandom                  constrained-random jobs of every mode and shape class (padded,
-                            masked, saturating ...) committed by two cores that contend for the
-                            programming lock
+                            masked, saturating ...) at random word-aligned addresses, committed
+                            by two cores that contend for the programming lock
 HwpeClear                   soft clear in the middle of a job (with another job queued), and
                             while idle; each followed by a job checked bit-exactly
 HwpeIllegal                 every illegal configuration kind in every mode: the error code and
@@ -76,6 +76,8 @@ class HwpeTestBase(ProjectTest):
     #: With STALL_PROFILE=auto, take the TCDM profile from the seed (regression seeds walk
     #: through all of them) instead of STALLS.
     profile_by_seed = False
+    #: Place tensors at random word-aligned addresses instead of 128-byte aligned ones.
+    word_aligned = False
 
     def build_phase(self):
         super().build_phase()
@@ -123,7 +125,8 @@ class HwpeTestBase(ProjectTest):
         """Append a job; its tensors go to the next free 4 KiB-aligned region of the TCDM."""
         ends = [p.address + p.size for j in self.jobs for p in j.places.values()]
         base = -(-max(ends, default=0x1000) // 4096) * 4096
-        places = layout_tensors(memory, base=base) if memory is not None else {}
+        jitter = random.Random(self.rng.getrandbits(64)) if self.word_aligned else None
+        places = layout_tensors(memory, base=base, rng=jitter) if memory is not None else {}
         item = HwpeJob(len(self.jobs), label, job, memory, places,
                        job.config_fields() if fields is None else fields, core=core,
                        ideal_cycles=job.ideal_cycles(self.config) if memory is not None else 0,
@@ -270,6 +273,7 @@ class HwpeRandom(HwpeTestBase):
     result_name = "uvm_hwpe_random"
     default_count = 6
     profile_by_seed = True
+    word_aligned = True
 
     def prepare(self):
         modes = list(MODES)
