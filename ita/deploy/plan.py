@@ -204,7 +204,7 @@ class Schedule:
 
 #: Cost model: cycles per element on one core (measured in the layer, docs/deploy.md).
 KERNEL_COSTS = {"dl_head_acc": 5.0, "dl_head_final": 5.5, "dl_scatter": 2.5,
-                "k_add_layernorm": 24.0}
+                "k_add_layernorm": 18.0}
 #: Cycles core 0 spends programming one job, and per phase on barriers and bookkeeping.
 JOB_OVERHEAD = 400
 PHASE_OVERHEAD = 300

@@ -66,6 +66,23 @@ static inline int32_t k_mac(int32_t acc, int32_t a, int32_t b)
     return acc;
 }
 
+/* The sum of the four products of the unsigned lanes of u and the int8 lanes of v
+ * (cv.dotusp.b, no accumulator). */
+static inline int32_t k_dotusp4(uint32_t u, uint32_t v)
+{
+    int32_t r;
+    __asm__("cv.dotusp.b %0, %1, %2" : "=r"(r) : "r"(u), "r"(v));
+    return r;
+}
+
+/* (v + a + 2^(s-1)) >> s, arithmetic, for 0 <= s < 32 (no rounding term when s = 0) in one
+ * instruction (cv.addrnr); the 32-bit sum wraps. */
+static inline int32_t k_addrn(int32_t v, int32_t a, int32_t s)
+{
+    __asm__("cv.addrnr %0, %1, %2" : "+r"(v) : "r"(a), "r"(s));
+    return v;
+}
+
 /* clamp(floor((mult * v + 2^(shift-1)) / 2^shift) + add, -128, 127) */
 static inline int8_t k_requant(int32_t v, const k_rq_t *rq)
 {
@@ -158,11 +175,12 @@ static inline int32_t k_sdot4(int32_t acc, uint32_t a, uint32_t b)
         k_b_;                                                                              \
     })
 
-/* The low bytes of a, b, c, d as one little-endian word (cv.packlo.b, cv.packhi.b). */
+/* The low bytes of a, b, c, d as one little-endian word (cv.packlo.b, cv.packhi.b). The
+ * upper half left by cv.packlo.b is overwritten by cv.packhi.b, so w needs no initial value. */
 static inline uint32_t k_pack4(int32_t a, int32_t b, int32_t c, int32_t d)
 {
-    uint32_t w = 0;
-    __asm__("cv.packlo.b %0, %1, %2" : "+r"(w) : "r"(b), "r"(a));
+    uint32_t w;
+    __asm__("cv.packlo.b %0, %1, %2" : "=r"(w) : "r"(b), "r"(a));
     __asm__("cv.packhi.b %0, %1, %2" : "+r"(w) : "r"(d), "r"(c));
     return w;
 }
@@ -171,6 +189,14 @@ static inline uint32_t k_pack4(int32_t a, int32_t b, int32_t c, int32_t d)
 static inline void k_sw_inc(int8_t **p, uint32_t w)
 {
     __asm__ volatile("cv.sw %2, (%0), 4" : "+r"(*p), "=m"(*(uint32_t *)*p) : "r"(w));
+}
+
+/* Bytes picked from a and b by the lanes of sel (cv.shuffle2.b): lane i of the result is byte
+ * sel.b[i] & 3 of b if sel.b[i] & 4, else of a. */
+static inline uint32_t k_shuffle2(uint32_t a, uint32_t b, uint32_t sel)
+{
+    __asm__("cv.shuffle2.b %0, %1, %2" : "+r"(a) : "r"(b), "r"(sel));
+    return a;
 }
 
 /* The four int8 lanes of w as int16 pairs: *even = (b0, b2), *odd = (b1, b3). */

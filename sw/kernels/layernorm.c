@@ -6,34 +6,40 @@
  * Rows are split over the cores (row r on core r mod cores). Per row, one pass of
  * cv.sdotsp.b gives the sum (dot product with 0x01010101) and the sum of squares (the word
  * with itself), four values per instruction; the fused kernel takes them from the words of
- * the residual sum it has just computed (two cv.sdotusp.b per value: x and y times their
- * multipliers). The sum of squared deviations then follows exactly as sum(x^2) - 2 mean
- * sum(x) + n mean^2 (mod 2^32, and the true value is below 2^32). One integer square root and
- * one division per row give `inv`; the second pass computes t = (d * inv + 2^(r-1)) >> r,
- * t * gamma + beta and the requantization, four values per word, the requantization folded
- * into one multiply-accumulate where 32 bits suffice (k_rq_t.fold). Passes start at a column
- * that puts the cores in different L1 banks (k_rotation).
+ * the residual sum it has just computed (x and y interleaved by cv.shuffle2.b, one
+ * cv.dotusp.b and one rounding add-shift cv.addrnr per value). The sum of squared deviations
+ * then follows exactly as sum(x^2) - 2 mean sum(x) + n mean^2 (mod 2^32, and the true value
+ * is below 2^32). One integer square root and one division per row give `inv`; the second
+ * pass computes t = (d * inv + 2^(r-1)) >> r, t * gamma + beta and the requantization, four
+ * values per word, the requantization folded into one multiply and one cv.addrnr where 32
+ * bits suffice (k_rq_t.fold). The fused kernel normalises two rows per pass (r and
+ * r + cores), so that each column's two coefficients are loaded once for both. Passes start
+ * at a column that puts the cores in different L1 banks (k_rotation).
  */
 
 #include "k_common.h"
 #include "kernels.h"
 
-/* floor(sqrt(v)), bit by bit. */
-static uint32_t isqrt32(uint32_t v)
+/* floor(sqrt(v)) for v >= 2^30 (a normalised variance): the top 8 bits bit by bit from
+ * v >> 16 (unrolled, without branches), one Newton step from below (which lands at most two
+ * above the root) and a downward correction; checked against the bit-by-bit root for every
+ * v in [2^30, 2^32). */
+static uint32_t isqrt_norm(uint32_t v)
 {
-    uint32_t root = 0, bit = 1u << 30;
-    while (bit > v)
-        bit >>= 2;
-    while (bit) {
-        if (v >= root + bit) {
-            v -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
+    uint32_t w = v >> 16, root = 0;
+#pragma clang loop unroll(full)
+    for (int i = 7; i >= 0; i--) {
+        const uint32_t bit = 1u << (2 * i), trial = root + bit;
+        const uint32_t take = w >= trial;
+        w -= trial & (0u - take);
+        root = (root >> 1) + (bit & (0u - take));
     }
-    return root;
+    uint32_t y = root << 8; /* <= sqrt(v), at least 2^15 */
+    y = (y + v / y) >> 1;
+    y = y > 0xFFFFu ? 0xFFFFu : y; /* y * y below 2^32 */
+    while (y * y > v)
+        y--;
+    return y;
 }
 
 #define LN_FRACTION_BITS 15
@@ -54,7 +60,7 @@ static ln_row_t ln_row(int32_t sum, int32_t sumsq, int n)
     s.r = 31 - LN_FRACTION_BITS;
     if (var) {
         const int a = __builtin_clz(var) >> 1;
-        s.inv = (int32_t)((1u << 31) / isqrt32(var << (2 * a)));
+        s.inv = (int32_t)((1u << 31) / isqrt_norm(var << (2 * a)));
         s.r -= a;
     }
     return s;
@@ -82,12 +88,28 @@ static void ln_sums(const int8_t *x, int n, int32_t *sum_out, int32_t *sumsq_out
     *sumsq_out = sumsq;
 }
 
+/* -mean * inv (mod 2^32): t = (x * inv + m + 2^(r-1)) >> r, the true sum fitting 26 bits. */
+static inline int32_t ln_m(ln_row_t s)
+{
+    return (int32_t)(0u - (uint32_t)s.mean * (uint32_t)s.inv);
+}
+
+/* One output from x and its column's coefficients a = gamma mult, b = beta mult + add
+ * 2^shift (ln_coef): t by one multiply and one rounding add-shift (cv.addrnr), then
+ * requant(t gamma + beta) = clamp((t a + b + 2^(shift-1)) >> shift) the same way. */
+static inline int32_t ln_out(int32_t x, int32_t inv, int32_t m, int32_t r, int32_t a,
+                             int32_t b, int32_t shift)
+{
+    const int32_t t = k_addrn(x * inv, m, r);
+    return k_clip8(k_addrn(t * a, b, shift));
+}
+
 /* out = requant(t * gamma + beta) of one row, t from the row's statistics s. Word-aligned
  * rows whose requantization folds (k_rq_t.fold) take four values per loaded word; the
  * product (x - mean) * inv is formed as x * inv + (round - mean * inv) modulo 2^32, which is
  * exact because the true value fits 26 bits. With `coef` (per column gamma * mult and
- * beta * mult + k, see ln_coef) the requantization is one multiply-accumulate, a shift and a
- * clip. */
+ * beta * mult + add * 2^shift, see ln_coef) each value is ln_out: two multiplies, two
+ * cv.addrnr and a clip. */
 static void ln_apply(const int8_t *x, int8_t *out, int n, const int8_t *gamma,
                      const int32_t *beta, const int32_t *coef, const k_rq_t *rq, ln_row_t s)
 {
@@ -96,9 +118,7 @@ static void ln_apply(const int8_t *x, int8_t *out, int n, const int8_t *gamma,
                       && (n & 3) == 0;
     const int start = k_rotation(x, 0, n);
     if (words && coef) {
-        const uint32_t inv = (uint32_t)s.inv;
-        const uint32_t c = (uint32_t)round - (uint32_t)s.mean * inv;
-        const int r = s.r, shift = rq->shift;
+        const int32_t inv = s.inv, m = ln_m(s), r = s.r, shift = rq->shift;
         for (int pass = 0; pass < 2; pass++) {
             const int from = pass ? 0 : start, to = pass ? start : n;
             const int8_t *px = x + from;
@@ -106,14 +126,10 @@ static void ln_apply(const int8_t *x, int8_t *out, int n, const int8_t *gamma,
             int8_t *po = out + from;
             for (int i = from; i < to; i += 4, pc += 8) {
                 const uint32_t xw = k_lw_inc(&px);
-                const int32_t t0 = (int32_t)((uint32_t)K_BYTE(xw, 0) * inv + c) >> r;
-                const int32_t t1 = (int32_t)((uint32_t)K_BYTE(xw, 1) * inv + c) >> r;
-                const int32_t t2 = (int32_t)((uint32_t)K_BYTE(xw, 2) * inv + c) >> r;
-                const int32_t t3 = (int32_t)((uint32_t)K_BYTE(xw, 3) * inv + c) >> r;
-                const int32_t o0 = k_clip8(k_mac(pc[1], t0, pc[0]) >> shift);
-                const int32_t o1 = k_clip8(k_mac(pc[3], t1, pc[2]) >> shift);
-                const int32_t o2 = k_clip8(k_mac(pc[5], t2, pc[4]) >> shift);
-                const int32_t o3 = k_clip8(k_mac(pc[7], t3, pc[6]) >> shift);
+                const int32_t o0 = ln_out(K_BYTE(xw, 0), inv, m, r, pc[0], pc[1], shift);
+                const int32_t o1 = ln_out(K_BYTE(xw, 1), inv, m, r, pc[2], pc[3], shift);
+                const int32_t o2 = ln_out(K_BYTE(xw, 2), inv, m, r, pc[4], pc[5], shift);
+                const int32_t o3 = ln_out(K_BYTE(xw, 3), inv, m, r, pc[6], pc[7], shift);
                 k_sw_inc(&po, k_pack4(o0, o1, o2, o3));
             }
         }
@@ -154,6 +170,42 @@ static void ln_apply(const int8_t *x, int8_t *out, int n, const int8_t *gamma,
     }
 }
 
+/* ln_apply's coefficient path for two rows of the same columns at once (x2 = x1 + dx,
+ * out2 = out1 + dout), so that each column's coefficients are loaded once for both. */
+static void ln_apply2(const int8_t *x1, int8_t *out1, int dx, int dout, int n,
+                      const int32_t *coef, int shift, ln_row_t s1, ln_row_t s2)
+{
+    const int32_t inv1 = s1.inv, m1 = ln_m(s1), r1 = s1.r;
+    const int32_t inv2 = s2.inv, m2 = ln_m(s2), r2 = s2.r;
+    const int start = k_rotation(x1, 0, n);
+    for (int pass = 0; pass < 2; pass++) {
+        const int from = pass ? 0 : start, to = pass ? start : n;
+        const int8_t *px1 = x1 + from, *px2 = x1 + dx + from;
+        const int32_t *pc = coef + 2 * from, *end = coef + 2 * to;
+        int8_t *po1 = out1 + from, *po2 = out1 + dout + from;
+        for (; pc != end; pc += 8) {
+            const uint32_t u = k_lw_inc(&px1), v = k_lw_inc(&px2);
+            int32_t o0, o1, o2, o3, p0, p1, p2, p3;
+            /* column j of both rows; the empty asm (a compiler barrier) stops the loads of
+             * all eight coefficients being hoisted to the top, which spilled registers */
+#define LN_COLUMN(j, oj, pj)                                                               \
+            do {                                                                           \
+                const int32_t a = pc[2 * j], b = pc[2 * j + 1];                            \
+                oj = ln_out(K_BYTE(u, j), inv1, m1, r1, a, b, shift);                      \
+                pj = ln_out(K_BYTE(v, j), inv2, m2, r2, a, b, shift);                      \
+                __asm__ volatile("" ::: "memory");                                         \
+            } while (0)
+            LN_COLUMN(0, o0, p0);
+            LN_COLUMN(1, o1, p1);
+            LN_COLUMN(2, o2, p2);
+            LN_COLUMN(3, o3, p3);
+#undef LN_COLUMN
+            k_sw_inc(&po1, k_pack4(o0, o1, o2, o3));
+            k_sw_inc(&po2, k_pack4(p0, p1, p2, p3));
+        }
+    }
+}
+
 static void layernorm_row(const int8_t *x, int8_t *out, int n, const int8_t *gamma,
                           const int32_t *beta, const k_rq_t *rq)
 {
@@ -167,6 +219,7 @@ static void layernorm_row(const int8_t *x, int8_t *out, int n, const int8_t *gam
 static k_rq_t ln_rq(int cols, const int32_t *beta, int mult, int shift, int add)
 {
     uint32_t top = 0;
+#pragma clang loop unroll_count(4)
     for (int j = 0; j < cols; j++) {
         uint32_t v = beta[j] < 0 ? 0u - (uint32_t)beta[j] : (uint32_t)beta[j];
         top = v > top ? v : top;
@@ -187,32 +240,36 @@ void k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t 
 /*
  * One row of sum = residual_add(x, y) (written to `sum`) with its sum and sum of squares:
  * four values per word on word-aligned rows; a = clamp((x mult_x + y mult_y + k) >> s) with
- * k = 2^(s-1) + add 2^s (the sum of products has 17 bits, s <= 18).
+ * k = 2^(s-1) + add 2^s (the sum of products has 17 bits, s <= 18): per word two byte
+ * shuffles, then per value one dot product, one rounding add-shift (cv.addrnr) and a clip.
+ * Inlined: a call per row cost the saving and restoring of every callee-saved register.
  */
-static void add_row(const int8_t *x, const int8_t *y, int8_t *sum_row, int n, int mx, int my,
-                    int s, int32_t k, int32_t *sum_out, int32_t *sumsq_out)
+static inline __attribute__((always_inline)) void
+add_row(const int8_t *x, const int8_t *y, int8_t *sum_row, int n, int mx, int my, int s,
+        int32_t k, int32_t *sum_out, int32_t *sumsq_out)
 {
     int32_t sum = 0, sumsq = 0;
     int i = 0;
     if (k_aligned(x) && k_aligned(y) && k_aligned(sum_row)) {
         const int nw = n >> 2;
         const int rot = k_rotation(x, 0, 4 * nw);
-        /* x_j mult_x + y_j mult_y as two dot products with the multiplier in lane j only */
-        const uint32_t ux = (uint32_t)mx & 0xFFu, uy = (uint32_t)my & 0xFFu;
+        /* x_j mult_x + y_j mult_y as one dot product of the lanes (x_j, y_j) and
+         * (mult_x, mult_y), interleaved by cv.shuffle2.b */
+        const uint32_t m = ((uint32_t)mx & 0xFFu) | ((uint32_t)my & 0xFFu) << 8;
+        const int32_t ka = (int32_t)((uint32_t)k & (0u - (1u << s))); /* k without 2^(s-1) */
         for (int pass = 0; pass < 2; pass++) {
             const int from = pass ? 0 : rot, to = pass ? rot : 4 * nw;
             const int8_t *px = x + from, *py = y + from;
             int8_t *po = sum_row + from;
+#pragma clang loop unroll_count(2)
             for (int j = from; j < to; j += 4) {
                 const uint32_t xw = k_lw_inc(&px), yw = k_lw_inc(&py);
-                const int32_t a0 = k_clip8(
-                    k_sdotusp4(k_sdotusp4(k, ux << 0, xw), uy << 0, yw) >> s);
-                const int32_t a1 = k_clip8(
-                    k_sdotusp4(k_sdotusp4(k, ux << 8, xw), uy << 8, yw) >> s);
-                const int32_t a2 = k_clip8(
-                    k_sdotusp4(k_sdotusp4(k, ux << 16, xw), uy << 16, yw) >> s);
-                const int32_t a3 = k_clip8(
-                    k_sdotusp4(k_sdotusp4(k, ux << 24, xw), uy << 24, yw) >> s);
+                const uint32_t lo = k_shuffle2(yw, xw, 0x01050004u);  /* x0 y0 x1 y1 */
+                const uint32_t hi = k_shuffle2(yw, xw, 0x03070206u);  /* x2 y2 x3 y3 */
+                const int32_t a0 = k_clip8(k_addrn(k_dotusp4(m, lo), ka, s));
+                const int32_t a1 = k_clip8(k_addrn(k_dotusp4(m << 16, lo), ka, s));
+                const int32_t a2 = k_clip8(k_addrn(k_dotusp4(m, hi), ka, s));
+                const int32_t a3 = k_clip8(k_addrn(k_dotusp4(m << 16, hi), ka, s));
                 const uint32_t v = k_pack4(a0, a1, a2, a3);
                 sum = k_sdot4(sum, v, 0x01010101u);
                 sumsq = k_sdot4(sumsq, v, v);
@@ -231,8 +288,9 @@ static void add_row(const int8_t *x, const int8_t *y, int8_t *sum_row, int n, in
     *sumsq_out = sumsq;
 }
 
-/* coef[2 j] = gamma[j] mult, coef[2 j + 1] = beta[j] mult + k (k_rq_t.fold), this core's
- * share of the columns; then mult (t gamma + beta) + k = t coef[2 j] + coef[2 j + 1]. */
+/* coef[2 j] = gamma[j] mult, coef[2 j + 1] = beta[j] mult + add 2^shift (k_rq_t.fold:
+ * the sum with the rounding term fits 31 bits), this core's share of the columns; then
+ * mult (t gamma + beta) + k = t coef[2 j] + coef[2 j + 1] + 2^(shift-1) (ln_out). */
 static void ln_coef(int32_t *coef, int cols, const int8_t *gamma, const int32_t *beta,
                     const k_rq_t *rq)
 {
@@ -240,7 +298,8 @@ static void ln_coef(int32_t *coef, int cols, const int8_t *gamma, const int32_t 
     k_span(cols, 1, &lo, &hi);
     for (int j = lo; j < hi; j++) {
         coef[2 * j] = gamma[j] * rq->mult;
-        coef[2 * j + 1] = (int32_t)((uint32_t)beta[j] * (uint32_t)rq->mult + (uint32_t)rq->k);
+        coef[2 * j + 1] = (int32_t)((uint32_t)beta[j] * (uint32_t)rq->mult +
+                                    ((uint32_t)rq->add << rq->shift));
     }
 }
 
@@ -258,12 +317,23 @@ void k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out,
     }
     const int s = shift_a > 18 ? 18 : shift_a;
     const int32_t k = (s > 0 ? 1 << (s - 1) : 0) + (int32_t)((uint32_t)add_a << s);
+    /* two rows at a time (r and r + cores) where the coefficient path applies to both */
+    const int pairs = coef && (cols & 3) == 0 && k_aligned(sum) && k_aligned(out);
     for (int r = core; r < rows; r += cores) {
         int32_t total, squares;
         int8_t *row = sum + r * cols;
         add_row(x + r * cols, y + r * cols, row, cols, mult_x, mult_y, s, k, &total, &squares);
-        ln_apply(row, out + r * cols, cols, gamma, beta, coef, &rq,
-                 ln_row(total, squares, cols));
+        const ln_row_t s1 = ln_row(total, squares, cols);
+        if (pairs && r + cores < rows) {
+            const int d = cores * cols;
+            add_row(x + r * cols + d, y + r * cols + d, row + d, cols, mult_x, mult_y, s, k,
+                    &total, &squares);
+            ln_apply2(row, out + r * cols, d, d, cols, coef, rq.shift, s1,
+                      ln_row(total, squares, cols));
+            r += cores;
+            continue;
+        }
+        ln_apply(row, out + r * cols, cols, gamma, beta, coef, &rq, s1);
     }
     barrier();
 }

@@ -51,7 +51,7 @@ SIZES = {
         ("layernorm", "8x64"), ("layernorm", "5x37_odd_wide"), ("layernorm", "3x16_l2"),
         ("itamax", "16x40"), ("itamax", "16x40_causal"), ("itamax", "9x23_causal_v11_odd"),
         ("gelu", "2x150"), ("gelu", "3x77_odd_wide"),
-        ("add_layernorm", "8x64"), ("add_layernorm", "5x37_odd_wide"),
+        ("add_layernorm", "8x64"), ("add_layernorm", "20x64"), ("add_layernorm", "5x37_odd_wide"),
     ),
     "large": (
         ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
