@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from hw import toolchain
-from hw.harness.run import VERILATOR_ARGS
+from hw.harness.run import VERILATOR_ARGS, verilate_cached
 from ita.config import ITAConfig
 
 __all__ = ["EngineHarnessBuild", "EngineHarnessRun", "UsageError", "KEYS", "MODES",
@@ -111,26 +111,8 @@ def build_engine_harness(config: ITAConfig) -> EngineHarnessBuild:
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0\1")
     digest = h.hexdigest()[:12]
     build_dir = BUILD_DIR / f"engine-{digest}"
-    stamp = build_dir / ".built"
-    rebuilt = False
-    with toolchain.file_lock(build_dir / ".lock"):
-        if not (stamp.is_file() and (build_dir / exe).is_file()):
-            stamp.unlink(missing_ok=True)
-            log = build_dir / "build.log"
-            cmd = ["verilator", *args, "--top-module", top, "-Mdir", str(build_dir), "-o", exe,
-                   str(verilog), str(MAIN_CPP)]
-            with open(log, "w") as fh:
-                fh.write(" ".join(cmd) + "\n")
-                fh.flush()
-                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                      env=toolchain.verilator_env(), cwd=build_dir)
-            if proc.returncode != 0 or not (build_dir / exe).is_file():
-                tail = log.read_text(errors="replace").splitlines()[-30:]
-                raise toolchain.BuildFailed("\n".join(
-                    [f"C++ engine harness build failed (exit {proc.returncode}); {log}:",
-                     *tail]))
-            stamp.write_text(f"{top} {digest}\n")
-            rebuilt = True
+    rebuilt = verilate_cached(build_dir, top, exe, args, [verilog, MAIN_CPP],
+                              what="C++ engine harness")
     return EngineHarnessBuild(build_dir, build_dir / exe, digest, rebuilt,
                               time.monotonic() - t0)
 

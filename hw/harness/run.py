@@ -118,6 +118,32 @@ def _digest(sources: Sequence[Path], args: Sequence[str]) -> str:
     return h.hexdigest()[:12]
 
 
+def verilate_cached(build_dir: Path, top: str, executable: str, args: Sequence[str],
+                    sources: Sequence[Path], *, what: str) -> bool:
+    """Build ``build_dir/executable`` with Verilator unless a finished build is there (its
+    ``.built`` stamp); concurrent callers wait on the directory's lock. Returns whether it
+    built; BuildFailed with the log's tail on errors."""
+    stamp = build_dir / ".built"
+    with toolchain.file_lock(build_dir / ".lock"):
+        if stamp.is_file() and (build_dir / executable).is_file():
+            return False
+        stamp.unlink(missing_ok=True)
+        log = build_dir / "build.log"
+        cmd = ["verilator", *args, "--top-module", top, "-Mdir", str(build_dir),
+               "-o", executable, *map(str, sources)]
+        with open(log, "w") as fh:
+            fh.write(" ".join(cmd) + "\n")
+            fh.flush()
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                  env=toolchain.verilator_env(), cwd=build_dir)
+        if proc.returncode != 0 or not (build_dir / executable).is_file():
+            tail = log.read_text(errors="replace").splitlines()[-30:]
+            raise toolchain.BuildFailed("\n".join(
+                [f"{what} build failed (exit {proc.returncode}); {log}:", *tail]))
+        stamp.write_text(f"{top} {build_dir.name}\n")
+        return True
+
+
 def build_harness() -> HarnessBuild:
     """Build (or reuse) the C++ model in ``build/harness/<hash>/``; BuildFailed on errors.
 
@@ -132,25 +158,8 @@ def build_harness() -> HarnessBuild:
         raise ValueError("do not use Verilator --threads: it slows these models down")
     digest = _digest(sources, args)
     build_dir = BUILD_DIR / digest
-    stamp = build_dir / ".built"
-    rebuilt = False
-    with toolchain.file_lock(build_dir / ".lock"):
-        if not (stamp.is_file() and (build_dir / EXECUTABLE).is_file()):
-            stamp.unlink(missing_ok=True)
-            log = build_dir / "build.log"
-            cmd = ["verilator", *args, "--top-module", TOPLEVEL, "-Mdir", str(build_dir),
-                   "-o", EXECUTABLE, str(PUBLIC_PC_VLT), *map(str, sources), str(MAIN_CPP)]
-            with open(log, "w") as fh:
-                fh.write(" ".join(cmd) + "\n")
-                fh.flush()
-                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                      env=toolchain.verilator_env(), cwd=build_dir)
-            if proc.returncode != 0 or not (build_dir / EXECUTABLE).is_file():
-                tail = log.read_text(errors="replace").splitlines()[-30:]
-                raise toolchain.BuildFailed("\n".join(
-                    [f"C++ harness build failed (exit {proc.returncode}); {log}:", *tail]))
-            stamp.write_text(f"{TOPLEVEL} {digest}\n")
-            rebuilt = True
+    rebuilt = verilate_cached(build_dir, TOPLEVEL, EXECUTABLE, args,
+                              [PUBLIC_PC_VLT, *sources, MAIN_CPP], what="C++ harness")
     return HarnessBuild(build_dir, digest, rebuilt, time.monotonic() - t0)
 
 
