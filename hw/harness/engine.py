@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hw import toolchain
-from hw.harness.run import VERILATOR_ARGS, verilate_cached
+from hw.harness.run import VERILATOR_ARGS, run_model, verilate_cached
 from ita.config import ITAConfig
 
 __all__ = ["EngineHarnessBuild", "EngineHarnessRun", "UsageError", "KEYS", "MODES",
@@ -227,16 +226,9 @@ def run_engine(options: Mapping[str, object], *, work: str | Path | None = None,
                      valid_keys=int(options["VALID_KEYS"]), seed=int(options["SEED"]),
                      config=config)
     cmd = [str(handle.executable), f"+JOB={job_dir}", f"+MAX_CYCLES={options['MAX_CYCLES']}"]
-    lines: list[str] = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", bufsize=1) as proc:
-        for line in proc.stdout:
-            lines.append(line)
-            if stream:
-                print(line, end="", flush=True)
-    summaries = [line for line in lines if line.startswith(SUMMARY)]
-    report = _parse_summary(summaries[-1]) if summaries else {}
-    ok = proc.returncode == 0 and report.get("status") == "PASS"
+    returncode, lines, report = run_model(cmd, stream=stream, summary=SUMMARY,
+                                          parse=_parse_summary)
+    ok = returncode == 0 and report.get("status") == "PASS"
     fields: dict[str, object] = {}
     if report:
         fields["cycles"] = report["cycles"]
@@ -250,10 +242,10 @@ def run_engine(options: Mapping[str, object], *, work: str | Path | None = None,
         fields["cpu_cycles_per_s"] = round(report["cpu_cycles_per_s"])
         fields["mismatches"] = report["mismatches"]
     else:
-        fields["outcome"] = f"harness_exit_{proc.returncode}"
+        fields["outcome"] = f"harness_exit_{returncode}"
     status = "PASS" if ok else "FAIL"
     line = format_result(f"ita_{mode}", status, **fields)
-    return EngineHarnessRun(status, fields, report, "".join(lines), proc.returncode, line)
+    return EngineHarnessRun(status, fields, report, "".join(lines), returncode, line)
 
 
 # --- command line -----------------------------------------------------------------------------

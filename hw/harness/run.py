@@ -144,6 +144,23 @@ def verilate_cached(build_dir: Path, top: str, executable: str, args: Sequence[s
         return True
 
 
+def run_model(cmd: Sequence[str], *, stream: bool, summary: str = SUMMARY,
+              parse=None) -> tuple[int, list[str], dict]:
+    """Run a harness executable; return its exit status, its output lines and its last line
+    starting with ``summary`` parsed by ``parse`` (default: this harness's; {} without one).
+    ``stream`` echoes the output as it comes."""
+    parse = parse or _parse_summary
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", bufsize=1) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if stream:
+                print(line, end="", flush=True)
+    summaries = [line for line in lines if line.startswith(summary)]
+    return proc.returncode, lines, parse(summaries[-1]) if summaries else {}
+
+
 def build_harness() -> HarnessBuild:
     """Build (or reuse) the C++ model in ``build/harness/<hash>/``; BuildFailed on errors.
 
@@ -232,16 +249,7 @@ def run_image(name: str, hex_path: str | os.PathLike, *, max_cycles: int = DEFAU
     handle = build_harness()
     image = l2_image(hex_path)
     cmd = [str(handle.executable), f"+L2_HEX={image}", f"+MAX_CYCLES={max_cycles}"]
-    lines: list[str] = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", bufsize=1) as proc:
-        for line in proc.stdout:
-            lines.append(line)
-            if stream:
-                print(line, end="", flush=True)
-    returncode = proc.returncode
-    summaries = [line for line in lines if line.startswith(SUMMARY)]
-    report = _parse_summary(summaries[-1]) if summaries else {}
+    returncode, lines, report = run_model(cmd, stream=stream)
     output = "".join(line for line in lines if not line.startswith("cluster_main: "))
     fields: dict[str, object] = {}
     if report:
