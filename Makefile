@@ -32,7 +32,7 @@ help:
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
 
-$(STAMP): requirements.txt tools/bootstrap.sh
+$(STAMP): requirements.txt requirements-models.txt tools/bootstrap.sh
 	@tools/bootstrap.sh
 
 setup: $(STAMP)

