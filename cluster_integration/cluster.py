@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ita.config import DEFAULT_CONFIG, ITAConfig
+from ita.cluster_config import DEFAULT, ClusterConfig
 
 from . import memory_map as mmap
 from .address_decoder import AddressDecoder
@@ -43,13 +43,8 @@ class Cluster(wiring.Component):
     bad_access, bad_core, bad_address : Out -- a core accessed an unmapped address
     """
 
-    def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG, cores=mmap.CORES,
-                 l1_banks=mmap.L1_BANKS, hwpe_width=1024, l1_size=None, l2_size=None):
-        self._config, self._cores, self._banks, self._width = config, cores, l1_banks, hwpe_width
-        # Storage behind the L1 and L2 regions (default: the whole region). A smaller memory
-        # repeats inside its region; the address decoders keep the memory map's regions.
-        self._l1_size = mmap.region("L1").size if l1_size is None else l1_size
-        self._l2_size = mmap.region("L2").size if l2_size is None else l2_size
+    def __init__(self, cluster: ClusterConfig = DEFAULT):
+        self._cluster = cluster
         super().__init__({
             "fetch_enable": In(1),
             "char_valid": Out(1),
@@ -65,23 +60,26 @@ class Cluster(wiring.Component):
         })
 
     @property
+    def cluster(self) -> ClusterConfig:
+        return self._cluster
+
+    @property
     def cores(self):
-        return self._cores
+        return self._cluster.cores
 
     def elaborate(self, platform):
         m = Module()
-        n = self._cores
-        regions = {name: mmap.region(name) for name in _TARGETS}
+        c = self._cluster
+        n = c.cores
+        regions = {name: c.region(name) for name in _TARGETS}
 
-        m.submodules.l2 = l2 = L2Memory(size=self._l2_size, base=regions["L2"].base,
-                                        fetch_ports=n)
-        m.submodules.l1 = l1 = L1Memory(narrow_ports=n + 1, banks=self._banks,
-                                        size=self._l1_size, wide_width=self._width,
-                                        base=regions["L1"].base)
+        m.submodules.l2 = l2 = L2Memory(size=c.l2_size, base=c.l2_base, fetch_ports=n)
+        m.submodules.l1 = l1 = L1Memory(narrow_ports=n + 1, banks=c.l1_banks, size=c.l1_size,
+                                        wide_width=c.hwpe_width, base=c.l1_base)
         m.submodules.event_unit = eu = EventUnit(cores=n)
         m.submodules.dma = dma = Dma(cores=n)
         m.submodules.soc = soc = SocCtrl()
-        m.submodules.ita = ita = ItaHwpe(config=self._config, data_width=self._width, cores=n)
+        m.submodules.ita = ita = ItaHwpe(config=c.ita, data_width=c.hwpe_width, cores=n)
 
         m.submodules.l2_mux = l2_mux = TcdmMux(channels=n + 1, data_width=32)
         m.submodules.soc_mux = soc_mux = TcdmMux(channels=n, data_width=32)
@@ -89,7 +87,7 @@ class Cluster(wiring.Component):
         m.submodules.dma_mux = dma_mux = TcdmMux(channels=n, data_width=32)
 
         for i in range(n):
-            core = Cv32e40p(hart_id=i)
+            core = Cv32e40p(hart_id=i, boot_address=c.boot_address, trap_vector=c.trap_vector)
             m.submodules[f"core{i}"] = core
             m.d.comb += core.fetch_enable.eq(self.fetch_enable)
             wiring.connect(m, core.instr, getattr(l2, f"fetch{i}"))

@@ -29,7 +29,6 @@ from amaranth.hdl import Instance
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .memory_map import BOOT_ADDRESS, TRAP_VECTOR
 from .protocols import TcdmSignature
 
 __all__ = ["Cv32e40p", "core_sources", "core_include_dirs", "CORE_LINT_WAIVERS", "CLOCK_GATE",
@@ -107,9 +106,9 @@ class Cv32e40p(wiring.Component):
     hart_id:
         Value of ``mhartid``; the runtime takes the core id from its low 5 bits.
     boot_address:
-        Where the core starts after reset (``memory_map.BOOT_ADDRESS``); word-aligned.
+        Where the core starts after reset (``ClusterConfig.boot_address``); word-aligned.
     trap_vector:
-        ``mtvec`` base after reset (``memory_map.TRAP_VECTOR``), used in vectored mode: traps
+        ``mtvec`` base after reset (``ClusterConfig.trap_vector``), used in vectored mode: traps
         enter at the base, interrupt ``i`` at base + 4i. 256-byte aligned.
     perf_counters:
         Programmable performance counters ``mhpmcounter3..`` (0..29).
@@ -137,8 +136,8 @@ class Cv32e40p(wiring.Component):
     fetch_enable: In(1)
     sleeping: Out(1)
 
-    def __init__(self, *, hart_id=0, boot_address=BOOT_ADDRESS, trap_vector=TRAP_VECTOR,
-                 perf_counters=1, domain="sync"):
+    def __init__(self, *, boot_address, trap_vector, hart_id=0, perf_counters=1,
+                 domain="sync"):
         for name, value in (("hart_id", hart_id), ("boot_address", boot_address),
                             ("trap_vector", trap_vector)):
             if not isinstance(value, int) or not 0 <= value < 1 << 32:

@@ -1,7 +1,7 @@
 """Shared L1 scratchpad (TCDM): word-interleaved 32-bit banks behind a logarithmic interconnect.
 
 The cores and the DMA reach L1 through 32-bit *narrow* ports, the HWPE through one *wide*
-port (``cluster-protocols.md`` section 2). Every bank serves at most one access per cycle; a
+port (the TCDM protocol of ``protocols.py``). Every bank serves at most one access per cycle; a
 granted read returns its data exactly one cycle after the grant.
 """
 
@@ -11,7 +11,6 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 from amaranth.utils import exact_log2
 
-from .memory_map import L1_BANKS
 from .protocols import TcdmSignature
 
 __all__ = ["L1Memory"]
@@ -65,8 +64,8 @@ class L1Memory(wiring.Component):
     hwpe_priority : In(1) -- the wide port wins conflicts (outside the window)
     """
 
-    def __init__(self, *, narrow_ports, banks=L1_BANKS, size=128 * 1024, wide_width=1024,
-                 base=0x1000_0000, starvation_window=(3, 4)):
+    def __init__(self, *, narrow_ports, banks, size, wide_width, base,
+                 starvation_window=(3, 4)):
         numerator, denominator = starvation_window
         if not 0 < numerator < denominator:
             raise ValueError("starvation_window needs 0 < numerator < denominator, so that "

@@ -1,57 +1,30 @@
 """The cluster's memory map and peripheral registers, described once.
 
-The linker script, the C header of ``sw/``, the RTL address decoders and the testbench
-constants all derive from this module (PULP-like layout, ``ARCHITECTURE.md``).
+Region bases and sizes belong to the cluster configuration
+(:class:`ita.cluster_config.ClusterConfig`); this module describes what lives inside the
+peripheral windows (their registers) and the event lines. The linker script, the C header of
+``sw/`` and the testbench constants derive from both (``memory_map_gen``).
 
 Cores synchronise without busy polling: a *load* from EU ``BARRIER`` or ``EVT_WAIT`` is
 answered only when the barrier is complete or an enabled event is pending, so the core
 stalls in its load-store unit (the same effect as PULP's ``p.elw``).
 """
 
-from dataclasses import dataclass
+from ita.cluster_config import DEFAULT, Region
 
 from .hwpe.regmap import Field, Register
 
 __all__ = ["Region", "REGIONS", "region", "EVENT_UNIT", "DMA", "SOC_CTRL", "EVENT_LINES",
            "BOOT_ADDRESS", "TRAP_VECTOR", "CORES", "L1_BANKS", "PERIPHERALS"]
 
-CORES = 8           #: default core count (a cluster parameter)
-L1_BANKS = 32       #: 32-bit banks: a 1024-bit HWPE access spans all of them at once
-
-
-@dataclass(frozen=True)
-class Region:
-    name: str
-    base: int
-    size: int
-    doc: str
-
-    @property
-    def end(self):
-        return self.base + self.size
-
-    def contains(self, address):
-        return self.base <= address < self.end
-
-
-REGIONS = (
-    Region("L1", 0x1000_0000, 256 * 1024, "TCDM, word-interleaved over L1_BANKS banks"),
-    Region("EVENT_UNIT", 0x1020_0000, 0x400, "barrier and event unit"),
-    Region("DMA", 0x1020_0400, 0x400, "L2 <-> L1 DMA"),
-    Region("ITA", 0x1020_1000, 0x400, "ITA HWPE control slave (cluster_integration.hwpe)"),
-    Region("SOC_CTRL", 0x1A10_0000, 0x1000, "stdout, end of computation, cycle counter"),
-    Region("L2", 0x1C00_0000, 4096 * 1024, "code, data and weights; boot memory"),
-)
-
-TRAP_VECTOR = 0x1C00_0000   #: mtvec base (vectored); crt0 places its handlers here
-BOOT_ADDRESS = 0x1C00_0080  #: where every core starts
-
-
-def region(name):
-    for r in REGIONS:
-        if r.name == name:
-            return r
-    raise KeyError(f"no region named {name!r}")
+# The default cluster's map, for the blocks that do not take a configuration yet. The
+# numbers themselves belong to ita.cluster_config.ClusterConfig.
+REGIONS = DEFAULT.regions
+CORES = DEFAULT.cores
+L1_BANKS = DEFAULT.l1_banks
+TRAP_VECTOR = DEFAULT.trap_vector
+BOOT_ADDRESS = DEFAULT.boot_address
+region = DEFAULT.region
 
 
 #: Event lines seen by the event unit, per core (bit positions of EVT_MASK / EVT_WAIT).

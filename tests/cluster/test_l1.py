@@ -14,11 +14,14 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cluster_integration.l1 import L1Memory
+from ita.cluster_config import DEFAULT as CLUSTER
 
-BASE = 0x1000_0000
+BASE = CLUSTER.l1_base
 WORD_MASK = (1 << 32) - 1
-SMALL = {"narrow_ports": 4, "banks": 8, "size": 1024, "wide_width": 128}
-DEFAULT = {"narrow_ports": 9}     # 32 banks, 128 KiB, 1024-bit wide port
+SMALL = {"narrow_ports": 4, "banks": 8, "size": 1024, "wide_width": 128, "base": BASE}
+#: The L1 of the default cluster: the cores and the DMA on narrow ports, the HWPE wide.
+DEFAULT = {"narrow_ports": CLUSTER.cores + 1, "banks": CLUSTER.l1_banks,
+           "size": CLUSTER.l1_size, "wide_width": CLUSTER.hwpe_width, "base": BASE}
 
 
 @dataclass
@@ -335,9 +338,11 @@ def test_wide_wrap_and_byte_enables():
 
 
 def test_defaults_short_run():
-    """The cluster configuration: 32 banks, 128 KiB, a 1024-bit port spanning every bank."""
+    """The default cluster's L1: its wide port spans every bank."""
     dut = L1Memory(**DEFAULT)
-    assert (dut.banks, dut.size, dut.wide_words, dut.depth) == (32, 128 * 1024, 32, 1024)
+    assert (dut.banks, dut.size, dut.wide_words) == (CLUSTER.l1_banks, CLUSTER.l1_size,
+                                                     CLUSTER.l1_banks)
+    assert dut.depth == CLUSTER.l1_size // (4 * CLUSTER.l1_banks)
     bench = Bench(dut, seed=7)
     window = 64 * dut.banks          # 64 rows, so that reads find written data
 
@@ -356,7 +361,7 @@ def test_defaults_short_run():
 
 def test_parameters_are_checked():
     for kwargs in ({"starvation_window": (0, 4)}, {"starvation_window": (4, 4)},
-                   {"banks": 6}, {"wide_width": 288}, {"base": 0x1000_0100}):
+                   {"banks": 6}, {"wide_width": 288}, {"base": BASE + 0x100}):
         with pytest.raises(ValueError):
             L1Memory(**{**SMALL, **kwargs})
 

@@ -9,6 +9,7 @@ import pytest
 
 from cluster_integration import memory_map as mm
 from cluster_integration import memory_map_gen
+from ita.cluster_config import DEFAULT
 from sw import build
 
 
@@ -37,8 +38,8 @@ def test_layout(hello):
     assert hello.sections[".vectors"][:2] == (mm.TRAP_VECTOR, 4 * memory_map_gen.VECTOR_ENTRIES)
     assert hello.sections[".text.init"][0] == mm.BOOT_ADDRESS
     assert s["__stack_top"] == l1.end
-    assert s["__stack_size"] == memory_map_gen.STACK_SIZE
-    assert s["__stacks_start"] == l1.end - mm.CORES * memory_map_gen.STACK_SIZE
+    assert s["__stack_size"] == DEFAULT.stack_size
+    assert s["__stacks_start"] == l1.end - mm.CORES * DEFAULT.stack_size
     assert l1.base <= s["__l1_heap_start"] <= s["__stacks_start"]
     assert s["__l2_heap_end"] == l2.end
     for name, (address, size, _loaded) in hello.sections.items():

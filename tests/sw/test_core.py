@@ -9,9 +9,11 @@ import pytest
 from amaranth.back import verilog
 
 from cluster_integration import core as core_mod
-from cluster_integration import memory_map as mm
 from cluster_integration.core import CLOCK_GATE, CORE_LINT_WAIVERS, Cv32e40p, core_sources
 from hw import toolchain
+from ita.cluster_config import DEFAULT
+
+BOOT = {"boot_address": DEFAULT.boot_address, "trap_vector": DEFAULT.trap_vector}
 
 
 def test_core_sources():
@@ -30,15 +32,15 @@ def test_core_sources():
 
 
 def test_emitted_instance():
-    text = verilog.convert(Cv32e40p(hart_id=5, perf_counters=3), name="wrapped",
+    text = verilog.convert(Cv32e40p(hart_id=5, perf_counters=3, **BOOT), name="wrapped",
                            emit_src=False)
     instance = text[text.index("cv32e40p_top #("):]
     params = dict(re.findall(r"\.(\w+)\(32'd(\d+)\)", instance[:instance.index(") core")]))
     assert params == {"COREV_PULP": "1", "COREV_CLUSTER": "0", "FPU": "0",
                       "FPU_ADDMUL_LAT": "0", "FPU_OTHERS_LAT": "0", "ZFINX": "0",
                       "NUM_MHPMCOUNTERS": "3"}
-    assert f".boot_addr_i(32'd{mm.BOOT_ADDRESS})" in instance
-    assert f".mtvec_addr_i(32'd{mm.TRAP_VECTOR})" in instance
+    assert f".boot_addr_i(32'd{DEFAULT.boot_address})" in instance
+    assert f".mtvec_addr_i(32'd{DEFAULT.trap_vector})" in instance
     assert ".hart_id_i(32'd5)" in instance
     assert ".debug_req_i(1'h0)" in instance
     # The data port maps one to one; the instruction port is read-only.
@@ -52,20 +54,20 @@ def test_emitted_instance():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"hart_id": -1}, "hart_id must be an integer"),
-    ({"boot_address": 0x1C00_0082}, "word-aligned"),
-    ({"trap_vector": 0x1C00_0080}, "256-byte aligned"),
+    ({"boot_address": DEFAULT.boot_address + 2}, "word-aligned"),
+    ({"trap_vector": DEFAULT.boot_address}, "256-byte aligned"),
     ({"perf_counters": 30}, r"perf_counters must be an integer in \[0, 29\]"),
     ({"boot_address": 1 << 32}, "boot_address must be an integer"),
 ])
 def test_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        Cv32e40p(**kwargs)
+        Cv32e40p(**{**BOOT, **kwargs})
 
 
 def test_properties():
-    c = Cv32e40p(hart_id=3, perf_counters=2)
+    c = Cv32e40p(hart_id=3, perf_counters=2, **BOOT)
     assert (c.hart_id, c.boot_address, c.trap_vector, c.perf_counters) == (
-        3, mm.BOOT_ADDRESS, mm.TRAP_VECTOR, 2)
+        3, DEFAULT.boot_address, DEFAULT.trap_vector, 2)
 
 
 def test_lint_with_waivers_is_clean():

@@ -1,17 +1,20 @@
-"""The software view of the memory map: linker script and C header generated from
-``cluster_integration.memory_map``. The committed files must match the description, and the
-header must say exactly what the description says, in C and in assembly."""
+"""The software view of a cluster configuration: linker script and C header generated from
+``ita.cluster_config`` and ``cluster_integration.memory_map``. The header must say exactly
+what the configuration says, in C and in assembly, for every named configuration."""
 
 import collections
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
 from cluster_integration import memory_map as mm
 from cluster_integration import memory_map_gen as gen
 from cluster_integration.hwpe import regmap_gen
+from ita.cluster_config import CONFIGS as CONFIG_TABLE
+from ita.cluster_config import DEFAULT
 from sw.build import TARGET_FLAGS
 
 
@@ -23,57 +26,50 @@ def number(text):
     return int(text.strip("()u"), 0)
 
 
-# --- committed files ---------------------------------------------------------------------------
+CONFIGS = sorted(CONFIG_TABLE)
 
 
-@pytest.mark.parametrize("rel", sorted(gen.OUTPUTS))
-def test_committed_file_is_fresh(rel):
-    path = gen.ROOT / rel
-    assert path.is_file(), f"{rel} is missing; run `make regs`"
-    assert path.read_text(encoding="utf-8") == gen.OUTPUTS[rel](), (
-        f"{rel} differs from cluster_integration/memory_map.py; run `make regs`")
+# --- generated files ----------------------------------------------------------------------------
 
 
-def test_committed_tree_passes_check(capsys):
-    assert gen.main(["--check"]) == 0, capsys.readouterr().out
-
-
-def test_generation_is_deterministic_and_labelled():
-    first, second = gen.generate(), gen.generate()
+@pytest.mark.parametrize("name", CONFIGS)
+def test_generation_is_deterministic_and_labelled(name):
+    cluster = CONFIG_TABLE[name]
+    first, second = gen.generate(cluster), gen.generate(cluster)
     assert first == second
     for rel, text in first.items():
-        assert gen.BANNER in text.splitlines()[0], rel
+        assert gen.banner(cluster) in text.splitlines()[0], rel
         assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), f"{rel} looks timestamped"
         assert max(len(line) for line in text.splitlines()) <= 100, rel
 
 
-def test_check_and_write(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(gen, "ROOT", tmp_path)
-    assert gen.main(["--check"]) == 1
-    assert capsys.readouterr().out.splitlines() == [f"stale: {rel}; run make regs"
-                                                    for rel in gen.OUTPUTS]
-    assert not any(tmp_path.iterdir()), "--check must not write"
-    assert gen.main([]) == 0
-    assert gen.main(["--check"]) == 0
-    capsys.readouterr()
-    stamps = {rel: (tmp_path / rel).stat().st_mtime_ns for rel in gen.OUTPUTS}
-    assert gen.write() == []  # unchanged files are not rewritten
-    assert {rel: (tmp_path / rel).stat().st_mtime_ns for rel in gen.OUTPUTS} == stamps
-    (tmp_path / "sw/generated/link.ld").write_text("/* edited */\n")
-    assert gen.main(["--check"]) == 1
-    assert capsys.readouterr().out == "stale: sw/generated/link.ld; run make regs\n"
+def test_write_per_configuration(tmp_path):
+    small, default = CONFIG_TABLE["small"], CONFIG_TABLE["default"]
+    written = gen.write(small, tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        f"build/small/sw/{rel}" for rel in sorted(gen.OUTPUTS)]
+    stamps = [p.stat().st_mtime_ns for p in written]
+    assert gen.write(small, tmp_path) == []  # unchanged files are not rewritten
+    assert [p.stat().st_mtime_ns for p in written] == stamps
+    gen.write(default, tmp_path)
+    small_h = (gen.output_dir(small, tmp_path) / "include/cluster_map.h").read_text()
+    default_h = (gen.output_dir(default, tmp_path) / "include/cluster_map.h").read_text()
+    assert number(defines(small_h)["CLUSTER_CORES"]) == small.cores
+    assert number(defines(default_h)["L1_SIZE"]) == default.l1_size != small.l1_size
 
 
-# --- the header says what the memory map says -------------------------------------------------
+# --- the header says what the configuration says ----------------------------------------------
 
 
-def test_header_values():
-    d = defines(gen.c_header())
-    for r in mm.REGIONS:
+@pytest.mark.parametrize("name", CONFIGS)
+def test_header_values(name):
+    cluster = CONFIG_TABLE[name]
+    d = defines(gen.c_header(cluster))
+    for r in cluster.regions:
         assert number(d[f"{r.name}_BASE"]) == r.base
         assert number(d[f"{r.name}_SIZE"]) == r.size
     for periph, registers in mm.PERIPHERALS.items():
-        base = mm.region(periph).base
+        base = cluster.region(periph).base
         for reg in registers:
             prefix = f"{periph}_{reg.name}"
             assert number(d[f"{prefix}_OFFSET"]) == reg.offset
@@ -82,48 +78,54 @@ def test_header_values():
                 fp = f"{prefix}_{f.name.upper()}"
                 assert (number(d[f"{fp}_LSB"]), number(d[f"{fp}_WIDTH"]),
                         number(d[f"{fp}_MASK"])) == (f.lsb, f.width, f.mask)
-    for name, line in mm.EVENT_LINES.items():
-        assert number(d[f"EVENT_LINE_{name}"]) == line
-        assert number(d[f"EVENT_{name}_MASK"]) == 1 << line
-    assert number(d["CLUSTER_CORES"]) == mm.CORES
-    assert number(d["CLUSTER_L1_BANKS"]) == mm.L1_BANKS
-    assert number(d["BOOT_ADDRESS"]) == mm.BOOT_ADDRESS
-    assert number(d["TRAP_VECTOR"]) == mm.TRAP_VECTOR
-    assert number(d["CLUSTER_STACK_SIZE"]) == gen.STACK_SIZE
+    for line_name, line in mm.EVENT_LINES.items():
+        assert number(d[f"EVENT_LINE_{line_name}"]) == line
+        assert number(d[f"EVENT_{line_name}_MASK"]) == 1 << line
+    assert number(d["CLUSTER_CORES"]) == cluster.cores
+    assert number(d["CLUSTER_L1_BANKS"]) == cluster.l1_banks
+    assert number(d["BOOT_ADDRESS"]) == cluster.boot_address
+    assert number(d["TRAP_VECTOR"]) == cluster.trap_vector
+    assert number(d["CLUSTER_STACK_SIZE"]) == cluster.stack_size
+    assert number(d["CLUSTER_L1_RESERVED"]) == cluster.l1_reserved
+    assert number(d["CLUSTER_L2_PROGRAM_SIZE"]) == cluster.l2_program_size
 
 
 def test_macro_names_unique_across_generated_headers():
-    names = re.findall(r"^#define (\w+)", gen.c_header() + regmap_gen.c_header(), re.MULTILINE)
+    names = re.findall(r"^#define (\w+)", gen.c_header(DEFAULT) + regmap_gen.c_header(),
+                       re.MULTILINE)
     assert [n for n, c in collections.Counter(names).items() if c > 1] == []
 
 
-def test_linker_script_symbols():
-    text = gen.linker_script()
+@pytest.mark.parametrize("name", CONFIGS)
+def test_linker_script_symbols(name):
+    cluster = CONFIG_TABLE[name]
+    text = gen.linker_script(cluster)
     symbols = dict(re.findall(r"^(__\w+) *= (0x[0-9A-F]+|\d+);$", text, re.MULTILINE))
-    for r in mm.REGIONS:
+    for r in cluster.regions:
         assert int(symbols[f"__{r.name.lower()}_base"], 0) == r.base
         assert int(symbols[f"__{r.name.lower()}_size"], 0) == r.size
-    assert int(symbols["__trap_vector"], 0) == mm.TRAP_VECTOR
-    assert int(symbols["__boot_address"], 0) == mm.BOOT_ADDRESS
-    assert int(symbols["__cores"]) == mm.CORES
-    assert int(symbols["__stack_size"], 0) == gen.STACK_SIZE
+    assert int(symbols["__trap_vector"], 0) == cluster.trap_vector
+    assert int(symbols["__boot_address"], 0) == cluster.boot_address
+    assert int(symbols["__cores"]) == cluster.cores
+    assert int(symbols["__stack_size"], 0) == cluster.stack_size
     assert ".vectors __trap_vector :" in text and ".text.init __boot_address :" in text
 
 
-def test_refuses_a_map_it_cannot_boot(monkeypatch):
-    monkeypatch.setattr(mm, "BOOT_ADDRESS", mm.TRAP_VECTOR + 0x40)
-    with pytest.raises(ValueError, match="room for the trap vector table"):
-        gen.linker_script()
-    monkeypatch.setattr(mm, "BOOT_ADDRESS", 0x1C00_0080)
-    monkeypatch.setattr(mm, "TRAP_VECTOR", 0x1C00_0010)
-    with pytest.raises(ValueError, match="256-byte aligned"):
-        gen.c_header()
+def test_refuses_a_configuration_it_cannot_use():
+    with pytest.raises(ValueError, match="aligned to its size"):
+        replace(DEFAULT, l2_base=DEFAULT.l2_base + DEFAULT.l2_size // 2)
+    with pytest.raises(ValueError, match="overlap"):
+        replace(DEFAULT, l2_base=DEFAULT.l1_base)
+    with pytest.raises(ValueError, match="stacks"):
+        replace(DEFAULT, stack_size=DEFAULT.l1_size // DEFAULT.cores)
+    with pytest.raises(ValueError, match="power of two"):
+        replace(DEFAULT, l1_size=3 * DEFAULT.l1_size // 4)
 
 
 @pytest.mark.parametrize("language", ["c", "assembler-with-cpp"])
 def test_header_compiles_for_the_cores(tmp_path, language):
     header = tmp_path / "cluster_map.h"
-    header.write_text(gen.c_header())
+    header.write_text(gen.c_header(DEFAULT))
     if language == "c":
         source = tmp_path / "use.c"
         source.write_text('#include "cluster_map.h"\n#include "cluster_map.h"\n'

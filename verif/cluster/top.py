@@ -23,7 +23,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from cluster_integration.cluster import Cluster
-from ita.config import DEFAULT_CONFIG
+from ita.cluster_config import DEFAULT
 from verif.core.top import STDOUT_WORDS, TestRam
 
 __all__ = ["ClusterTestTop"]
@@ -47,8 +47,8 @@ class ClusterTestTop(wiring.Component):
     bad_core: Out(8)
     bad_address: Out(32)
 
-    def __init__(self, *, config=DEFAULT_CONFIG, cores=8):
-        self._config, self._cores = config, cores
+    def __init__(self, cluster=DEFAULT):
+        self._cluster = cluster
         super().__init__()
 
     def elaborate(self, platform):
@@ -59,7 +59,7 @@ class ClusterTestTop(wiring.Component):
         m.d.comb += [run.clk.eq(ClockSignal("sync")), run.rst.eq(run_reset)]
 
         m.submodules.cluster = cluster = DomainRenamer("run")(
-            Cluster(config=self._config, cores=self._cores))
+            Cluster(self._cluster))
         stdout = TestRam(STDOUT_WORDS)
         m.submodules.stdout = stdout.instance()
         m.d.comb += cluster.fetch_enable.eq(fetch_enable)

@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from cluster_integration import memory_map as mm
 from cluster_integration.core import Cv32e40p
+from ita.cluster_config import DEFAULT
 
 __all__ = ["CoreTestTop", "STDOUT_WORDS", "LOG_WORDS"]
 
@@ -98,15 +99,17 @@ class CoreTestTop(wiring.Component):
     done_cycles: Out(32)
     sleeping: Out(1)
 
-    def __init__(self, *, hart_id=0):
-        self._hart_id = hart_id
+    def __init__(self, *, hart_id=0, cluster=DEFAULT):
+        self._hart_id, self._cluster = hart_id, cluster
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = Cv32e40p(hart_id=self._hart_id)
-        l1, l2 = mm.region("L1"), mm.region("L2")
-        eu, soc = mm.region("EVENT_UNIT"), mm.region("SOC_CTRL")
+        c = self._cluster
+        m.submodules.core = core = Cv32e40p(hart_id=self._hart_id, boot_address=c.boot_address,
+                                            trap_vector=c.trap_vector)
+        l1, l2 = c.region("L1"), c.region("L2")
+        eu, soc = c.region("EVENT_UNIT"), c.region("SOC_CTRL")
         rams = {"l1": TestRam(l1.size // 4), "l2": TestRam(l2.size // 4),
                 "stdout": TestRam(STDOUT_WORDS), "log_addr": TestRam(LOG_WORDS),
                 "log_data": TestRam(LOG_WORDS)}
