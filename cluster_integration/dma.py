@@ -1,6 +1,6 @@
 """The cluster DMA: queued 1-D and 2-D word copies between L1 and L2.
 
-It replaces PULP's MCHAN (``cluster-protocols.md`` section 7) with the simpler register map of
+It replaces PULP's MCHAN with the simpler register map of
 :data:`cluster_integration.memory_map.DMA`: a core writes the transfer registers and START; the
 DMA raises the DMA event line of that core when the copy has landed, so the core sleeps on the
 event unit instead of polling STATUS.
@@ -12,8 +12,15 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from cluster_integration import memory_map
-from cluster_integration.hwpe.regmap import WORD_BYTES
 from cluster_integration.protocols import PeriphSignature, TcdmSignature
+from cluster_integration.registers import (
+    BYTE_OFFSET_BITS,
+    WORD_BITS,
+    WORD_BYTES,
+    RegisterDecoder,
+    read_mux,
+    region_window_bits,
+)
 
 __all__ = ["Dma", "READ_AHEAD"]
 
@@ -21,13 +28,10 @@ __all__ = ["Dma", "READ_AHEAD"]
 #: write of its data, plus slack for write stalls.
 READ_AHEAD = 4
 
-_WORD_BITS = 32
-_BYTE_BITS = 8
 _ADDR_BITS = 32
-_BYTE_OFFSET_BITS = (WORD_BYTES - 1).bit_length()
 _L1 = memory_map.region("L1")
 #: Address bits of the register port: the DMA region, whose word-index bits are decoded.
-_REGION_BITS = (memory_map.region("DMA").size - 1).bit_length()
+_REGION_BITS = BYTE_OFFSET_BITS + region_window_bits(memory_map.region("DMA").size)
 
 _REGISTERS = {r.name: r for r in memory_map.DMA}
 _SRC = _REGISTERS["SRC"]
@@ -40,20 +44,6 @@ _START = _REGISTERS["START"]
 _STATUS = _REGISTERS["STATUS"]
 #: The registers that describe a transfer, in descriptor order.
 _PROGRAMMED = (_SRC, _DST, _LENGTH, _ROWS, _SRC_STRIDE, _DST_STRIDE)
-
-
-def _field(register):
-    """The one field of a DMA register."""
-    (field,) = register.fields
-    return field
-
-
-def _slice(value, field):
-    return value[field.lsb:field.lsb + field.width]
-
-
-def _word_index(register):
-    return register.offset // WORD_BYTES
 
 
 def _in_l1(address):
@@ -133,20 +123,20 @@ class Dma(wiring.Component):
     def __init__(self, *, queue_depth=2, cores=memory_map.CORES, id_width=4):
         if not isinstance(queue_depth, int) or queue_depth < 1:
             raise ValueError(f"queue_depth must be a positive integer, not {queue_depth!r}")
-        if queue_depth + 1 >= 1 << _field(_STATUS).width:
+        if queue_depth + 1 >= 1 << _STATUS.field().width:
             raise ValueError(f"STATUS cannot count {queue_depth + 1} transfers")
         if not isinstance(cores, int) or not 1 <= cores <= 1 << id_width:
             raise ValueError(f"cores must be 1..{1 << id_width} for id_width={id_width}, "
                              f"not {cores!r}")
         self._queue_depth, self._cores = queue_depth, cores
         self._descriptor = data.StructLayout({
-            **{r.name.lower(): unsigned(_field(r).width) for r in _PROGRAMMED},
+            **{r.name.lower(): unsigned(r.field().width) for r in _PROGRAMMED},
             "core": unsigned(id_width),
         })
         super().__init__({
             "regs": In(PeriphSignature(addr_width=_REGION_BITS, id_width=id_width)),
-            "l1": Out(TcdmSignature(data_width=_WORD_BITS)),
-            "l2": Out(TcdmSignature(data_width=_WORD_BITS)),
+            "l1": Out(TcdmSignature(data_width=WORD_BITS)),
+            "l2": Out(TcdmSignature(data_width=WORD_BITS)),
             "events": Out(cores),
             "busy": Out(1),
         })
@@ -156,51 +146,42 @@ class Dma(wiring.Component):
         bus = self.regs
 
         # Register port.
-        word = bus.addr[_BYTE_OFFSET_BITS:]
-        programmed = {r.name: Signal(_field(r).width, name=r.name.lower()) for r in _PROGRAMMED}
+        decoder = RegisterDecoder(bus)
+        programmed = {r: Signal(r.field().width, name=r.name.lower()) for r in _PROGRAMMED}
         m.submodules.queue = queue = SyncFIFO(width=self._descriptor.size,
                                               depth=self._queue_depth)
         queued = data.View(self._descriptor, queue.w_data)
-        starting = bus.req & bus.we & (word == _word_index(_START))
+        starting = decoder.writes(_START)
         granted = bus.req & (queue.w_rdy | ~starting)
         m.d.comb += [bus.gnt.eq(granted), queue.w_en.eq(starting & queue.w_rdy),
                      queued.core.eq(bus.id)]
-        byte_mask = Cat(bit.replicate(_BYTE_BITS) for bit in bus.be)
-        for register in _PROGRAMMED:
-            stored = programmed[register.name]
+        for register, stored in programmed.items():
             m.d.comb += getattr(queued, register.name.lower()).eq(stored)
-            with m.If(bus.req & bus.we & (word == _word_index(register))):
-                field = _field(register)
-                mask = _slice(byte_mask, field)
-                merged = (stored & ~mask) | (_slice(bus.wdata, field) & mask)
-                m.d.sync += stored.eq(merged)
+            with m.If(decoder.writes(register)):
+                m.d.sync += stored.eq(decoder.merged(stored, register.field()))
 
         active = Signal()   # a transfer is loaded in the engine
         unfinished = queue.level + active
         m.d.comb += self.busy.eq(unfinished != 0)
-        read_value = Signal(_WORD_BITS)
-        with m.Switch(word):
-            for register in _PROGRAMMED:
-                with m.Case(_word_index(register)):
-                    m.d.comb += _slice(read_value, _field(register)).eq(
-                        programmed[register.name])
-            with m.Case(_word_index(_STATUS)):
-                m.d.comb += _slice(read_value, _field(_STATUS)).eq(unfinished)
+        read_value = read_mux(m, decoder.word, {
+            **{register: {register.field(): stored} for register, stored in programmed.items()},
+            _STATUS: {_STATUS.field(): unfinished},
+        })
         m.d.sync += [bus.r_valid.eq(granted), bus.r_id.eq(bus.id),
                      bus.r_data.eq(Mux(granted & ~bus.we, read_value, 0))]
 
         # Engine: load the next transfer when idle.
         head = data.View(self._descriptor, queue.r_data)
         loading = ~active & queue.r_rdy
-        length_bits = _field(_LENGTH).width - _BYTE_OFFSET_BITS
+        length_bits = _LENGTH.field().width - BYTE_OFFSET_BITS
         walks = {}
         for side, base, stride in (("read", head.src, head.src_stride),
                                    ("write", head.dst, head.dst_stride)):
             walk = walks[side] = _AddressWalk(length_bits=length_bits,
-                                              rows_bits=_field(_ROWS).width)
+                                              rows_bits=_ROWS.field().width)
             m.submodules[f"{side}_walk"] = walk
             m.d.comb += [walk.load.eq(loading), walk.base.eq(base), walk.stride.eq(stride),
-                         walk.row_words.eq(head.length[_BYTE_OFFSET_BITS:]),
+                         walk.row_words.eq(head.length[BYTE_OFFSET_BITS:]),
                          walk.rows.eq(head.rows)]
         reads, writes = walks["read"], walks["write"]
         core = Signal.like(head.core)
@@ -212,7 +193,7 @@ class Dma(wiring.Component):
 
         # Read data waits in a FIFO; `reserved` counts its entries plus reads in flight, so
         # that every response finds room.
-        m.submodules.read_data = read_data = SyncFIFO(width=_WORD_BITS, depth=READ_AHEAD)
+        m.submodules.read_data = read_data = SyncFIFO(width=WORD_BITS, depth=READ_AHEAD)
         reserved = Signal(range(READ_AHEAD + 1))
         read_request = active & ~reads.done & (reserved < READ_AHEAD)
         write_request = active & ~writes.done & read_data.r_rdy

@@ -5,23 +5,26 @@ Software talks to the testbench only through these registers
 EXIT with its code, and fails on a trap naming its cause and PC.
 """
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from cluster_integration import memory_map
-from cluster_integration.hwpe.regmap import WORD_BYTES
 from cluster_integration.protocols import TcdmSignature
+from cluster_integration.registers import (
+    WORD_BITS,
+    RegisterDecoder,
+    field_bits,
+    read_mux,
+    region_window_bits,
+)
 
 __all__ = ["SocCtrl", "CYCLE_BITS"]
 
-_WORD_BITS = 32
-_BYTE_BITS = 8
 #: The cycle counter: a low and a high word.
-CYCLE_BITS = 2 * _WORD_BITS
-_BYTE_OFFSET_BITS = (WORD_BYTES - 1).bit_length()
+CYCLE_BITS = 2 * WORD_BITS
 #: Word-index bits decoded: the SOC_CTRL region, so the register window repeats above it.
-_WINDOW_BITS = (memory_map.region("SOC_CTRL").size // WORD_BYTES - 1).bit_length()
+_WINDOW_BITS = region_window_bits(memory_map.region("SOC_CTRL").size)
 
 _REGISTERS = {r.name: r for r in memory_map.SOC_CTRL}
 _PUTCHAR = _REGISTERS["PUTCHAR"]
@@ -30,20 +33,6 @@ _CYCLES = _REGISTERS["CYCLES"]
 _CYCLES_HI = _REGISTERS["CYCLES_HI"]
 _TRAP = _REGISTERS["TRAP"]
 _TRAP_PC = _REGISTERS["TRAP_PC"]
-
-
-def _field(register):
-    """The one field of a SOC_CTRL register."""
-    (field,) = register.fields
-    return field
-
-
-def _slice(value, field):
-    return value[field.lsb:field.lsb + field.width]
-
-
-def _word_index(register):
-    return register.offset // WORD_BYTES
 
 
 class SocCtrl(wiring.Component):
@@ -62,56 +51,48 @@ class SocCtrl(wiring.Component):
 
     def __init__(self):
         super().__init__({
-            "bus": In(TcdmSignature(data_width=_WORD_BITS)),
+            "bus": In(TcdmSignature(data_width=WORD_BITS)),
             "char_valid": Out(1),
-            "char": Out(_field(_PUTCHAR).width),
+            "char": Out(_PUTCHAR.field().width),
             "exit_valid": Out(1),
-            "exit_code": Out(_field(_EXIT).width),
+            "exit_code": Out(_EXIT.field().width),
             "trap_valid": Out(1),
-            "trap_cause": Out(_field(_TRAP).width),
-            "trap_pc": Out(_field(_TRAP_PC).width),
+            "trap_cause": Out(_TRAP.field().width),
+            "trap_pc": Out(_TRAP_PC.field().width),
             "cycles": Out(CYCLE_BITS),
         })
 
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        word = bus.addr[_BYTE_OFFSET_BITS:_BYTE_OFFSET_BITS + _WINDOW_BITS]
-        byte_mask = Cat(bit.replicate(_BYTE_BITS) for bit in bus.be)
-        written = bus.wdata & byte_mask
+        decoder = RegisterDecoder(bus, _WINDOW_BITS)
+        writing, reading, written = decoder.writes, decoder.reads, decoder.written
         m.d.comb += bus.gnt.eq(bus.req)
 
-        def writing(register):
-            return bus.req & bus.we & (word == _word_index(register))
-
-        def reading(register):
-            return bus.req & ~bus.we & (word == _word_index(register))
-
         m.d.sync += [self.char_valid.eq(writing(_PUTCHAR)),
-                     self.char.eq(_slice(written, _field(_PUTCHAR)))]
+                     self.char.eq(field_bits(written, _PUTCHAR.field()))]
 
         with m.If(writing(_EXIT) & ~self.exit_valid):
-            m.d.sync += [self.exit_valid.eq(1), self.exit_code.eq(_slice(written, _field(_EXIT)))]
+            m.d.sync += [self.exit_valid.eq(1),
+                         self.exit_code.eq(field_bits(written, _EXIT.field()))]
 
         with m.If(~self.trap_valid):
             with m.If(writing(_TRAP)):
-                m.d.sync += self.trap_cause.eq(_slice(written, _field(_TRAP)))
+                m.d.sync += self.trap_cause.eq(field_bits(written, _TRAP.field()))
             with m.If(writing(_TRAP_PC)):
                 m.d.sync += [self.trap_valid.eq(1),
-                             self.trap_pc.eq(_slice(written, _field(_TRAP_PC)))]
+                             self.trap_pc.eq(field_bits(written, _TRAP_PC.field()))]
 
         cycles = self.cycles
-        cycles_high = Signal(_WORD_BITS)   # latched by a CYCLES read
+        cycles_high = Signal(WORD_BITS)   # latched by a CYCLES read
         m.d.sync += cycles.eq(cycles + 1)
         with m.If(reading(_CYCLES)):
-            m.d.sync += cycles_high.eq(cycles[_WORD_BITS:])
+            m.d.sync += cycles_high.eq(cycles[WORD_BITS:])
 
-        read_value = Signal(_WORD_BITS)
-        with m.Switch(word):
-            with m.Case(_word_index(_CYCLES)):
-                m.d.comb += _slice(read_value, _field(_CYCLES)).eq(cycles[:_WORD_BITS])
-            with m.Case(_word_index(_CYCLES_HI)):
-                m.d.comb += _slice(read_value, _field(_CYCLES_HI)).eq(cycles_high)
+        read_value = read_mux(m, decoder.word, {
+            _CYCLES: {_CYCLES.field(): cycles[:WORD_BITS]},
+            _CYCLES_HI: {_CYCLES_HI.field(): cycles_high},
+        })
         m.d.sync += [bus.r_valid.eq(bus.req),
                      bus.r_data.eq(Mux(bus.req & ~bus.we, read_value, 0))]
         return m

@@ -1,9 +1,9 @@
 """The HWPE control slave: the cores' register window onto the engine.
 
-It follows the legacy ``hwpe_ctrl_slave`` (``cluster-protocols.md`` section 4) on the register
-map of :mod:`cluster_integration.hwpe.regmap`, so that ITA-style software (acquire, program,
-trigger, wait for the event) runs unchanged. Job registers exist once per job context, so that
-cores program the next job while the engine runs the current one.
+It follows the legacy ``hwpe_ctrl_slave`` of PULP's ``hwpe-ctrl`` on the register map of
+:mod:`cluster_integration.hwpe.regmap`, so that ITA-style software (acquire, program, trigger,
+wait for the event) runs unchanged. Job registers exist once per job context, so that cores
+program the next job while the engine runs the current one.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
@@ -12,25 +12,19 @@ from amaranth.lib.wiring import In, Out
 
 from cluster_integration.hwpe import regmap
 from cluster_integration.protocols import PeriphSignature
+from cluster_integration.registers import (
+    WORD_BITS,
+    RegisterDecoder,
+    field_bits,
+    field_value,
+    read_mux,
+    window_bits,
+)
 from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.rtl.layouts import engine_config_layout
 
 __all__ = ["ControlSlave", "ACQUIRE_FULL", "ACQUIRE_LOCKED", "TRIGGER_AND_RUN",
            "CLEAR_REGISTERS"]
-
-#: ACQUIRE read values when no job can be programmed now (see ``regmap`` ACQUIRE).
-ACQUIRE_FULL = -1
-ACQUIRE_LOCKED = -2
-#: TRIGGER write value that also starts the job; any other value only commits it.
-TRIGGER_AND_RUN = 0
-#: SOFT_CLEAR write value that also zeroes the job registers; any other value keeps them.
-CLEAR_REGISTERS = 0
-
-_WORD_BITS = 32
-_BYTE_BITS = 8
-_BYTE_OFFSET_BITS = (regmap.WORD_BYTES - 1).bit_length()
-#: Word-index bits decoded: enough for the highest register (the legacy 64-word window).
-_WINDOW_BITS = (max(r.offset for r in regmap.REGISTERS) // regmap.WORD_BYTES).bit_length()
 
 _TRIGGER = regmap.register("TRIGGER")
 _ACQUIRE = regmap.register("ACQUIRE")
@@ -41,28 +35,24 @@ _SOFT_CLEAR = regmap.register("SOFT_CLEAR")
 _ERROR = regmap.register("ERROR")
 _SW_EVT = regmap.register("SW_EVT")
 
+#: ACQUIRE read values when no job can be programmed now (see ``regmap`` ACQUIRE).
+ACQUIRE_FULL = _ACQUIRE.value("FULL")
+ACQUIRE_LOCKED = _ACQUIRE.value("LOCKED")
+#: TRIGGER write value that also starts the job; any other value only commits it.
+TRIGGER_AND_RUN = _TRIGGER.value("RUN")
+#: SOFT_CLEAR write value that also zeroes the job registers; any other value keeps them.
+CLEAR_REGISTERS = _SOFT_CLEAR.value("ALL")
 
-def _field(register, name):
-    return next(f for f in register.fields if f.name == name)
+#: Word-index bits decoded: enough for the highest register (the legacy 64-word window).
+_WINDOW_BITS = window_bits(regmap.REGISTERS)
 
-
-_JOB_ID_BITS = _field(_RUNNING_JOB, "job_id").width
-_FINISHED_COUNT = _field(_FINISHED, "count")
-_STATUS_CONTEXTS = _field(_STATUS, "contexts")
-_STATUS_RUNNING = _field(_STATUS, "running")
-_ERROR_CODE = _field(_ERROR, "code")
-_ERROR_JOB_ID = _field(_ERROR, "job_id")
-_SW_EVT_LINE = _field(_SW_EVT, "event")
-
-
-def _slice(value, field):
-    return value[field.lsb:field.lsb + field.width]
-
-
-def _bits(value, field):
-    """The bits of ``field`` in a register value, signed when the field is."""
-    bits = _slice(value, field)
-    return bits.as_signed() if field.signed else bits
+_JOB_ID_BITS = _RUNNING_JOB.field("job_id").width
+_FINISHED_COUNT = _FINISHED.field("count")
+_STATUS_CONTEXTS = _STATUS.field("contexts")
+_STATUS_RUNNING = _STATUS.field("running")
+_ERROR_CODE = _ERROR.field("code")
+_ERROR_JOB_ID = _ERROR.field("job_id")
+_SW_EVT_LINE = _SW_EVT.field("event")
 
 
 def _member(view, path):
@@ -74,13 +64,6 @@ def _member(view, path):
 
 def _one_hot(index, count):
     return Cat(index == i for i in range(count))
-
-
-def _writable_mask(register):
-    mask = 0
-    for field in register.fields:
-        mask |= field.mask
-    return mask
 
 
 class ControlSlave(wiring.Component):
@@ -122,8 +105,8 @@ class ControlSlave(wiring.Component):
         super().__init__({
             "periph": In(PeriphSignature(addr_width=self.ADDR_WIDTH, id_width=id_width)),
             "job_config": Out(engine_config_layout(config)),
-            "job_pointers": Out(data.ArrayLayout(unsigned(_WORD_BITS),
-                                                 len(regmap.TENSOR_POINTERS))),
+            "job_pointers": Out(data.ArrayLayout(unsigned(WORD_BITS),
+                                                 len(regmap.POINTER_REGISTERS))),
             "start": Out(1),
             "finish": In(1),
             "finish_error": In(_ERROR_CODE.width),
@@ -143,16 +126,14 @@ class ControlSlave(wiring.Component):
 
         # Decode. Every request is granted in its own cycle.
         m.d.comb += bus.gnt.eq(bus.req)
-        word = bus.addr[_BYTE_OFFSET_BITS:_BYTE_OFFSET_BITS + _WINDOW_BITS]
+        decoder = RegisterDecoder(bus, _WINDOW_BITS)
         reading = bus.req & ~bus.we
         writing = bus.req & bus.we
-
-        def selected(register):
-            return word == register.offset // regmap.WORD_BYTES
+        selected = decoder.selects
 
         # State.
-        job_registers = [[Signal(_WORD_BITS, name=f"context{c}_{r.name.lower()}")
-                          for r in regmap.JOB] for c in range(contexts)]
+        job_registers = [{r: Signal(WORD_BITS, name=f"context{c}_{r.name.lower()}")
+                          for r in regmap.JOB} for c in range(contexts)]
         job_ids = Array(Signal(_JOB_ID_BITS, name=f"context{c}_job_id") for c in range(contexts))
         committers = Array(Signal(len(bus.id), name=f"context{c}_committer")
                            for c in range(contexts))
@@ -169,7 +150,7 @@ class ControlSlave(wiring.Component):
         error_job_id = Signal(_JOB_ID_BITS)
 
         def context_register(context, register):
-            return Array(regs[register.index] for regs in job_registers)[context]
+            return Array(regs[register] for regs in job_registers)[context]
 
         # The running context drives the engine; reading the fields generically keeps the
         # register map the single description of what programs what.
@@ -177,22 +158,22 @@ class ControlSlave(wiring.Component):
             value = context_register(running, register)
             for field in register.fields:
                 if field.config is not None:
-                    m.d.comb += _member(self.job_config, field.config).eq(_bits(value, field))
-        for index, name in enumerate(regmap.TENSOR_POINTERS):
-            m.d.comb += self.job_pointers[index].eq(
-                context_register(running, regmap.register(name)))
+                    m.d.comb += _member(self.job_config, field.config).eq(
+                        field_value(value, field))
+        for index, register in enumerate(regmap.POINTER_REGISTERS):
+            m.d.comb += self.job_pointers[index].eq(context_register(running, register))
 
         # Programming lock.
         holds_lock = lock_held & (lock_owner == bus.id)
         locked_out = lock_held & (lock_owner != bus.id)
         full = committed.all()
-        acquire_value = Signal(_WORD_BITS)
+        acquire_value = Signal(WORD_BITS)
         with m.If(locked_out):
-            m.d.comb += acquire_value.eq(ACQUIRE_LOCKED & ((1 << _WORD_BITS) - 1))
+            m.d.comb += acquire_value.eq(ACQUIRE_LOCKED & ((1 << WORD_BITS) - 1))
         with m.Elif(holds_lock):
             m.d.comb += acquire_value.eq(job_ids[pointer])
         with m.Elif(full):
-            m.d.comb += acquire_value.eq(ACQUIRE_FULL & ((1 << _WORD_BITS) - 1))
+            m.d.comb += acquire_value.eq(ACQUIRE_FULL & ((1 << WORD_BITS) - 1))
         with m.Else():
             m.d.comb += acquire_value.eq(next_job_id)
         with m.If(reading & selected(_ACQUIRE) & ~lock_held & ~full):
@@ -200,14 +181,11 @@ class ControlSlave(wiring.Component):
                          job_ids[pointer].eq(next_job_id), next_job_id.eq(next_job_id + 1)]
 
         # Job registers of the pointer context, written by the lock holder only.
-        byte_mask = Cat(bit.replicate(_BYTE_BITS) for bit in bus.be)
         for register in regmap.JOB:
-            writable = _writable_mask(register)
             for context in range(contexts):
-                stored = job_registers[context][register.index]
+                stored = job_registers[context][register]
                 with m.If(writing & holds_lock & selected(register) & (pointer == context)):
-                    merged = (stored & ~byte_mask) | (bus.wdata & byte_mask)
-                    m.d.sync += stored.eq(merged & writable)
+                    m.d.sync += stored.eq(decoder.merged(stored) & register.mask)
 
         # Commit and trigger; finish; in this order so that a finish wins over a trigger.
         committing = writing & holds_lock & selected(_TRIGGER)
@@ -241,7 +219,7 @@ class ControlSlave(wiring.Component):
                          error_code.eq(self.finish_error), error_job_id.eq(job_ids[running])]
 
         # Software events and soft clear (last: it overrides everything above).
-        sw_event = Const(1, len(self.sw_events)) << _slice(bus.wdata, _SW_EVT_LINE)
+        sw_event = Const(1, len(self.sw_events)) << field_bits(bus.wdata, _SW_EVT_LINE)
         m.d.sync += [
             self.sw_events.eq(Mux(writing & selected(_SW_EVT), sw_event, 0)),
             self.clear.eq(clearing),
@@ -250,26 +228,18 @@ class ControlSlave(wiring.Component):
             m.d.sync += [committed.eq(0), triggered.eq(0), pointer.eq(0), running.eq(0),
                          lock_held.eq(0), self.busy.eq(0)]
             with m.If(bus.wdata == CLEAR_REGISTERS):
-                m.d.sync += [stored.eq(0) for regs in job_registers for stored in regs]
+                m.d.sync += [stored.eq(0) for regs in job_registers
+                             for stored in regs.values()]
 
         # Read data, answered one cycle after the grant.
-        read_value = Signal(_WORD_BITS)
-        with m.Switch(word):
-            with m.Case(_ACQUIRE.offset // regmap.WORD_BYTES):
-                m.d.comb += read_value.eq(acquire_value)
-            with m.Case(_FINISHED.offset // regmap.WORD_BYTES):
-                m.d.comb += _slice(read_value, _FINISHED_COUNT).eq(finished_count)
-            with m.Case(_STATUS.offset // regmap.WORD_BYTES):
-                m.d.comb += [_slice(read_value, _STATUS_CONTEXTS).eq(committed),
-                             _slice(read_value, _STATUS_RUNNING).eq(self.busy)]
-            with m.Case(_RUNNING_JOB.offset // regmap.WORD_BYTES):
-                m.d.comb += _slice(read_value, _field(_RUNNING_JOB, "job_id")).eq(running_job_id)
-            with m.Case(_ERROR.offset // regmap.WORD_BYTES):
-                m.d.comb += [_slice(read_value, _ERROR_CODE).eq(error_code),
-                             _slice(read_value, _ERROR_JOB_ID).eq(error_job_id)]
-            for register in regmap.JOB:
-                with m.Case(register.offset // regmap.WORD_BYTES):
-                    m.d.comb += read_value.eq(context_register(pointer, register))
+        read_value = read_mux(m, decoder.word, {
+            _ACQUIRE: acquire_value,
+            _FINISHED: {_FINISHED_COUNT: finished_count},
+            _STATUS: {_STATUS_CONTEXTS: committed, _STATUS_RUNNING: self.busy},
+            _RUNNING_JOB: {_RUNNING_JOB.field("job_id"): running_job_id},
+            _ERROR: {_ERROR_CODE: error_code, _ERROR_JOB_ID: error_job_id},
+            **{register: context_register(pointer, register) for register in regmap.JOB},
+        })
         m.d.sync += [bus.r_valid.eq(bus.req), bus.r_id.eq(bus.id),
                      bus.r_data.eq(Mux(reading, read_value, 0))]
         return m

@@ -4,7 +4,7 @@ Everything that needs register offsets or fields reads this module: the control 
 the generated C header used by ``sw/``, the generated Python register model used by
 ``verif/`` and the register table in the docs (see :mod:`cluster_integration.hwpe.regmap_gen`).
 
-Layout follows the standard HWPE control slave (``cluster-protocols.md`` section 4): eight
+Layout follows the standard HWPE control slave (PULP's ``hwpe-ctrl``): eight
 shared registers, then the job registers of the context being programmed. A job describes a
 whole operation (an attention head, a feed-forward block, a linear layer); the streamers
 walk all its tiles, so a core programs the engine once per operation, not once per tile.
@@ -14,44 +14,17 @@ pitch of a tensor is its padded column count in bytes, so one base address per t
 enough. Biases are int32 words (the engine uses their low 24 bits).
 """
 
-from dataclasses import dataclass
+from cluster_integration.registers import WORD_BYTES, Field, Register
 
 __all__ = ["Field", "Register", "SHARED", "JOB", "REGISTERS", "JOB_BASE", "TENSOR_POINTERS",
-           "pointer_register", "register", "WORD_BYTES"]
+           "REQUANT_STEPS", "REQUANT_REGISTERS", "POINTER_REGISTERS", "pointer_register",
+           "register", "WORD_BYTES"]
 
-WORD_BYTES = 4
 JOB_BASE = 0x20
 
-
-@dataclass(frozen=True)
-class Field:
-    """A bit field; ``config`` names the engine configuration member it programs."""
-
-    name: str
-    lsb: int
-    width: int
-    doc: str
-    signed: bool = False
-    config: str | None = None
-
-    @property
-    def mask(self):
-        return ((1 << self.width) - 1) << self.lsb
-
-
-@dataclass(frozen=True)
-class Register:
-    name: str
-    offset: int
-    access: str  # "r", "w" or "rw"
-    doc: str
-    fields: tuple = ()
-    job: bool = False  # a per-context job register
-
-    @property
-    def index(self):
-        """Word index inside the job register block (job registers only)."""
-        return (self.offset - JOB_BASE) // WORD_BYTES
+#: Requantized steps, in the order of the REQUANT_* registers and of the engine's
+#: ``requant`` configuration array.
+REQUANT_STEPS = ("Q", "K", "V", "QK", "AV", "OW", "F1", "F2")
 
 
 def _word(name, doc, config=None, signed=False):
@@ -59,12 +32,14 @@ def _word(name, doc, config=None, signed=False):
 
 
 SHARED = (
-    Register("TRIGGER", 0x00, "w", "Write 0: commit the programmed job and start it when the "
-             "engine is free. Write non-zero: commit only; the job waits for a later 0 write. "
-             "Either releases the programming lock."),
+    Register("TRIGGER", 0x00, "w", "Write 0 (RUN): commit the programmed job and start it "
+             "when the engine is free. Write non-zero (COMMIT): commit only; the job waits for "
+             "a later 0 write. Either releases the programming lock.",
+             values=(("RUN", 0), ("COMMIT", 1))),
     Register("ACQUIRE", 0x04, "r", "Read: lock the job registers for this core and return the "
-             "new job id (0..255); -1 when every context holds a job, -2 when another core "
-             "holds the lock.", _word("job_id", "job id or -1 / -2", signed=True)),
+             "new job id (0..255); -1 (FULL) when every context holds a job, -2 (LOCKED) when "
+             "another core holds the lock.", _word("job_id", "job id or -1 / -2", signed=True),
+             values=(("FULL", -1), ("LOCKED", -2))),
     Register("FINISHED", 0x08, "r", "Jobs finished since the last read (saturates at 255); "
              "reading clears it.", (Field("count", 0, 8, "finished jobs"),)),
     Register("STATUS", 0x0C, "r", "Bit c: context c holds a committed job not yet finished; "
@@ -74,7 +49,9 @@ SHARED = (
     Register("RUNNING_JOB", 0x10, "r", "Id of the running job, or of the last one run.",
              (Field("job_id", 0, 8, "job id"),)),
     Register("SOFT_CLEAR", 0x14, "w", "Write: abort the running job, drop committed jobs and "
-             "clear the engine and streamers. Writing 0 also clears the job registers."),
+             "clear the engine and streamers. Writing 0 (ALL) also clears the job registers; "
+             "non-zero (KEEP_REGISTERS) keeps them.",
+             values=(("ALL", 0), ("KEEP_REGISTERS", 1))),
     Register("ERROR", 0x18, "r", "Outcome of the last finished job: 0 when it succeeded, else "
              "the engine's error code (ita.rtl.layouts.ErrorCode) and the job id.",
              (Field("code", 0, 4, "ErrorCode"), Field("job_id", 8, 8, "job id"))),
@@ -97,7 +74,7 @@ _JOB_FIELDS = [
     ("VALID_KEYS", "Keys taking part in the softmax; 0 means all S.",
      (Field("valid_keys", 0, 16, "key count", config="valid_keys"),)),
 ]
-for _index, _step in enumerate(("Q", "K", "V", "QK", "AV", "OW", "F1", "F2")):
+for _index, _step in enumerate(REQUANT_STEPS):
     _JOB_FIELDS.append((f"REQUANT_{_step}", f"Requantization of step {_step}"
                         + (" (also the linear layer)" if _step == "Q" else "") + ".",
                         (Field("mult", 0, 8, "multiplier", config=f"requant.{_index}.mult"),
@@ -146,6 +123,13 @@ def register(name):
         if r.name == name:
             return r
     raise KeyError(f"no register named {name!r}")
+
+
+#: The REQUANT_* registers in :data:`REQUANT_STEPS` order; they share one field layout.
+REQUANT_REGISTERS = tuple(register(f"REQUANT_{step}") for step in REQUANT_STEPS)
+#: The tensor pointer registers in :data:`TENSOR_POINTERS` order (the engine's
+#: ``job_pointers`` order).
+POINTER_REGISTERS = tuple(register(name) for name in TENSOR_POINTERS)
 
 
 def pointer_register(tensor):

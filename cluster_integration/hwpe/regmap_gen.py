@@ -4,8 +4,10 @@
 This module turns it into three committed files:
 
 ==========================================  ================================================
-``sw/include/generated/ita_hwpe_regs.h``    offsets, field LSB/width/mask macros, job
-                                            register pack functions, enum values, geometry
+``sw/include/generated/ita_hwpe_regs.h``    offsets, field LSB/width/mask macros, named
+                                            values, pack and field functions, the enums,
+                                            offset tables and packers of the register
+                                            groups, encoding enums, geometry
 ``verif/hwpe/regs_generated.py``            standalone register model for testbenches:
                                             offsets, ``FIELDS``, ``pack`` / ``unpack``
 ``docs/ita_hwpe_registers.md``              register tables and the tensor pointer table
@@ -18,8 +20,10 @@ their output carries no timestamp, so regenerating an unchanged map gives identi
 """
 
 import argparse
+import os
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
@@ -73,13 +77,49 @@ def _mode_tensors():
 
 # --- C header --------------------------------------------------------------------------------
 
+#: C enums of the field encodings: (enum tag, constant prefix, what it encodes, Python enum).
+_C_ENCODINGS = (
+    ("ita_mode", "ITA_MODE", "MODE.mode (ita.rtl.layouts.Mode)", Mode),
+    ("ita_activation", "ITA_ACT", "MODE.activation (ita.rtl.layouts.ActivationKind)",
+     ActivationKind),
+    ("ita_error", "ITA_ERROR", "ERROR.code (ita.rtl.layouts.ErrorCode)", ErrorCode),
+)
 
-def _c_pack_function(reg):
-    params = [f"{'int32_t' if f.signed else 'uint32_t'} {f.name}" for f in reg.fields]
-    head = f"static inline uint32_t ita_hwpe_{reg.name.lower()}_pack("
+
+@dataclass(frozen=True)
+class _CGroup:
+    """Registers of one field layout that software indexes by a C enum."""
+
+    tag: str          #: enum tag; its members are ``<prefix><key>``, ``count`` ends it
+    prefix: str
+    count: str
+    functions: str    #: prefix of the offset and pack functions
+    doc: str
+    registers: dict   #: enum member suffix -> register, in enum order
+
+
+_C_GROUPS = (
+    _CGroup("ita_step", "ITA_STEP_", "ITA_STEPS", "ita_hwpe_requant",
+            "Requantization steps, in the order of the REQUANT_* registers and of the "
+            "engine's requant array.",
+            dict(zip(regmap.REQUANT_STEPS, regmap.REQUANT_REGISTERS, strict=True))),
+    _CGroup("ita_pointer", "ITA_PTR_", "ITA_PTRS", "ita_hwpe_pointer",
+            "Tensor pointer registers (PTR_*), in the order of the engine's job pointers.",
+            {r.name.removeprefix("PTR_"): r for r in regmap.POINTER_REGISTERS}),
+)
+
+
+def _c_type(field):
+    return "int32_t" if field.signed else "uint32_t"
+
+
+def _c_signature(result, name, params):
+    """``static inline <result> <name>(<params>)``, wrapped under the first parameter."""
+    head = f"static inline {result} {name}("
     lines, line = [], head
-    for i, param in enumerate(params or ["void"]):
-        piece = param + (")" if i == len(params) - 1 or not params else ",")
+    params = params or ["void"]
+    for i, param in enumerate(params):
+        piece = param + (")" if i == len(params) - 1 else ",")
         if line.endswith("("):
             line += piece
         elif len(line) + 1 + len(piece) > _WIDTH:  # continue under the first parameter
@@ -87,17 +127,67 @@ def _c_pack_function(reg):
             line = " " * len(head) + piece
         else:
             line += " " + piece
-    lines.append(line)
+    return lines + [line]
+
+
+def _c_pack_function(name, title, fields):
+    """A function building a register word from ``fields`` (masked to their widths)."""
     terms = []
-    for f in reg.fields:
+    for f in fields:
         term = f"({'(uint32_t)' if f.signed else ''}{f.name} & 0x{(1 << f.width) - 1:X}u)"
         terms.append(f"({term} << {f.lsb})" if f.lsb else term)
     terms = terms or ["0u"]
     body = "    return " + "\n         | ".join(terms) + ";"
-    fields = ", ".join(f"{f.name} {_bits(f)}" for f in reg.fields)
-    return (_c_comment(f"{reg.name} word from its fields ({fields}); values are masked "
+    layout = ", ".join(f"{f.name} {_bits(f)}" for f in fields)
+    return (_c_comment(f"{title} word from its fields ({layout}); values are masked "
                        "to their field widths.")
-            + lines + ["{", body, "}"])
+            + _c_signature("uint32_t", name, [f"{_c_type(f)} {f.name}" for f in fields])
+            + ["{", body, "}"])
+
+
+def _c_get_function(reg, field):
+    """A function reading ``field`` from a ``reg`` word, sign-extended when signed."""
+    bits = "word" if field.lsb == 0 else f"(word >> {field.lsb})"
+    if field.width < 32:
+        bits = f"{bits} & 0x{(1 << field.width) - 1:X}u"
+    if not field.signed:
+        body = f"    return {bits};"
+    elif field.width == 32:
+        body = "    return (int32_t)word;"
+    else:
+        sign = f"0x{1 << (field.width - 1):X}u"
+        body = f"    return (int32_t)(({bits}) ^ {sign}) - (int32_t){sign};"
+    name = f"ita_hwpe_{reg.name.lower()}_{field.name}_get"
+    return (_c_comment(f"{reg.name}.{field.name} {_bits(field)} from the register word"
+                       + (", sign-extended." if field.signed else "."))
+            + _c_signature(_c_type(field), name, ["uint32_t word"]) + ["{", body, "}"])
+
+
+def _c_value(value):
+    return f"{value}u" if value >= 0 else f"({value})"
+
+
+def _c_group(group):
+    registers = list(group.registers.values())
+    if any(r.offset > 0xFF for r in registers):
+        raise ValueError(f"{group.tag}: offsets above 0xFF do not fit the uint8_t table")
+    member_width = max(len(group.prefix + key) for key in group.registers) + 1
+    out = [*_c_comment(group.doc), f"enum {group.tag} {{"]
+    out += [f"    {group.prefix + key + ',':<{member_width}} /* {reg.doc} */"
+            for key, reg in group.registers.items()]
+    out += [f"    {group.count}", "};", ""]
+    index = group.tag.removeprefix("ita_")
+    out += [*_c_comment(f"Byte offset of the register of each {group.tag}."),
+            *_c_signature("uint32_t", f"{group.functions}_offset", [f"enum {group.tag} {index}"]),
+            "{", f"    static const uint8_t offset[{group.count}] = {{"]
+    out += [f"        ITA_HWPE_{r.name}_OFFSET," for r in registers]
+    out += ["    };", f"    return offset[{index}];", "}"]
+    layouts = {tuple((f.name, f.lsb, f.width, f.signed) for f in r.fields) for r in registers}
+    if len(layouts) == 1:
+        names = os.path.commonprefix([r.name for r in registers])
+        out += ["", *_c_pack_function(f"{group.functions}_pack", f"{names}*",
+                                      registers[0].fields)]
+    return out
 
 
 def c_header(config: ITAConfig = DEFAULT_CONFIG) -> str:
@@ -106,14 +196,18 @@ def c_header(config: ITAConfig = DEFAULT_CONFIG) -> str:
     Naming: ``ITA_HWPE_<REG>_OFFSET`` is the byte offset of a register in the control slave;
     ``ITA_HWPE_<REG>_<FIELD>_LSB`` / ``_WIDTH`` give a field's position and
     ``ITA_HWPE_<REG>_<FIELD>_MASK`` its bits in place (already shifted by the LSB);
-    ``ita_hwpe_<reg>_pack(...)`` builds a job register word from its fields.
+    ``ITA_HWPE_<REG>_<VALUE>`` a named word value; ``ita_hwpe_<reg>_pack(...)`` builds a job
+    register word from its fields and ``ita_hwpe_<reg>_<field>_get(word)`` reads a field of a
+    shared register. The register groups software indexes (requantization steps, tensor
+    pointers) get an enum, an offset table and, sharing one layout, one pack function.
     """
     guard = "ITA_HWPE_REGS_H"
     out = [f"/* {BANNER} */", "",
            *_c_comment("ITA HWPE control registers: byte offsets from the control slave "
                        "base, field positions (MASK is in place, i.e. already shifted by LSB), "
-                       "pack functions for the job registers, run-time encodings and the "
-                       "engine geometry this header was generated for."),
+                       "named values, pack and field functions, the register groups software "
+                       "indexes, run-time encodings and the engine geometry this header was "
+                       "generated for."),
            "", f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", ""]
 
     out += ["/* Engine geometry (ita.config.ITAConfig). */"]
@@ -133,22 +227,32 @@ def c_header(config: ITAConfig = DEFAULT_CONFIG) -> str:
                 fp = f"{prefix}_{f.name.upper()}"
                 pairs += [(f"{fp}_LSB", f"{f.lsb}u"), (f"{fp}_WIDTH", f"{f.width}u"),
                           (f"{fp}_MASK", f"0x{f.mask:08X}u")]
+            pairs += [(f"{prefix}_{name}", _c_value(value)) for name, value in reg.values]
             out += _defines(pairs)
+
+    out += ["", _c_rule("Shared register field functions")]
+    for reg in regmap.SHARED:
+        if "r" in reg.access:
+            for field in reg.fields:
+                out += ["", *_c_get_function(reg, field)]
 
     out += ["", _c_rule("Job register pack functions")]
     for reg in regmap.JOB:
-        out += ["", *_c_pack_function(reg)]
+        out += ["", *_c_pack_function(f"ita_hwpe_{reg.name.lower()}_pack", reg.name,
+                                      reg.fields)]
 
-    out += ["", _c_rule("Encodings"), ""]
-    for comment, prefix, enum in (("MODE.mode (ita.rtl.layouts.Mode)", "ITA_MODE", Mode),
-                                  ("MODE.activation (ita.rtl.layouts.ActivationKind)",
-                                   "ITA_ACT", ActivationKind),
-                                  ("ERROR.code (ita.rtl.layouts.ErrorCode)", "ITA_ERROR",
-                                   ErrorCode)):
-        out += [f"/* {comment} */"]
-        out += _defines([(f"{prefix}_{m.name}", str(m.value)) for m in enum]) + [""]
+    out += ["", _c_rule("Register groups")]
+    for group in _C_GROUPS:
+        out += ["", *_c_group(group)]
 
-    out += [f"#endif /* {guard} */"]
+    out += ["", _c_rule("Encodings")]
+    for tag, prefix, comment, enum in _C_ENCODINGS:
+        width = max(len(f"{prefix}_{m.name}") for m in enum)
+        out += ["", f"/* {comment} */", f"enum {tag} {{"]
+        out += [f"    {prefix + '_' + m.name:<{width}} = {m.value}," for m in enum]
+        out += ["};"]
+
+    out += ["", f"#endif /* {guard} */"]
     return "\n".join(out) + "\n"
 
 
@@ -226,7 +330,8 @@ def python_model(config: ITAConfig = DEFAULT_CONFIG) -> str:
            "values and 32-bit words.",
            '"""', "", "import operator", "",
            '__all__ = ["N", "M", "CONTEXTS", "WORD_BYTES", "JOB_BASE", "ACCESS", "FIELDS",',
-           '           "JOB_REGISTERS", "TENSOR_POINTERS", "pack", "unpack"]', "",
+           '           "VALUES", "JOB_REGISTERS", "REQUANT_REGISTERS", "TENSOR_POINTERS", "pack",',
+           '           "unpack"]', "",
            "#: Engine geometry this model was generated for (ita.config.ITAConfig).",
            f"N = {config.N}", f"M = {config.M}", f"CONTEXTS = {config.contexts}", "",
            f"WORD_BYTES = {regmap.WORD_BYTES}", f"JOB_BASE = 0x{regmap.JOB_BASE:02X}", ""]
@@ -243,8 +348,17 @@ def python_model(config: ITAConfig = DEFAULT_CONFIG) -> str:
         out += [f"        {_py_str(f.name)}: ({f.lsb}, {f.width}, {f.signed}),"
                 for f in r.fields]
         out += ["    },"]
+    out += ["}", "", "#: Register -> {name: whole-word value} software writes or reads.",
+            "VALUES = {"]
+    for r in regmap.REGISTERS:
+        if r.values:
+            out += [f"    {_py_str(r.name)}: {{"
+                    + ", ".join(f"{_py_str(name)}: {value}" for name, value in r.values) + "},"]
     out += ["}", "", "#: Job registers in offset order.", "JOB_REGISTERS = ("]
     out += [f"    {_py_str(r.name)}," for r in sorted(regmap.JOB, key=lambda r: r.offset)]
+    out += [")", "", "#: The REQUANT_* registers in requantization set order (engine requant "
+            "index).", "REQUANT_REGISTERS = ("]
+    out += [f"    {_py_str(r.name)}," for r in regmap.REQUANT_REGISTERS]
     out += [")", "", "#: Pointer register -> the tensors (ita.rtl.schedule names) it holds.",
             "TENSOR_POINTERS = {"]
     out += [f"    {_py_str(name)}: {_py_tuple(tensors)},"
@@ -309,6 +423,9 @@ def markdown_table(config: ITAConfig = DEFAULT_CONFIG) -> str:
                          ActivationKind),
                         ("`ERROR.code` (`ita.rtl.layouts.ErrorCode`)", ErrorCode)):
         out += [title + ": " + ", ".join(f"{m.value} `{m.name}`" for m in enum) + ".", ""]
+    out += ["Named register values: " + "; ".join(
+        f"`{r.name}` " + ", ".join(f"{value} `{name}`" for name, value in r.values)
+        for r in regmap.REGISTERS if r.values) + ".", ""]
     return "\n".join(out)
 
 

@@ -6,31 +6,6 @@
 
 #include "runtime.h"
 
-/* MODE, DIMS_SE, DIMS_PF, VALID_KEYS, REQUANT_*, GELU, ACT_REQUANT and the pointers. */
-_Static_assert(ITA_HWPE_JOB_REGS == 4 + ITA_STEPS + 2 + ITA_PTRS,
-               "the ITA register map changed: update ita.h / ita.c");
-
-static const uint8_t requant_offset[ITA_STEPS] = {
-    ITA_HWPE_REQUANT_Q_OFFSET,  ITA_HWPE_REQUANT_K_OFFSET,  ITA_HWPE_REQUANT_V_OFFSET,
-    ITA_HWPE_REQUANT_QK_OFFSET, ITA_HWPE_REQUANT_AV_OFFSET, ITA_HWPE_REQUANT_OW_OFFSET,
-    ITA_HWPE_REQUANT_F1_OFFSET, ITA_HWPE_REQUANT_F2_OFFSET,
-};
-
-static uint32_t (*const requant_pack[ITA_STEPS])(uint32_t, uint32_t, int32_t) = {
-    ita_hwpe_requant_q_pack,  ita_hwpe_requant_k_pack,  ita_hwpe_requant_v_pack,
-    ita_hwpe_requant_qk_pack, ita_hwpe_requant_av_pack, ita_hwpe_requant_ow_pack,
-    ita_hwpe_requant_f1_pack, ita_hwpe_requant_f2_pack,
-};
-
-static const uint8_t pointer_offset[ITA_PTRS] = {
-    ITA_HWPE_PTR_Q_IN_OFFSET, ITA_HWPE_PTR_KV_IN_OFFSET, ITA_HWPE_PTR_WQ_OFFSET,
-    ITA_HWPE_PTR_WK_OFFSET,   ITA_HWPE_PTR_WV_OFFSET,    ITA_HWPE_PTR_WO_OFFSET,
-    ITA_HWPE_PTR_BQ_OFFSET,   ITA_HWPE_PTR_BK_OFFSET,    ITA_HWPE_PTR_BV_OFFSET,
-    ITA_HWPE_PTR_BO_OFFSET,   ITA_HWPE_PTR_QP_OFFSET,    ITA_HWPE_PTR_KP_OFFSET,
-    ITA_HWPE_PTR_VP_OFFSET,   ITA_HWPE_PTR_A_OFFSET,     ITA_HWPE_PTR_O_OFFSET,
-    ITA_HWPE_PTR_OUT_OFFSET,
-};
-
 static void write_reg(uint32_t offset, uint32_t value)
 {
     rt_write32(ITA_BASE + offset, value);
@@ -44,7 +19,7 @@ uint32_t ita_read(uint32_t offset)
 int ita_acquire(void)
 {
     for (;;) {
-        int32_t id = (int32_t)ita_read(ITA_HWPE_ACQUIRE_OFFSET);
+        int32_t id = ita_hwpe_acquire_job_id_get(ita_read(ITA_HWPE_ACQUIRE_OFFSET));
         if (id >= 0)
             return id;
     }
@@ -59,7 +34,8 @@ void ita_program_config(const ita_config_t *c)
     write_reg(ITA_HWPE_VALID_KEYS_OFFSET, ita_hwpe_valid_keys_pack(c->valid_keys));
     for (unsigned i = 0; i < ITA_STEPS; i++) {
         const ita_requant_t *r = &c->requant[i];
-        write_reg(requant_offset[i], requant_pack[i](r->mult, r->shift, r->add));
+        write_reg(ita_hwpe_requant_offset((enum ita_step)i),
+                  ita_hwpe_requant_pack(r->mult, r->shift, r->add));
     }
     write_reg(ITA_HWPE_GELU_OFFSET, ita_hwpe_gelu_pack(c->gelu_b, c->gelu_c));
     write_reg(ITA_HWPE_ACT_REQUANT_OFFSET,
@@ -69,7 +45,8 @@ void ita_program_config(const ita_config_t *c)
 
 void ita_program_pointer(enum ita_pointer pointer, const void *address)
 {
-    write_reg(pointer_offset[pointer], (uint32_t)(uintptr_t)address);
+    write_reg(ita_hwpe_pointer_offset(pointer),
+              ita_hwpe_pointer_pack((uint32_t)(uintptr_t)address));
 }
 
 void ita_program_pointers(const void *const pointer[ITA_PTRS])
@@ -86,12 +63,12 @@ void ita_program_job(const ita_job_t *job)
 
 void ita_trigger(void)
 {
-    write_reg(ITA_HWPE_TRIGGER_OFFSET, 0);
+    write_reg(ITA_HWPE_TRIGGER_OFFSET, ITA_HWPE_TRIGGER_RUN);
 }
 
 void ita_commit(void)
 {
-    write_reg(ITA_HWPE_TRIGGER_OFFSET, 1);
+    write_reg(ITA_HWPE_TRIGGER_OFFSET, ITA_HWPE_TRIGGER_COMMIT);
 }
 
 uint32_t ita_wait(void)
@@ -104,7 +81,7 @@ uint32_t ita_wait(void)
             break;
         (void)rt_read32(EVENT_UNIT_EVT_WAIT_ADDR);
     }
-    return (ita_read(ITA_HWPE_ERROR_OFFSET) & ITA_HWPE_ERROR_CODE_MASK) >> ITA_HWPE_ERROR_CODE_LSB;
+    return ita_hwpe_error_code_get(ita_read(ITA_HWPE_ERROR_OFFSET));
 }
 
 uint32_t ita_run(const ita_job_t *job)
@@ -117,5 +94,6 @@ uint32_t ita_run(const ita_job_t *job)
 
 void ita_soft_clear(int clear_registers)
 {
-    write_reg(ITA_HWPE_SOFT_CLEAR_OFFSET, clear_registers ? 0u : 1u);
+    write_reg(ITA_HWPE_SOFT_CLEAR_OFFSET,
+              clear_registers ? ITA_HWPE_SOFT_CLEAR_ALL : ITA_HWPE_SOFT_CLEAR_KEEP_REGISTERS);
 }

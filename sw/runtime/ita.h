@@ -22,41 +22,7 @@
 
 #include <stdint.h>
 
-#include "ita_hwpe_regs.h"
-
-/* Requantization steps, in the order of the REQUANT_* registers. */
-enum ita_step {
-    ITA_STEP_Q, /* also the linear layer */
-    ITA_STEP_K,
-    ITA_STEP_V,
-    ITA_STEP_QK,
-    ITA_STEP_AV,
-    ITA_STEP_OW,
-    ITA_STEP_F1,
-    ITA_STEP_F2,
-    ITA_STEPS
-};
-
-/* Tensor pointer registers (PTR_*); the tensors each holds per mode are in the regmap docs. */
-enum ita_pointer {
-    ITA_PTR_Q_IN,
-    ITA_PTR_KV_IN,
-    ITA_PTR_WQ,
-    ITA_PTR_WK,
-    ITA_PTR_WV,
-    ITA_PTR_WO,
-    ITA_PTR_BQ,
-    ITA_PTR_BK,
-    ITA_PTR_BV,
-    ITA_PTR_BO,
-    ITA_PTR_QP,
-    ITA_PTR_KP,
-    ITA_PTR_VP,
-    ITA_PTR_A,
-    ITA_PTR_O,
-    ITA_PTR_OUT,
-    ITA_PTRS
-};
+#include "ita_hwpe_regs.h" /* enum ita_step, enum ita_pointer, the encodings */
 
 typedef struct {
     uint32_t mult;  /* unsigned multiplier */

@@ -111,7 +111,8 @@ def test_offsets_unique_and_aligned():
 
 def test_job_registers_are_one_contiguous_block():
     assert all(r.job for r in regmap.JOB) and not any(r.job for r in regmap.SHARED)
-    assert [r.index for r in regmap.JOB] == list(range(len(regmap.JOB)))
+    first = regmap.JOB_BASE // regmap.WORD_BYTES
+    assert [r.word for r in regmap.JOB] == list(range(first, first + len(regmap.JOB)))
 
 
 @pytest.mark.parametrize("reg", regmap.REGISTERS, ids=lambda r: r.name)
@@ -225,7 +226,10 @@ def test_c_header_compiles(header_dir, flags):
     source = header_dir / "include_twice.c"
     source.write_text('#include "ita_hwpe_regs.h"\n#include "ita_hwpe_regs.h"\n'
                       "int main(void) { return (int)(ita_hwpe_mode_pack(ITA_MODE_FFN, "
-                      "ITA_ACT_GELU, 1u, 0u) & ITA_HWPE_JOB_REGS); }\n")
+                      "ITA_ACT_GELU, 1u, 0u) & ITA_HWPE_JOB_REGS)\n"
+                      "    + (int)ita_hwpe_requant_offset(ITA_STEP_F2)\n"
+                      "    + (int)ita_hwpe_pointer_offset(ITA_PTR_OUT)\n"
+                      "    + ita_hwpe_acquire_job_id_get(ita_hwpe_requant_pack(1u, 2u, -3)); }\n")
     proc = subprocess.run([GCC, *flags, "-fsyntax-only", f"-I{header_dir}", str(source)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -277,6 +281,52 @@ def test_c_pack_functions_match_python(header_dir):
     assert run_c(header_dir, calls) == expected
 
 
+@needs_gcc
+def test_c_group_tables_and_packers(header_dir):
+    """The enums index the offset tables in register order; one packer serves a group."""
+    model = fresh_model()
+    calls, expected = [], []
+    for step, reg in zip(regmap.REQUANT_STEPS, regmap.REQUANT_REGISTERS, strict=True):
+        calls.append(f"ita_hwpe_requant_offset(ITA_STEP_{step})")
+        expected.append(reg.offset)
+    for reg in regmap.POINTER_REGISTERS:
+        calls.append(f"ita_hwpe_pointer_offset(ITA_PTR_{reg.name.removeprefix('PTR_')})")
+        expected.append(reg.offset)
+    calls += ["ITA_STEPS", "ITA_PTRS", "ita_hwpe_requant_pack(74u, 20u, -3)",
+              "ita_hwpe_pointer_pack(0x10001234u)"]
+    expected += [len(regmap.REQUANT_REGISTERS), len(regmap.POINTER_REGISTERS),
+                 model.pack("REQUANT_F2", mult=74, shift=20, add=-3),
+                 model.pack("PTR_OUT", address=0x10001234)]
+    assert run_c(header_dir, calls) == expected
+    assert model.REQUANT_REGISTERS == tuple(r.name for r in regmap.REQUANT_REGISTERS)
+    assert list(model.TENSOR_POINTERS) == [r.name for r in regmap.POINTER_REGISTERS]
+
+
+@needs_gcc
+def test_c_field_getters_match_python(header_dir):
+    model, rng = fresh_model(), random.Random(99)
+    readable = [r for r in regmap.SHARED if "r" in r.access and r.fields]
+    words = [0, 0xFFFF_FFFF, 0x8000_0000] + [rng.getrandbits(32) for _ in range(8)]
+    calls, expected = [], []
+    for reg in readable:
+        for word in words:
+            values = model.unpack(reg.name, word)
+            for f in reg.fields:
+                calls.append(f"(uint32_t)ita_hwpe_{reg.name.lower()}_{f.name}_get({word}u)")
+                expected.append(values[f.name] & 0xFFFF_FFFF)  # printed as unsigned
+    assert run_c(header_dir, calls) == expected
+
+
+def test_named_values():
+    model = fresh_model()
+    assert model.VALUES == {r.name: dict(r.values) for r in regmap.REGISTERS if r.values}
+    assert regmap.register("TRIGGER").value("RUN") == 0
+    assert regmap.register("ACQUIRE").value("LOCKED") == -2
+    for r in regmap.REGISTERS:
+        for _name, value in r.values:
+            assert -(1 << 31) <= value < 1 << 32, r.name
+
+
 def test_c_header_values():
     header = regmap_gen.c_header()
     defines = dict(re.findall(r"^#define (\w+) +(\S+)", header, re.MULTILINE))
@@ -287,10 +337,14 @@ def test_c_header_values():
             assert int(defines[f"{prefix}_LSB"].rstrip("u")) == f.lsb
             assert int(defines[f"{prefix}_WIDTH"].rstrip("u")) == f.width
             assert int(defines[f"{prefix}_MASK"].rstrip("u"), 16) == f.mask
+    enums = dict(re.findall(r"^    (ITA_\w+) += (-?\d+),$", header, re.MULTILINE))
     for prefix, enum in (("ITA_MODE", Mode), ("ITA_ACT", ActivationKind),
                          ("ITA_ERROR", ErrorCode)):
         for member in enum:
-            assert int(defines[f"{prefix}_{member.name}"]) == member.value
+            assert int(enums[f"{prefix}_{member.name}"]) == member.value
+    for r in regmap.REGISTERS:
+        for name, value in r.values:
+            assert int(defines[f"ITA_HWPE_{r.name}_{name}"].strip("()").rstrip("u")) == value
     assert int(defines["ITA_N"]) == DEFAULT_CONFIG.N
     assert int(defines["ITA_M"]) == DEFAULT_CONFIG.M
     assert int(defines["ITA_CONTEXTS"]) == DEFAULT_CONFIG.contexts

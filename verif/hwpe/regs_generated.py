@@ -9,7 +9,8 @@ values and 32-bit words.
 import operator
 
 __all__ = ["N", "M", "CONTEXTS", "WORD_BYTES", "JOB_BASE", "ACCESS", "FIELDS",
-           "JOB_REGISTERS", "TENSOR_POINTERS", "pack", "unpack"]
+           "VALUES", "JOB_REGISTERS", "REQUANT_REGISTERS", "TENSOR_POINTERS", "pack",
+           "unpack"]
 
 #: Engine geometry this model was generated for (ita.config.ITAConfig).
 N = 16
@@ -240,6 +241,13 @@ FIELDS = {
     },
 }
 
+#: Register -> {name: whole-word value} software writes or reads.
+VALUES = {
+    "TRIGGER": {"RUN": 0, "COMMIT": 1},
+    "ACQUIRE": {"FULL": -1, "LOCKED": -2},
+    "SOFT_CLEAR": {"ALL": 0, "KEEP_REGISTERS": 1},
+}
+
 #: Job registers in offset order.
 JOB_REGISTERS = (
     "MODE",
@@ -272,6 +280,18 @@ JOB_REGISTERS = (
     "PTR_A",
     "PTR_O",
     "PTR_OUT",
+)
+
+#: The REQUANT_* registers in requantization set order (engine requant index).
+REQUANT_REGISTERS = (
+    "REQUANT_Q",
+    "REQUANT_K",
+    "REQUANT_V",
+    "REQUANT_QK",
+    "REQUANT_AV",
+    "REQUANT_OW",
+    "REQUANT_F1",
+    "REQUANT_F2",
 )
 
 #: Pointer register -> the tensors (ita.rtl.schedule names) it holds.

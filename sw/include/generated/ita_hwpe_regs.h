@@ -2,8 +2,9 @@
 
 /*
  * ITA HWPE control registers: byte offsets from the control slave base, field positions (MASK is
- * in place, i.e. already shifted by LSB), pack functions for the job registers, run-time
- * encodings and the engine geometry this header was generated for.
+ * in place, i.e. already shifted by LSB), named values, pack and field functions, the register
+ * groups software indexes, run-time encodings and the engine geometry this header was generated
+ * for.
  */
 
 #ifndef ITA_HWPE_REGS_H
@@ -23,20 +24,24 @@
 /* --- Shared registers ------------------------------------------------------------------------- */
 
 /*
- * TRIGGER (w): Write 0: commit the programmed job and start it when the engine is free. Write
- * non-zero: commit only; the job waits for a later 0 write. Either releases the programming
- * lock.
+ * TRIGGER (w): Write 0 (RUN): commit the programmed job and start it when the engine is free.
+ * Write non-zero (COMMIT): commit only; the job waits for a later 0 write. Either releases the
+ * programming lock.
  */
 #define ITA_HWPE_TRIGGER_OFFSET 0x00u
+#define ITA_HWPE_TRIGGER_RUN    0u
+#define ITA_HWPE_TRIGGER_COMMIT 1u
 
 /*
  * ACQUIRE (r): Read: lock the job registers for this core and return the new job id (0..255); -1
- * when every context holds a job, -2 when another core holds the lock.
+ * (FULL) when every context holds a job, -2 (LOCKED) when another core holds the lock.
  */
 #define ITA_HWPE_ACQUIRE_OFFSET       0x04u
 #define ITA_HWPE_ACQUIRE_JOB_ID_LSB   0u
 #define ITA_HWPE_ACQUIRE_JOB_ID_WIDTH 32u
 #define ITA_HWPE_ACQUIRE_JOB_ID_MASK  0xFFFFFFFFu
+#define ITA_HWPE_ACQUIRE_FULL         (-1)
+#define ITA_HWPE_ACQUIRE_LOCKED       (-2)
 
 /* FINISHED (r): Jobs finished since the last read (saturates at 255); reading clears it. */
 #define ITA_HWPE_FINISHED_OFFSET      0x08u
@@ -64,9 +69,12 @@
 
 /*
  * SOFT_CLEAR (w): Write: abort the running job, drop committed jobs and clear the engine and
- * streamers. Writing 0 also clears the job registers.
+ * streamers. Writing 0 (ALL) also clears the job registers; non-zero (KEEP_REGISTERS) keeps
+ * them.
  */
-#define ITA_HWPE_SOFT_CLEAR_OFFSET 0x14u
+#define ITA_HWPE_SOFT_CLEAR_OFFSET         0x14u
+#define ITA_HWPE_SOFT_CLEAR_ALL            0u
+#define ITA_HWPE_SOFT_CLEAR_KEEP_REGISTERS 1u
 
 /*
  * ERROR (r): Outcome of the last finished job: 0 when it succeeded, else the engine's error code
@@ -340,6 +348,50 @@
 #define ITA_HWPE_PTR_OUT_ADDRESS_WIDTH 32u
 #define ITA_HWPE_PTR_OUT_ADDRESS_MASK  0xFFFFFFFFu
 
+/* --- Shared register field functions ---------------------------------------------------------- */
+
+/* ACQUIRE.job_id [31:0] from the register word, sign-extended. */
+static inline int32_t ita_hwpe_acquire_job_id_get(uint32_t word)
+{
+    return (int32_t)word;
+}
+
+/* FINISHED.count [7:0] from the register word. */
+static inline uint32_t ita_hwpe_finished_count_get(uint32_t word)
+{
+    return word & 0xFFu;
+}
+
+/* STATUS.contexts [7:0] from the register word. */
+static inline uint32_t ita_hwpe_status_contexts_get(uint32_t word)
+{
+    return word & 0xFFu;
+}
+
+/* STATUS.running [8] from the register word. */
+static inline uint32_t ita_hwpe_status_running_get(uint32_t word)
+{
+    return (word >> 8) & 0x1u;
+}
+
+/* RUNNING_JOB.job_id [7:0] from the register word. */
+static inline uint32_t ita_hwpe_running_job_job_id_get(uint32_t word)
+{
+    return word & 0xFFu;
+}
+
+/* ERROR.code [3:0] from the register word. */
+static inline uint32_t ita_hwpe_error_code_get(uint32_t word)
+{
+    return word & 0xFu;
+}
+
+/* ERROR.job_id [15:8] from the register word. */
+static inline uint32_t ita_hwpe_error_job_id_get(uint32_t word)
+{
+    return (word >> 8) & 0xFFu;
+}
+
 /* --- Job register pack functions -------------------------------------------------------------- */
 
 /*
@@ -583,25 +635,127 @@ static inline uint32_t ita_hwpe_ptr_out_pack(uint32_t address)
     return (address & 0xFFFFFFFFu);
 }
 
+/* --- Register groups -------------------------------------------------------------------------- */
+
+/*
+ * Requantization steps, in the order of the REQUANT_* registers and of the engine's requant
+ * array.
+ */
+enum ita_step {
+    ITA_STEP_Q,  /* Requantization of step Q (also the linear layer). */
+    ITA_STEP_K,  /* Requantization of step K. */
+    ITA_STEP_V,  /* Requantization of step V. */
+    ITA_STEP_QK, /* Requantization of step QK. */
+    ITA_STEP_AV, /* Requantization of step AV. */
+    ITA_STEP_OW, /* Requantization of step OW. */
+    ITA_STEP_F1, /* Requantization of step F1. */
+    ITA_STEP_F2, /* Requantization of step F2. */
+    ITA_STEPS
+};
+
+/* Byte offset of the register of each ita_step. */
+static inline uint32_t ita_hwpe_requant_offset(enum ita_step step)
+{
+    static const uint8_t offset[ITA_STEPS] = {
+        ITA_HWPE_REQUANT_Q_OFFSET,
+        ITA_HWPE_REQUANT_K_OFFSET,
+        ITA_HWPE_REQUANT_V_OFFSET,
+        ITA_HWPE_REQUANT_QK_OFFSET,
+        ITA_HWPE_REQUANT_AV_OFFSET,
+        ITA_HWPE_REQUANT_OW_OFFSET,
+        ITA_HWPE_REQUANT_F1_OFFSET,
+        ITA_HWPE_REQUANT_F2_OFFSET,
+    };
+    return offset[step];
+}
+
+/*
+ * REQUANT_* word from its fields (mult [7:0], shift [15:8], add [23:16]); values are masked to
+ * their field widths.
+ */
+static inline uint32_t ita_hwpe_requant_pack(uint32_t mult, uint32_t shift, int32_t add)
+{
+    return (mult & 0xFFu)
+         | ((shift & 0xFFu) << 8)
+         | (((uint32_t)add & 0xFFu) << 16);
+}
+
+/* Tensor pointer registers (PTR_*), in the order of the engine's job pointers. */
+enum ita_pointer {
+    ITA_PTR_Q_IN,  /* Byte address of q_in / ff_in / x. */
+    ITA_PTR_KV_IN, /* Byte address of kv_in. */
+    ITA_PTR_WQ,    /* Byte address of wq_t / w1_t / w_t. */
+    ITA_PTR_WK,    /* Byte address of wk_t / w2_t. */
+    ITA_PTR_WV,    /* Byte address of wv_t. */
+    ITA_PTR_WO,    /* Byte address of wo_t. */
+    ITA_PTR_BQ,    /* Byte address of bq / b1 / b. */
+    ITA_PTR_BK,    /* Byte address of bk / b2. */
+    ITA_PTR_BV,    /* Byte address of bv. */
+    ITA_PTR_BO,    /* Byte address of bo. */
+    ITA_PTR_QP,    /* Byte address of qp / f1 / y. */
+    ITA_PTR_KP,    /* Byte address of kp / f2. */
+    ITA_PTR_VP,    /* Byte address of vp_t. */
+    ITA_PTR_A,     /* Byte address of a. */
+    ITA_PTR_O,     /* Byte address of o. */
+    ITA_PTR_OUT,   /* Byte address of out. */
+    ITA_PTRS
+};
+
+/* Byte offset of the register of each ita_pointer. */
+static inline uint32_t ita_hwpe_pointer_offset(enum ita_pointer pointer)
+{
+    static const uint8_t offset[ITA_PTRS] = {
+        ITA_HWPE_PTR_Q_IN_OFFSET,
+        ITA_HWPE_PTR_KV_IN_OFFSET,
+        ITA_HWPE_PTR_WQ_OFFSET,
+        ITA_HWPE_PTR_WK_OFFSET,
+        ITA_HWPE_PTR_WV_OFFSET,
+        ITA_HWPE_PTR_WO_OFFSET,
+        ITA_HWPE_PTR_BQ_OFFSET,
+        ITA_HWPE_PTR_BK_OFFSET,
+        ITA_HWPE_PTR_BV_OFFSET,
+        ITA_HWPE_PTR_BO_OFFSET,
+        ITA_HWPE_PTR_QP_OFFSET,
+        ITA_HWPE_PTR_KP_OFFSET,
+        ITA_HWPE_PTR_VP_OFFSET,
+        ITA_HWPE_PTR_A_OFFSET,
+        ITA_HWPE_PTR_O_OFFSET,
+        ITA_HWPE_PTR_OUT_OFFSET,
+    };
+    return offset[pointer];
+}
+
+/* PTR_* word from its fields (address [31:0]); values are masked to their field widths. */
+static inline uint32_t ita_hwpe_pointer_pack(uint32_t address)
+{
+    return (address & 0xFFFFFFFFu);
+}
+
 /* --- Encodings -------------------------------------------------------------------------------- */
 
 /* MODE.mode (ita.rtl.layouts.Mode) */
-#define ITA_MODE_ATTENTION 0
-#define ITA_MODE_FFN       1
-#define ITA_MODE_LINEAR    2
-#define ITA_MODE_QKAV      3
+enum ita_mode {
+    ITA_MODE_ATTENTION = 0,
+    ITA_MODE_FFN       = 1,
+    ITA_MODE_LINEAR    = 2,
+    ITA_MODE_QKAV      = 3,
+};
 
 /* MODE.activation (ita.rtl.layouts.ActivationKind) */
-#define ITA_ACT_IDENTITY 0
-#define ITA_ACT_GELU     1
-#define ITA_ACT_RELU     2
+enum ita_activation {
+    ITA_ACT_IDENTITY = 0,
+    ITA_ACT_GELU     = 1,
+    ITA_ACT_RELU     = 2,
+};
 
 /* ERROR.code (ita.rtl.layouts.ErrorCode) */
-#define ITA_ERROR_NONE                0
-#define ITA_ERROR_ZERO_DIMENSION      1
-#define ITA_ERROR_DIMENSION_TOO_LARGE 2
-#define ITA_ERROR_BAD_VALID_KEYS      3
-#define ITA_ERROR_BAD_ACTIVATION      4
-#define ITA_ERROR_SOFTMAX_OVERFLOW    5
+enum ita_error {
+    ITA_ERROR_NONE                = 0,
+    ITA_ERROR_ZERO_DIMENSION      = 1,
+    ITA_ERROR_DIMENSION_TOO_LARGE = 2,
+    ITA_ERROR_BAD_VALID_KEYS      = 3,
+    ITA_ERROR_BAD_ACTIVATION      = 4,
+    ITA_ERROR_SOFTMAX_OVERFLOW    = 5,
+};
 
 #endif /* ITA_HWPE_REGS_H */
