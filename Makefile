@@ -1,6 +1,7 @@
 # Entry points. Every target bootstraps .venv on first use (tools/bootstrap.sh).
-# Command-line variables (TEST=..., S=..., SEED=...) are handed to the Python tools,
-# which validate them and print a one-line usage error on anything unknown.
+# Command-line variables (TEST=..., S=..., SEED=...) are handed to the Python tools, which
+# declare and validate them with ita/cli.py: a one-line usage error on anything unknown,
+# and HELP=1 lists a target's keys with their defaults.
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
@@ -16,11 +17,12 @@ help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
 	@echo "make test                          run the CI test suite"
 	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
+	@echo "                                   (engine size: ARRAY_N= ARRAY_M=; N= is a matrix size)"
 	@echo "make run APP=<name> [MAX_CYCLES=n] run sw/apps/<name> on the cluster in the fast C++ harness"
 	@echo "make vectors [S= E= P= F= H= ACT= SEED= OUT=]   write golden vectors"
-	@echo "make verilog TOP=ita|ita_hwpe|cluster [CONFIG=small|default|large] [N= M=]"
+	@echo "make verilog TOP=ita|ita_hwpe|cluster [CONFIG=small|default|large] [ARRAY_N= ARRAY_M=]"
 	@echo "                                   write build/verilog/<top>/ (<top>.v, <top>.f) and lint it"
-	@echo "make fpga TOP=ita|ita_hwpe|board [CONFIG=small] [FAMILY=ecp5|xilinx|ice40]"
+	@echo "make fpga TOP=ita|ita_hwpe|board [CONFIG=small] [FAMILY=ecp5|xilinx|ice40] [FREQ=MHz]"
 	@echo "                                   yowasp synthesis (+ ECP5 place and route, Fmax);"
 	@echo "                                   TOP=board: ULX3S self-test bitstream"
 	@echo "make regs                          regenerate the ITA HWPE register header, model, docs,"
@@ -31,6 +33,7 @@ help:
 	@echo "                                   benchmarks: build/bench/report.md, PNG plots, results.json"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
+	@echo "HELP=1 on sim, run, vectors, verilog, fpga, regress, coverage, bench: its keys and defaults"
 
 $(STAMP): requirements.txt requirements-models.txt tools/bootstrap.sh
 	@tools/bootstrap.sh

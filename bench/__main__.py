@@ -13,48 +13,23 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from bench.suite import FULL, QUICK, SECTIONS, Bench
+from ita import cli
+from ita.cli import UsageError
 
-USAGE = ("usage: python -m bench [QUICK=0|1] [ONLY=<section,...>] [REPEATS=<n>] [OUT=<dir>]"
-         f"  (sections: {', '.join(SECTIONS)})")
+__all__ = ["KEYS", "UsageError", "parse_args", "main"]
 
-
-class UsageError(ValueError):
-    pass
+KEYS = (cli.flag_key("QUICK", help="the quick plan instead of the full one"),
+        cli.list_key("ONLY", SECTIONS, SECTIONS, help="sections to run"),
+        cli.int_key("REPEATS", None, minimum=1, help="repeats per timing (default: the plan's)"),
+        cli.path_key("OUT", "build/bench", help="report directory (relative: to the repository)"))
+USAGE = cli.usage("make bench [KEY=VALUE ...]", KEYS)
 
 
 def parse_args(argv: Sequence[str]) -> dict:
-    options = {"QUICK": False, "ONLY": SECTIONS, "REPEATS": None, "OUT": Path("build/bench")}
-    seen = set()
-    for word in argv:
-        key, sep, value = word.partition("=")
-        if not sep or key not in options:
-            raise UsageError(f"unexpected argument {word!r}")
-        if key in seen:
-            raise UsageError(f"{key} given twice")
-        seen.add(key)
-        if key == "QUICK":
-            if value not in ("0", "1"):
-                raise UsageError(f"QUICK must be 0 or 1, not {value!r}")
-            options[key] = value == "1"
-        elif key == "ONLY":
-            names = tuple(n for n in value.split(",") if n)
-            bad = [n for n in names if n not in SECTIONS]
-            if bad or not names:
-                raise UsageError(f"unknown section(s) {', '.join(bad) or repr(value)} in ONLY "
-                                 f"(known: {', '.join(SECTIONS)})")
-            options[key] = tuple(n for n in SECTIONS if n in names)
-        elif key == "REPEATS":
-            if not value.isdigit() or int(value) < 1:
-                raise UsageError(f"REPEATS must be a positive integer, not {value!r}")
-            options[key] = int(value)
-        else:
-            if not value:
-                raise UsageError("OUT needs a directory")
-            options[key] = Path(value)
-    return options
+    """Options over :data:`KEYS`; UsageError on anything else."""
+    return cli.parse(argv, KEYS)
 
 
 def _load() -> str:
@@ -65,16 +40,15 @@ def _load() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main("bench", _run, argv, usage_text=USAGE)
+
+
+def _run(argv: list[str]) -> int:
     from bench import plots, report
     from bench.runner import children_cpu_seconds
     from hw import toolchain
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        options = parse_args(argv)
-    except UsageError as exc:
-        print(f"bench: error: {exc} ({USAGE.removeprefix('usage: ')})", file=sys.stderr)
-        return 2
+    options = parse_args(argv)
     plan = QUICK if options["QUICK"] else FULL
     if options["REPEATS"]:
         plan = dataclasses.replace(plan, repeats=options["REPEATS"])

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.runner import Measurement, children_cpu_seconds
+from ita import cli
+from verif.cluster.sim import GEMM_SIZES
 
 __all__ = ["merged_image", "run_gemm_image", "main"]
 
@@ -78,26 +80,22 @@ def run_gemm_image(*, M: int, K: int, N: int, seed: int = 1) -> Measurement:
     return Measurement(command, run.status, result, wall, cpu, run.returncode, tail)
 
 
-def main(argv=None) -> int:
+KEYS = (*GEMM_SIZES, cli.SEED)
+USAGE = cli.usage("python -m bench.cluster_image [KEY=VALUE ...]", KEYS)
+
+
+def _run(argv: list[str]) -> int:
     from verif.result import format_result
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    options = {"M": 64, "K": 64, "N": 64, "SEED": 1}
-    for word in argv:
-        key, sep, value = word.partition("=")
-        if not sep or key not in options or not value.isdigit() or int(value) < (key != "SEED"):
-            print(f"cluster_image: error: bad argument {word!r} (usage: python -m "
-                  "bench.cluster_image [M=<n>] [K=<n>] [N=<n>] [SEED=<n>])", file=sys.stderr)
-            return 2
-        options[key] = int(value)
-    try:
-        m = run_gemm_image(M=options["M"], K=options["K"], N=options["N"], seed=options["SEED"])
-    except ValueError as exc:
-        print(f"cluster_image: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+    options = cli.parse(argv, KEYS)
+    m = run_gemm_image(M=options["M"], K=options["K"], N=options["N"], seed=options["SEED"])
     fields = {k: v for k, v in m.result.items() if k not in ("test", "status")}
     print(format_result("gemm", m.status, **fields), flush=True)
     return 0 if m.status == "PASS" else 1
+
+
+def main(argv=None) -> int:
+    return cli.main("cluster_image", _run, argv, usage_text=USAGE, failures=(ValueError,))
 
 
 if __name__ == "__main__":

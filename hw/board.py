@@ -27,7 +27,7 @@ from amaranth.lib import io
 
 from hw import fpga, toolchain
 from hw.selftest import SelfTest, stored_job
-from hw.verilog import resolve_config
+from hw.verilog import array_tag, resolve_config
 
 __all__ = ["BoardTop", "platform_for", "build", "main"]
 
@@ -129,8 +129,7 @@ def main(options):
     """``make fpga TOP=board``: build the bitstream, print the report, return the FPGA line."""
     hw = resolve_config(options)
     board = options["BOARD"]
-    name = f"board-{options['CONFIG']}" + "".join(
-        f"-{k}{options[k]}" for k in ("N", "M") if options.get(k)) + f"-{board}"
+    name = f"board-{options['CONFIG']}{array_tag(options)}-{board}"
     run_dir = toolchain.BUILD_ROOT / "fpga" / name
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"fpga: building the {board} self-test bitstream in {run_dir} ...", flush=True)

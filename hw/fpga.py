@@ -31,15 +31,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw import configs, toolchain
-from hw.verilog import UsageError, generate, parse_args, resolve_config
+from hw import toolchain
+from hw.verilog import (
+    ARRAY_KEYS,
+    array_tag,
+    array_words,
+    config_key,
+    generate,
+    refused,
+    resolve_config,
+)
+from ita import cli
+from ita.cli import UsageError
 
 OUT_ROOT = toolchain.BUILD_ROOT / "fpga"
 TOPS = ("ita", "ita_hwpe", "board")
 BOARDS = ("ulx3s-85f",)
-USAGE = ("usage: make fpga TOP=ita|ita_hwpe|board [CONFIG=" + "|".join(configs.CONFIGS) + " (small)"
-         + "] [FAMILY=ecp5|xilinx|ice40] [N= M=] [DEVICE=auto|<device>] [PNR=auto|0|1]"
-         + " [FREQ=<MHz>] [BOARD=" + "|".join(BOARDS) + "]")
 
 # The workaround for the ABC9 crash on Amaranth designs (toolchain notes, section 7).
 ABC9_WORKAROUND = "proc; opt_clean -purge"
@@ -312,6 +319,19 @@ def report_text(top, hw, family, res, device, pnr, times, cmd):
     return "\n".join(lines) + "\n"
 
 
+KEYS = (cli.choice_key("TOP", "ita", TOPS, help="the design (board: the ULX3S self-test)"),
+        config_key("small"),
+        cli.choice_key("FAMILY", "ecp5", FAMILIES, help="FPGA family to synthesise for"),
+        *ARRAY_KEYS,
+        cli.text_key("DEVICE", "auto", expect="auto or a device of the family",
+                     help="auto: the smallest that fits"),
+        cli.choice_key("PNR", "auto", ("auto", "0", "1"),
+                       help="place and route (auto: for ECP5 when a device fits)"),
+        cli.int_key("FREQ", 100, minimum=1, help="clock constraint of place and route, MHz"),
+        cli.choice_key("BOARD", BOARDS[0], BOARDS, help="board of TOP=board"))
+USAGE = cli.usage("make fpga [KEY=VALUE ...]", KEYS)
+
+
 def _describe(seconds, cached):
     return "cached" if cached else f"{seconds:.0f} s"
 
@@ -324,8 +344,7 @@ def run_core(options):
         choose_device(family, None, device_name)  # validate before the long runs
     output = generate(top, options)
     print(f"fpga: Verilog {output.verilog}", flush=True)
-    name = f"{top}-{options['CONFIG']}" + "".join(
-        f"-{k}{options[k]}" for k in ("N", "M") if options.get(k)) + f"-{family}"
+    name = f"{top}-{options['CONFIG']}{array_tag(options)}-{family}"
     run_dir = OUT_ROOT / name
     want_pnr = family == "ecp5" and options["PNR"] != "0"
     print(f"fpga: synthesising with {FAMILIES[family].synth} in {run_dir} ...", flush=True)
@@ -350,9 +369,9 @@ def run_core(options):
         times["pnr"] = f"only for ECP5; open place-and-route for {family} is not set up"
     else:
         times["pnr"] = "PNR=0"
-    cmd = "make fpga " + " ".join(f"{k}={options[k]}" for k in
-                                  ("TOP", "CONFIG", "FAMILY", "N", "M", "DEVICE", "PNR", "FREQ")
-                                  if options.get(k))
+    cmd = "make fpga " + " ".join(
+        [*(f"{k}={options[k]}" for k in ("TOP", "CONFIG", "FAMILY")), *array_words(options),
+         *(f"{k}={options[k]}" for k in ("DEVICE", "PNR", "FREQ"))])
     text = report_text(top, hw, family, res, device, pnr, times, cmd)
     line = fpga_line(top, options["CONFIG"], family, res, pnr[0] if pnr else None)
     (run_dir / "report.txt").write_text(text + line + "\n")
@@ -362,32 +381,26 @@ def run_core(options):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    defaults = {"TOP": "ita", "CONFIG": "small", "FAMILY": "ecp5", "N": None, "M": None,
-                "DEVICE": "auto", "PNR": "auto", "FREQ": "100", "BOARD": BOARDS[0]}
-    try:
-        options = parse_args(argv, defaults, choices={
-            "TOP": TOPS, "CONFIG": tuple(configs.CONFIGS), "FAMILY": tuple(FAMILIES),
-            "PNR": ("auto", "0", "1"), "BOARD": BOARDS})
-        if not options["FREQ"].isdigit() or int(options["FREQ"]) < 1:
-            raise UsageError(f"FREQ must be a positive integer (MHz), not {options['FREQ']!r}")
-        resolve_config(options)
-        if options["TOP"] == "board":
-            if options["FAMILY"] != "ecp5" or options["DEVICE"] != "auto":
-                raise UsageError("TOP=board builds for the board's own ECP5 device; "
-                                 "leave FAMILY and DEVICE unset")
-            from hw import board
-            runner = board.main
-        else:
-            runner = run_core
-    except ValueError as error:
-        print(f"fpga: error: {error}; {USAGE}", file=sys.stderr)
-        return 2
+    return cli.main("fpga", _run, argv, usage_text=USAGE)
+
+
+def _run(words):
+    options = cli.parse(words, KEYS)
+    resolve_config(options)
+    if options["TOP"] == "board":
+        if options["FAMILY"] != "ecp5" or options["DEVICE"] != "auto":
+            raise UsageError("TOP=board builds for the board's own ECP5 device; "
+                             "leave FAMILY and DEVICE unset")
+        from hw import board
+        runner = board.main
+    else:
+        runner = run_core
     try:
         line = runner(options)
+    except UsageError:
+        raise
     except ValueError as error:  # parameters the RTL refuses
-        print(f"fpga: error: {error}; {USAGE}", file=sys.stderr)
-        return 2
+        raise refused(options, error) from None
     except (RuntimeError, FileNotFoundError) as error:
         print(f"fpga: error: {error}", file=sys.stderr)
         return 1

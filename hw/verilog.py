@@ -1,4 +1,4 @@
-"""``make verilog TOP=ita|ita_hwpe|cluster [CONFIG=...] [N= M=] [LINT=0|1]``: Verilog of a top.
+"""``make verilog TOP=ita|ita_hwpe|cluster [CONFIG=...] [ARRAY_N= ARRAY_M=] [LINT=0|1]``: Verilog.
 
 Writes a self-contained directory ``build/verilog/<top>/``:
 
@@ -21,54 +21,67 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw import configs, toolchain
+from ita import cli
+from ita.cli import UsageError
 
 WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 CLUSTER_WAIVERS = Path(__file__).with_name("cluster_waivers.vlt")
 TOPS = ("ita", "ita_hwpe", "cluster")
 OUT_ROOT = toolchain.BUILD_ROOT / "verilog"
-USAGE = ("usage: make verilog TOP=ita|ita_hwpe|cluster [CONFIG=" + "|".join(configs.CONFIGS)
-         + "] [N=<units>] [M=<dot length>] [LINT=0|1]")
+#: The engine size keys and the ITAConfig field each one sets.
+ARRAY_FIELDS = {"ARRAY_N": "N", "ARRAY_M": "M"}
 
 
-class UsageError(ValueError):
-    """A bad command-line argument; the message is printed on one line with the usage."""
+def config_key(default):
+    """CONFIG=: a named configuration of :mod:`hw.configs`."""
+    return cli.choice_key("CONFIG", default, configs.CONFIGS,
+                          help="named cluster configuration (hw/configs.py)")
 
 
-def parse_args(argv, defaults, *, choices=None, engine_overrides=True):
-    """``KEY=VALUE`` words into a dict over ``defaults``' keys (plus N and M).
-
-    Values of keys in ``choices`` must be one of the listed strings. Raises UsageError.
-    """
-    options = dict(defaults)
-    known = set(defaults) | ({"N", "M"} if engine_overrides else set())
-    for word in argv:
-        key, _, value = word.partition("=")
-        if key not in known or not value:
-            raise UsageError(f"unknown or empty argument {word!r}")
-        options[key] = value
-    for key, allowed in (choices or {}).items():
-        if options.get(key) not in allowed:
-            raise UsageError(f"unknown {key} {options.get(key)!r}; known: {', '.join(allowed)}")
-    return options
+#: The engine size, when given, overrides the configuration's.
+ARRAY_KEYS = cli.array_keys(None, what="the configuration's")
+KEYS = (cli.choice_key("TOP", "ita", TOPS, help="the design to emit"), config_key("default"),
+        *ARRAY_KEYS, cli.flag_key("LINT", True, help="lint with verilator --lint-only -Wall"))
+SYNOPSIS = "make verilog [KEY=VALUE ...]"
+USAGE = cli.usage(SYNOPSIS, KEYS)
 
 
 def resolve_config(options):
-    """The :class:`~hw.configs.HwConfig` of CONFIG with N= and M= applied (ValueError)."""
+    """The :class:`~hw.configs.HwConfig` of CONFIG with ARRAY_N= and ARRAY_M= applied.
+
+    A size the engine refuses (``ARRAY_M`` not a multiple of ``ARRAY_N``, ...) is a
+    UsageError naming the keys.
+    """
     hw = configs.get(options.get("CONFIG", "default"))
-    sizes = {}
-    for key in ("N", "M"):
-        if options.get(key) is not None:
-            try:
-                sizes[key] = int(options[key])
-            except ValueError:
-                raise UsageError(f"{key} must be an integer, not {options[key]!r}") from None
-    return hw.with_engine(**sizes)
+    sizes = {field: int(options[key]) for key, field in ARRAY_FIELDS.items()
+             if options.get(key) is not None}
+    try:
+        return hw.with_engine(**sizes)
+    except ValueError as exc:
+        given = " ".join(f"{k}={options[k]}" for k in ARRAY_FIELDS if options.get(k) is not None)
+        raise UsageError(f"{given}: {exc}") from None
+
+
+def array_words(options):
+    """The ``ARRAY_N=`` / ``ARRAY_M=`` words of ``options`` that were given."""
+    return [f"{k}={options[k]}" for k in ARRAY_FIELDS if options.get(k) is not None]
+
+
+def refused(options, error):
+    """A UsageError for parameters the RTL refuses, naming the engine size keys given."""
+    given = " ".join(array_words(options))
+    return UsageError(f"{given}: {error}" if given else str(error))
+
+
+def array_tag(options):
+    """``-N<n>-M<m>`` for the given engine sizes: part of output directory names."""
+    return "".join(f"-{field}{options[key]}" for key, field in ARRAY_FIELDS.items()
+                   if options.get(key) is not None)
 
 
 def command(top, options):
     """The canonical ``make verilog`` command line that regenerates this output."""
-    words = [f"TOP={top}", f"CONFIG={options.get('CONFIG', 'default')}"]
-    words += [f"{k}={options[k]}" for k in ("N", "M") if options.get(k) is not None]
+    words = [f"TOP={top}", f"CONFIG={options.get('CONFIG', 'default')}", *array_words(options)]
     return "make verilog " + " ".join(words)
 
 
@@ -193,19 +206,20 @@ def lint(output):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    return cli.main("verilog", _run, argv, usage_text=USAGE)
+
+
+def _run(words):
+    options = cli.parse(words, KEYS)
     try:
-        options = parse_args(argv, {"TOP": "ita", "CONFIG": "default", "N": None, "M": None,
-                                    "LINT": "1"},
-                             choices={"TOP": TOPS, "CONFIG": tuple(configs.CONFIGS),
-                                      "LINT": ("0", "1")})
         output = generate(options["TOP"], options)
-    except ValueError as error:
-        print(f"verilog: error: {error}; {USAGE}", file=sys.stderr)
-        return 2
+    except UsageError:
+        raise
+    except ValueError as error:  # parameters the RTL refuses
+        raise refused(options, error) from None
     print(f"verilog: wrote {output.verilog} and {output.filelist.name} "
           f"({len(output.sources)} source files)")
-    if options["LINT"] == "1":
+    if options["LINT"]:
         ok, text = lint(output)
         if text:
             print(text)

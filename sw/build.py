@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw import toolchain
+from ita import cli
 
 __all__ = ["App", "BuildError", "build_app", "read_hex", "read_elf", "compile_command",
            "TARGET_FLAGS", "CFLAGS", "LDFLAGS", "APPS_DIR", "RUNTIME_SOURCES", "KERNEL_SOURCES",
@@ -64,7 +65,6 @@ CFLAGS = ("-O2", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror", "-ffreestandin
 # program needs (64-bit division, for instance).
 LDFLAGS = ("-nostdlib", "-Wl,--gc-sections", "-lcompiler_rt")
 
-USAGE = "usage: python -m sw.build APP=<name> [CORES=<n>]"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MACRO = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -287,41 +287,23 @@ def build_app(name: str, defines: Mapping[str, object] | None = None, *,
 # --- command line ----------------------------------------------------------------------------
 
 
-def _parse(argv) -> tuple[str, int | None]:
-    options: dict[str, str] = {}
-    for word in argv:
-        key, sep, value = word.partition("=")
-        if not sep or key not in ("APP", "CORES") or not value:
-            raise BuildError(f"unexpected argument {word!r} ({USAGE.removeprefix('usage: ')})")
-        if key in options:
-            raise BuildError(f"{key} given twice")
-        options[key] = value
-    if "APP" not in options:
-        raise BuildError(f"missing APP=<name> ({USAGE.removeprefix('usage: ')})")
-    cores = None
-    if "CORES" in options:
-        try:
-            cores = int(options["CORES"])
-        except ValueError:
-            raise BuildError(f"CORES must be an integer, not {options['CORES']!r}") from None
-    return options["APP"], cores
+KEYS = (cli.text_key("APP", None, expect="an app of sw/apps", required=True,
+                     help="the program to build"),
+        cli.int_key("CORES", None, help="cores it runs on (default: the cluster's)"))
+USAGE = cli.usage("python -m sw.build APP=<name> [CORES=<n>]", KEYS)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        name, cores = _parse(argv)
-        app = build_app(name, cores=cores)
-    except BuildError as exc:
-        lines = str(exc).splitlines()
-        print(f"sw.build: error: {lines[0]}", file=sys.stderr)
-        if len(lines) > 1:  # compiler output, as it came
-            print("\n".join(lines[1:]), file=sys.stderr)
-        return 2
+def _run(argv: list[str]) -> int:
+    options = cli.parse(argv, KEYS)
+    app = build_app(options["APP"], cores=options["CORES"])
     sizes = " ".join(f"{k}={v}" for k, v in app.sizes().items())
     print(f"sw.build: {app.elf.relative_to(ROOT)} ({app.bin.stat().st_size} bytes of image "
           f"at {app.base:#010x}; {sizes}; {app.seconds:.2f} s)")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli.main("sw.build", _run, argv, usage_text=USAGE, failures=(BuildError,))
 
 
 if __name__ == "__main__":

@@ -62,12 +62,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ita import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "coverage"
 RTL_DIR = ROOT / "ita" / "rtl"
 COVERAGE_ARGS = ("--coverage-line", "--coverage-toggle")
-USAGE = ("usage: make coverage [SEEDS=n] [CODE_SEEDS=n] [JOBS=n] [TESTS=name,...] "
-         "[FIRST_SEED=k]")
+SYNOPSIS = "make coverage [KEY=VALUE ...]"
 
 __all__ = ["build_coverage_model", "compact_run", "merge_code_coverage", "merge_funcov",
            "functional_report", "main"]
@@ -502,33 +503,36 @@ def functional_report(path: Path, root: str = "engine") -> tuple[float, str]:
 # --- make coverage ------------------------------------------------------------------------------
 
 
+def keys():
+    """The keys of ``make coverage``: those of ``make regress`` but MAX_WAVES, more seeds."""
+    from verif import regress
+
+    return (regress.seeds_key(20),
+            cli.int_key("CODE_SEEDS", 2, minimum=1, help="seeds per test on the coverage build"),
+            regress.JOBS, regress.TESTS, regress.FIRST_SEED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main("coverage", _run, argv, usage_text=lambda _: cli.usage(SYNOPSIS, keys()))
+
+
+def _run(words: list[str]) -> int:
     from ita.config import ITAConfig
     from verif import regress
 
-    words = sys.argv[1:] if argv is None else list(argv)
-    keys = {k: v for k, v in regress.KEYS.items() if k != "MAX_WAVES"}
-    keys["SEEDS"] = 20
-    keys["CODE_SEEDS"] = 2
     t0 = time.monotonic()
-    try:
-        options = regress.parse_args(words, keys)
-        options["MAX_WAVES"] = 0
-        tests = [t for t in regress.regression_tests() if t["coverage"]]
-        OUT.mkdir(parents=True, exist_ok=True)
-        print(f"coverage: functional coverage from {options['SEEDS']} seeds per test on the "
-              f"regular model", flush=True)
-        functional_runs, _ = regress.regress(options, out=OUT / "functional_runs", tests=tests)
-        print(f"coverage: code coverage from {options['CODE_SEEDS']} seeds per test on the "
-              "line/toggle coverage model (built on first use)", flush=True)
-        build_coverage_model(ITAConfig())
-        code_runs, _ = regress.regress({**options, "SEEDS": options["CODE_SEEDS"]},
-                                       coverage=True, out=OUT / "code_runs", tests=tests)
-    except regress.UsageError as exc:
-        message = exc.args[0].replace(regress.USAGE.removeprefix("usage: "),
-                                      USAGE.removeprefix("usage: "))
-        print(f"coverage: error: {message}", file=sys.stderr)
-        return 2
+    options = cli.parse(words, keys())
+    options["MAX_WAVES"] = 0
+    tests = [t for t in regress.regression_tests() if t["coverage"]]
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"coverage: functional coverage from {options['SEEDS']} seeds per test on the "
+          f"regular model", flush=True)
+    functional_runs, _ = regress.regress(options, out=OUT / "functional_runs", tests=tests)
+    print(f"coverage: code coverage from {options['CODE_SEEDS']} seeds per test on the "
+          "line/toggle coverage model (built on first use)", flush=True)
+    build_coverage_model(ITAConfig())
+    code_runs, _ = regress.regress({**options, "SEEDS": options["CODE_SEEDS"]},
+                                   coverage=True, out=OUT / "code_runs", tests=tests)
     records = functional_runs + code_runs
     (OUT / "summary.txt").write_text(regress.summary_table(records))
     failed = [r for r in records if not r["ok"]]

@@ -29,17 +29,27 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from ita import cli
+from ita.cli import Key, UsageError, int_key, text_key
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTPLAN = Path(__file__).resolve().parent / "testplan.yaml"
 OUT = ROOT / "build" / "regress"
 
-USAGE = ("usage: make regress [SEEDS=n] [JOBS=n] [TESTS=name,...] [FIRST_SEED=k] "
-         "[MAX_WAVES=n]")
-KEYS = {"SEEDS": 10, "JOBS": 2, "TESTS": "", "FIRST_SEED": 1, "MAX_WAVES": 5}
 
 
-class UsageError(Exception):
-    pass
+def seeds_key(default: int) -> Key:
+    """SEEDS=: seeds per test (times the test's reseed factor); make coverage has its own."""
+    return int_key("SEEDS", default, minimum=1, help="seeds per test (times its reseed factor)")
+
+
+JOBS = int_key("JOBS", 2, minimum=1, help="runs in parallel")
+TESTS = text_key("TESTS", "", expect="test names, comma-separated", empty=True,
+                 help="only these tests of the list (default: all)")
+FIRST_SEED = int_key("FIRST_SEED", 1, minimum=1, help="seeds are FIRST_SEED, FIRST_SEED + 1, ...")
+KEYS = (seeds_key(10), JOBS, TESTS, FIRST_SEED,
+        int_key("MAX_WAVES", 5, minimum=0, help="failing seeds re-run with waves"))
+SYNOPSIS = "make regress [KEY=VALUE ...]"
 
 
 def load_testplan(path: Path = TESTPLAN) -> dict:
@@ -61,26 +71,9 @@ def regression_tests(plan: dict | None = None) -> list[dict]:
     return tests
 
 
-def parse_args(words: Sequence[str], keys: dict = KEYS) -> dict:
-    options = dict(keys)
-    seen = set()
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or key not in keys:
-            raise UsageError(f"unknown argument {word!r} ({USAGE.removeprefix('usage: ')})")
-        if key in seen:
-            raise UsageError(f"{key} given twice")
-        seen.add(key)
-        if isinstance(keys[key], int):
-            try:
-                options[key] = int(value)
-            except ValueError:
-                raise UsageError(f"{key} must be an integer, not {value!r}") from None
-            if options[key] < (0 if key == "MAX_WAVES" else 1):
-                raise UsageError(f"{key} must be positive, not {value}")
-        else:
-            options[key] = value
-    return options
+def parse_args(words: Sequence[str], keys: Sequence[Key] = KEYS) -> dict:
+    """Options over ``keys`` from ``KEY=VALUE`` words; UsageError on anything else."""
+    return cli.parse(words, keys)
 
 
 def make_cases(tests: list[dict], seeds: int, first_seed: int = 1, *,
@@ -300,13 +293,12 @@ def rerun_with_waves(records: list[dict], limit: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else list(argv)
-    try:
-        options = parse_args(words)
-        records, info = regress(options)
-    except UsageError as exc:
-        print(f"regress: error: {exc}", file=sys.stderr)
-        return 2
+    return cli.main("regress", _run, argv, usage_text=cli.usage(SYNOPSIS, KEYS))
+
+
+def _run(words: list[str]) -> int:
+    options = parse_args(words)
+    records, info = regress(options)
     failed = [r for r in records if not r["ok"]]
     print()
     print(per_test_table(records))

@@ -1,8 +1,9 @@
 """Simulation dispatcher behind ``make sim``: ``python -m verif.sim TEST=<name> [KEY=VALUE ...]``.
 
 Tests register themselves with :func:`register` when their module (listed in
-:data:`TEST_MODULES`) is imported. Each declares its keys with types and defaults; anything
-unknown or malformed is rejected with one ``sim: error: ...`` line on stderr and exit code 2.
+:data:`TEST_MODULES`) is imported. Each declares its keys (:mod:`ita.cli`); anything unknown
+or malformed is rejected with one ``sim: error: ...`` line on stderr and exit code 2, and
+``HELP=1`` lists a test's keys with their defaults.
 A run prints the RESULT line (see :mod:`verif.result`) last and exits 0 on PASS, 1 on FAIL.
 """
 
@@ -16,71 +17,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ita import cli
+from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
 from verif.result import format_result, read_result
+
+# The key library is ita.cli; these names stay importable from here for the test modules.
+__all__ = ["SEED", "WAVES", "Key", "UsageError", "choice_key", "flag_key", "int_key",
+           "SimTest", "REGISTRY", "TEST_MODULES", "register", "load_tests", "parse_args",
+           "list_tests", "test_usage", "cocotb_result", "main"]
 
 # Modules that register simulation tests when imported. Add new test packages here.
 TEST_MODULES = ["verif.smoke", "verif.engine", "verif.hwpe.sim", "verif.cluster.sim",
                 "verif.core.sim", "verif.uvm", "verif.engine_uvm"]
 
-USAGE = "usage: python -m verif.sim TEST=<name> [KEY=VALUE ...]   (TEST=list lists the tests)"
+SYNOPSIS = "make sim TEST=<name> [KEY=VALUE ...]   (TEST=list lists the tests)"
 
 Options = Mapping[str, object]
 RunFunction = Callable[[Options], tuple[str, dict]]
-
-
-class UsageError(Exception):
-    """Bad command line; the message is printed as ``sim: error: <message>``."""
-
-
-@dataclass(frozen=True)
-class Key:
-    """A KEY=VALUE option: ``parse`` turns the text into a value or raises ValueError."""
-
-    name: str
-    default: object
-    parse: Callable[[str], object]
-    expect: str  # what a valid value looks like, for error messages
-    help: str = ""
-
-    def show_default(self) -> str:
-        return str(int(self.default) if isinstance(self.default, bool) else self.default)
-
-
-def int_key(
-    name: str,
-    default: int,
-    *,
-    minimum: int | None = None,
-    maximum: int | None = None,
-    help: str = "",
-) -> Key:
-    """An integer key, optionally bounded."""
-    lo = "" if minimum is None else f" >= {minimum}"
-    hi = "" if maximum is None else f" <= {maximum}"
-    expect = f"an integer{lo}{' and' if lo and hi else ''}{hi}"
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise ValueError(text)
-        return value
-
-    return Key(name, default, parse, expect, help)
-
-
-def flag_key(name: str, default: bool = False, *, help: str = "") -> Key:
-    """A 0/1 key, parsed to bool."""
-
-    def parse(text: str) -> bool:
-        if text not in ("0", "1"):
-            raise ValueError(text)
-        return text == "1"
-
-    return Key(name, bool(default), parse, "0 or 1", help)
-
-
-SEED = int_key("SEED", 1, minimum=0, help="random seed")
-WAVES = flag_key("WAVES", help="write an FST waveform")
 
 
 @dataclass(frozen=True)
@@ -99,7 +52,6 @@ class SimTest:
 REGISTRY: dict[str, SimTest] = {}
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*$")
-_KEY = re.compile(r"[A-Z][A-Z0-9_]*$")
 
 
 def register(
@@ -109,7 +61,8 @@ def register(
     if not _NAME.match(name) or name == "list":
         raise ValueError(f"bad test name {name!r}")
     names = [k.name for k in keys]
-    bad = [n for n in names if not _KEY.match(n) or n == "TEST" or names.count(n) > 1]
+    bad = [n for n in names if not cli.KEY_NAME.match(n) or n in ("TEST", "HELP")
+           or names.count(n) > 1]
     if bad:
         raise ValueError(f"test {name}: bad or duplicate keys {bad}")
 
@@ -131,14 +84,7 @@ def load_tests() -> dict[str, SimTest]:
 
 def parse_args(words: Sequence[str]) -> tuple[SimTest | str | None, dict[str, object]]:
     """Parse KEY=VALUE words into (test or 'list' or None, options with defaults filled in)."""
-    given: dict[str, str] = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not _KEY.match(key):
-            raise UsageError(f"expected KEY=VALUE, got {word!r}")
-        if key in given:
-            raise UsageError(f"key {key} given twice")
-        given[key] = value
+    given = cli.split_words(words)
     name = given.pop("TEST", None)
     if name is None or name == "list":
         if given:
@@ -148,19 +94,17 @@ def parse_args(words: Sequence[str]) -> tuple[SimTest | str | None, dict[str, ob
     if test is None:
         known = ", ".join(sorted(REGISTRY)) or "none"
         raise UsageError(f"unknown test {name} (known: {known}; TEST=list describes them)")
-    options: dict[str, object] = {k.name: k.default for k in test.keys}
-    for key, text in given.items():
-        spec = test.key(key)
-        if spec is None:
-            known = ", ".join(k.name for k in test.keys) or "none"
-            raise UsageError(f"unknown key {key} for test {name} (known: {known})")
-        try:
-            options[key] = spec.parse(text)
-        except ValueError:
-            raise UsageError(
-                f"bad value {text!r} for key {key} of test {name} (expected {spec.expect})"
-            ) from None
-    return test, options
+    return test, cli.resolve(given, test.keys, where=f" for test {name}")
+
+
+def test_usage(words: Sequence[str] = ()) -> str:
+    """The keys of the test named by ``TEST=`` in ``words``, or the general usage."""
+    name = next((w.partition("=")[2] for w in words if w.startswith("TEST=")), None)
+    test = REGISTRY.get(name or "")
+    if test is None:
+        return f"usage: {SYNOPSIS}"
+    return cli.usage(f"make sim TEST={test.name} [KEY=VALUE ...]", test.keys,
+                     note=test.description)
 
 
 def list_tests() -> str:
@@ -169,11 +113,8 @@ def list_tests() -> str:
     width = max((len(n) for n in REGISTRY), default=0)
     for test in sorted(REGISTRY.values(), key=lambda t: t.name):
         lines.append(f"  {test.name:<{width}}  {test.description}")
-        for key in test.keys:
-            helptext = f"  {key.help}" if key.help else ""
-            lines.append(
-                f"  {'':<{width}}    {key.name}={key.show_default()}  ({key.expect}){helptext}"
-            )
+        keys = cli.usage("", test.keys).splitlines()[1:]
+        lines += [f"  {'':<{width}}  {line}" for line in keys]
     return "\n".join(lines)
 
 
@@ -224,33 +165,29 @@ def _result_line(test: str, status: str, fields: Mapping[str, object]) -> str:
     return format_result(test, status, **extra)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else list(argv)
-    load_tests()
-    try:
-        test, options = parse_args(words)
-    except UsageError as exc:
-        print(f"sim: error: {exc}", file=sys.stderr)
-        return 2
+def _run(words: list[str]) -> int:
+    test, options = parse_args(words)
     if test is None:
-        print(f"sim: error: missing TEST=<name> ({USAGE.removeprefix('usage: ')})",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"missing TEST=<name> ({SYNOPSIS})")
     if test == "list":
         print(list_tests())
         return 0
     assert isinstance(test, SimTest)
     try:
         status, fields = test.run(options)
-    except UsageError as exc:  # values each fine alone, impossible together (a run's check)
-        print(f"sim: error: {exc}", file=sys.stderr)
-        return 2
+    except UsageError:  # values each fine alone, impossible together (a run's check)
+        raise
     except Exception as exc:  # infrastructure failure: still end with a RESULT line
         traceback.print_exc()
         status, fields = "FAIL", {"seed": options.get("SEED"), "error": type(exc).__name__}
     sys.stdout.flush()
     print(_result_line(test.name, status, fields), flush=True)
     return 0 if status == "PASS" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    load_tests()
+    return cli.main("sim", _run, argv, usage_text=test_usage)
 
 
 if __name__ == "__main__":

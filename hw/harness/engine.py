@@ -7,8 +7,9 @@ cycle. Python writes the job directory (stream beats, the engine output each bea
 expected outputs; see the C++ file's header) and parses the summary. Both flows count the same
 cycles for the same job, which ``tests/bench`` checks.
 
-Keys: ``MODE`` (attention, ffn, linear, qkav), ``S E P F``, ``ACT``, ``BIAS``, ``CAUSAL``,
-``VALID_KEYS``, ``SEED``, ``N``, ``M``, ``MAX_CYCLES``; one head, no stalls. The RESULT line::
+Keys (:data:`KEYS`; ``HELP=1`` lists them): ``MODE`` (attention, ffn, linear, qkav),
+``S E P F``, ``ACT``, ``BIAS``, ``CAUSAL``, ``VALID_KEYS``, ``SEED``, ``ARRAY_N``, ``ARRAY_M``,
+``MAX_CYCLES``; one head, no stalls. The RESULT line::
 
     RESULT test=ita_<mode> status=PASS|FAIL cycles=<n> ideal_cycles=<n> utilization=<pct>
            seed=<n> flow=cpp ... sim_cycles_per_s=<n> cpu_cycles_per_s=<n> mismatches=<n>
@@ -31,6 +32,8 @@ import numpy as np
 
 from hw import toolchain
 from hw.harness.run import VERILATOR_ARGS, run_model, verilate_cached
+from ita import cli
+from ita.cli import UsageError
 from ita.config import ITAConfig
 
 __all__ = ["EngineHarnessBuild", "EngineHarnessRun", "UsageError", "KEYS", "MODES",
@@ -43,10 +46,6 @@ SUMMARY = "engine_main: summary "
 MODES = ("attention", "ffn", "linear", "qkav")
 ACTIVATIONS = ("identity", "gelu", "relu")
 DEFAULT_MAX_CYCLES = 50_000_000
-
-
-class UsageError(ValueError):
-    """Bad command-line arguments; printed as one ``engine: error: ...`` line, exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -214,11 +213,11 @@ def run_engine(options: Mapping[str, object], *, work: str | Path | None = None,
     """Write the job for ``options`` (the keys of :data:`KEYS`), run it on the C++ model."""
     from verif.result import format_result
 
-    config = ITAConfig(N=int(options["N"]), M=int(options["M"]))
+    config = ITAConfig(N=int(options["ARRAY_N"]), M=int(options["ARRAY_M"]))
     handle = build_engine_harness(config)
     mode = str(options["MODE"])
-    tag = ("{MODE}_S{S}_E{E}_P{P}_F{F}_{ACT}_B{BIAS:d}_C{CAUSAL:d}_V{VALID_KEYS}_N{N}_M{M}"
-           "_seed{SEED}").format(**options)
+    tag = ("{MODE}_S{S}_E{E}_P{P}_F{F}_{ACT}_B{BIAS:d}_C{CAUSAL:d}_V{VALID_KEYS}_N{ARRAY_N}"
+           "_M{ARRAY_M}_seed{SEED}").format(**options)
     job_dir = Path(work) if work else handle.build_dir / "jobs" / tag
     info = write_job(job_dir, mode=mode, S=int(options["S"]), E=int(options["E"]),
                      P=int(options["P"]), F=int(options["F"]), act=str(options["ACT"]),
@@ -251,67 +250,30 @@ def run_engine(options: Mapping[str, object], *, work: str | Path | None = None,
 # --- command line -----------------------------------------------------------------------------
 
 
-def _choice(name, default, choices):
-    from verif.sim import Key
-
-    def parse(text):
-        if text not in choices:
-            raise ValueError(text)
-        return text
-    return Key(name, default, parse, " or ".join(choices))
-
-
-def _keys():
-    from verif.sim import flag_key, int_key
-
-    return (_choice("MODE", "attention", MODES),
-            *(int_key(name, 64, minimum=1, maximum=4095) for name in "SEPF"),
-            _choice("ACT", "gelu", ACTIVATIONS), flag_key("BIAS", True), flag_key("CAUSAL"),
-            int_key("VALID_KEYS", 0, minimum=0), int_key("SEED", 1, minimum=0),
-            int_key("N", 16, minimum=1), int_key("M", 64, minimum=1),
-            int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1))
-
-
-KEYS = tuple(k.name for k in _keys())
+KEYS = (cli.choice_key("MODE", "attention", MODES, help="the job"),
+        *(cli.int_key(name, 64, minimum=1, maximum=4095) for name in "SEPF"),
+        cli.choice_key("ACT", "gelu", ACTIVATIONS, help="activation of F1 / linear"),
+        cli.flag_key("BIAS", True), cli.flag_key("CAUSAL"),
+        cli.int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
+        cli.SEED, *cli.array_keys(),
+        cli.int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up after this many"))
+USAGE = cli.usage("python -m hw.harness.engine [KEY=VALUE ...]", KEYS)
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, object]:
     """Options with defaults filled in; UsageError on anything unknown or malformed."""
-    keys = {k.name: k for k in _keys()}
-    options = {name: key.default for name, key in keys.items()}
-    seen = set()
-    for word in argv:
-        name, sep, text = word.partition("=")
-        if not sep or name not in keys:
-            raise UsageError(f"unexpected argument {word!r} (keys: {', '.join(keys)})")
-        if name in seen:
-            raise UsageError(f"key {name} given twice")
-        seen.add(name)
-        try:
-            options[name] = keys[name].parse(text)
-        except ValueError:
-            raise UsageError(f"bad value {text!r} for {name} (expected "
-                             f"{keys[name].expect})") from None
-    return options
+    return cli.parse(argv, KEYS)
+
+
+def _run(argv: list[str]) -> int:
+    run = run_engine(parse_args(argv), stream=True)
+    print(run.result_line, flush=True)
+    return 0 if run.status == "PASS" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        options = parse_args(argv)
-    except UsageError as exc:
-        print(f"engine: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        run = run_engine(options, stream=True)
-    except (toolchain.BuildFailed, ValueError) as exc:
-        lines = str(exc).splitlines()
-        print(f"engine: error: {lines[0]}", file=sys.stderr)
-        if len(lines) > 1:
-            print("\n".join(lines[1:]), file=sys.stderr)
-        return 2
-    print(run.result_line, flush=True)
-    return 0 if run.status == "PASS" else 1
+    return cli.main("engine", _run, argv, usage_text=USAGE,
+                    failures=(toolchain.BuildFailed, ValueError))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw import toolchain
+from ita import cli
+from ita.cli import UsageError
 
 __all__ = ["HarnessBuild", "HarnessRun", "UsageError", "build_harness", "model_sources",
            "l2_image", "run_app", "run_image", "main", "VERILATOR_ARGS", "DEFAULT_MAX_CYCLES"]
@@ -43,7 +45,7 @@ BUILD_DIR = toolchain.BUILD_ROOT / "harness"
 TOPLEVEL = "cluster_test_top"
 EXECUTABLE = f"V{TOPLEVEL}"
 DEFAULT_MAX_CYCLES = 5_000_000  # as verif.cluster.sim
-USAGE = "usage: python -m hw.harness.run APP=<name> [MAX_CYCLES=<n>]"
+SYNOPSIS = "python -m hw.harness.run APP=<name> [MAX_CYCLES=<n>]"
 SUMMARY = "cluster_main: summary "
 
 #: Verilator arguments of the C++ model (the core's lint waivers are added). -O3 and
@@ -53,10 +55,6 @@ SUMMARY = "cluster_main: summary "
 #: No --trace, no --public (only pc_id, :data:`PUBLIC_PC_VLT`), no --vpi, never --threads.
 VERILATOR_ARGS = ("--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "fast",
                   "--x-initial", "fast", "--noassert", "-Wno-fatal")
-
-
-class UsageError(ValueError):
-    """Bad command-line arguments; printed as one ``run: error: ...`` line, exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -283,50 +281,33 @@ def run_app(name: str, *, max_cycles: int = DEFAULT_MAX_CYCLES, stream: bool = T
 # --- command line -----------------------------------------------------------------------------
 
 
+KEYS = (cli.text_key("APP", None, expect="an app of sw/apps", required=True,
+                     help="the program to run"),
+        cli.int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up after this many"))
+USAGE = cli.usage(SYNOPSIS, KEYS)
+
+
 def parse_args(argv: Sequence[str]) -> tuple[str, int]:
     """(app name, max cycles) from ``KEY=VALUE`` words; UsageError on anything else."""
-    options: dict[str, str] = {}
-    for word in argv:
-        key, sep, value = word.partition("=")
-        if not sep or key not in ("APP", "MAX_CYCLES"):
-            raise UsageError(f"unexpected argument {word!r} ({USAGE.removeprefix('usage: ')})")
-        if not value:
-            raise UsageError(f"{key} needs a value ({USAGE.removeprefix('usage: ')})")
-        if key in options:
-            raise UsageError(f"{key} given twice")
-        options[key] = value
-    if "APP" not in options:
-        raise UsageError(f"missing APP=<name> ({USAGE.removeprefix('usage: ')})")
-    max_cycles = DEFAULT_MAX_CYCLES
-    if "MAX_CYCLES" in options:
-        text = options["MAX_CYCLES"].replace("_", "")
-        if not text.isdigit() or int(text) < 1:
-            raise UsageError(
-                f"MAX_CYCLES must be a positive integer, not {options['MAX_CYCLES']!r}")
-        max_cycles = int(text)
-    return options["APP"], max_cycles
+    options = cli.parse(argv, KEYS)
+    return options["APP"], options["MAX_CYCLES"]
+
+
+def _run(argv: list[str]) -> int:
+    from sw.build import app_sources
+
+    name, max_cycles = parse_args(argv)
+    app_sources(name)  # unknown app: a usage error before any build
+    run = run_app(name, max_cycles=max_cycles)
+    print(run.result_line, flush=True)
+    return 0 if run.status == "PASS" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sw.build import BuildError, app_sources
+    from sw.build import BuildError
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        name, max_cycles = parse_args(argv)
-        app_sources(name)  # unknown app: a usage error before any build
-    except (UsageError, BuildError) as exc:
-        print(f"run: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    try:
-        run = run_app(name, max_cycles=max_cycles)
-    except (BuildError, toolchain.BuildFailed, ValueError) as exc:
-        lines = str(exc).splitlines()
-        print(f"run: error: {lines[0]}", file=sys.stderr)
-        if len(lines) > 1:  # compiler or Verilator output, as it came
-            print("\n".join(lines[1:]), file=sys.stderr)
-        return 2
-    print(run.result_line, flush=True)
-    return 0 if run.status == "PASS" else 1
+    return cli.main("run", _run, argv, usage_text=USAGE,
+                    failures=(BuildError, toolchain.BuildFailed, ValueError))
 
 
 if __name__ == "__main__":

@@ -103,9 +103,10 @@ def test_executable_usage_errors(small_job, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("MODE=conv",), "bad value 'conv' for MODE"),
-    (("S=0",), "bad value '0' for S"),
-    (("WAVES=1",), "unexpected argument 'WAVES=1'"),
+    (("MODE=conv",), "bad value 'conv' for key MODE (expected attention, ffn, linear or qkav)"),
+    (("S=0",), "bad value '0' for key S"),
+    (("WAVES=1",), "unknown key WAVES"),
+    (("N=8",), "unknown key N"),
     (("S=64", "S=32"), "key S given twice"),
 ])
 def test_command_line_usage_errors(args, message):

@@ -13,8 +13,8 @@ from verif.regress import regression_tests
 pytestmark = pytest.mark.verilator
 
 DEFAULTS = {"MODE": "attention", "S": 64, "E": 64, "P": 64, "F": 64, "H": 1, "ACT": "gelu",
-            "BIAS": True, "CAUSAL": False, "VALID_KEYS": 0, "STALLS": True, "N": 16,
-            "M": 64, "SEED": 1, "WAVES": False}
+            "BIAS": True, "CAUSAL": False, "VALID_KEYS": 0, "STALLS": True,
+            "ARRAY_N": 16, "ARRAY_M": 64, "SEED": 1, "WAVES": False}
 
 CASES = [
     dict(S=128, E=128, P=128, SEED=1),
@@ -41,7 +41,7 @@ UVM_CASES = [(t["name"], seed, t["expect"]) for t in regression_tests()
 def test_hwpe_uvm(name, seed, expect):
     test = TESTS[name]
     options = {"SEED": seed, "WAVES": False, "COUNT": 0, "STALLS": True,
-               "STALL_PROFILE": "auto", "N": 16, "M": 64}
+               "STALL_PROFILE": "auto", "ARRAY_N": 16, "ARRAY_M": 64}
     status, fields = run_hwpe_test(options, name, test.testcase)
     if expect == "pass":
         assert status == "PASS", fields

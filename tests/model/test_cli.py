@@ -17,8 +17,8 @@ def run_cli(*args):
 
 def test_writes_vectors_and_manifest(tmp_path):
     out = tmp_path / "v"
-    result = run_cli("--S", "128", "--E", "128", "--P", "64", "--F", "256", "--H", "2",
-                     "--activation", "gelu", "--causal", "--seed", "7", "--out", str(out))
+    result = run_cli("S=128", "E=128", "P=64", "F=256", "H=2", "ACT=gelu", "CAUSAL=1",
+                     "SEED=7", f"OUT={out}")
     assert result.returncode == 0, result.stderr
     v = np.load(out / "vectors.npz")
     assert set(v.files) == set(INPUT_KEYS + OUTPUT_KEYS)
@@ -41,7 +41,7 @@ def test_writes_vectors_and_manifest(tmp_path):
 
 def test_deterministic_per_seed(tmp_path):
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        assert run_cli("--seed", seed, "--out", str(tmp_path / name)).returncode == 0
+        assert run_cli(f"SEED={seed}", f"OUT={tmp_path / name}").returncode == 0
     same = [(tmp_path / n / "vectors.npz").read_bytes() for n in "abc"]
     assert same[0] == same[1]
     assert same[0] != same[2]
@@ -56,27 +56,28 @@ def test_make_style_arguments(tmp_path):
 
 
 def test_full_size_layer_runs(tmp_path):
-    result = run_cli("--S", "512", "--E", "512", "--P", "512", "--F", "512", "--out",
-                     str(tmp_path))
+    result = run_cli("S=512", "E=512", "P=512", "F=512", f"OUT={tmp_path}")
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--S", "-4"], ["S must be a positive integer"]),
-    (["--P", "0"], ["P must be a positive integer"]),
-    (["--E", "4000"], ["E=4000", "accumulator"]),
-    (["--S", "3000"], ["S=3000", "softmax"]),
-    (["--activation", "swish"], ["--activation", "swish"]),
-    (["--valid-keys", "99"], ["valid_keys"]),
-    (["--S", "abc"], ["--S", "abc"]),
-    (["S=64", "FOO=1"], ["unknown variable FOO"]),
-    (["BIAS=2"], ["BIAS must be 0 or 1"]),
-    (["--N", "16", "--M", "40"], ["multiple of N"]),
+    (["S=-4"], ["bad value '-4' for key S", "an integer >= 1"]),
+    (["P=0"], ["bad value '0' for key P"]),
+    (["E=4000"], ["E=4000", "accumulator"]),
+    (["S=3000"], ["S=3000", "softmax"]),
+    (["ACT=swish"], ["bad value 'swish' for key ACT", "identity, gelu or relu"]),
+    (["VALID_KEYS=99"], ["valid_keys"]),
+    (["S=abc"], ["bad value 'abc' for key S"]),
+    (["S=64", "FOO=1"], ["unknown key FOO"]),
+    (["BIAS=2"], ["bad value '2' for key BIAS (expected 0 or 1)"]),
+    (["ARRAY_N=16", "ARRAY_M=40"], ["ARRAY_N=16 ARRAY_M=40", "multiple of N"]),
+    (["--S", "128"], ["expected KEY=VALUE, got '--S'"]),
 ])
 def test_bad_arguments_one_line(args, words):
     result = run_cli(*args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("vectors: error: ")
     for word in words:
         assert word in lines[0]

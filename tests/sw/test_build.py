@@ -93,12 +93,12 @@ def test_bad_arguments():
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "missing APP=<name>"),
-    (["APP=hello", "FOO=1"], "unexpected argument 'FOO=1'"),
-    (["hello"], "unexpected argument 'hello'"),
-    (["APP=hello", "APP=trap"], "APP given twice"),
+    ([], "missing APP="),
+    (["APP=hello", "FOO=1"], "unknown key FOO (known: APP, CORES)"),
+    (["hello"], "expected KEY=VALUE, got 'hello'"),
+    (["APP=hello", "APP=trap"], "key APP given twice"),
     (["APP=nope"], "no app 'nope'"),
-    (["APP=hello", "CORES=x"], "CORES must be an integer"),
+    (["APP=hello", "CORES=x"], "bad value 'x' for key CORES (expected an integer)"),
     (["APP=hello", "CORES=0"], "cores must be an integer in 1.."),
 ])
 def test_command_line_errors(args, message):

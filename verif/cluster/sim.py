@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from verif.sim import WAVES, Key, cocotb_result, int_key, register
+from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
+from verif.sim import cocotb_result, register
 
 TOPLEVEL = "cluster_test_top"
 TB_MODULE = "verif.cluster.tb_cluster"
@@ -67,14 +68,13 @@ def _run_hello(options):
           "heads; outputs compared with the golden model",
           keys=(int_key("S", 64, minimum=1, maximum=1024), int_key("E", 64, minimum=1),
                 int_key("P", 64, minimum=1), int_key("H", 1, minimum=1, maximum=8),
-                int_key("CAUSAL", 0, minimum=0, maximum=1),
-                int_key("SEED", 1, minimum=0), _CYCLES, WAVES))
+                flag_key("CAUSAL"), SEED, _CYCLES, WAVES))
 def _run_attention(options):
     from hw import toolchain
     from sw.build import build_app
     from verif.cluster.attention import prepare
 
-    tag = "S{S}_E{E}_P{P}_H{H}_C{CAUSAL}_seed{SEED}".format(**options)
+    tag = "S{S}_E{E}_P{P}_H{H}_C{CAUSAL:d}_seed{SEED}".format(**options)
     work = toolchain.BUILD_ROOT / "sw" / "attention_head" / tag
     include, data, check, ideal = prepare(work, S=options["S"], E=options["E"], P=options["P"],
                                           H=options["H"], causal=bool(options["CAUSAL"]),
@@ -105,7 +105,7 @@ def _run_barrier(options):
 @register("dma", "sw/apps/dma: 1-D and 2-D DMA copies L2->L1 and L1->L2 (one core, then all "
           "8 at once) of testbench data, checked in C and against check.npz; RESULT bytes per "
           "cycle l2_l1_1d l2_l1_2d l1_l2_1d l1_l2_2d all_cores",
-          keys=(int_key("SEED", 1, minimum=0), _CYCLES, WAVES))
+          keys=(SEED, _CYCLES, WAVES))
 def _run_dma(options):
     from verif.cluster.kernels import run_dma
     status, fields, _ = run_dma(seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
@@ -113,14 +113,18 @@ def _run_dma(options):
     return status, fields
 
 
+#: The matrix sizes of the gemm program: C (M x N) = A (M x K) @ B (K x N).
+GEMM_SIZES = (int_key("M", 64, minimum=1, help="rows of A and C"),
+              int_key("K", 64, minimum=1, help="columns of A, rows of B"),
+              int_key("N", 64, minimum=1, help="columns of B and C (a matrix size here)"))
+
+
 @register("gemm", "sw/apps/gemm: int8 C = requant(A @ B + bias) on 8 cores with cv.sdotsp.b, "
           "bit-exact against ita.golden; RESULT cycles = kernel cycles, ideal_cycles = "
           "MACs / (8 cores x 4), macs_per_cycle, total_cycles",
-          keys=(int_key("M", 64, minimum=1), int_key("K", 64, minimum=1),
-                int_key("N", 64, minimum=1), int_key("SEED", 1, minimum=0), _CYCLES, WAVES))
+          keys=(*GEMM_SIZES, SEED, _CYCLES, WAVES))
 def _run_gemm(options):
     from verif.cluster.kernels import run_gemm
-    from verif.sim import UsageError
     try:
         status, fields, _ = run_gemm(M=options["M"], K=options["K"], N=options["N"],
                                      seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
@@ -133,22 +137,11 @@ def _run_gemm(options):
 # --- Encoder kernels: sw/kernels in sw/apps/kernels (verif/cluster/kernel_tests.py) --------
 
 
-def _choice_key(name, default, choices, help=""):
-    from verif.sim import Key
-
-    def parse(text):
-        if text not in choices:
-            raise ValueError(text)
-        return text
-
-    return Key(name, default, parse, "one of " + "|".join(choices), help)
-
-
 def _kernel_keys():
     from verif.cluster.kernel_tests import KERNELS, SIZES
-    return (_choice_key("KERNEL", "all", ("all", *KERNELS)),
-            _choice_key("SIZE", "large", (*SIZES, "all"), "small: the make test set"),
-            int_key("SEED", 1, minimum=0), _CYCLES)
+    return (choice_key("KERNEL", "all", ("all", *KERNELS)),
+            choice_key("SIZE", "large", (*SIZES, "all"), help="small: the make test set"),
+            SEED, _CYCLES)
 
 
 @register("kernels", "sw/kernels (GEMM+requant, residual add, head sum, LayerNorm, ITAmax, "
@@ -173,6 +166,7 @@ def _run_kernels(options):
 
 
 def _model(text):
+    """A model of verif.cluster.encoder, imported only when MODEL= is given (the compiler)."""
     from verif.cluster.encoder import MODELS
 
     if text not in MODELS:
@@ -188,13 +182,13 @@ def _model(text):
           keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert or minilm"),
                 int_key("S", 0, minimum=0), int_key("E", 0, minimum=0),
                 int_key("P", 0, minimum=0), int_key("H", 0, minimum=0),
-                int_key("F", 0, minimum=0), int_key("DEBUG", 0, minimum=0, maximum=1),
-                int_key("SEED", 1, minimum=0), int_key("MAX_CYCLES", 20_000_000, minimum=1)))
+                int_key("F", 0, minimum=0),
+                flag_key("DEBUG", help="also store and check every intermediate"),
+                SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1)))
 def _run_encoder_layer(options):
     from hw import toolchain
     from ita.deploy import CompileError
     from verif.cluster.encoder import run_layer
-    from verif.sim import UsageError
 
     model = options["MODEL"]
     sizes = {k: options[k] for k in ("S", "E", "P", "H", "F") if options[k]}

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from verif.sim import WAVES, cocotb_result, int_key, register
+from ita.cli import WAVES, int_key
+from verif.sim import cocotb_result, register
 
 TOPLEVEL = "core_test_top"
 TB_MODULE = "verif.core.tb_core"

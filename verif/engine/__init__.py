@@ -1,8 +1,9 @@
 """Engine-level simulation: builds the Verilator model of :class:`ita.rtl.engine.Engine`
 and registers the ``ita_attention``, ``ita_ffn``, ``ita_linear`` and ``ita_qkav`` tests."""
 
+from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
 from ita.config import ITAConfig
-from verif.sim import SEED, WAVES, Key, cocotb_result, flag_key, int_key, register
+from verif.sim import cocotb_result, register
 
 TB_MODULE = "verif.engine.tb_engine"
 ACTIVATIONS = ("identity", "gelu", "relu")
@@ -27,7 +28,8 @@ def build_engine(config: ITAConfig, *, waves=False):
 def engine_env(test_name, mode, options, *, inject=""):
     """Environment that configures tb_engine for one run."""
     env = {"ENGINE_TEST_NAME": test_name, "ENGINE_MODE": mode, "ENGINE_INJECT": inject}
-    for key in ("N", "M", "S", "E", "P", "F", "H", "SEED", "VALID_KEYS"):
+    env["ENGINE_N"], env["ENGINE_M"] = str(options["ARRAY_N"]), str(options["ARRAY_M"])
+    for key in ("S", "E", "P", "F", "H", "SEED", "VALID_KEYS"):
         env[f"ENGINE_{key}"] = str(options[key])
     for key in ("BIAS", "CAUSAL", "STALLS"):
         env[f"ENGINE_{key}"] = str(int(options[key]))
@@ -36,31 +38,22 @@ def engine_env(test_name, mode, options, *, inject=""):
 
 
 def run_engine_test(test_name, mode, options, *, inject=""):
-    config = ITAConfig(N=options["N"], M=options["M"])
+    config = ITAConfig(N=options["ARRAY_N"], M=options["ARRAY_M"])
     handle = build_engine(config, waves=bool(options["WAVES"]))
     return cocotb_result(handle, TB_MODULE, seed=options["SEED"], waves=bool(options["WAVES"]),
                          extra_env=engine_env(test_name, mode, options, inject=inject),
                          results_name=f"{test_name}-seed{options['SEED']}")
 
 
-def _activation_key(default):
-    def parse(text):
-        if text not in ACTIVATIONS:
-            raise ValueError(text)
-        return text
-    return Key("ACT", default, parse, " or ".join(ACTIVATIONS), "activation of F1 / linear")
-
-
 def _keys(S=64, E=64, P=64, F=64, act="gelu"):
     dims = [int_key(name, default, minimum=1, maximum=4095) for name, default in
             (("S", S), ("E", E), ("P", P), ("F", F))]
     return (*dims, int_key("H", 1, minimum=1, maximum=16, help="heads, run as back-to-back jobs"),
-            _activation_key(act), flag_key("BIAS", True), flag_key("CAUSAL"),
+            choice_key("ACT", act, ACTIVATIONS, help="activation of F1 / linear"),
+            flag_key("BIAS", True), flag_key("CAUSAL"),
             int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
             flag_key("STALLS", True, help="random idle cycles and back-pressure on every stream"),
-            int_key("N", 16, minimum=1, help="dot-product units (elaboration parameter)"),
-            int_key("M", 64, minimum=1, help="dot length / tile edge (elaboration parameter)"),
-            SEED, WAVES)
+            *array_keys(), SEED, WAVES)
 
 
 for _name, _mode, _description, _act in (

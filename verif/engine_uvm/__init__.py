@@ -2,7 +2,8 @@
 
 Registers one ``make sim`` test per pyuvm test when imported::
 
-    make sim TEST=uvm_engine_attention SEED=7 [COUNT=5] [WAVES=1] [COVERAGE=1] [N=16 M=64]
+    make sim TEST=uvm_engine_attention SEED=7 [COUNT=5] [WAVES=1] [COVERAGE=1]
+             [ARRAY_N=8 ARRAY_M=32]
 
 ``COVERAGE=1`` runs on the Verilator model built with line and toggle coverage (see
 ``verif.coverage``); the run directory then also holds ``coverage.dat``. Every run writes its
@@ -11,8 +12,9 @@ functional coverage to ``funcov.yml`` in its run directory.
 
 from __future__ import annotations
 
-from ita.config import ITAConfig
-from verif.sim import SEED, WAVES, flag_key, int_key, register
+from ita.cli import SEED, WAVES, array_keys, flag_key, int_key
+from ita.config import DEFAULT_CONFIG, ITAConfig
+from verif.sim import register
 from verif.uvm.runner import Outcome, UvmTest, run_test
 
 __all__ = ["TESTS", "TB_MODULE", "build_engine_model", "run_engine_uvm", "UvmTest"]
@@ -56,7 +58,8 @@ def build_engine_model(config: ITAConfig, *, coverage: bool = False, waves: bool
     return build_engine(config, waves=waves)
 
 
-def run_engine_uvm(name: str, seed: int, *, count: int = 0, N: int = 16, M: int = 64,
+def run_engine_uvm(name: str, seed: int, *, count: int = 0, N: int = DEFAULT_CONFIG.N,
+                   M: int = DEFAULT_CONFIG.M,
                    waves: bool = False, coverage: bool = False) -> Outcome:
     """Run registered test ``name`` with ``seed``; its run directory is
     ``<model build dir>/runs/<name>-seed<seed>``."""
@@ -74,12 +77,12 @@ def _register(test: UvmTest):
     keys = (SEED, WAVES,
             int_key("COUNT", 0, minimum=0, maximum=1000, help="jobs (0: the test's default)"),
             flag_key("COVERAGE", help="run on the line/toggle coverage build"),
-            int_key("N", 16, minimum=1, help="dot-product units (elaboration parameter)"),
-            int_key("M", 64, minimum=1, help="dot length / tile edge (elaboration parameter)"))
+            *array_keys())
 
     def run(options):
         return run_engine_uvm(test.name, options["SEED"], count=options["COUNT"],
-                              N=options["N"], M=options["M"], waves=bool(options["WAVES"]),
+                              N=options["ARRAY_N"], M=options["ARRAY_M"],
+                              waves=bool(options["WAVES"]),
                               coverage=bool(options["COVERAGE"])).as_sim_result()
 
     register(test.name, test.description, keys=keys)(run)

@@ -2,8 +2,9 @@
 tests (``verif/hwpe/tests.py``) with ``make sim``: ``ita_hwpe`` (the job of the command line)
 and the ``uvm_hwpe_*`` scenarios."""
 
+from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
 from ita.config import ITAConfig
-from verif.sim import SEED, WAVES, flag_key, int_key, register
+from verif.sim import register
 from verif.uvm.runner import UvmTest, run_test
 from verif.uvm.stall import PROFILES
 
@@ -45,11 +46,11 @@ def build_hwpe(config, *, width=1024, waves=False):
 
 def run_hwpe_test(options, test_name="ita_hwpe", testcase="HwpeJobs"):
     """Run one pyuvm test of ``verif.hwpe.tests``; ``options`` are the ``make sim`` keys."""
-    config = ITAConfig(N=options["N"], M=options["M"])
+    config = ITAConfig(N=options["ARRAY_N"], M=options["ARRAY_M"])
     handle = build_hwpe(config, waves=bool(options["WAVES"]))
-    env = {"HWPE_TEST_NAME": test_name}
+    env = {"HWPE_TEST_NAME": test_name, "HWPE_N": str(config.N), "HWPE_M": str(config.M)}
     for key, value in options.items():
-        if key not in ("WAVES", "SEED"):
+        if key not in ("WAVES", "SEED", "ARRAY_N", "ARRAY_M"):
             env[f"HWPE_{key}"] = str(int(value) if isinstance(value, bool) else value)
     outcome = run_test(handle, TB_MODULE, testcase, seed=options["SEED"],
                        waves=bool(options["WAVES"]), extra_env=env,
@@ -57,26 +58,16 @@ def run_hwpe_test(options, test_name="ita_hwpe", testcase="HwpeJobs"):
     return outcome.as_sim_result()
 
 
-def _choice(name, default, choices, help_text):
-    from verif.sim import Key
-
-    def parse(text):
-        if text not in choices:
-            raise ValueError(text)
-        return text
-    return Key(name, default, parse, " or ".join(choices), help_text)
-
-
 @register("ita_hwpe", "ITA as an HWPE on Verilator: registers, streamers, TCDM memory; "
           "heads run as queued jobs in two contexts",
-          keys=(_choice("MODE", "attention", MODES, "operation of the job"),
+          keys=(choice_key("MODE", "attention", MODES, help="operation of the job"),
                 *(int_key(name, 64, minimum=1, maximum=4095) for name in "SEPF"),
                 int_key("H", 1, minimum=1, maximum=16, help="heads: one job each"),
-                _choice("ACT", "gelu", ACTIVATIONS, "activation of F1 / linear"),
+                choice_key("ACT", "gelu", ACTIVATIONS, help="activation of F1 / linear"),
                 flag_key("BIAS", True), flag_key("CAUSAL"),
                 int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
                 flag_key("STALLS", True, help="random TCDM grant stalls"),
-                int_key("N", 16, minimum=1), int_key("M", 64, minimum=1), SEED, WAVES))
+                *array_keys(), SEED, WAVES))
 def _run(options):
     return run_hwpe_test(options)
 
@@ -85,9 +76,9 @@ def _register_uvm(test: UvmTest):
     keys = (SEED, WAVES,
             int_key("COUNT", 0, minimum=0, maximum=200, help="jobs (0: the test's default)"),
             flag_key("STALLS", True, help="random TCDM grant stalls (p = 0.2)"),
-            _choice("STALL_PROFILE", "auto", ("auto", *PROFILES),
-                    "TCDM grant stall profile (auto: as STALLS says)"),
-            int_key("N", 16, minimum=1), int_key("M", 64, minimum=1))
+            choice_key("STALL_PROFILE", "auto", ("auto", *PROFILES),
+                       help="TCDM grant stall profile (auto: as STALLS says)"),
+            *array_keys())
 
     def run(options):
         return run_hwpe_test(options, test.name, test.testcase)

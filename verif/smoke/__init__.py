@@ -5,7 +5,8 @@ Registers simulation test ``smoke`` with the dispatcher (verif.sim).
 
 from __future__ import annotations
 
-from verif.sim import SEED, WAVES, cocotb_result, int_key, register
+from ita.cli import SEED, WAVES, int_key
+from verif.sim import cocotb_result, register
 
 TOPLEVEL = "smoke_accumulate"
 TB_MODULE = "verif.smoke.tb_smoke"

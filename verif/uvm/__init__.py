@@ -13,13 +13,14 @@ module                 contents
 ``tb_selftest``        the agents' self-tests (pyuvm)
 =====================  ====================================================================
 
-Registers the simulation test ``uvm_agents`` (``make sim TEST=uvm_agents [CASE=...]``) with the
+Registers the simulation test ``uvm_agents`` (``make sim TEST=uvm_agents [TESTCASE=...]``) with the
 dispatcher when imported.
 """
 
 from __future__ import annotations
 
-from verif.sim import SEED, WAVES, Key, register
+from ita.cli import SEED, WAVES, choice_key
+from verif.sim import register
 
 from .runner import run_test
 
@@ -52,14 +53,9 @@ def run_selftest(case: str = "all", seed: int = 1, waves: bool = False):
                     results_name=f"uvm_agents-{case}-seed{seed}")
 
 
-def _case(text: str) -> str:
-    if text != "all" and text not in SELFTESTS:
-        raise ValueError(text)
-    return text
-
-
 @register("uvm_agents", "self-tests of the pyuvm stream, TCDM and register agents",
-          keys=(Key("CASE", "all", _case, "all or " + " or ".join(SELFTESTS),
-                    "which self-test"), SEED, WAVES))
+          keys=(choice_key("TESTCASE", "all", ("all", *SELFTESTS),
+                           help="which pyuvm self-test class (cocotb's TESTCASE)"), SEED, WAVES))
 def _run(options):
-    return run_selftest(options["CASE"], options["SEED"], bool(options["WAVES"])).as_sim_result()
+    outcome = run_selftest(options["TESTCASE"], options["SEED"], bool(options["WAVES"]))
+    return outcome.as_sim_result()
