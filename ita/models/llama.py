@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ita.models import bpe, gguf_file
+from ita.models import bpe, gguf_file, llama_reference
 from ita.models.ir import (
     Attention,
     DecoderLayer,
@@ -95,7 +95,11 @@ def _shapes(hp):
 
 
 def _assemble(name, hp, tensors, fmt, tokenizer, *, gguf_rope_order):
-    """The IR model from ``tensors`` (checkpoint names -> float32 ``(out, in)`` arrays)."""
+    """The IR model from ``tensors`` (checkpoint names -> float32 ``(out, in)`` arrays).
+
+    Layer weights become C-contiguous ``(in, out)`` arrays; a tied head is a transposed view
+    of the embedding rather than a second 28 M-value copy.
+    """
     col = 0 if fmt == "gguf" else 1
     layer_shapes, global_shapes = _shapes(hp)
     used = set()
@@ -127,10 +131,11 @@ def _assemble(name, hp, tensors, fmt, tokenizer, *, gguf_rope_order):
         if gguf_rope_order:
             w["wq"] = unpermute_rope_rows(w["wq"], hp["heads"])
             w["wk"] = unpermute_rope_rows(w["wk"], hp["kv_heads"])
-        attention = Attention(wq=w["wq"].T, wk=w["wk"].T, wv=w["wv"].T, wo=w["wo"].T,
+        w = {role: np.ascontiguousarray(a.T) if a.ndim == 2 else a for role, a in w.items()}
+        attention = Attention(wq=w["wq"], wk=w["wk"], wv=w["wv"], wo=w["wo"],
                               heads=hp["heads"], kv_heads=hp["kv_heads"], head_dim=D,
                               causal=True, rope=rope)
-        ffn = GatedFeedForward(w_gate=w["w_gate"].T, w_up=w["w_up"].T, w_down=w["w_down"].T)
+        ffn = GatedFeedForward(w_gate=w["w_gate"], w_up=w["w_up"], w_down=w["w_down"])
         layers.append(DecoderLayer(norm1=RMSNorm(w["norm1"], eps), attention=attention,
                                    norm2=RMSNorm(w["norm2"], eps), ffn=ffn))
     extra = sorted(set(tensors) - used)
@@ -161,9 +166,9 @@ def _gguf_hyper(md, tensors, path):
     if scaling != "none" or "rope_freqs.weight" in tensors:
         raise ModelError(f"{path}: RoPE scaling ({scaling}) is not supported")
     E, heads = int(get("embedding_length")), int(get("attention.head_count"))
-    if E % heads:
+    if "llama.attention.key_length" not in md and E % heads:
         raise ModelError(f"{path}: embedding length {E} is not a multiple of {heads} heads")
-    head_dim = int(md.get("llama.attention.key_length", E // heads))
+    head_dim = int(md.get("llama.attention.key_length", E // max(heads, 1)))
     if int(get("rope.dimension_count", head_dim)) != head_dim:
         raise ModelError(f"{path}: partial RoPE (llama.rope.dimension_count) is not supported")
     vocab = md.get("llama.vocab_size")
@@ -190,11 +195,12 @@ def _load_gguf(path):
 
 
 def _hf_hyper(config, path):
-    arch = config.get("architectures") or [config.get("model_type")]
-    if config.get("model_type") != "llama" or arch[0] != "LlamaForCausalLM":
-        raise ModelError(f"{path}: architecture {arch[0]!r} is not supported "
+    arch = (config.get("architectures") or [config.get("model_type")])[0]
+    if arch != "LlamaForCausalLM" and not (arch == config.get("model_type") == "llama"):
+        raise ModelError(f"{path}: architecture {arch!r} is not supported "
                          f"(only 'LlamaForCausalLM')")
-    for key, allowed in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
+    for key, allowed in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False),
+                         ("partial_rotary_factor", 1.0)):
         if config.get(key, allowed) != allowed:
             raise ModelError(f"{path}: {key}={config[key]!r} is not supported")
     rope = config.get("rope_parameters") or {}
@@ -265,14 +271,17 @@ def _load_hf(folder):
     if not files:
         raise ModelError(f"{folder}: no *.safetensors file")
     tensors, types = _read_safetensors(files)
+    # Older checkpoints store RoPE's inverse frequencies, which rope_theta already gives.
+    tensors = {k: v for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}
     if tied:
         tensors.pop(_GLOBAL_TENSORS["head"][1], None)
-    hp["weight_types"] = dict(Counter(types.values()))
+    hp["weight_types"] = dict(Counter(types[k] for k in tensors))
     tokenizer_path = folder / "tokenizer.json"
     tokenizer = None
     if tokenizer_path.is_file():
+        eos = config.get("eos_token_id")  # Llama 3 lists several: stop at the first
         tokenizer = bpe.from_tokenizer_json(tokenizer_path, bos_id=config.get("bos_token_id"),
-                                            eos_id=config.get("eos_token_id"))
+                                            eos_id=eos[0] if isinstance(eos, list) else eos)
     return _assemble(folder.name, hp, tensors, "hf", tokenizer, gguf_rope_order=False)
 
 
@@ -292,14 +301,14 @@ def load(path):
 
 
 def _generate_command(args):
-    from ita.models import llama_reference
-
+    if not args.prompt:
+        raise ValueError("the prompt is empty")
+    if args.tokens < 0:
+        raise ValueError(f"cannot generate {args.tokens} tokens")
     model = load(args.checkpoint or smollm2_path())
     if model.tokenizer is None:
         raise ModelError(f"{model.name}: the checkpoint has no tokenizer")
     prompt = model.tokenizer.encode(args.prompt)
-    if not prompt:
-        raise ValueError("the prompt is empty")
     context = model.hyper["context_length"]
     if len(prompt) + args.tokens > context:
         raise ValueError(f"{len(prompt)} prompt tokens + {args.tokens} new exceed the context "
