@@ -40,10 +40,10 @@ def _load() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main("bench", _run, argv, usage_text=USAGE)
+    return cli.main("bench", _command, argv, usage_text=USAGE)
 
 
-def _run(argv: list[str]) -> int:
+def _command(argv: list[str]) -> int:
     from bench import plots, report
     from bench.runner import children_cpu_seconds
     from hw import toolchain

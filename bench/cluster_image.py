@@ -84,7 +84,7 @@ KEYS = (*GEMM_SIZES, cli.SEED)
 USAGE = cli.usage("python -m bench.cluster_image [KEY=VALUE ...]", KEYS)
 
 
-def _run(argv: list[str]) -> int:
+def _command(argv: list[str]) -> int:
     from verif.result import format_result
 
     options = cli.parse(argv, KEYS)
@@ -95,7 +95,7 @@ def _run(argv: list[str]) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.main("cluster_image", _run, argv, usage_text=USAGE, failures=(ValueError,))
+    return cli.main("cluster_image", _command, argv, usage_text=USAGE, failures=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -381,10 +381,10 @@ def run_core(options):
 
 
 def main(argv=None):
-    return cli.main("fpga", _run, argv, usage_text=USAGE)
+    return cli.main("fpga", _command, argv, usage_text=USAGE)
 
 
-def _run(words):
+def _command(words):
     options = cli.parse(words, KEYS)
     resolve_config(options)
     if options["TOP"] == "board":

@@ -206,10 +206,10 @@ def lint(output):
 
 
 def main(argv=None):
-    return cli.main("verilog", _run, argv, usage_text=USAGE)
+    return cli.main("verilog", _command, argv, usage_text=USAGE)
 
 
-def _run(words):
+def _command(words):
     options = cli.parse(words, KEYS)
     try:
         output = generate(options["TOP"], options)

@@ -293,7 +293,7 @@ KEYS = (cli.text_key("APP", None, expect="an app of sw/apps", required=True,
 USAGE = cli.usage("python -m sw.build APP=<name> [CORES=<n>]", KEYS)
 
 
-def _run(argv: list[str]) -> int:
+def _command(argv: list[str]) -> int:
     options = cli.parse(argv, KEYS)
     app = build_app(options["APP"], cores=options["CORES"])
     sizes = " ".join(f"{k}={v}" for k, v in app.sizes().items())
@@ -303,7 +303,7 @@ def _run(argv: list[str]) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.main("sw.build", _run, argv, usage_text=USAGE, failures=(BuildError,))
+    return cli.main("sw.build", _command, argv, usage_text=USAGE, failures=(BuildError,))
 
 
 if __name__ == "__main__":

@@ -513,10 +513,10 @@ def keys():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main("coverage", _run, argv, usage_text=lambda _: cli.usage(SYNOPSIS, keys()))
+    return cli.main("coverage", _command, argv, usage_text=lambda _: cli.usage(SYNOPSIS, keys()))
 
 
-def _run(words: list[str]) -> int:
+def _command(words: list[str]) -> int:
     from ita.config import ITAConfig
     from verif import regress
 

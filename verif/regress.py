@@ -293,10 +293,10 @@ def rerun_with_waves(records: list[dict], limit: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main("regress", _run, argv, usage_text=cli.usage(SYNOPSIS, KEYS))
+    return cli.main("regress", _command, argv, usage_text=cli.usage(SYNOPSIS, KEYS))
 
 
-def _run(words: list[str]) -> int:
+def _command(words: list[str]) -> int:
     options = parse_args(words)
     records, info = regress(options)
     failed = [r for r in records if not r["ok"]]

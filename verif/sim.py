@@ -165,7 +165,7 @@ def _result_line(test: str, status: str, fields: Mapping[str, object]) -> str:
     return format_result(test, status, **extra)
 
 
-def _run(words: list[str]) -> int:
+def _command(words: list[str]) -> int:
     test, options = parse_args(words)
     if test is None:
         raise UsageError(f"missing TEST=<name> ({SYNOPSIS})")
@@ -187,7 +187,7 @@ def _run(words: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     load_tests()
-    return cli.main("sim", _run, argv, usage_text=test_usage)
+    return cli.main("sim", _command, argv, usage_text=test_usage)
 
 
 if __name__ == "__main__":

@@ -265,14 +265,14 @@ def parse_args(argv: Sequence[str]) -> dict[str, object]:
     return cli.parse(argv, KEYS)
 
 
-def _run(argv: list[str]) -> int:
+def _command(argv: list[str]) -> int:
     run = run_engine(parse_args(argv), stream=True)
     print(run.result_line, flush=True)
     return 0 if run.status == "PASS" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main("engine", _run, argv, usage_text=USAGE,
+    return cli.main("engine", _command, argv, usage_text=USAGE,
                     failures=(toolchain.BuildFailed, ValueError))
 
 

@@ -293,7 +293,7 @@ def parse_args(argv: Sequence[str]) -> tuple[str, int]:
     return options["APP"], options["MAX_CYCLES"]
 
 
-def _run(argv: list[str]) -> int:
+def _command(argv: list[str]) -> int:
     from sw.build import app_sources
 
     name, max_cycles = parse_args(argv)
@@ -306,7 +306,7 @@ def _run(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from sw.build import BuildError
 
-    return cli.main("run", _run, argv, usage_text=USAGE,
+    return cli.main("run", _command, argv, usage_text=USAGE,
                     failures=(BuildError, toolchain.BuildFailed, ValueError))
 
 

@@ -28,7 +28,7 @@ KEYS = (*(cli.int_key(name, 64, minimum=1, help=what) for name, what in (
 USAGE = cli.usage("make vectors [KEY=VALUE ...]", KEYS)
 
 
-def _run(argv):
+def _command(argv):
     options = cli.parse(argv, KEYS)
     try:
         config = ITAConfig(N=options["ARRAY_N"], M=options["ARRAY_M"])
@@ -52,7 +52,7 @@ def _run(argv):
 
 
 def main(argv=None):
-    return cli.main("vectors", _run, argv, usage_text=USAGE,
+    return cli.main("vectors", _command, argv, usage_text=USAGE,
                     failures=(ValueError, AccumulatorOverflowError))
 
 
