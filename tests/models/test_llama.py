@@ -247,7 +247,7 @@ def test_causal_mask_hides_later_tokens(tiny_gguf):
 
 def test_reference_rejects_what_it_cannot_run(tiny_gguf):
     model = llama.load(tiny_gguf)
-    with pytest.raises(ValueError, match="exceed the context of 32"):
+    with pytest.raises(ValueError, match=f"exceed the context of {TINY['context']}"):
         ref.forward(model, [1] * (TINY["context"] + 1))
     with pytest.raises(ValueError, match="outside the vocabulary"):
         ref.forward(model, [len(VOCAB)])
@@ -324,7 +324,7 @@ def test_safetensors_errors(tmp_path, tiny_weights):
 
 @pytest.fixture(scope="module")
 def smollm2():
-    return llama.load(llama.smollm2_path())
+    return llama.load_smollm2()
 
 
 @pytest.fixture(scope="module")
