@@ -1,25 +1,34 @@
-"""The layer compiler: one Transformer encoder layer -> a static schedule for the cluster.
+"""The deploy compiler: an integer model and a cluster -> a program (C and an L2 image).
 
-Input: an :class:`~ita.golden.encoder.EncoderShape`, its
-:class:`~ita.golden.encoder.EncoderParams`, the input ``x`` and a :class:`ClusterSpec` (L1 and
-L2 sizes, cores, engine). Output (:func:`compile_layer`): a :class:`Program` holding
+Input: an :class:`~ita.deploy.frontend.IntegerModel` (integer weights and constants, no
+activations) and a :class:`ClusterSpec`. Output (:func:`compile_model`): a :class:`Program`
+holding the generated C, the L2 data image and a manifest naming the input and output slots.
+Running it and checking its results is the harness's business (``verif/deploy``).
 
-* the schedule: phases of DMA transfers, ITA jobs and core kernels, with the tile sizes and
-  every L1 buffer's offset decided from the L1 size (:mod:`ita.deploy.plan`);
-* the generated C of that schedule and the L2 memory image (weights laid out the way the
-  engine and the kernels read them) with its manifest (:mod:`ita.deploy.emit`).
+The stages, one module each:
 
-Why here, in ``ita/``: the compiler is a host-side Python tool whose inputs are the golden
-model's types (shapes, parameters, constants) and whose correctness is stated against
-``ita.golden.encoder``; keeping it beside the golden model keeps the layering of the project
-(nothing in ``ita`` imports the cluster or the testbenches). Cluster facts it needs (memory
-sizes, addresses, core count) come in as a :class:`ClusterSpec` that the caller builds
-(``verif/cluster/encoder.py`` from ``cluster_integration.memory_map``); the C it writes is
-compiled by ``sw/build.py`` against ``sw/runtime`` and ``sw/kernels``.
+* :mod:`~ita.deploy.frontend`: the integer model the compiler consumes and its sources;
+* :mod:`~ita.deploy.ir`: tensors with their L2 and L1 homes, DMA transfers, ITA jobs,
+  kernels, phases, the schedule;
+* :mod:`~ita.deploy.lower`: per block type, the block as buffers and ordered operations;
+* :mod:`~ita.deploy.schedule`: the operations packed into phases, buffer lifetimes;
+* :mod:`~ita.deploy.allocate`: L1 ranges and L2 offsets;
+* :mod:`~ita.deploy.cost`: the cost model, from measured figures;
+* :mod:`~ita.deploy.search`: the cheapest plan that fits;
+* :mod:`~ita.deploy.emit`: C, L2 image and manifest;
+* :mod:`~ita.deploy.target`: the compiler's view of the cluster.
+
+Why here, in ``ita/``: the compiler is a host-side tool whose inputs are the golden model's
+types and whose correctness is stated against ``ita.golden``; nothing in ``ita`` imports the
+cluster or the testbenches. The C it writes is compiled by ``sw/build.py`` against
+``sw/runtime``, ``sw/kernels`` and the runtime in ``csrc/``.
 """
 
-from .emit import Program, compile_layer
-from .plan import ClusterSpec, CompileError, Schedule, layer_macs, plan_layer
+from .emit import Program, compile_model
+from .frontend import IntegerEncoderLayer, IntegerModel, RandomEncoder, encoder_model, layer_macs
+from .ir import CompileError, Schedule
+from .search import plan
+from .target import ClusterSpec
 
-__all__ = ["ClusterSpec", "CompileError", "Schedule", "Program", "compile_layer", "plan_layer",
-           "layer_macs"]
+__all__ = ["ClusterSpec", "CompileError", "IntegerEncoderLayer", "IntegerModel", "Program",
+           "RandomEncoder", "Schedule", "compile_model", "encoder_model", "layer_macs", "plan"]

@@ -1,13 +1,15 @@
 """``make sim TEST=encoder_layer``: one Transformer encoder layer on the cluster, from L2.
 
-:func:`prepare` draws a layer (:func:`ita.golden.encoder.random_encoder`), runs the golden
-model, compiles the layer (:func:`ita.deploy.compile_layer`) and builds the program
-(``sw/apps/encoder_layer`` + the generated schedule + the deploy runtime + ``sw/kernels``).
-The program image and the layer's data go into one ``$readmemh`` file for the C++ harness
-(``hw/harness/run.py``, ``+L2_HEX``). The program checks its results in C against the
-expected arrays in L2 (every byte of the output; with ``DEBUG=1`` every intermediate too)
-and prints the cycle breakdown as ``stats:`` lines; :func:`parse` turns them into the
-breakdown table and the RESULT fields.
+:func:`prepare` draws a layer and its tokens (the random-encoder frontend,
+:class:`ita.deploy.RandomEncoder`), compiles the integer model
+(:func:`ita.deploy.compile_model`: C, L2 image, manifest; no activations), makes it
+self-checking (:func:`verif.deploy.self_checking`: the tokens into the input slot, the golden
+model's results after the data, ``dl_check`` on every output) and builds the program
+(``sw/apps/encoder_layer`` + the generated schedule and checks + the deploy runtime +
+``sw/kernels``). The program image and the data go into one ``$readmemh`` file for the C++
+harness (``hw/harness/run.py``, ``+L2_HEX``). The program checks every byte of the output
+(with ``DEBUG=1`` every intermediate too) and prints the cycle breakdown as ``stats:``
+lines; :func:`parse` turns them into the breakdown table and the RESULT fields.
 
 ``ops`` = 2 x MACs of the layer, MACs = H (4 S E P + 2 S^2 P) + 2 S E F (the GEMMs: Q, K, V,
 OW, QK, AV per head; F1, F2); ``ops_per_cycle`` = ops / layer cycles; the engine's peak is
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ita.config import DEFAULT_CONFIG
-from ita.deploy import ClusterSpec, CompileError, compile_layer, layer_macs
+from ita.deploy import ClusterSpec, CompileError, RandomEncoder, compile_model, layer_macs
 
 __all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "parse",
            "job_table", "run_layer", "Prepared"]
@@ -30,15 +32,15 @@ __all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "
 MODELS = ("tiny", "mobilebert", "minilm")
 
 
-def cluster_spec(config=DEFAULT_CONFIG) -> ClusterSpec:
-    """The compiler's view of the simulated cluster, from the memory map."""
-    from cluster_integration import memory_map as mm
-    from cluster_integration.memory_map_gen import STACK_SIZE
+def cluster_spec(config=DEFAULT_CONFIG, cluster=None) -> ClusterSpec:
+    """The compiler's view of the simulated cluster, from its configuration."""
+    from ita.cluster_config import DEFAULT
 
-    l1, l2 = mm.region("L1"), mm.region("L2")
-    return ClusterSpec(l1_base=l1.base, l1_size=l1.size,
-                       l1_reserved=mm.CORES * STACK_SIZE + 4096,
-                       l2_base=l2.base, l2_size=l2.size, cores=mm.CORES, config=config)
+    cluster = cluster or DEFAULT
+    return ClusterSpec(l1_base=cluster.l1_base, l1_size=cluster.l1_size,
+                       l1_reserved=cluster.l1_reserved, l2_base=cluster.l2_base,
+                       l2_size=cluster.l2_size, l2_data_offset=cluster.l2_program_size,
+                       cores=cluster.cores, config=config)
 
 
 def shape_for(model, *, S=None, E=None, P=None, H=None, F=None):
@@ -55,13 +57,14 @@ def shape_for(model, *, S=None, E=None, P=None, H=None, F=None):
 @dataclass(frozen=True)
 class Prepared:
     program: object      #: ita.deploy.Program
+    checked: object      #: verif.deploy.SelfChecking
     app: object          #: sw.build.App
     image: Path          #: the combined L2 image for +L2_HEX
     work: Path
 
 
 def combined_image(app, data: bytes, spec: ClusterSpec, path: Path) -> Path:
-    """One dense word image from the start of L2: the program, zeros, the layer's data."""
+    """One dense word image from the start of L2: the program, zeros, the data."""
     from sw.build import read_hex
 
     base, words = read_hex(app.hex)
@@ -84,27 +87,31 @@ def prepare(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None
     """Compile and build one layer into ``work``. ``corrupt`` = (tensor, row, col) flips
     one expected byte (to show that the check can fail)."""
     from ita.deploy.emit import C_DIR, C_SOURCES
-    from ita.golden.encoder import encoder_layer, random_encoder
     from sw.build import KERNEL_SOURCES, build_app
+    from verif.deploy import C_DIR as CHECK_DIR
+    from verif.deploy import C_SOURCES as CHECK_SOURCES
+    from verif.deploy import expected_tensors, self_checking
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     shape = shape_for(model, **(sizes or {}))
     spec = cluster_spec(config)
-    x, params = random_encoder(shape, seed, config)
-    result = encoder_layer(x, params, config=config)
-    expected = {name: getattr(result, name)
-                for name in ("attn", "add1", "ln1", "f1", "f2", "add2", "out")}
+    integer_model, x = RandomEncoder(shape, seed, config).draw()
+    (layer,) = integer_model.blocks
+    probes = (*layer.INTERMEDIATES, "out") if debug else ("out",)
+    program = compile_model(integer_model, spec, probes=probes)
+    expected = expected_tensors(integer_model, x, program.manifest["outputs"], config)
     if corrupt:
         tensor, row, col = corrupt
         expected[tensor] = expected[tensor].copy()
         expected[tensor][row, col] = expected[tensor][row, col] ^ 1
-    program = compile_layer(shape, params, x, spec, expected=expected, debug=debug)
-    program.write(work)
-    app = build_app("encoder_layer", out_dir=work, include_dirs=(C_DIR,),
-                    extra_sources=(work / "encoder_layer.c", *C_SOURCES, *KERNEL_SOURCES))
-    image = combined_image(app, program.data, spec, work / "encoder_layer.l2.hex")
-    return Prepared(program, app, image, work)
+    checked = self_checking(program, {"x": x}, expected, spec)
+    checked.write(work)
+    app = build_app("encoder_layer", out_dir=work, include_dirs=(C_DIR, CHECK_DIR),
+                    extra_sources=(work / "encoder_layer.c", *C_SOURCES, *CHECK_SOURCES,
+                                   *KERNEL_SOURCES, work / "checks.c"))
+    image = combined_image(app, checked.image, spec, work / "encoder_layer.l2.hex")
+    return Prepared(program, checked, app, image, work)
 
 
 def parse(output: str, manifest: dict, config=DEFAULT_CONFIG):

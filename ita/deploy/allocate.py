@@ -1,0 +1,120 @@
+"""Allocation: L1 ranges for the buffers, L2 offsets for the tensors.
+
+L1: disjoint ranges of one static arena for buffers that are live together, first fit in
+several orders (largest first, then by start time, then longest-lived first); the first
+order that fits wins. Interleaved lanes (``Buffer.parent``) follow their
+parent. When nothing fits, :class:`~ita.deploy.ir.CompileError` names the tensor, its size
+and what holds L1 at that moment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Buffer, CompileError, pad
+
+__all__ = ["allocate", "span_lanes", "peak_live", "layout_l2", "L2_ALIGN"]
+
+#: Alignment of every L2 tensor (whole DMA bursts).
+L2_ALIGN = 64
+
+
+#: Placement orders tried in turn: largest first, then by start time (first fit along the
+#: schedule), then longest-lived first; first fit fragments differently under each.
+_ORDERS = (lambda b: (-b.size, b.first, b.name), lambda b: (b.first, -b.size, b.name),
+           lambda b: (b.first - b.last, -b.size, b.name))
+
+
+def span_lanes(buffers):
+    """Give every interleaved parent the lifetime of its lanes; CompileError when two
+    buffers of one lane are live at the same time (a load moved too early)."""
+    buffers = list(buffers)
+    lanes = {}
+    for b in buffers:
+        if b.parent:
+            lanes.setdefault(b.parent, []).append(b)
+    for b in buffers:
+        if b.name not in lanes:
+            continue
+        children = lanes[b.name]
+        b.first, b.last = min(c.first for c in children), max(c.last for c in children)
+        for i, c in enumerate(children):
+            for d in children[i + 1:]:
+                if c.lane_offset == d.lane_offset and c.first <= d.last and d.first <= c.last:
+                    raise CompileError(f"{c.name} and {d.name} share a lane of {b.name} "
+                                       f"while both are live")
+
+
+def allocate(buffers, arena, align, phases=None, width=1):
+    """Give every buffer an offset such that buffers live at the same time do not overlap and
+    every buffer's reach stays inside the arena. CompileError names the first that fails
+    (in the largest-first order) when no order fits. Lanes of an interleaved buffer get
+    their parent's offset plus their lane offset."""
+    buffers = list(buffers)
+    span_lanes(buffers)
+    lanes = [b for b in buffers if b.parent]
+    placed = [b for b in buffers if not b.parent]
+    by_name = {b.name: b for b in placed}
+    first_error = None
+    for key in _ORDERS:
+        try:
+            _allocate(sorted(placed, key=key), arena, align, phases, width)
+        except CompileError as exc:
+            first_error = first_error or exc
+            continue
+        for b in lanes:
+            b.offset = by_name[b.parent].offset + b.lane_offset
+        return
+    raise first_error
+
+
+def _allocate(order, arena, align, phases, width):
+    placed: list[Buffer] = []
+    for b in order:
+        live = sorted((o for o in placed if o.first <= b.last and b.first <= o.last),
+                      key=lambda o: o.offset)
+        offset = 0
+        for o in live:
+            if offset + b.size <= o.offset:
+                break
+            offset = max(offset, pad(o.offset + o.size, align))
+        if offset + b.reach > arena:
+            peak, when = max((sum(o.size for o in live if o.first <= t <= o.last), t)
+                             for t in range(b.first, b.last + 1))
+            taken = [o for o in live if o.first <= when <= o.last]
+            where = ""
+            if phases is not None:
+                where = f" in phase {phases[when // width].index} ({phases[when // width].label})"
+            others = ", ".join(f"{o.name} {o.size} B" for o in
+                               sorted(taken, key=lambda o: -o.size)[:4])
+            raise CompileError(
+                f"cannot place tensor {b.name} ({b.size} B, reads {b.reach} B) in L1: "
+                f"{peak} B of the {arena} B L1 arena are taken{where}"
+                + (f" by {others}" if others else ""))
+        b.offset = offset
+        placed.append(b)
+
+
+def peak_live(buffers):
+    """Largest sum of sizes live in one time slot (ranks the plans that do not fit)."""
+    buffers = [b for b in buffers if not b.parent]
+    slots = {t for b in buffers for t in range(b.first, b.last + 1)}
+    return max(sum(b.size for b in buffers if b.first <= t <= b.last) for t in slots)
+
+
+def layout_l2(tensors, spec):
+    """Offsets of the L2 tensors from the data base, in declaration order, L2_ALIGN-aligned;
+    builds the constants' bytes. CompileError when they do not fit in L2."""
+    cursor = 0
+    for t in tensors.values():
+        if t.make is not None:
+            data = np.ascontiguousarray(t.make(), dtype=np.uint8).ravel()
+            if len(data) > t.size:
+                raise ValueError(f"L2 tensor {t.name}: {len(data)} B built, {t.size} declared")
+            t.data = np.concatenate([data, np.zeros(t.size - len(data), np.uint8)])
+        t.offset = cursor
+        cursor += pad(max(t.size, 4), L2_ALIGN)
+    if spec.l2_data_offset + cursor > spec.l2_size:
+        raise CompileError(f"the program needs {cursor} B of L2 data above offset "
+                           f"{spec.l2_data_offset:#x}, but L2 holds {spec.l2_size} B")
+    return tensors

@@ -1,0 +1,10 @@
+"""The self-checking harness of compiled programs (:mod:`verif.deploy.harness`).
+
+The compiler (``ita.deploy``) writes programs that know nothing of inputs or expected
+results; this package gives one its input, the golden model's results and the C that
+compares them, so that a run on the cluster checks itself.
+"""
+
+from .harness import C_DIR, C_SOURCES, SelfChecking, expected_tensors, self_checking
+
+__all__ = ["C_DIR", "C_SOURCES", "SelfChecking", "expected_tensors", "self_checking"]
