@@ -16,20 +16,20 @@ import math
 
 import numpy as np
 
-from .ir import EncoderLayer, LayerNorm, MeanPooling, Model, ModelError
+from .ir import Embedding, EncoderLayer, LayerNorm, MeanPooling, Model, ModelError
 
 __all__ = ["embedding_sum", "layer_norm", "gelu", "encoder_layer", "forward", "pool",
            "embed", "encode_texts"]
 
 
-def embedding_sum(model: Model, ids) -> np.ndarray:
+def embedding_sum(emb: Embedding, ids) -> np.ndarray:
     """(S, E) sum of token, position and token-type-0 rows: the embedding LayerNorm's input."""
     ids = np.asarray(ids, dtype=np.int64)
-    emb = model.embedding
+    vocab = emb.tokens.shape[0]
     if ids.ndim != 1 or ids.size == 0:
         raise ModelError("a sequence needs at least one token id")
-    if ids.min() < 0 or ids.max() >= model.vocab_size:
-        raise ModelError(f"token ids must be in 0..{model.vocab_size - 1}")
+    if ids.min() < 0 or ids.max() >= vocab:
+        raise ModelError(f"token ids must be in 0..{vocab - 1}")
     x = emb.tokens[ids].astype(np.float64)
     if emb.positions is not None:
         if len(ids) > len(emb.positions):
@@ -90,7 +90,7 @@ def encoder_layer(x, layer: EncoderLayer, trace: list | None = None) -> np.ndarr
 
 def forward(model: Model, ids, trace: list | None = None) -> np.ndarray:
     """(S, E) last hidden state of one unpadded sequence of token ids."""
-    x = embedding_sum(model, ids)
+    x = embedding_sum(model.embedding, ids)
     if model.embedding.norm is not None:
         x = layer_norm(x, model.embedding.norm)
     for layer in model.layers:

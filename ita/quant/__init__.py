@@ -1,0 +1,42 @@
+"""Quantisation of real models for ITA arithmetic: calibration, the quantiser and the
+integer model composed from :mod:`ita.golden` functions."""
+
+from .calibration import (
+    CALIBRATION_FILE,
+    EVALUATION_FILE,
+    Calibration,
+    calibrate,
+    percentile_scale,
+    read_sentences,
+)
+from .integer import (
+    IntegerLayer,
+    IntegerModel,
+    IntegerResult,
+    NormConstants,
+    dequantise,
+    embed_int8,
+    residual_add_rows,
+    run,
+)
+from .quantiser import QuantError, QuantOptions, quantise
+
+__all__ = [
+    "CALIBRATION_FILE",
+    "EVALUATION_FILE",
+    "Calibration",
+    "IntegerLayer",
+    "IntegerModel",
+    "IntegerResult",
+    "NormConstants",
+    "QuantError",
+    "QuantOptions",
+    "calibrate",
+    "dequantise",
+    "embed_int8",
+    "percentile_scale",
+    "quantise",
+    "read_sentences",
+    "residual_add_rows",
+    "run",
+]

@@ -1,0 +1,212 @@
+"""The integer model of a whole BERT encoder: the bit-exact contract for the cluster.
+
+Every step is an :mod:`ita.golden` function with constants from the quantiser
+(:mod:`ita.quant.quantiser`); nothing here is float except the host's two ends:
+
+* **host, before**: the embedding rows (token + position + type 0) are summed in float64 and
+  quantized to int8 at one calibrated scale (the lookup stays with the host);
+* **cluster**: integer LayerNorm of the embeddings, then per layer the engine's attention
+  heads (Q, K, V, QK, ITAmax with padded keys masked, AV, OW), the cores' head sum, a
+  residual add, LayerNorm, the engine's FFN (F1 with i-GELU, F2), a residual add,
+  LayerNorm; finally the int32 column sums of the valid rows (mean pooling);
+* **host, after**: the sums times the per-column output scale over the token count, and the
+  L2 normalisation.
+
+The residual add (:func:`residual_add_rows`) is the one step not in :mod:`ita.golden` as
+is: it multiplies each column by its own constant, which undoes the per-output-channel
+weight scales of OW and F2 and the SmoothQuant factors of the LayerNorm before it, and it
+gives each row its own shift, which the LayerNorm after it ignores. Its rounding and
+saturation are :func:`ita.golden.requant`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ita.config import DEFAULT_CONFIG, ITAConfig
+from ita.golden import ffn, layer_norm, multi_head_attention, requant
+from ita.models import bert_reference
+from ita.models.ir import Embedding, ModelError
+
+__all__ = ["NormConstants", "IntegerLayer", "IntegerModel", "IntegerResult",
+           "residual_add_rows", "embed_int8", "run", "dequantise"]
+
+
+@dataclass(frozen=True)
+class NormConstants:
+    """Integer LayerNorm: int8 ``gamma``, 24-bit ``beta`` (E,) and the output (mult, shift,
+    add)."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    rq: tuple
+
+    def __call__(self, x):
+        mult, shift, add = self.rq
+        return layer_norm(x, self.gamma, self.beta, mult=mult, shift=shift, add=add)
+
+
+@dataclass(frozen=True)
+class IntegerLayer:
+    """Weights and constants of one encoder layer; the names follow
+    :class:`ita.golden.EncoderParams`, except that ``add1``/``add2`` are (3, E): (mult_x, mult_y, lshift) per column
+    for :func:`residual_add_rows`."""
+
+    wq: np.ndarray         #: (H, E, P) int8
+    wk: np.ndarray
+    wv: np.ndarray
+    bq: np.ndarray         #: (H, P) int32
+    bk: np.ndarray
+    bv: np.ndarray
+    wo: np.ndarray         #: (H, P, E) int8, per-column scales shared by the heads
+    bo: np.ndarray         #: (H, E) int32
+    rq_attn: np.ndarray    #: (H, 6, 3) for Q, K, V, QK, AV, OW
+    rq_sum: np.ndarray     #: (3,) head sum
+    add1: np.ndarray       #: (3, E) x + attn
+    norm1: NormConstants
+    w1: np.ndarray         #: (E, F) int8
+    b1: np.ndarray         #: (F,) int32
+    w2: np.ndarray         #: (F, E) int8, per-column scales
+    b2: np.ndarray         #: (E,) int32
+    rq_ffn: np.ndarray     #: (2, 3) for F1, F2
+    gelu_b: int
+    gelu_c: int
+    act_rq: tuple          #: activation requantization after i-GELU / ReLU
+    add2: np.ndarray       #: (3, E) ln1 + f2
+    norm2: NormConstants
+    activation: str = "gelu"
+
+
+@dataclass(frozen=True)
+class IntegerModel:
+    """A quantized encoder: host embedding scale, integer blocks, output dequantisation.
+
+    ``embedding`` is the float description's table (the host's lookup); ``embed_scale`` the
+    real value of one LSB of the quantized embedding sum; ``out_scale`` (E,) that of one LSB
+    of each column of the last layer's output; ``scales`` records every calibrated scale by
+    name, for reports.
+    """
+
+    name: str
+    embedding: Embedding
+    embed_scale: float
+    embed_norm: NormConstants
+    layers: tuple
+    out_scale: np.ndarray
+    normalize: bool = True
+    config: ITAConfig = DEFAULT_CONFIG
+    scales: dict | None = None
+
+
+@dataclass(frozen=True)
+class IntegerResult:
+    """The int8 tensors at every block boundary and the pooled column sums."""
+
+    embed: np.ndarray      #: (S, E) int8 embedding sum, the cluster's input
+    hidden: tuple          #: (S, E) int8: the embedding LayerNorm, then each layer's output
+    pooled_sum: np.ndarray  #: (E,) int64 column sums over the valid rows
+    tokens: int            #: valid rows
+
+
+# Bits of int8 a row keeps after the residual add: its largest magnitude lands in [64, 127].
+_ROW_BITS = 7
+# The shifted sums stay inside a signed 32-bit word: 16 bits of |x * mx + y * my| <= 65,280,
+# at most 15 of left shift.
+_MAX_LSHIFT = 15
+
+
+def _residual_constants(consts, cols):
+    c = np.asarray(consts)
+    if c.shape != (3, cols) or not np.issubdtype(c.dtype, np.integer):
+        raise ValueError(f"residual constants must be (3, {cols}) integers, got {c.shape}")
+    mult_x, mult_y, lshift = (row.astype(np.int64) for row in c)
+    for name, row, hi in (("mult_x", mult_x, 255), ("mult_y", mult_y, 255),
+                          ("lshift", lshift, _MAX_LSHIFT)):
+        if row.min() < 0 or row.max() > hi:
+            raise ValueError(f"residual {name} must lie in 0..{hi}")
+    return mult_x, mult_y, lshift
+
+
+def _bit_length(v):
+    """Exact bit length of non-negative int64 values below 2**62."""
+    return (v[..., None] >= (1 << np.arange(62, dtype=np.int64))).sum(axis=-1)
+
+
+def residual_add_rows(x, y, consts):
+    """Residual add for a LayerNorm input: per-column multipliers, a per-row shift.
+
+    ``v = (x * mult_x[c] + y * mult_y[c]) << lshift[c]`` is exact (below 2**31), with
+    ``consts`` (3, E) = (mult_x, mult_y, lshift) chosen so that ``v`` has one scale across
+    the columns although ``x`` and ``y`` carry per-column scales (per-channel weights,
+    SmoothQuant factors). Each row then shifts right by
+    ``max(0, bit_length(max |v|) - 7)`` with :func:`ita.golden.requant` (round half up,
+    saturate), so its largest value uses the whole int8 range.
+
+    The row's scale is thrown away, which is exact for what follows: in a post-norm encoder
+    the sum feeds only a LayerNorm, and LayerNorm does not depend on a row's scale. A fixed
+    scale cannot serve the residual stream: MiniLM's [CLS] row reaches 222 in one column while
+    the other rows stay below 12, so every other row would keep 3 bits.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(f"residual operands must be equal (S, E) arrays: {x.shape}, {y.shape}")
+    for name, v in (("x", x), ("y", y)):
+        if not np.issubdtype(v.dtype, np.integer) or v.min() < -128 or v.max() > 127:
+            raise ValueError(f"residual operand {name} must be int8")
+    mult_x, mult_y, lshift = _residual_constants(consts, x.shape[1])
+    v = (x.astype(np.int64) * mult_x + y.astype(np.int64) * mult_y) << lshift
+    shift = np.maximum(_bit_length(np.abs(v).max(axis=1)) - _ROW_BITS, 0)
+    return requant(v, 1, shift[:, None], 0)
+
+
+def embed_int8(model: IntegerModel, ids) -> np.ndarray:
+    """The host's part: (S, E) int8 embedding sums, ``round(sum / embed_scale)`` saturated."""
+    total = bert_reference.embedding_sum(model.embedding, ids)
+    return np.clip(np.rint(total / model.embed_scale), -128, 127).astype(np.int8)
+
+
+def _layer(x, L: IntegerLayer, valid, config):
+    att = multi_head_attention(x, x, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
+                               rq=L.rq_attn, rq_sum=L.rq_sum, valid_keys=valid, config=config)
+    add1 = residual_add_rows(x, att.out_sum, L.add1)       # out_sum: the cores' head sum
+    ln1 = L.norm1(add1)
+    ff = ffn(ln1, L.w1, L.b1, L.w2, L.b2, rq=L.rq_ffn, activation=L.activation,
+             gelu_b=L.gelu_b, gelu_c=L.gelu_c, act_rq=L.act_rq, config=config)
+    add2 = residual_add_rows(ln1, ff.f2, L.add2)
+    return L.norm2(add2)
+
+
+def run(model: IntegerModel, ids, *, pad_to: int | None = None) -> IntegerResult:
+    """The whole integer network on one sentence's token ids.
+
+    ``pad_to`` runs the sentence in a longer buffer of ``[PAD]`` rows (id 0), as a tiled
+    deployment may; the padded keys are masked out of every softmax, so the valid rows and
+    the pooled sums are the same bytes as without padding.
+    """
+    ids = [int(i) for i in ids]
+    tokens = len(ids)
+    if tokens == 0:
+        raise ModelError("a sentence needs at least one token")
+    seq = tokens if pad_to is None else int(pad_to)
+    if seq < tokens:
+        raise ModelError(f"pad_to={seq} is shorter than the {tokens} tokens")
+    embed = embed_int8(model, ids + [0] * (seq - tokens))
+    x = model.embed_norm(embed)
+    hidden = [x]
+    valid = tokens if seq > tokens else None
+    for layer in model.layers:
+        x = _layer(x, layer, valid, model.config)
+        hidden.append(x)
+    pooled_sum = x[:tokens].astype(np.int64).sum(axis=0)
+    return IntegerResult(embed=embed, hidden=tuple(hidden), pooled_sum=pooled_sum,
+                         tokens=tokens)
+
+
+def dequantise(model: IntegerModel, result: IntegerResult) -> np.ndarray:
+    """The host's last step: (E,) float mean of the valid rows, L2-normalised."""
+    vector = result.pooled_sum * model.out_scale / result.tokens
+    if model.normalize:
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    return vector

@@ -1,0 +1,247 @@
+"""From a float BERT description and its calibration to an :class:`IntegerModel`.
+
+Every int8 tensor gets one real scale (its LSB). Activations take the scale that maps a
+high percentile of their calibrated magnitude to 127 (99.99 by default: the maximum is set
+by a handful of outliers and would waste bits on every other value); weights take their
+maximum. Each requantization is then the ratio of the scales around it, as a (mult, shift)
+pair for the engine's 8-bit multiplier (:func:`ita.golden.requant_constants`).
+
+What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurements in
+``docs/models.md``):
+
+* **Per-output-channel weight scales for OW and F2.** A few columns of these weights are
+  tens of times larger than the rest; one scale per tensor leaves the other columns with a
+  handful of levels. The engine still requantizes with one scalar per step, so each output
+  column keeps its weight's scale; the per-column residual add that follows
+  (:func:`ita.quant.integer.residual_add_columns`) brings the columns to one scale. OW's
+  column scales are shared by all heads, so the cores can sum the heads exactly.
+* **SmoothQuant** (Xiao et al. 2023): a LayerNorm output feeding a GEMM is divided per
+  channel by ``s_j = max|x_j|**alpha / max|w_j|**(1 - alpha)`` (folded into gamma and beta)
+  and the GEMM's weight rows multiplied by it. The residual add that also reads the
+  LayerNorm output undoes the factor per column.
+* **The softmax's fixed input scale**: one logit step is ln 2 (ITAmax is a base-2 softmax);
+  probabilities have scale 1/255.
+* **i-GELU constants from each layer's calibrated F1 scale**
+  (:func:`ita.golden.gelu_constants`). The integer GELU is sign-inverted, so F2's weights are
+  quantized from ``-W2``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ita.config import DEFAULT_CONFIG, ITAConfig
+from ita.golden import gelu_constants, requant_constants
+from ita.golden.encoder import LN_FRACTION_BITS
+from ita.golden.quant import SOFTMAX_LOGIT_SCALE
+from ita.models.ir import LayerNorm, Model, ModelError
+
+from .calibration import Calibration, percentile_scale
+from .integer import _MAX_LSHIFT, IntegerLayer, IntegerModel, NormConstants
+
+__all__ = ["QuantOptions", "QuantError", "quantise"]
+
+_INT8_MAX = 127
+
+
+class QuantError(ModelError):
+    """A model whose calibrated constants do not fit the hardware's widths (one line)."""
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """Calibration choices; the defaults are the recipe that works on MiniLM.
+
+    ``percentile`` sets activation scales; ``smooth_alpha`` is SmoothQuant's migration
+    strength (None: no smoothing); ``per_channel`` gives OW and F2 one weight scale per
+    output column (False: one per tensor).
+    """
+
+    percentile: float = 99.99
+    smooth_alpha: float | None = 0.5
+    per_channel: bool = True
+
+
+def _int8(values, scale):
+    return np.clip(np.rint(values / scale), -128, _INT8_MAX).astype(np.int8)
+
+
+def _weight_scale(w, axis=None):
+    """Scale that maps max |w| (per column with ``axis=0``) to 127."""
+    top = np.abs(w).max(axis=axis)
+    return np.maximum(top, np.finfo(np.float32).tiny) / _INT8_MAX
+
+
+def _bias(values, scale, name, config):
+    q = np.rint(np.asarray(values, dtype=np.float64) / scale)
+    if q.min() < config.bias_min or q.max() > config.bias_max:
+        raise QuantError(f"{name}: bias needs {int(np.abs(q).max())}, beyond the "
+                         f"{config.bias_width}-bit range")
+    return q.astype(np.int32)
+
+
+def _rq(ratio, name):
+    try:
+        return (*requant_constants(float(ratio)), 0)
+    except ValueError as error:
+        raise QuantError(f"{name}: {error}") from None
+
+
+def _residual(scale_x, scale_y, name):
+    """(3, E) (mult_x, mult_y, lshift) for :func:`ita.quant.integer.residual_add_rows`.
+
+    ``scale_x``, ``scale_y`` are the operands' per-column LSBs; the constants make
+    ``mult * 2**lshift`` proportional to them with one factor for all columns, the column
+    with the finest scale getting multipliers of 128 and up (the others shift left).
+    """
+    scale_x, scale_y = np.broadcast_arrays(np.asarray(scale_x, np.float64),
+                                           np.asarray(scale_y, np.float64))
+    top = np.maximum(scale_x, scale_y)
+    factor = 128.0 / top.min()
+    target_x, target_y = scale_x * factor, scale_y * factor
+    lshift = np.zeros(top.shape, dtype=np.int64)
+    while True:  # the smallest left shift that keeps both multipliers within 8 bits
+        mx, my = np.rint(target_x / 2.0**lshift), np.rint(target_y / 2.0**lshift)
+        over = np.maximum(mx, my) > 255
+        if not over.any():
+            break
+        lshift = np.where(over, lshift + 1, lshift)
+    if lshift.max() > _MAX_LSHIFT:
+        raise QuantError(f"{name}: column scales span more than 2**{_MAX_LSHIFT}")
+    return np.stack([mx, my, lshift]).astype(np.int64)
+
+
+def _smoothing(acts, weights, alpha):
+    """SmoothQuant factors per input channel of ``weights`` (rows) from activations (T, E)."""
+    if alpha is None:
+        return np.ones(acts.shape[1])
+    tiny = np.finfo(np.float32).tiny
+    a = np.maximum(np.abs(acts).max(axis=0), tiny)
+    w = np.maximum(np.abs(weights).max(axis=1), tiny)
+    return a**alpha / w ** (1.0 - alpha)
+
+
+def _norm(norm: LayerNorm, smooth, out_scale, name, config):
+    """Integer LayerNorm whose int8 output is ``norm(x) / smooth`` at ``out_scale``.
+
+    The integer LayerNorm's accumulator ``t * gamma + beta`` has scale
+    ``s_gamma * sqrt(n) / 2**LN_FRACTION_BITS`` (see :func:`ita.golden.layer_norm`).
+    """
+    gamma, beta = norm.gamma / smooth, norm.beta / smooth
+    s_gamma = float(_weight_scale(gamma))
+    s_acc = s_gamma * math.sqrt(len(gamma)) / 2.0**LN_FRACTION_BITS
+    return NormConstants(gamma=_int8(gamma, s_gamma), beta=_bias(beta, s_acc, name, config),
+                         rq=_rq(s_acc / out_scale, name))
+
+
+def _qkv_rows(layer):
+    att = layer.attention
+    return np.concatenate([att.wq, att.wk, att.wv], axis=1)
+
+
+def quantise(model: Model, calibration: Calibration, options: QuantOptions = QuantOptions(),
+             config: ITAConfig = DEFAULT_CONFIG) -> IntegerModel:
+    """Integer constants for every step of ``model`` from ``calibration``."""
+    if model.family != "bert":
+        raise QuantError(f"{model.name}: the quantiser handles BERT encoders, not "
+                         f"{model.family!r}")
+    pct = options.percentile
+    alpha = options.smooth_alpha
+    prob_one = config.softmax_scalar // 256  # ITAmax: 65280 / sum of 256 >> (max - x) terms
+    layers = model.layers
+    traces = calibration.layers
+    scales = {}
+
+    embed_scale = percentile_scale(calibration.embed, pct)
+    smooth = _smoothing(traces[0]["x"], _qkv_rows(layers[0]), alpha)
+    s_x = percentile_scale(traces[0]["x"] / smooth, pct)
+    embed_norm = _norm(model.embedding.norm, smooth, s_x, "embedding LayerNorm", config)
+    # The layer input: int8 of (real / smooth) at s_x, so one LSB of column c is
+    # smooth[c] * s_x.
+
+    int_layers = []
+    for index, (layer, tr) in enumerate(zip(layers, traces, strict=True)):
+        name = f"layer {index}"
+        att, ff = layer.attention, layer.ffn
+        H, P = att.heads, att.head_dim
+        per_head = {k: [] for k in ("wq", "wk", "wv", "bq", "bk", "bv", "wo", "bo", "rq")}
+
+        if options.per_channel:
+            s_wo, s_w2 = _weight_scale(att.wo, axis=0), _weight_scale(ff.w2, axis=0)
+        else:
+            s_wo = np.full(att.wo.shape[1], _weight_scale(att.wo))
+            s_w2 = np.full(ff.w2.shape[1], _weight_scale(ff.w2))
+        s_head = percentile_scale(tr["head_out"] / s_wo, pct)  # per column: s_wo * s_head
+        s_attn = percentile_scale(tr["attn"] / s_wo, pct)
+        for h in range(H):
+            cols = slice(h * P, (h + 1) * P)
+            rq = []
+            projections = {}
+            for key, w, b in (("q", att.wq, att.bq), ("k", att.wk, att.bk),
+                              ("v", att.wv, att.bv)):
+                w_h = w[:, cols] * smooth[:, None]
+                s_w = float(_weight_scale(w_h))
+                s_out = percentile_scale(tr[key][h], pct)
+                per_head["w" + key].append(_int8(w_h, s_w))
+                per_head["b" + key].append(_bias(b[cols], s_x * s_w, f"{name} b{key}", config))
+                rq.append(_rq(s_x * s_w / s_out, f"{name} head {h} {key.upper()}"))
+                projections[key] = s_out
+            s_o = percentile_scale(tr["o"][h], pct)
+            rq.append(_rq(projections["q"] * projections["k"] / math.sqrt(P)
+                          / SOFTMAX_LOGIT_SCALE, f"{name} head {h} QK"))
+            rq.append(_rq(projections["v"] / prob_one / s_o, f"{name} head {h} AV"))
+            rq.append(_rq(s_o / s_head, f"{name} head {h} OW"))
+            per_head["wo"].append(_int8(att.wo[cols], s_wo))
+            per_head["bo"].append(_bias(att.bo / H / (s_o * s_wo), 1.0, f"{name} bo", config))
+            per_head["rq"].append(rq)
+
+        add1 = _residual(smooth * s_x, s_wo * s_attn, f"{name} add1")
+        smooth1 = _smoothing(tr["ln1"], ff.w1, alpha)
+        s_ln1 = percentile_scale(tr["ln1"] / smooth1, pct)
+        norm1 = _norm(layer.norm1, smooth1, s_ln1, f"{name} LayerNorm 1", config)
+
+        w1 = ff.w1 * smooth1[:, None]
+        s_w1 = float(_weight_scale(w1))
+        s_u = percentile_scale(tr["u"], pct)
+        s_f1 = percentile_scale(tr["f1"], pct)
+        if ff.activation == "gelu":
+            gelu = gelu_constants(s_u, s_f1)
+            gelu_b, gelu_c, act_rq, sign = gelu.b, gelu.c, gelu.act_rq, -1.0
+        else:  # ReLU keeps F1's scale
+            gelu_b, gelu_c, act_rq, sign, s_f1 = 0, 0, (1, 0, 0), 1.0, s_u
+        s_f2 = percentile_scale(tr["f2"] / s_w2, pct)
+        rq_ffn = np.array([_rq(s_ln1 * s_w1 / s_u, f"{name} F1"),
+                           _rq(s_f1 / s_f2, f"{name} F2")], dtype=np.int64)
+
+        add2 = _residual(smooth1 * s_ln1, s_w2 * s_f2, f"{name} add2")
+        last = index == len(layers) - 1
+        smooth2 = (np.ones(model.embed_dim) if last
+                   else _smoothing(tr["out"], _qkv_rows(layers[index + 1]), alpha))
+        s_out = percentile_scale(tr["out"] / smooth2, pct)
+        norm2 = _norm(layer.norm2, smooth2, s_out, f"{name} LayerNorm 2", config)
+
+        int_layers.append(IntegerLayer(
+            wq=np.stack(per_head["wq"]), wk=np.stack(per_head["wk"]),
+            wv=np.stack(per_head["wv"]), bq=np.stack(per_head["bq"]),
+            bk=np.stack(per_head["bk"]), bv=np.stack(per_head["bv"]),
+            wo=np.stack(per_head["wo"]), bo=np.stack(per_head["bo"]),
+            rq_attn=np.array(per_head["rq"], dtype=np.int64),
+            rq_sum=np.array(_rq(s_head / s_attn, f"{name} head sum"), dtype=np.int64),
+            add1=add1, norm1=norm1,
+            w1=_int8(w1, s_w1), b1=_bias(ff.b1, s_ln1 * s_w1, f"{name} b1", config),
+            w2=_int8(sign * ff.w2, s_w2),
+            b2=_bias(ff.b2, s_f1 * s_w2, f"{name} b2", config),
+            rq_ffn=rq_ffn, gelu_b=int(gelu_b), gelu_c=int(gelu_c), act_rq=tuple(act_rq),
+            add2=add2, norm2=norm2, activation=ff.activation))
+        # Real value of one LSB of every int8 tensor at a block boundary (per column where
+        # it varies), named as in the float trace; f1 is sign-inverted with i-GELU.
+        scales[name] = {"x": smooth * s_x, "attn": s_wo * s_attn, "ln1": smooth1 * s_ln1, "u": s_u,
+                        "f1": sign * s_f1, "f2": s_w2 * s_f2, "out": smooth2 * s_out}
+        smooth, s_x = smooth2, s_out
+
+    return IntegerModel(name=model.name, embedding=model.embedding, embed_scale=embed_scale,
+                        embed_norm=embed_norm, layers=tuple(int_layers), out_scale=smooth * s_x,
+                        normalize=model.head.normalize, config=config, scales=scales)
