@@ -39,8 +39,8 @@ TOP_MODULE = "cv32e40p_top"
 #: The pass-through simulation clock gate that replaces the package's latch-based one.
 CLOCK_GATE = Path(__file__).resolve().parent / "sv" / "cv32e40p_clock_gate.sv"
 
-#: Verilator warnings the vendor RTL raises with COREV_PULP = 1 and FPU = 0 (toolchain notes,
-#: section 8.3: 27 WIDTHEXPAND, 28 WIDTHTRUNC, 7 CASEINCOMPLETE, 2 UNOPTFLAT). None of them is a
+#: Verilator warnings the vendor RTL raises with COREV_PULP = 1 and FPU = 0 (docs/toolchain.md,
+#: section 6.3: 27 WIDTHEXPAND, 28 WIDTHTRUNC, 7 CASEINCOMPLETE, 2 UNOPTFLAT). None of them is a
 #: defect: implicit extension/truncation, unique-case style decoders and combinational paths
 #: through the prefetch buffer and controller that Verilator merely schedules less well. The
 #: COMBDLY of the latch clock gate is gone with :data:`CLOCK_GATE`.

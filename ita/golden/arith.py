@@ -1,7 +1,7 @@
 """Element-wise integer arithmetic of the engine: requantization and activations.
 
 All functions take array-likes, compute in int64 and return int8 arrays. They follow the
-hardware bit for bit (see ``ita-arithmetic.md`` sections 3 and 5), not the reference's
+hardware bit for bit (see ``docs/arithmetic.md`` sections 3 and 5), not the reference's
 floating-point golden model, which rounds differently for shifts of 23 and more.
 """
 

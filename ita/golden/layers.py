@@ -5,7 +5,7 @@ edge. The engine pads every dimension to a multiple of M with zeros, masks padde
 columns out of the softmax and writes zeros to padded output rows and columns, so the
 values it produces inside the natural shape are exactly these.
 
-Step semantics (``ita-arithmetic.md`` sections 2, 3, 6):
+Step semantics (``docs/arithmetic.md`` sections 2, 3, 6):
 
 * every GEMM step computes ``acc = a @ w (+ bias)`` exactly and requantizes it with its own
   (mult, shift, add) set; a sum outside the 26-bit accumulator raises

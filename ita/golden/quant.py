@@ -51,7 +51,7 @@ def reference_requant_shift(mult, inner, extra_bits):
     """The shift the ITA reference generator pairs with a random ``mult`` for a step.
 
     ``floor(log2(mult * inner * 2**extra_bits)) - 6`` with ``extra_bits`` 9 for Q, K, V, OW
-    and the FFN steps, 8 for QK, 5 for AV and 7 for the head sum (``ita-arithmetic.md`` 3.3).
+    and the FFN steps, 8 for QK, 5 for AV and 7 for the head sum (``docs/arithmetic.md`` 3.3).
     """
     return int(math.floor(math.log2(mult * inner * 2**extra_bits))) - 6
 

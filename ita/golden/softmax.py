@@ -1,4 +1,4 @@
-"""ITAmax: the engine's streaming integer softmax (``ita-arithmetic.md`` section 4).
+"""ITAmax: the engine's streaming integer softmax (``docs/arithmetic.md`` section 4).
 
 The hardware sees the int8 logits of a row in groups of N columns, in ascending order, and
 keeps a running maximum and a running denominator per row; the reciprocal is taken once per

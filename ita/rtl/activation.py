@@ -1,4 +1,4 @@
-"""The activation unit after a step's requantizer (``ita-arithmetic.md`` section 5)."""
+"""The activation unit after a step's requantizer (``docs/arithmetic.md`` section 5)."""
 
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring

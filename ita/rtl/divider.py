@@ -1,4 +1,4 @@
-"""Pipelined reciprocal of the ITAmax denominator (``ita-arithmetic.md`` section 4.5)."""
+"""Pipelined reciprocal of the ITAmax denominator (``docs/arithmetic.md`` section 4.5)."""
 
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring

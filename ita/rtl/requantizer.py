@@ -1,4 +1,4 @@
-"""Requantization of wide sums to int8 (``ita-arithmetic.md`` section 3)."""
+"""Requantization of wide sums to int8 (``docs/arithmetic.md`` section 3)."""
 
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring

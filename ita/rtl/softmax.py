@@ -1,4 +1,4 @@
-"""ITAmax: streaming integer softmax of one row block (``ita-arithmetic.md`` section 4)."""
+"""ITAmax: streaming integer softmax of one row block (``docs/arithmetic.md`` section 4)."""
 
 from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring

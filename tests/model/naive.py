@@ -1,6 +1,6 @@
 """Deliberately naive second implementation of the engine's arithmetic.
 
-Written from the contract (``ita-arithmetic.md``) independently of ``ita.golden``: Python
+Written from the contract (``docs/arithmetic.md``) independently of ``ita.golden``: Python
 integers element by element, the hardware's tile loop with a wrapping 26-bit accumulator,
 zero padding to whole tiles, and the reference generator's floating-point requantization
 for comparison. Slow on purpose; tests use it on small and medium shapes.

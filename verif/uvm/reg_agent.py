@@ -1,6 +1,6 @@
 """A register (HWPE-Periph) master agent: configuration reads and writes from sequences.
 
-Protocol (``shared/design/cluster-protocols.md`` sections 1.2-1.3): HWPE-Mem plus an ``id``
+Protocol (``docs/cluster-protocols.md`` sections 1.2-1.3): HWPE-Mem plus an ``id``
 that the slave echoes as ``r_id``. The master raises ``req`` with ``add``, ``we``, ``be``,
 ``data`` and ``id`` and holds them until ``gnt``; ``r_valid``, ``r_data`` and ``r_id`` arrive
 exactly one cycle after the grant, for writes as well as reads. ``we = 1`` means write

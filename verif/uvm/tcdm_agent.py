@@ -1,6 +1,6 @@
 """A TCDM (HWPE-Mem) memory slave agent with random grant delays, and a protocol monitor.
 
-Protocol (``shared/design/cluster-protocols.md`` section 1):
+Protocol (``docs/cluster-protocols.md`` section 1):
 
 * master -> slave: ``req``, ``add`` (byte address), ``we``, ``be``, ``data``; slave -> master:
   ``gnt``, ``r_valid``, ``r_data``;
