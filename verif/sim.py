@@ -24,7 +24,7 @@ from verif.result import format_result, read_result
 # The key library is ita.cli; these names stay importable from here for the test modules.
 __all__ = ["SEED", "WAVES", "Key", "UsageError", "choice_key", "flag_key", "int_key",
            "SimTest", "REGISTRY", "TEST_MODULES", "register", "load_tests", "parse_args",
-           "list_tests", "test_usage", "cocotb_result", "main"]
+           "list_tests", "usage_text_for", "cocotb_result", "main"]
 
 # Modules that register simulation tests when imported. Add new test packages here.
 TEST_MODULES = ["verif.smoke", "verif.engine", "verif.hwpe.sim", "verif.cluster.sim",
@@ -97,7 +97,7 @@ def parse_args(words: Sequence[str]) -> tuple[SimTest | str | None, dict[str, ob
     return test, cli.resolve(given, test.keys, where=f" for test {name}")
 
 
-def test_usage(words: Sequence[str] = ()) -> str:
+def usage_text_for(words: Sequence[str] = ()) -> str:
     """The keys of the test named by ``TEST=`` in ``words``, or the general usage."""
     name = next((w.partition("=")[2] for w in words if w.startswith("TEST=")), None)
     test = REGISTRY.get(name or "")
@@ -187,7 +187,7 @@ def _command(words: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     load_tests()
-    return cli.main("sim", _command, argv, usage_text=test_usage)
+    return cli.main("sim", _command, argv, usage_text=usage_text_for)
 
 
 if __name__ == "__main__":
