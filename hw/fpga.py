@@ -48,7 +48,7 @@ OUT_ROOT = toolchain.BUILD_ROOT / "fpga"
 TOPS = ("ita", "ita_hwpe", "board")
 BOARDS = ("ulx3s-85f",)
 
-# The workaround for the ABC9 crash on Amaranth designs (toolchain notes, section 7).
+# The workaround for the ABC9 crash on Amaranth designs (docs/toolchain.md, section 5).
 ABC9_WORKAROUND = "proc; opt_clean -purge"
 ABC9_CRASH = "count_id(wire->name) == 0"
 

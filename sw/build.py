@@ -2,8 +2,10 @@
 
 ``python -m sw.build APP=<name> [CORES=<n>]`` (or :func:`build_app`) compiles
 ``sw/apps/<name>/*.c`` together with the runtime (``sw/runtime``) and links it with the
-generated ``sw/generated/link.ld``. ``sw/kernels`` is on every include path; an app that
-calls the encoder kernels (``kernels.h``) passes ``extra_sources=KERNEL_SOURCES``.
+linker script generated for the cluster configuration (``build/<config>/sw/link.ld``, with
+its ``cluster_map.h``; see :mod:`cluster_integration.memory_map_gen`). ``sw/kernels`` is on
+every include path; an app that calls the encoder kernels (``kernels.h``) passes
+``extra_sources=KERNEL_SOURCES``.
 Outputs go to ``build/sw/<name>/`` (a subdirectory per set of extra defines, e.g.
 ``build/sw/hello/RT_CORES-1/``):
 
@@ -36,8 +38,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster_integration import memory_map_gen
 from hw import toolchain
 from ita import cli
+from ita.cluster_config import DEFAULT, ClusterConfig
 
 __all__ = ["App", "BuildError", "build_app", "read_hex", "read_elf", "compile_command",
            "TARGET_FLAGS", "CFLAGS", "LDFLAGS", "APPS_DIR", "RUNTIME_SOURCES", "KERNEL_SOURCES",
@@ -48,7 +52,6 @@ SW = ROOT / "sw"
 APPS_DIR = SW / "apps"
 RUNTIME_DIR = SW / "runtime"
 KERNELS_DIR = SW / "kernels"
-LINKER_SCRIPT = SW / "generated" / "link.ld"
 INCLUDE_DIRS = (RUNTIME_DIR, SW / "include", SW / "include" / "generated", KERNELS_DIR)
 RUNTIME_SOURCES = tuple(RUNTIME_DIR / f for f in ("crt0.S", "runtime.c", "string.c", "trap.c",
                                                    "ita.c"))
@@ -217,19 +220,22 @@ def app_sources(name: str) -> list[Path]:
 
 
 def compile_command(sources, output: Path, *, defines: Mapping[str, object] = (),
-                    print_map: bool = False, include_dirs=(), extra_sources=()) -> list[str]:
-    """The zig cc command line that compiles and links ``sources`` with the runtime.
+                    print_map: bool = False, include_dirs=(), extra_sources=(),
+                    cluster: ClusterConfig = DEFAULT) -> list[str]:
+    """The zig cc command line that compiles and links ``sources`` with the runtime for
+    ``cluster`` (its generated ``cluster_map.h`` and ``link.ld``, :func:`generated_files`).
 
     ``include_dirs`` come first, e.g. a directory with a header generated for one run;
     ``extra_sources`` (e.g. :data:`KERNEL_SOURCES`) are compiled after the app's own.
     """
+    generated = memory_map_gen.output_dir(cluster)
     cmd = [sys.executable, "-m", "ziglang", "cc", *TARGET_FLAGS, *CFLAGS]
-    cmd += [f"-I{d}" for d in (*include_dirs, *INCLUDE_DIRS)]
+    cmd += [f"-I{d}" for d in (*include_dirs, generated / "include", *INCLUDE_DIRS)]
     for key, value in dict(defines).items():
         if not _MACRO.match(key):
             raise BuildError(f"bad macro name {key!r}")
         cmd.append(f"-D{key}" if value is None else f"-D{key}={value}")
-    cmd += ["-T", str(LINKER_SCRIPT), *LDFLAGS]
+    cmd += ["-T", str(generated / "link.ld"), *LDFLAGS]
     if print_map:
         cmd.append("-Wl,--print-map")  # zig cc refuses -Map=<file>; the map goes to stdout
     cmd += ["-o", str(output), *map(str, RUNTIME_SOURCES), *map(str, sources),
@@ -237,33 +243,43 @@ def compile_command(sources, output: Path, *, defines: Mapping[str, object] = ()
     return cmd
 
 
+def generated_files(cluster: ClusterConfig = DEFAULT) -> Path:
+    """Write (if changed) the C header and linker script of ``cluster``; their directory."""
+    with toolchain.file_lock(memory_map_gen.output_dir(cluster) / ".lock"):
+        memory_map_gen.write(cluster)
+    return memory_map_gen.output_dir(cluster)
+
+
 def build_app(name: str, defines: Mapping[str, object] | None = None, *,
               cores: int | None = None, out_dir: Path | None = None,
-              include_dirs=(), extra_sources=()) -> App:
-    """Compile app ``name`` with the runtime; return the :class:`App` (ELF, bin, hex, map).
+              include_dirs=(), extra_sources=(), cluster: ClusterConfig = DEFAULT) -> App:
+    """Compile app ``name`` with the runtime for ``cluster``; return the :class:`App` (ELF,
+    bin, hex, map).
 
     ``defines`` become ``-DKEY=VALUE`` (``None``: ``-DKEY``); ``cores`` sets ``RT_CORES``,
     the number of cores the program runs on; ``extra_sources`` are further C files, e.g.
     :data:`KERNEL_SOURCES`. Concurrent builds of the same variant are
     serialised by a lock; outputs are replaced atomically.
     """
-    from cluster_integration.memory_map import CORES, region
-
     defines = dict(defines or {})
     if cores is not None:
-        if not isinstance(cores, int) or not 1 <= cores <= CORES:
-            raise BuildError(f"cores must be an integer in 1..{CORES}, not {cores!r}")
+        if not isinstance(cores, int) or not 1 <= cores <= cluster.cores:
+            raise BuildError(f"cores must be an integer in 1..{cluster.cores}, not {cores!r}")
         defines["RT_CORES"] = cores
     sources = app_sources(name)
     variant = _variant(defines)
+    if cluster.name != DEFAULT.name:
+        variant = f"{cluster.name}_{variant}" if variant else cluster.name
     out = Path(out_dir) if out_dir else BUILD_DIR / name / variant if variant else BUILD_DIR / name
-    l2 = region("L2")
+    l2 = cluster.region("L2")
+    generated_files(cluster)
     t0 = time.monotonic()
     with toolchain.file_lock(out / ".lock"):
         tmp = out / f".{name}.{os.getpid()}.elf"
         map_file = out / f"{name}.map"
         cmd = compile_command(sources, tmp, defines=defines, print_map=True,
-                              include_dirs=include_dirs, extra_sources=extra_sources)
+                              include_dirs=include_dirs, extra_sources=extra_sources,
+                              cluster=cluster)
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)

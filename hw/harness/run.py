@@ -17,7 +17,7 @@ shared machine does not distort). Exit status: 0 on PASS (the program exited wit
 The program is loaded by the L2 RAM's ``initial`` block from the ``+L2_HEX`` plusarg
 (``cluster_integration/sv/cluster_l2_ram.sv``), not through VPI. Models are cached by content
 hash under ``build/harness/<hash>/`` (first build: verilate plus C++ compile, 1.5 to 4 min on
-2 cores); never with ``--threads`` (toolchain notes, section 11).
+2 cores); never with ``--threads`` (docs/toolchain.md, section 4).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@
 #error "RT_CORES must be between 1 and CLUSTER_CORES"
 #endif
 
-/* Placement of data in L1 (see sw/generated/link.ld). */
+/* Placement of data in L1 (see the generated link.ld, cluster_integration/memory_map_gen.py). */
 #define L1_DATA   __attribute__((section(".l1")))         /* initialised, copied at boot */
 #define L1_BSS    __attribute__((section(".l1.bss")))     /* zeroed at boot */
 #define L1_NOINIT __attribute__((section(".l1.noinit")))  /* left as it is */

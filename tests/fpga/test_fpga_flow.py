@@ -12,6 +12,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw import board, configs, fpga, toolchain
 from hw.verilog import USAGE as VERILOG_USAGE
+from ita import cluster_config
+from ita.config import ITAConfig
 
 STAT_ECP5 = {"$scopeinfo": 12, "CCU2C": 1781, "DP16KD": 3, "L6MUX21": 73, "LUT4": 9893,
              "MULT18X18D": 92, "PFUMX": 1183, "TRELLIS_DPR16X4": 40, "TRELLIS_FF": 5538}
@@ -23,11 +25,10 @@ def test_configs_are_defined_once_and_complete():
     assert (small.ita.N, small.ita.M, small.cores) == (4, 16, 2)
     assert small.hwpe_width >= 8 * small.ita.M
     default = configs.get("default")
-    assert default.ita == configs.ITAConfig()
+    assert default.ita == ITAConfig()
     assert default.with_engine(N=8, M=32).ita.N == 8
-    # The default cluster is the one the software is linked for.
-    from cluster_integration.memory_map import region
-    assert (default.l1_size, default.l2_size) == (region("L1").size, region("L2").size)
+    # The default cluster is the one make sim simulates and the software is linked for.
+    assert default is configs.DEFAULT is cluster_config.DEFAULT
     with pytest.raises(ValueError, match="unknown CONFIG"):
         configs.get("huge")
 

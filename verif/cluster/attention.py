@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster_integration.memory_map import region
+from ita.cluster_config import DEFAULT
 from ita.config import DEFAULT_CONFIG
 from ita.golden.vectors import LayerShape, generate
 from ita.rtl.schedule import ideal_cycles
@@ -21,7 +21,7 @@ from verif.hwpe.program import BIAS_TENSORS
 __all__ = ["prepare", "DATA_OFFSET"]
 
 #: Where the data starts in L2; the program image must end below it.
-DATA_OFFSET = 0x4_0000
+DATA_OFFSET = DEFAULT.l2_program_size
 _INPUTS = ("wq_t", "wk_t", "wv_t", "wo_t", "bq", "bk", "bv", "bo")
 
 
@@ -47,7 +47,7 @@ def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, se
                        valid_keys=valid_keys)
     v = generate(shape, seed, config)
     jobs = [job_from_vectors("attention", v, head=h, config=config) for h in range(H)]
-    l2 = region("L2")
+    l2 = DEFAULT.region("L2")
     cursor = l2.base + DATA_OFFSET
     data, check, addresses = {}, {}, {}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster_integration.memory_map import CORES, region
+from ita.cluster_config import DEFAULT
 from ita.golden.arith import AccumulatorOverflowError, requant
 from ita.golden.layers import linear
 
@@ -34,11 +34,12 @@ __all__ = ["DATA_OFFSET", "MACS_PER_CORE_CYCLE", "GemmCase", "draw_gemm", "gemm_
            "run_barrier", "run_dma", "run_gemm"]
 
 #: Where the data starts in L2; the program image must end below it.
-DATA_OFFSET = 0x4_0000
+DATA_OFFSET = DEFAULT.l2_program_size
 #: Peak int8 MACs per core and cycle: one cv.sdotsp.b (4 products) per cycle.
 MACS_PER_CORE_CYCLE = 4
-#: L1 the gemm program may use for A, B^T, bias and C (the C side checks the same bound).
-GEMM_L1_BUDGET = 112 * 1024
+#: L1 the gemm program may use for A, B^T, bias and C: all but the stacks and the runtime's
+#: data (the C side checks the same bound from cluster_map.h).
+GEMM_L1_BUDGET = DEFAULT.l1_size - DEFAULT.l1_reserved
 
 _LINE = re.compile(r"^(?P<app>\w+): (?P<rest>.*)$")
 _FIELD = re.compile(r"(\w+)=(\S+)")
@@ -48,7 +49,7 @@ class _L2Data:
     """Blocks placed one after the other from L2_BASE + DATA_OFFSET, 128-byte aligned."""
 
     def __init__(self):
-        l2 = region("L2")
+        l2 = DEFAULT.region("L2")
         self.cursor = l2.base + DATA_OFFSET
         self.end = l2.end
         self.data: dict[str, np.ndarray] = {}
@@ -204,7 +205,7 @@ def prepare_gemm(out_dir, *, M=64, K=64, N=64, seed=1, amplitude=128, rq=None):
     return out_dir, data, check, case
 
 
-def gemm_ideal_cycles(macs, cores=CORES):
+def gemm_ideal_cycles(macs, cores=DEFAULT.cores):
     """MACs / (cores x 4 MACs per cycle): every core issuing one cv.sdotsp.b per cycle."""
     return macs / (cores * MACS_PER_CORE_CYCLE)
 
@@ -283,7 +284,7 @@ def _work_dir(app, tag):
 
 
 def _check_image(app):
-    end = region("L2").base + DATA_OFFSET
+    end = DEFAULT.region("L2").base + DATA_OFFSET
     if app.base + app.bin.stat().st_size > end:
         raise ValueError(f"the {app.name} image reaches past the data at {end:#x}")
 

@@ -19,7 +19,7 @@
 
 /*
  * Working set in L1, row-major and padded to ITA_M tiles. Tensors whose lifetimes inside
- * one ITA job do not overlap share memory, so that S=128, E=128, P=64 fits the 128 KiB L1:
+ * one ITA job do not overlap share memory, so that S=128, E=128, P=64 fits in L1:
  * the logits `a` (written from step QK on) reuse q_in (last read in step Q), the head output
  * `out` (step OW) reuses kv_in (last read in step V), `o` (step AV) reuses wq_t (step Q), and
  * the cores' requantized head sum reuses region A after the last job. q_in is reloaded for

@@ -40,7 +40,7 @@
 #define CORES RT_CORES
 #define C_BYTES ((GEMM_M * GEMM_N + 3) / 4 * 4)
 
-#if 4 * (GEMM_M + GEMM_N) * PITCH + 4 * GEMM_N + C_BYTES > 112 * 1024
+#if 4 * (GEMM_M + GEMM_N) * PITCH + 4 * GEMM_N + C_BYTES > L1_SIZE - CLUSTER_L1_RESERVED
 #error "A, B^T, bias and C do not fit in L1 next to the stacks"
 #endif
 
