@@ -1,20 +1,28 @@
-"""The layer compiler without simulation: tiling, phases, L1 plan, L2 image, C, errors."""
+"""The deploy compiler without simulation: tiling, phases, L1 plan, L2 image, C, errors."""
 
 import numpy as np
 import pytest
 
-from ita.deploy import ClusterSpec, CompileError, compile_layer, layer_macs, plan_layer
-from ita.deploy.plan import Buffer, _Lowering, _phases, allocate
-from ita.golden.encoder import MINILM, MOBILEBERT, EncoderShape, random_encoder
+from ita.config import DEFAULT_CONFIG
+from ita.deploy import ClusterSpec, CompileError, RandomEncoder, compile_model, layer_macs, plan
+from ita.deploy.allocate import allocate
+from ita.deploy.ir import Buffer
+from ita.deploy.lower import EncoderTiling, lower
+from ita.deploy.schedule import build_phases
+from ita.golden.encoder import MINILM, MOBILEBERT, EncoderShape
+from verif.deploy import expected_tensors, self_checking
 
 TINY = EncoderShape(64, 64, 32, 2, 128)
+
+
+def _model(shape, seed):
+    return RandomEncoder(shape, seed).integer_model()
 
 
 @pytest.fixture(scope="module", params=["tiny", "mobilebert", "minilm"])
 def planned(request):
     shape = {"tiny": TINY, "mobilebert": MOBILEBERT, "minilm": MINILM}[request.param]
-    x, params = random_encoder(shape, 3)
-    return shape, plan_layer(shape, params, x, ClusterSpec())
+    return shape, plan(_model(shape, 3), ClusterSpec())
 
 
 def _live_together(a, b):
@@ -69,7 +77,7 @@ def test_dma_transfers_stay_inside_their_buffer_and_l2_tensor(planned):
             b = schedule.buffers[d.buffer]
             stride = d.l1_stride if d.rows > 1 else d.row_bytes
             assert d.l1_offset + stride * (d.rows - 1) + d.row_bytes <= b.size, d
-            l2_bytes = len(schedule.l2[d.l2][1])
+            l2_bytes = schedule.l2[d.l2].size
             l2_stride = d.l2_stride if d.rows > 1 else d.row_bytes
             assert d.l2_offset + l2_stride * (d.rows - 1) + d.row_bytes <= l2_bytes, d
             assert d.row_bytes % 4 == 0
@@ -85,8 +93,7 @@ def test_jobs_cover_the_layer_macs(planned):
 
 def test_weights_are_double_buffered():
     """Consecutive heads' weights live at the same time (one loads while the other is used)."""
-    x, params = random_encoder(MOBILEBERT, 1)
-    schedule = plan_layer(MOBILEBERT, params, x, ClusterSpec())
+    schedule = plan(_model(MOBILEBERT, 1), ClusterSpec())
     w0, w1 = schedule.buffers["w_head0"], schedule.buffers["w_head1"]
     assert w0.first <= w1.last and w1.first <= w0.last
     assert w0.offset != w1.offset
@@ -96,8 +103,7 @@ def test_weights_are_double_buffered():
 
 
 def test_forced_chunks_give_one_job_per_chunk():
-    x, params = random_encoder(TINY, 1)
-    schedule = plan_layer(TINY, params, x, ClusterSpec(), fc=64, ec=32)
+    schedule = plan(_model(TINY, 1), ClusterSpec(), fc=64, ec=32)
     names = [ph.job.name for ph in schedule.phases if ph.job]
     assert names == ["attention head 0", "attention head 1", "f1 chunk 0", "f1 chunk 1",
                      "f2 chunk 0", "f2 chunk 1"]
@@ -105,10 +111,9 @@ def test_forced_chunks_give_one_job_per_chunk():
 
 
 def test_small_l1_fails_naming_the_tensor_and_sizes():
-    x, params = random_encoder(MINILM, 1)
     spec = ClusterSpec(l1_size=128 * 1024)
     with pytest.raises(CompileError) as info:
-        plan_layer(MINILM, params, x, spec)
+        plan(_model(MINILM, 1), spec)
     message = str(info.value)
     assert "\n" not in message
     assert "cannot place tensor" in message and "L1 arena" in message
@@ -116,44 +121,67 @@ def test_small_l1_fails_naming_the_tensor_and_sizes():
 
 
 def test_shape_errors_are_one_line():
-    x, params = random_encoder(TINY, 1)
-    with pytest.raises(CompileError, match="x must have shape"):
-        plan_layer(TINY, params, x[:, :32], ClusterSpec())
+    model, x = RandomEncoder(TINY, 1).draw()
+    program = compile_model(model, ClusterSpec())
+    with pytest.raises(ValueError, match=r"x must have shape \(64, 64\)"):
+        self_checking(program, {"x": x[:, :32]}, {"out": np.zeros((64, 64), np.int8)},
+                      ClusterSpec())
     bad = EncoderShape(64, 96, 32, 2, 128)
+    (layer,) = model.blocks
     with pytest.raises(CompileError, match="multiple of the tile edge"):
-        plan_layer(bad, params, np.zeros((64, 96), np.int8), ClusterSpec())
+        plan(type(layer)(bad, layer.params), ClusterSpec())
 
 
 def test_small_l2_fails():
-    x, params = random_encoder(MINILM, 1)
     with pytest.raises(CompileError, match="B of L2 data"):
-        plan_layer(MINILM, params, x, ClusterSpec(l2_size=1024 * 1024))
+        plan(_model(MINILM, 1), ClusterSpec(l2_size=1024 * 1024))
 
 
-def test_generated_c_and_image():
-    x, params = random_encoder(TINY, 2)
-    program = compile_layer(TINY, params, x, ClusterSpec())
+def test_program_has_no_activations_and_names_its_io():
+    """The image holds the weights and zeros where the input and the outputs go; the
+    manifest says where those are."""
+    model, x = RandomEncoder(TINY, 2).draw()
+    program = compile_model(model, ClusterSpec(), probes=("ln1", "out"))
     c = program.c_source
     assert c.count("dl_ita_start(") == sum(1 for p in program.schedule.phases if p.job)
-    assert "int dl_layer(unsigned core)" in c and "do not edit" in c
-    # the expected output sits in the image where the manifest says
-    entry = program.manifest["l2"]["expected_out"]
-    offset = entry["address"] - 0x1C00_0000 - program.schedule.spec.l2_data_offset
-    got = np.frombuffer(program.data[offset:offset + entry["bytes"]], np.int8)
-    assert np.array_equal(got.reshape(TINY.S, TINY.E), program.expected["out"])
+    assert "uint32_t dl_layer(unsigned core)" in c and "do not edit" in c
+    assert "dl_check" not in c
+    manifest = program.manifest
+    assert list(manifest["outputs"]) == ["ln1", "out"]
+    x_slot = manifest["inputs"]["x"]
+    assert (x_slot["rows"], x_slot["cols"], x_slot["pitch"]) == (TINY.S, TINY.E, TINY.E)
+    assert x_slot["address"] == program.schedule.spec.l2_data_base + x_slot["offset"]
+    image = np.frombuffer(program.image, np.uint8)
+    assert not image[x_slot["offset"]:x_slot["offset"] + TINY.S * TINY.E].any()
     # the first head's Wq, transposed, starts its weight blob
-    entry = program.manifest["l2"]["wqkv0"]
-    offset = entry["address"] - 0x1C00_0000 - program.schedule.spec.l2_data_offset
-    wq_t = np.frombuffer(program.data[offset:offset + TINY.P * TINY.E], np.int8)
-    assert np.array_equal(wq_t.reshape(TINY.P, TINY.E), params.wq[0].T)
+    offset = manifest["l2"]["wqkv0"]["address"] - program.schedule.spec.l2_data_base
+    wq_t = image[offset:offset + TINY.P * TINY.E].view(np.int8)
+    assert np.array_equal(wq_t.reshape(TINY.P, TINY.E), model.blocks[0].params.wq[0].T)
+
+
+def test_harness_fills_the_input_and_appends_the_expected_results():
+    model, x = RandomEncoder(TINY, 2).draw()
+    spec = ClusterSpec()
+    program = compile_model(model, spec)
+    expected = expected_tensors(model, x, program.manifest["outputs"], DEFAULT_CONFIG)
+    checked = self_checking(program, {"x": x}, expected, spec)
+    image = np.frombuffer(checked.image, np.uint8)
+    slot = program.manifest["inputs"]["x"]
+    got_x = image[slot["offset"]:slot["offset"] + x.size].view(np.int8).reshape(x.shape)
+    assert np.array_equal(got_x, x)
+    address, array = checked.expected["out"]
+    start = address - spec.l2_data_base
+    assert start >= len(program.image)
+    assert np.array_equal(image[start:start + array.size].view(np.int8).reshape(array.shape),
+                          array)
+    assert f"{address:#x}u" in checked.check_source and '"out"' in checked.check_source
 
 
 def test_transfers_that_share_l1_with_the_job_wait_for_its_end(planned):
     """A load may reuse the L1 of its phase's job only when the phase issues its transfers
     after the job has ended (``defer_dma``), and the generated C does so."""
     _, schedule = planned
-    x, params = random_encoder(schedule.shape, 3)
-    c = compile_layer(schedule.shape, params, x, ClusterSpec()).c_source
+    c = compile_model(schedule.model, ClusterSpec()).c_source
     for ph in schedule.phases:
         if not ph.job:
             continue
@@ -176,14 +204,13 @@ def test_transfers_that_share_l1_with_the_job_wait_for_its_end(planned):
 
 def test_minilm_spills_ln1_for_wider_f2_chunks():
     """ln1 goes to L2 after the add & norm and comes back for the last one, after the store."""
-    x, params = random_encoder(MINILM, 1)
-    schedule = plan_layer(MINILM, params, x, ClusterSpec())
+    schedule = plan(_model(MINILM, 1), ClusterSpec())
     assert schedule.choices["spill_ln1"] and schedule.choices["ffn2_chunk"] > 16
     store = [ph.index for ph in schedule.phases for d in ph.stores if d.l2 == "ln1_spill"]
     load = [ph.index for ph in schedule.phases for d in ph.loads if d.l2 == "ln1_spill"]
     assert len(store) == 1 and len(load) == 1 and store[0] < load[0]
     final = [ph.index for ph in schedule.phases
-             if any(k.function == "k_add_layernorm" and "ln1_back" in k.reads
+             if any(k.kind == "add_layernorm" and "ln1_back" in k.reads
                     for k in ph.kernels)]
     assert final == [load[0] + 1]
 
@@ -191,8 +218,7 @@ def test_minilm_spills_ln1_for_wider_f2_chunks():
 def test_heads_share_the_rows_of_wo_t():
     """P = 32 of a 64-byte row: consecutive heads' Wo^T sit in the two halves of the same
     rows (the engine masks the other half), which lets MiniLM overlap the head sum."""
-    x, params = random_encoder(MINILM, 1)
-    schedule = plan_layer(MINILM, params, x, ClusterSpec())
+    schedule = plan(_model(MINILM, 1), ClusterSpec())
     assert schedule.choices["overlap"]["attention"]
     parent = schedule.buffers["wo_t"]
     assert parent.size == MINILM.E * 64
@@ -223,12 +249,10 @@ def test_a_lane_is_never_loaded_while_its_last_head_runs():
 def test_sequential_heads_defer_the_next_heads_load():
     """Heads that run alone (kernels after the job) load the next head after the job: beside
     the job the 51 KiB would slow the engine about threefold."""
-    x, params = random_encoder(MINILM, 1)
     spec = ClusterSpec()
-    low = _Lowering(MINILM, params, x, spec, fc=128, ec=32, causal=False, valid_keys=None,
-                    debug=False, spill=True)
-    low.lower()
-    phases = _phases(low, {"attention": False, "ffn1": False, "ffn2": True}, spec)
+    (layer,) = _model(MINILM, 1).blocks
+    low = lower(layer, spec, EncoderTiling(128, 32, spill_ln1=True))
+    phases = build_phases(low, {"attention": False, "ffn1": False, "ffn2": True}, spec)
     heads = [ph for ph in phases if ph.job and ph.job.stage == "attention"]
     assert all(ph.after_ita and ph.defer_dma for ph in heads[:-1])
     # a deferred job holds its weights for slot 0 only: the next head's load may reuse them
