@@ -51,8 +51,8 @@ class NormConstants:
 @dataclass(frozen=True)
 class IntegerLayer:
     """Weights and constants of one encoder layer; the names follow
-    :class:`ita.golden.EncoderParams`, except that ``add1``/``add2`` are (3, E): (mult_x, mult_y, lshift) per column
-    for :func:`residual_add_rows`."""
+    :class:`ita.golden.EncoderParams`, except that ``add1``/``add2`` are (3, E):
+    (mult_x, mult_y, lshift) per column for :func:`residual_add_rows`."""
 
     wq: np.ndarray         #: (H, E, P) int8
     wk: np.ndarray

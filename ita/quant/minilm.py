@@ -1,0 +1,137 @@
+"""How close the integer all-MiniLM-L6-v2 comes to the float model, on sentences of a file.
+
+    python -m ita.quant.minilm [--sentences FILE] [--calibration FILE] [--pad-to N]
+
+calibrates on ``--calibration`` (default: the repository's calibration set), runs the float
+reference and the integer model on every line of ``--sentences`` (default: the evaluation
+set, which shares no sentence with the calibration set) and prints the cosine of each
+sentence's two embeddings, their mean and minimum, and the Spearman rank correlation of all
+pairwise sentence similarities, float against integer. The last line is
+
+    RESULT test=minilm_accuracy status=PASS|FAIL cos_mean=<x> cos_min=<x> spearman_all=<x>
+    sentences=<n> tokens=<n>
+
+``status`` compares with the accuracy goals below. Exit status: 0 PASS, 1 FAIL, 2 for bad
+input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from ita.models import bert, bert_reference
+from ita.models.ir import Model, ModelError
+
+from .calibration import CALIBRATION_FILE, EVALUATION_FILE, calibrate, read_sentences
+from .integer import IntegerModel, dequantise, run
+from .quantiser import QuantOptions, quantise
+
+__all__ = ["COS_MEAN_GOAL", "COS_MIN_GOAL", "Accuracy", "spearman", "evaluate", "main"]
+
+#: Accuracy goals against the float model (mean and worst sentence cosine).
+COS_MEAN_GOAL = 0.985
+COS_MIN_GOAL = 0.95
+
+
+def _ranks(values):
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    return ranks
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equally long vectors (ties ranked by position)."""
+    ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float(ra @ rb / np.sqrt((ra @ ra) * (rb @ rb)))
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Per-sentence cosines and the pairwise-similarity rank correlation."""
+
+    cos: np.ndarray          #: (n,) float vs integer embedding of each sentence
+    spearman_all: float      #: over all n (n - 1) / 2 sentence pairs
+    float_emb: np.ndarray    #: (n, E)
+    integer_emb: np.ndarray  #: (n, E)
+    tokens: int
+
+    @property
+    def cos_mean(self) -> float:
+        return float(self.cos.mean())
+
+    @property
+    def cos_min(self) -> float:
+        return float(self.cos.min())
+
+
+def evaluate(model: Model, qmodel: IntegerModel, texts, *, pad_to=None) -> Accuracy:
+    """Float and integer embeddings of ``texts`` and how far apart they are."""
+    floats, ints, tokens = [], [], 0
+    for text in texts:
+        ids = model.tokenizer.encode(text)
+        tokens += len(ids)
+        floats.append(bert_reference.embed(model, ids))
+        ints.append(dequantise(qmodel, run(qmodel, ids, pad_to=pad_to)))
+    f, i = np.stack(floats), np.stack(ints)
+    cos = np.sum(f * i, axis=1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(i, axis=1))
+    upper = np.triu_indices(len(f), 1)
+    rho = spearman((f @ f.T)[upper], (i @ i.T)[upper]) if len(f) > 2 else float("nan")
+    return Accuracy(cos=cos, spearman_all=rho, float_emb=f.astype(np.float32),
+                    integer_emb=i.astype(np.float32), tokens=tokens)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ita.quant.minilm",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", default=str(EVALUATION_FILE),
+                        help="one sentence a line (default: the evaluation set)")
+    parser.add_argument("--calibration", default=str(CALIBRATION_FILE),
+                        help="one sentence a line (default: the calibration set)")
+    parser.add_argument("--pad-to", type=int, default=None,
+                        help="run every sentence in a buffer of this many rows, padded keys "
+                             "masked (the result must not change)")
+    defaults = QuantOptions()
+    parser.add_argument("--percentile", type=float, default=defaults.percentile)
+    parser.add_argument("--alpha", type=float, default=defaults.smooth_alpha,
+                        help="SmoothQuant strength; a negative value turns smoothing off")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="one weight scale per tensor for OW and F2")
+    args = parser.parse_args(argv)
+    options = QuantOptions(percentile=args.percentile,
+                           smooth_alpha=None if args.alpha < 0 else args.alpha,
+                           per_channel=not args.per_tensor)
+    try:
+        texts = read_sentences(args.sentences)
+        calibration_texts = read_sentences(args.calibration)
+        model = bert.load_minilm()
+        lengths = [len(model.tokenizer.encode(t)) for t in texts]
+        if args.pad_to is not None and args.pad_to < max(lengths):
+            raise ModelError(f"--pad-to {args.pad_to} is shorter than the longest sentence "
+                             f"({max(lengths)} tokens)")
+        cut = sum(model.tokenizer.encode_full(t)[1] for t in texts)
+        if cut:
+            print(f"note: {cut} sentence(s) truncated to {model.tokenizer.max_length} tokens")
+        qmodel = quantise(model, calibrate(model, calibration_texts), options)
+        acc = evaluate(model, qmodel, texts, pad_to=args.pad_to)
+    except (ModelError, ValueError, ArithmeticError) as error:
+        print(f"minilm: {error}", file=sys.stderr)
+        return 2
+    for text, cos, n in zip(texts, acc.cos, lengths, strict=True):
+        print(f"{cos:.4f}  {n:3d} tokens  {text[:70]}")
+    ok = acc.cos_mean >= COS_MEAN_GOAL and acc.cos_min >= COS_MIN_GOAL
+    print(f"goals: cos_mean >= {COS_MEAN_GOAL}, cos_min >= {COS_MIN_GOAL}; calibrated on "
+          f"{len(calibration_texts)} sentences; {options}")
+    print(f"RESULT test=minilm_accuracy status={'PASS' if ok else 'FAIL'} "
+          f"cos_mean={acc.cos_mean:.4f} cos_min={acc.cos_min:.4f} "
+          f"spearman_all={acc.spearman_all:.4f} sentences={len(texts)} tokens={acc.tokens}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
