@@ -2,7 +2,7 @@
 
 :class:`SelfTest` holds the engine, a ROM per stream with the job's beats in streaming order
 (input, weight, bias and the golden model's expected output beats, from
-:func:`verif.engine.job.stream_plans`), a sequencer that starts the job and feeds the
+:func:`ita.rtl.job.stream_plans`), a sequencer that starts the job and feeds the
 streams, a comparator on the output, a watchdog, and a UART transmitter that reports the
 verdict. It has no inputs besides the clock and reset: after reset it runs the job once,
 then holds ``passed`` or ``failed`` and prints ``ITA self-test PASS`` (or ``FAIL``) every
@@ -21,8 +21,8 @@ from amaranth.lib.wiring import Out
 
 from ita.config import ITAConfig
 from ita.rtl.engine import Engine
+from ita.rtl.job import pack_bias, pack_fields, pack_int8, stream_plans
 from ita.rtl.layouts import engine_config_layout
-from verif.engine.job import pack_bias, pack_fields, pack_int8, stream_plans
 
 __all__ = ["SelfTest", "StoredJob", "stored_job", "UartTx", "MESSAGES"]
 
@@ -61,7 +61,7 @@ class StoredJob:
 def stored_job(config: ITAConfig, *, tiles=2, seed=SEED, activation="gelu"):
     """The self-test's job: a linear layer of ``tiles`` tiles in every dimension."""
     from ita.golden.vectors import LayerShape, generate
-    from verif.engine.job import job_from_vectors
+    from ita.rtl.job import job_from_vectors
 
     size = tiles * config.M
     shape = LayerShape(S=size, E=size, P=size, F=size, activation=activation)

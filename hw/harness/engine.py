@@ -1,7 +1,7 @@
 """Fast pure-software runs of the engine: ``python -m hw.harness.engine [KEY=VALUE ...]``.
 
 The job is the one ``make sim TEST=ita_<mode> ... STALLS=0`` runs (same golden vectors for the
-same seed, :func:`verif.engine.job.job_from_vectors`), but the per-cycle loop is the C++ main
+same seed, :func:`ita.rtl.job.job_from_vectors`), but the per-cycle loop is the C++ main
 ``hw/harness/engine_main.cpp`` on a plain Verilator model: no VPI, no cocotb, no Python per
 cycle. Python writes the job directory (stream beats, the engine output each beat waits for,
 expected outputs; see the C++ file's header) and parses the summary. Both flows count the same
@@ -129,8 +129,8 @@ def write_job(job_dir: str | Path, *, mode: str = "attention", S: int = 64, E: i
     from amaranth.hdl import Shape
 
     from ita.golden.vectors import LayerShape, generate
+    from ita.rtl.job import job_from_vectors, pack_bias, pack_fields, stream_plans
     from ita.rtl.layouts import Step, engine_config_layout
-    from verif.engine.job import job_from_vectors, pack_bias, pack_fields, stream_plans
 
     config = config or ITAConfig()
     job_dir = Path(job_dir)

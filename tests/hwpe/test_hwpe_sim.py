@@ -6,8 +6,8 @@ import pytest
 from cluster_integration.hwpe.ita_hwpe import ItaHwpe
 from ita.config import ITAConfig
 from ita.golden.vectors import LayerShape, generate
+from ita.rtl.job import EngineJob, TensorMemory, job_from_vectors
 from ita.rtl.layouts import ErrorCode, Mode
-from verif.engine.job import EngineJob, TensorMemory, job_from_vectors
 
 from .hwpe_harness import check_outputs, run_hwpe
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from verif.engine.job import pack_bias, pack_int8, stream_plans, unpack_int8
+from ita.rtl.job import pack_bias, pack_int8, stream_plans, unpack_int8
 
 SOURCES = ("input", "weight", "bias")
 

@@ -5,8 +5,8 @@ import pytest
 from ita.config import ITAConfig
 from ita.golden.vectors import LayerShape, generate
 from ita.rtl.engine import Engine
+from ita.rtl.job import EngineJob, job_from_vectors
 from ita.rtl.layouts import ErrorCode, Mode
-from verif.engine.job import EngineJob, job_from_vectors
 
 from .engine_harness import Run, expect_complete, run_job, run_jobs
 
@@ -41,7 +41,7 @@ def test_job_bit_exact(mode, shape, stall):
     (EngineJob(Mode.ATTENTION, S=8, E=8, P=8, valid_keys=9), ErrorCode.BAD_VALID_KEYS),
 ])
 def test_illegal_configuration_reports_error_without_hanging(job, code):
-    from verif.engine.job import TensorMemory
+    from ita.rtl.job import TensorMemory
     run = run_job(Engine(config=SMALL), job, TensorMemory(tensors={}), max_cycles=50,
                   expect_error=True)
     assert run.error == 1 and run.code == code
@@ -54,7 +54,7 @@ class _BadActivationJob(EngineJob):
 
 
 def test_activation_code_3_is_refused():
-    from verif.engine.job import TensorMemory
+    from ita.rtl.job import TensorMemory
     job = _BadActivationJob(Mode.LINEAR, S=8, E=8, P=8)
     run = run_job(Engine(config=SMALL), job, TensorMemory(tensors={}), max_cycles=50,
                   expect_error=True)
@@ -75,7 +75,7 @@ def test_clear_mid_job_then_correct_job(clear_at):
 
 def test_back_to_back_jobs_and_error_recovery():
     """Jobs follow each other with no idle cycle; a refused job leaves no trace."""
-    from verif.engine.job import TensorMemory
+    from ita.rtl.job import TensorMemory
     engine = Engine(config=SMALL)
     runs = []
     for seed, (mode, shape) in enumerate([("ffn", LayerShape(S=9, E=8, F=16)),

@@ -14,8 +14,8 @@ import numpy as np
 from ita.cluster_config import DEFAULT
 from ita.config import DEFAULT_CONFIG
 from ita.golden.vectors import LayerShape, generate
+from ita.rtl.job import job_from_vectors
 from ita.rtl.schedule import ideal_cycles
-from verif.engine.job import job_from_vectors
 from verif.hwpe.program import BIAS_TENSORS
 
 __all__ = ["prepare", "DATA_OFFSET"]

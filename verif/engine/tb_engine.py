@@ -17,8 +17,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from ita.config import ITAConfig
 from ita.golden.vectors import LayerShape, generate
-from ita.rtl.layouts import ErrorCode, Step, engine_config_layout
-from verif.engine.job import (
+from ita.rtl.job import (
     OutputMismatch,
     job_from_vectors,
     pack_bias,
@@ -27,6 +26,7 @@ from verif.engine.job import (
     stream_plans,
     unpack_int8,
 )
+from ita.rtl.layouts import ErrorCode, Step, engine_config_layout
 from verif.result import format_result, record_result
 
 STALL_PROBABILITY = 0.25

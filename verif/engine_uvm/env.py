@@ -43,8 +43,8 @@ from pyuvm import (
     uvm_subscriber,
 )
 
+from ita.rtl.job import OutputMismatch, unpack_int8
 from ita.rtl.layouts import ErrorCode, Step
-from verif.engine.job import OutputMismatch, unpack_int8
 from verif.uvm.base import CLOCK_PERIOD_NS
 from verif.uvm.clocking import CycleLoop
 from verif.uvm.stream_agent import StreamAgent, StreamAgentConfig, StreamBus

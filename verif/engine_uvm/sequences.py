@@ -18,8 +18,8 @@ import random
 import cocotb
 from pyuvm import uvm_sequence
 
+from ita.rtl.job import pack_bias, pack_fields, pack_int8, stream_plans
 from ita.rtl.layouts import engine_config_layout
-from verif.engine.job import pack_bias, pack_fields, pack_int8, stream_plans
 from verif.uvm.stall import make_profile
 from verif.uvm.stream_agent import StreamTransferSeq
 

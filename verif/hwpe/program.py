@@ -1,6 +1,6 @@
 """A job for the ITA HWPE as software sees it: a memory image and register writes.
 
-Places every tensor of an engine job (see :mod:`verif.engine.job`) in a flat byte memory,
+Places every tensor of an engine job (see :mod:`ita.rtl.job`) in a flat byte memory,
 row-major and padded as the streamers expect (int8 tensors with their padded pitch, biases
 as int32 words), and lists the job-register writes that describe the job. The register
 values come from the one register map (:mod:`cluster_integration.hwpe.regmap`).

@@ -34,7 +34,7 @@ from pyuvm import ConfigDB
 from cluster_integration.hwpe import regmap
 from ita.config import ITAConfig
 from ita.golden.vectors import LayerShape, generate
-from verif.engine.job import job_from_vectors
+from ita.rtl.job import job_from_vectors
 from verif.engine_uvm.stimulus import (
     ILLEGAL_KINDS,
     MODES,

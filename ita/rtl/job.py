@@ -1,7 +1,8 @@
-"""An engine job as a testbench sees it: configuration, memory image, expected results.
+"""One engine job as data: configuration, operand image, expected results, stream beats.
 
-Simulator-independent: the cocotb testbench and the amaranth.sim unit tests both drive the
-engine from these objects. Tensors live in a :class:`TensorMemory` as zero-padded 2-D
+Simulator-independent and shared by everything that drives the engine: the cocotb and
+pyuvm testbenches, the amaranth.sim unit tests, the C++ harness and the FPGA self-test's
+ROMs all build their stimulus from these objects. Tensors live in a :class:`TensorMemory` as zero-padded 2-D
 arrays (see :mod:`ita.rtl.schedule`); the engine's own outputs start unwritten, and a
 stream that needs one of them must wait until the engine has written it, as a real
 memory-backed streamer would.
