@@ -57,7 +57,7 @@ verilog: $(STAMP)
 	@$(PY) -m hw.verilog $(ARGS)
 
 fpga: $(STAMP)
-	@$(PY) -m hw.fpga $(ARGS)
+	@$(PY) -m hw.fpga_cli $(ARGS)
 
 regs: $(STAMP)
 	@$(PY) -m cluster_integration.hwpe.regmap_gen

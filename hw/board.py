@@ -19,7 +19,6 @@ load it with ``openFPGALoader -b ulx3s ita_selftest.bit`` (not needed for the bu
 import hashlib
 import json
 import os
-import sys
 import time
 
 from amaranth.hdl import Elaboratable, Module, Signal
@@ -157,6 +156,3 @@ def main(options):
         raise RuntimeError(f"timing not met: Fmax {fmax:.1f} MHz < {clock:.0f} MHz")
     return line
 
-
-if __name__ == "__main__":
-    sys.exit(fpga.main(["TOP=board", *sys.argv[1:]]))

@@ -95,7 +95,7 @@ def elaborate(top, hw):
         return ItaHwpe(config=hw.ita, data_width=hw.hwpe_width, cores=hw.cores)
     if top == "cluster":
         from cluster_integration.cluster import Cluster
-        return Cluster(**hw.cluster_kwargs())
+        return Cluster(hw)
     raise UsageError(f"unknown TOP {top!r}; known: {', '.join(TOPS)}")
 
 

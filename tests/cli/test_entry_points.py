@@ -18,8 +18,7 @@ ENTRY_POINTS = {
     "verif.regress": [],
     "verif.coverage": [],
     "hw.verilog": [],
-    "hw.fpga": [],
-    "hw.board": [],
+    "hw.fpga_cli": [],
     "hw.harness.engine": [],
     "hw.harness.run": ["APP=hello"],
     "bench": [],
@@ -28,7 +27,7 @@ ENTRY_POINTS = {
     "sw.build": ["APP=hello"],
 }
 #: Tools that keep flag-style (argparse) arguments: not make targets.
-FLAG_STYLE_TOOLS = {"ita.models.llama"}
+FLAG_STYLE_TOOLS = {"ita.models.llama", "ita.quant.minilm", "ita.quant.llama"}
 
 
 def _run(module, *words):
@@ -95,7 +94,7 @@ def make_help_keys():
 
 def test_make_help_names_only_declared_keys():
     found = make_help_keys()
-    assert {"verif.sim", "hw.verilog", "hw.fpga", "ita.golden", "bench"} <= set(found)
+    assert {"verif.sim", "hw.verilog", "hw.fpga_cli", "ita.golden", "bench"} <= set(found)
     for module, names in found.items():
         unknown = names - declared_keys(module)
         assert not unknown, f"make help names {sorted(unknown)} for {module}"
@@ -111,7 +110,7 @@ def test_engine_size_keys_are_array_n_and_array_m_everywhere():
         if name.startswith(("ita_", "uvm_engine_", "uvm_hwpe_")):
             assert {"ARRAY_N", "ARRAY_M"} <= names and not {"N", "M"} & names, name
     assert {"M", "K", "N"} <= {k.name for k in tests["gemm"].keys}
-    for module in ("hw.verilog", "hw.fpga", "hw.harness.engine", "ita.golden"):
+    for module in ("hw.verilog", "hw.fpga_cli", "hw.harness.engine", "ita.golden"):
         names = declared_keys(module)
         assert {"ARRAY_N", "ARRAY_M"} <= names and not {"N", "M"} & names, module
 

@@ -88,15 +88,15 @@ def test_fpga_line_format():
 
 
 @pytest.mark.parametrize("module, args, message", [
-    ("hw.fpga", ["TOP=cluster"], "bad value 'cluster' for key TOP"),
-    ("hw.fpga", ["FAMILY=gowin"], "bad value 'gowin' for key FAMILY"),
-    ("hw.fpga", ["CONFIG=huge"], "bad value 'huge' for key CONFIG"),
-    ("hw.fpga", ["PNR=yes"], "bad value 'yes' for key PNR (expected auto, 0 or 1)"),
-    ("hw.fpga", ["FREQ=fast"], "bad value 'fast' for key FREQ (expected an integer >= 1)"),
-    ("hw.fpga", ["TOP=board", "FAMILY=ice40"], "board's own ECP5"),
-    ("hw.fpga", ["DEVICE=XC7A35T"], "unknown DEVICE"),
-    ("hw.fpga", ["ARRAY_N=3"], "ARRAY_N=3: M=16 must be a multiple of N=3"),
-    ("hw.fpga", ["FOO=1"], "unknown key FOO"),
+    ("hw.fpga_cli", ["TOP=cluster"], "bad value 'cluster' for key TOP"),
+    ("hw.fpga_cli", ["FAMILY=gowin"], "bad value 'gowin' for key FAMILY"),
+    ("hw.fpga_cli", ["CONFIG=huge"], "bad value 'huge' for key CONFIG"),
+    ("hw.fpga_cli", ["PNR=yes"], "bad value 'yes' for key PNR (expected auto, 0 or 1)"),
+    ("hw.fpga_cli", ["FREQ=fast"], "bad value 'fast' for key FREQ (expected an integer >= 1)"),
+    ("hw.fpga_cli", ["TOP=board", "FAMILY=ice40"], "board's own ECP5"),
+    ("hw.fpga_cli", ["DEVICE=XC7A35T"], "unknown DEVICE"),
+    ("hw.fpga_cli", ["ARRAY_N=3"], "ARRAY_N=3: M=16 must be a multiple of N=3"),
+    ("hw.fpga_cli", ["FOO=1"], "unknown key FOO"),
     ("hw.verilog", ["CONFIG=huge"], "bad value 'huge' for key CONFIG"),
     ("hw.verilog", ["TOP=cluster", "LINT=2"], "bad value '2' for key LINT (expected 0 or 1)"),
 ])
@@ -105,7 +105,7 @@ def test_bad_arguments_give_one_usage_line(module, args, message):
                           text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
-    assert proc.stderr.startswith(f"{module.removeprefix('hw.')}: error: ")
+    assert proc.stderr.startswith(f"{module.removeprefix('hw.').removesuffix('_cli')}: error: ")
     assert proc.stdout == ""
 
 
