@@ -48,7 +48,7 @@ sim: $(STAMP)
 	@$(PY) -m verif.sim $(ARGS)
 
 run: $(STAMP)
-	@$(PY) -m hw.harness.run $(ARGS)
+	@$(PY) -m verif.harness.run $(ARGS)
 
 vectors: $(STAMP)
 	@$(PY) -m ita.golden $(ARGS)
@@ -67,7 +67,7 @@ regress: $(STAMP)
 	@$(PY) -m verif.regress $(ARGS)
 
 coverage: $(STAMP)
-	@$(PY) -m verif.coverage $(ARGS)
+	@$(PY) -m verif.coverage_cli $(ARGS)
 
 bench: $(STAMP)
 	@$(PY) -m bench $(ARGS)

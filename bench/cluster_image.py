@@ -2,7 +2,7 @@
 ``python -m bench.cluster_image M=<m> K=<k> N=<n> SEED=<s>``.
 
 ``make sim`` loads the program and its data into L2 through VPI; the C++ harness
-(:mod:`hw.harness.run`) loads one ``$readmemh`` image. This writes that image -- the same
+(:mod:`verif.harness.run`) loads one ``$readmemh`` image. This writes that image -- the same
 program build (:func:`verif.cluster.kernels.prepare_gemm` and ``sw.build.build_app`` in the
 same work directory as :func:`verif.cluster.kernels.run_gemm`) with the data blocks placed at
 their L2 addresses -- and runs it, so both flows simulate the same cycles. The L2 result is not
@@ -63,9 +63,9 @@ def merged_image(hex_path: str | os.PathLike, data_npz: str | os.PathLike,
 def run_gemm_image(*, M: int, K: int, N: int, seed: int = 1) -> Measurement:
     """Build the gemm program for (M, K, N, seed) and run it on the C++ harness."""
     from hw import toolchain
-    from hw.harness.run import run_image
     from sw.build import build_app
     from verif.cluster.kernels import prepare_gemm
+    from verif.harness.run import run_image
 
     command = f"python -m bench.cluster_image M={M} K={K} N={N} SEED={seed}"
     work = toolchain.BUILD_ROOT / "sw" / "gemm" / f"M{M}_K{K}_N{N}_seed{seed}"

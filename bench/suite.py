@@ -2,7 +2,7 @@
 
 Every cycle count comes from a RESULT line of an existing flow: ``make sim`` tests run as
 ``python -m verif.sim`` subprocesses, the fast C++ harnesses through their own modules
-(``hw.harness.run``, ``hw.harness.engine``). Nothing here simulates by itself.
+(``verif.harness.run``, ``verif.harness.engine``). Nothing here simulates by itself.
 """
 
 from __future__ import annotations
@@ -256,8 +256,8 @@ class Bench:
                 "cpu_s": round(cpu, 2)}
 
     def _speed_engine(self) -> dict:
-        from hw.harness import engine as engine_harness
         from ita.config import ITAConfig
+        from verif.harness import engine as engine_harness
 
         p, n = self.plan, self.plan.speed_engine
         keys = {"S": n, "E": n, "P": n}
@@ -276,9 +276,9 @@ class Bench:
             out["cocotb"].append(row)
         out["cpp_build"] = self._timed_build(
             "the C++ engine model", lambda: engine_harness.build_engine_harness(ITAConfig()))
-        argv = [sys.executable, "-m", "hw.harness.engine", "MODE=attention",
+        argv = [sys.executable, "-m", "verif.harness.engine", "MODE=attention",
                 *(f"{k}={v}" for k, v in keys.items()), f"SEED={p.seed}"]
-        out["cpp_command"] = "python -m hw.harness.engine " + " ".join(argv[3:])
+        out["cpp_command"] = "python -m verif.harness.engine " + " ".join(argv[3:])
         for _ in range(p.repeats):
             self._begin(out["cpp_command"])
             m = run_argv(argv, out["cpp_command"])
@@ -288,7 +288,7 @@ class Bench:
         return _summarise_speed(out, cycles_key="cycles")
 
     def _speed_cluster(self) -> dict:
-        from hw.harness import run as cluster_harness
+        from verif.harness import run as cluster_harness
 
         p = self.plan
         M, K, N = p.speed_gemm

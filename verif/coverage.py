@@ -1,6 +1,6 @@
 """Coverage: the Verilator coverage build, per-run compaction, merging and the reports.
 
-    python -m verif.coverage [SEEDS=n] [CODE_SEEDS=n] [JOBS=n] [TESTS=a,b] [FIRST_SEED=k]
+    python -m verif.coverage_cli [SEEDS=n] [CODE_SEEDS=n] [JOBS=n] [TESTS=a,b] [FIRST_SEED=k]
     make coverage
 
 runs the coverage tests of ``verif/testplan.yaml`` (``coverage: true``) twice: with ``SEEDS``
@@ -54,15 +54,11 @@ import gzip
 import hashlib
 import os
 import re
-import sys
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from ita import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "coverage"
@@ -71,7 +67,7 @@ COVERAGE_ARGS = ("--coverage-line", "--coverage-toggle")
 SYNOPSIS = "make coverage [KEY=VALUE ...]"
 
 __all__ = ["build_coverage_model", "compact_run", "merge_code_coverage", "merge_funcov",
-           "functional_report", "main"]
+           "functional_report", "code_report", "coverage_verilog", "write_dat"]
 
 
 # --- the coverage model --------------------------------------------------------------------------
@@ -498,74 +494,3 @@ def functional_report(path: Path, root: str = "engine") -> tuple[float, str]:
             shown = ", ".join(f"{b}={h}" for b, h in hits.items())
             lines.append(f"{'  ' * depth}  hits: {shown}")
     return pct, "\n".join(lines) + "\n"
-
-
-# --- make coverage ------------------------------------------------------------------------------
-
-
-def keys():
-    """The keys of ``make coverage``: those of ``make regress`` but MAX_WAVES, more seeds."""
-    from verif import regress
-
-    return (regress.seeds_key(20),
-            cli.int_key("CODE_SEEDS", 2, minimum=1, help="seeds per test on the coverage build"),
-            regress.JOBS, regress.TESTS, regress.FIRST_SEED)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main("coverage", _command, argv, usage_text=lambda _: cli.usage(SYNOPSIS, keys()))
-
-
-def _command(words: list[str]) -> int:
-    from ita.config import ITAConfig
-    from verif import regress
-
-    t0 = time.monotonic()
-    options = cli.parse(words, keys())
-    options["MAX_WAVES"] = 0
-    tests = [t for t in regress.regression_tests() if t["coverage"]]
-    OUT.mkdir(parents=True, exist_ok=True)
-    print(f"coverage: functional coverage from {options['SEEDS']} seeds per test on the "
-          f"regular model", flush=True)
-    functional_runs, _ = regress.regress(options, out=OUT / "functional_runs", tests=tests)
-    print(f"coverage: code coverage from {options['CODE_SEEDS']} seeds per test on the "
-          "line/toggle coverage model (built on first use)", flush=True)
-    build_coverage_model(ITAConfig())
-    code_runs, _ = regress.regress({**options, "SEEDS": options["CODE_SEEDS"]},
-                                   coverage=True, out=OUT / "code_runs", tests=tests)
-    records = functional_runs + code_runs
-    (OUT / "summary.txt").write_text(regress.summary_table(records))
-    failed = [r for r in records if not r["ok"]]
-    for record in failed:
-        print(regress.failing_line(record))
-    functional = 0.0
-    funcov_files = [r["funcov"] for r in functional_runs
-                    if r["ok"] and r["expect"] == "pass" and r.get("funcov")]
-    if funcov_files:
-        merged = merge_funcov(funcov_files, OUT / "funcov.yml")
-        functional, text = functional_report(merged)
-        (OUT / "functional.txt").write_text(text)
-        print(f"coverage: functional {functional:.1f} % of bins from {len(funcov_files)} runs "
-              f"({OUT / 'functional.txt'})")
-    npz = [r["codecov"] for r in code_runs if r["ok"] and r.get("codecov")]
-    line = toggle = 0.0
-    if npz:
-        counts, _digest, raw = merge_code_coverage(npz)
-        write_dat(OUT / "coverage.dat", counts, raw)
-        result = code_report(counts, raw, coverage_verilog(ITAConfig()), OUT)
-        line, toggle = result["line_pct"], result["toggle_pct"]
-        print(f"coverage: code from {len(npz)} runs: ita/rtl Python lines {result['line'][0]}/"
-              f"{result['line'][1]}, Verilog line points {result['vline'][0]}/"
-              f"{result['vline'][1]} ({result['vline_pct']:.1f} %), branch points "
-              f"{result['branch'][0]}/{result['branch'][1]} ({result['branch_pct']:.1f} %), "
-              f"toggle points {result['toggle'][0]}/{result['toggle'][1]} "
-              f"({OUT / 'code.txt'})")
-    print(f"coverage: {len(records) - len(failed)} runs passed, {len(failed)} failed; reports "
-          f"in {OUT} in {(time.monotonic() - t0) / 60:.1f} min")
-    print(f"COVERAGE functional={functional:.1f} line={line:.1f} toggle={toggle:.1f}",
-          flush=True)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

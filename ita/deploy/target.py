@@ -9,24 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ita.config import DEFAULT_CONFIG, ITAConfig
+from ita.cluster_config import DEFAULT, ClusterConfig
+from ita.config import ITAConfig
 
 __all__ = ["ClusterSpec"]
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """The cluster facts the compiler plans with."""
+    """The cluster facts the compiler plans with; :meth:`for_cluster` reads them off a
+    cluster configuration (the defaults are the default cluster's)."""
 
-    l1_base: int = 0x1000_0000
-    l1_size: int = 256 * 1024
-    l1_reserved: int = 12 * 1024  #: core stacks at the top of L1 plus the runtime's L1 data
-    l2_base: int = 0x1C00_0000
-    l2_size: int = 4 * 1024 * 1024
-    l2_data_offset: int = 0x4_0000  #: the program image lies below, the layer's data above
-    cores: int = 8
-    config: ITAConfig = DEFAULT_CONFIG
+    l1_base: int = DEFAULT.l1_base
+    l1_size: int = DEFAULT.l1_size
+    l1_reserved: int = DEFAULT.l1_reserved  #: core stacks and the runtime's L1 data
+    l2_base: int = DEFAULT.l2_base
+    l2_size: int = DEFAULT.l2_size
+    l2_data_offset: int = DEFAULT.l2_program_size  #: the program below, the model's data above
+    cores: int = DEFAULT.cores
+    config: ITAConfig = DEFAULT.ita
     dma_bytes_per_cycle: float = 3.67  #: measured L2 -> L1 rate, for the cost model only
+
+    @classmethod
+    def for_cluster(cls, cluster: ClusterConfig, **overrides) -> ClusterSpec:
+        """The view of ``cluster``; ``overrides`` replace single facts (e.g. ``config=``)."""
+        facts = dict(l1_base=cluster.l1_base, l1_size=cluster.l1_size,
+                     l1_reserved=cluster.l1_reserved, l2_base=cluster.l2_base,
+                     l2_size=cluster.l2_size, l2_data_offset=cluster.l2_program_size,
+                     cores=cluster.cores, config=cluster.ita)
+        return cls(**{**facts, **overrides})
 
     @property
     def arena_bytes(self):

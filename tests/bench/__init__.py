@@ -1,1 +1,1 @@
-"""Tests of make bench (bench/) and of the C++ engine harness (hw/harness/engine.py)."""
+"""Tests of make bench (bench/) and of the C++ engine harness (verif/harness/engine.py)."""

@@ -1,4 +1,4 @@
-"""The C++ engine harness (hw/harness/engine.py, engine_main.cpp): same cycles as the cocotb
+"""The C++ engine harness (verif/harness/engine.py, engine_main.cpp): same cycles as the cocotb
 flow, bit-exact checking that catches a wrong byte, and its usage errors.
 
 The first test builds the C++ model (about 30 s on 2 cores, then cached by content hash).
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from hw import toolchain
-from hw.harness import engine
 from ita.config import ITAConfig
+from verif.harness import engine
 from verif.result import find_result
 
 verilator = pytest.mark.verilator
@@ -29,7 +29,7 @@ def _run(module, *args, timeout=900):
     ("MODE=ffn", "S=64", "E=64", "F=256", "ACT=gelu", "SEED=7"),
 ])
 def test_same_cycles_as_make_sim(keys):
-    cpp = _run("hw.harness.engine", *keys)
+    cpp = _run("verif.harness.engine", *keys)
     assert cpp.returncode == 0, cpp.stdout + cpp.stderr
     test = "ita_" + keys[0].partition("=")[2]
     sim = _run("verif.sim", f"TEST={test}", *keys[1:], "STALLS=0")
@@ -110,7 +110,7 @@ def test_executable_usage_errors(small_job, tmp_path):
     (("S=64", "S=32"), "key S given twice"),
 ])
 def test_command_line_usage_errors(args, message):
-    proc = _run("hw.harness.engine", *args, timeout=120)
+    proc = _run("verif.harness.engine", *args, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("engine: error: ")

@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {
     "verif.sim": ["TEST=smoke"],
     "verif.regress": [],
-    "verif.coverage": [],
+    "verif.coverage_cli": [],
     "hw.verilog": [],
     "hw.fpga_cli": [],
-    "hw.harness.engine": [],
-    "hw.harness.run": ["APP=hello"],
+    "verif.harness.engine": [],
+    "verif.harness.run": ["APP=hello"],
     "bench": [],
     "bench.cluster_image": [],
     "ita.golden": [],
@@ -59,10 +59,10 @@ def declared_keys(module):
         from verif import sim
 
         return {"TEST"} | {k.name for t in sim.load_tests().values() for k in t.keys}
-    if module == "verif.coverage":
-        from verif import coverage
+    if module == "verif.coverage_cli":
+        from verif import coverage_cli
 
-        return {k.name for k in coverage.keys()}
+        return {k.name for k in coverage_cli.keys()}
     for name in (f"{module}.__main__", module):
         try:
             entry = importlib.import_module(name)
@@ -110,7 +110,7 @@ def test_engine_size_keys_are_array_n_and_array_m_everywhere():
         if name.startswith(("ita_", "uvm_engine_", "uvm_hwpe_")):
             assert {"ARRAY_N", "ARRAY_M"} <= names and not {"N", "M"} & names, name
     assert {"M", "K", "N"} <= {k.name for k in tests["gemm"].keys}
-    for module in ("hw.verilog", "hw.fpga_cli", "hw.harness.engine", "ita.golden"):
+    for module in ("hw.verilog", "hw.fpga_cli", "verif.harness.engine", "ita.golden"):
         names = declared_keys(module)
         assert {"ARRAY_N", "ARRAY_M"} <= names and not {"N", "M"} & names, module
 

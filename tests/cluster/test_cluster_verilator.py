@@ -21,7 +21,7 @@ def run(test, **options):
 
 def test_hello_every_core_prints():
     from sw.build import build_app
-    from verif.cluster.sim import run_program
+    from verif.cluster.model import run_program
     result = run_program(build_app("hello"), test_name="hello")
     assert result.status == "PASS", result.fields
     lines = result.outcome["output"].splitlines()
@@ -40,7 +40,7 @@ def test_attention_head_bit_exact(options):
 
 def test_trap_is_reported_with_cause_and_pc():
     from sw.build import build_app
-    from verif.cluster.sim import run_program
+    from verif.cluster.model import run_program
     app = build_app("trap")
     result = run_program(app, test_name="cluster_trap", expect="exit:0")
     assert result.status == "FAIL"
@@ -49,7 +49,7 @@ def test_trap_is_reported_with_cause_and_pc():
 
 def test_hung_program_fails_with_every_core_pc():
     from sw.build import build_app
-    from verif.cluster.sim import run_program
+    from verif.cluster.model import run_program
     result = run_program(build_app("hello"), test_name="hello_timeout", max_cycles=300)
     assert result.status == "FAIL"
     assert result.outcome["timed_out"] and len(result.outcome["pcs"]) == 8

@@ -1,4 +1,4 @@
-"""The fast C++ Verilator harness (``make run APP=<name>``, :mod:`hw.harness.run`).
+"""The fast C++ Verilator harness (``make run APP=<name>``, :mod:`verif.harness.run`).
 
 One model build (about 1.5 min on an idle 2-core machine, cached by content hash) serves every
 test here; each run after it takes well under a second.
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hw import toolchain
-from hw.harness import run as harness
+from verif.harness import run as harness
 from verif.result import find_result
 
 verilator = pytest.mark.verilator
@@ -18,7 +18,7 @@ verilator = pytest.mark.verilator
 
 def make_run(*args):
     """``make run`` without make: the same command line, output captured."""
-    return subprocess.run([sys.executable, "-m", "hw.harness.run", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "verif.harness.run", *args], capture_output=True,
                           text=True, cwd=toolchain.ROOT, timeout=1200)
 
 

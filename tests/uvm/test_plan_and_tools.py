@@ -65,7 +65,7 @@ def test_cases_and_rerun_lines():
                                           ("verif.regress", ["SEEDS=x"]),
                                           ("verif.regress", ["SEEDS=0"]),
                                           ("verif.regress", ["TESTS=nope"]),
-                                          ("verif.coverage", ["MAX_WAVES=3"])])
+                                          ("verif.coverage_cli", ["MAX_WAVES=3"])])
 def test_bad_arguments_print_one_line(module, args):
     run = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)

@@ -7,7 +7,7 @@ self-checking (:func:`verif.deploy.self_checking`: the tokens into the input slo
 model's results after the data, ``dl_check`` on every output) and builds the program
 (``sw/apps/encoder_layer`` + the generated schedule and checks + the deploy runtime +
 ``sw/kernels``). The program image and the data go into one ``$readmemh`` file for the C++
-harness (``hw/harness/run.py``, ``+L2_HEX``). The program checks every byte of the output
+harness (``verif/harness/run.py``, ``+L2_HEX``). The program checks every byte of the output
 (with ``DEBUG=1`` every intermediate too) and prints the cycle breakdown as ``stats:``
 lines; :func:`parse` turns them into the breakdown table and the RESULT fields.
 
@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ita.cluster_config import DEFAULT
 from ita.config import DEFAULT_CONFIG
 from ita.deploy import ClusterSpec, CompileError, RandomEncoder, compile_model, layer_macs
 
@@ -32,15 +33,9 @@ __all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "
 MODELS = ("tiny", "mobilebert", "minilm")
 
 
-def cluster_spec(config=DEFAULT_CONFIG, cluster=None) -> ClusterSpec:
-    """The compiler's view of the simulated cluster, from its configuration."""
-    from ita.cluster_config import DEFAULT
-
-    cluster = cluster or DEFAULT
-    return ClusterSpec(l1_base=cluster.l1_base, l1_size=cluster.l1_size,
-                       l1_reserved=cluster.l1_reserved, l2_base=cluster.l2_base,
-                       l2_size=cluster.l2_size, l2_data_offset=cluster.l2_program_size,
-                       cores=cluster.cores, config=config)
+def cluster_spec(config=DEFAULT_CONFIG, cluster=DEFAULT) -> ClusterSpec:
+    """The compiler's view of the simulated cluster (its engine replaced by ``config``)."""
+    return ClusterSpec.for_cluster(cluster, config=config)
 
 
 def shape_for(model, *, S=None, E=None, P=None, H=None, F=None):
@@ -184,7 +179,7 @@ def job_table(output: str, manifest: dict) -> str:
 def run_layer(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
               max_cycles=20_000_000, stream=False):
     """Prepare and run on the C++ harness; returns (status, fields, output, prepared)."""
-    from hw.harness.run import run_image
+    from verif.harness.run import run_image
 
     prepared = prepare(work, model=model, seed=seed, sizes=sizes, debug=debug,
                        corrupt=corrupt)

@@ -4,7 +4,7 @@
 with ``ita.golden``; :func:`write_header` turns a list of cases into ``kernel_cases.h`` for
 the self-checking program ``sw/apps/kernels`` (inputs and expected outputs become const arrays
 in L2; the program copies inputs to L1, runs the kernel on all cores, compares every byte and
-prints cycles per case); :func:`run_cases` builds and runs it with ``hw.harness.run`` and parses
+prints cycles per case); :func:`run_cases` builds and runs it with ``verif.harness.run`` and parses
 the per-case lines. ``make sim TEST=kernels [KERNEL=..] [SIZE=small|large] [SEED=..]`` runs a
 set from :data:`SIZES` and prints the cycles-per-element table.
 
@@ -363,8 +363,8 @@ def run_cases(cases, *, tag: str, corrupt=None, max_cycles=None, stream=False) -
     PASS needs the program's exit code 0 and one measured line per case.
     """
     from hw import toolchain
-    from hw.harness.run import DEFAULT_MAX_CYCLES, run_image
     from sw.build import KERNEL_SOURCES, build_app
+    from verif.harness.run import DEFAULT_MAX_CYCLES, run_image
 
     work = toolchain.BUILD_ROOT / "sw" / "kernels" / tag
     write_header(cases, work, corrupt=corrupt)

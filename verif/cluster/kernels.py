@@ -305,7 +305,7 @@ def run_barrier(*, rounds=100, count_override=None, max_cycles=None, waves=False
     run expects (PASS means: caught).
     """
     from sw.build import build_app
-    from verif.cluster.sim import DEFAULT_MAX_CYCLES, run_program
+    from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 
     defines = {"ROUNDS": rounds}
     expect = "exit:0"
@@ -335,7 +335,7 @@ def run_dma(*, seed=1, max_cycles=None, waves=False):
     (``l2_l1_1d``, ``l2_l1_2d``, ``l1_l2_1d``, ``l1_l2_2d``, ``all_cores``).
     """
     from sw.build import build_app
-    from verif.cluster.sim import DEFAULT_MAX_CYCLES, run_program
+    from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 
     tag = f"seed{seed}"
     work = _work_dir("dma", tag)
@@ -363,7 +363,7 @@ def run_gemm(*, M=64, K=64, N=64, seed=1, amplitude=128, rq=None, max_cycles=Non
     ``total_cycles`` of the whole run (boot, copies, output).
     """
     from sw.build import build_app
-    from verif.cluster.sim import DEFAULT_MAX_CYCLES, run_program
+    from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 
     tag = f"M{M}_K{K}_N{N}_seed{seed}"
     if amplitude != 128:

@@ -2,54 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
-from verif.sim import cocotb_result, register
-
-TOPLEVEL = "cluster_test_top"
-TB_MODULE = "verif.cluster.tb_cluster"
-DEFAULT_MAX_CYCLES = 5_000_000
-
-
-def build_model(waves: bool = False):
-    """Emit the cluster test top's Verilog and build (or reuse) its Verilator model."""
-    from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
-    from cluster_integration.l2 import L2_RAM_SOURCE
-    from hw import toolchain
-    from verif.cluster.top import ClusterTestTop
-    from verif.core.sim import RAM_SV
-
-    key = toolchain.source_digest("ita", "cluster_integration", "verif.cluster")
-    verilog = toolchain.emit_verilog_cached(
-        ClusterTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)
-    return toolchain.build([*core_sources(), L2_RAM_SOURCE, RAM_SV, verilog], TOPLEVEL,
-                           waves=waves, extra_args=CORE_LINT_WAIVERS)
-
-
-@dataclass(frozen=True)
-class ClusterRun:
-    status: str
-    fields: dict
-    outcome: dict | None
-
-
-def run_program(app, *, test_name, expect="exit:0", data=None, check=None, ideal=None,
-                waves=False, max_cycles=DEFAULT_MAX_CYCLES) -> ClusterRun:
-    """Run a built ``sw.build.App`` on the cluster; ``data``/``check`` are npz paths of L2
-    contents to load before and to compare after the run."""
-    handle = build_model(waves=waves)
-    env = {"CLUSTER_APP_HEX": str(app.hex), "CLUSTER_EXPECT": expect,
-           "CLUSTER_MAX_CYCLES": str(max_cycles), "CLUSTER_TEST_NAME": test_name,
-           "CLUSTER_DATA": str(data or ""), "CLUSTER_CHECK": str(check or ""),
-           "CLUSTER_IDEAL": str(ideal or 0)}
-    status, fields = cocotb_result(handle, TB_MODULE, seed=None, waves=waves, extra_env=env,
-                                   results_name=test_name)
-    path = handle.build_dir / "runs" / test_name / "outcome.json"
-    outcome = json.loads(path.read_text()) if path.is_file() else None
-    return ClusterRun(status, fields, outcome)
-
+from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
+from verif.sim import register
 
 _CYCLES = int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up after this many")
 

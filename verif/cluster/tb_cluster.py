@@ -1,4 +1,4 @@
-"""cocotb testbench: one program on the whole cluster (verif/cluster/top.py).
+"""cocotb testbench: one program on the whole cluster (verif/tops/cluster.py).
 
 Environment (set by :mod:`verif.cluster.sim`):
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ita.cli import WAVES, int_key
 from verif.sim import cocotb_result, register
 
 TOPLEVEL = "core_test_top"
 TB_MODULE = "verif.core.tb_core"
-RAM_SV = Path(__file__).resolve().parent / "tb_ram.sv"
 DEFAULT_MAX_CYCLES = 2_000_000
 
 
@@ -24,9 +22,9 @@ def build_model(waves: bool = False):
     """Emit the test top's Verilog and build (or reuse) its Verilator model with the core."""
     from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
     from hw import toolchain
-    from verif.core.top import CoreTestTop
+    from verif.tops.core import RAM_SV, CoreTestTop
 
-    key = toolchain.source_digest("cluster_integration", "verif.core")
+    key = toolchain.source_digest("ita", "cluster_integration", "verif.tops")
     verilog = toolchain.emit_verilog_cached(
         CoreTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)
     return toolchain.build([*core_sources(), RAM_SV, verilog], TOPLEVEL, waves=waves,

@@ -1,4 +1,4 @@
-"""cocotb testbench: run one program on the single-core test top (verif/core/top.py).
+"""cocotb testbench: run one program on the single-core test top (verif/tops/core.py).
 
 Environment (set by :func:`verif.core.sim.run_app`):
 

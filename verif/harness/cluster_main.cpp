@@ -1,5 +1,5 @@
-// Fast Verilator C++ harness for the cluster test top (verif/cluster/top.py, `cluster_test_top`):
-// pure-software runs without cocotb. Built and run by `python -m hw.harness.run` (`make run`).
+// Fast Verilator C++ harness for the cluster test top (verif/tops/cluster.py, `cluster_test_top`):
+// pure-software runs without cocotb. Built and run by `python -m verif.harness.run` (`make run`).
 //
 //   Vcluster_test_top +L2_HEX=<file> [+MAX_CYCLES=<n>]
 //
@@ -23,7 +23,7 @@
 // 2 on bad arguments.
 //
 // On a timeout the PC of each core is printed if the model was built with `pc_id` of
-// cv32e40p_core public (hw/harness/public_pc.vlt); otherwise only what the top exposes.
+// cv32e40p_core public (verif/harness/public_pc.vlt); otherwise only what the top exposes.
 
 #include <chrono>
 #include <cerrno>

@@ -1,5 +1,5 @@
 // Fast Verilator C++ harness for the ITA engine (ita/rtl/engine.py): one job, no cocotb.
-// Built and run by hw/harness/engine.py (`python -m hw.harness.engine`), which writes the job
+// Built and run by verif/harness/engine.py (`python -m verif.harness.engine`), which writes the job
 // directory from the golden model:
 //
 //   Vita_engine_n<N>_m<M> +JOB=<dir> [+MAX_CYCLES=<n>]

@@ -17,6 +17,8 @@ It runs programs built by :mod:`sw.build` (with ``cores=1``) without the cluster
   ``log_addr.mem`` and ``log_data.mem``, so tests check what drivers write to registers.
 """
 
+from pathlib import Path
+
 from amaranth import ClockSignal, Module, Mux, Signal
 from amaranth.hdl import Instance
 from amaranth.lib import wiring
@@ -26,7 +28,10 @@ from cluster_integration import memory_map as mm
 from cluster_integration.core import Cv32e40p
 from ita.cluster_config import DEFAULT
 
-__all__ = ["CoreTestTop", "STDOUT_WORDS", "LOG_WORDS"]
+__all__ = ["CoreTestTop", "STDOUT_WORDS", "LOG_WORDS", "RAM_SV"]
+
+#: The SystemVerilog model behind :class:`TestRam` (dual-port, byte-enabled).
+RAM_SV = Path(__file__).resolve().parent / "tb_ram.sv"
 
 #: Characters kept by the stdout buffer; later ones are counted but dropped.
 STDOUT_WORDS = 8192

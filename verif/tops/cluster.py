@@ -7,7 +7,7 @@ an unmapped address) and the cycle it happened in.
 
 ``char_valid``/``char_data`` repeat the cluster's stdout port, one character per cycle, for
 harnesses that stream the output instead of reading the buffer at the end (the C++ harness,
-``hw/harness``; ``char`` itself is a C++ keyword that Verilator would rename).
+``verif/harness``; ``char`` itself is a C++ keyword that Verilator would rename).
 
 The inputs ``rst`` and ``fetch_enable`` pass through one register each before they reach the
 cluster and the bookkeeping (domain ``run``: the ``sync`` clock with the registered reset), so
@@ -15,7 +15,7 @@ everything starts one cycle after the testbench releases them and ``done_cycles`
 unchanged. The reason is simulation speed: Amaranth makes every register's next-state logic
 depend on its domain's reset, and Verilator re-evaluates all logic that depends on a top-level
 input on every ``eval()``; with the reset coming from a register that logic runs once per
-cycle (about 15 % faster in the C++ harness, hw/harness).
+cycle (about 15 % faster in the C++ harness, verif/harness).
 """
 
 from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from cluster_integration.cluster import Cluster
 from ita.cluster_config import DEFAULT
-from verif.core.top import STDOUT_WORDS, TestRam
+from verif.tops.core import STDOUT_WORDS, TestRam
 
 __all__ = ["ClusterTestTop"]
 

@@ -1,8 +1,8 @@
-"""Fast pure-software runs of the engine: ``python -m hw.harness.engine [KEY=VALUE ...]``.
+"""Fast pure-software runs of the engine: ``python -m verif.harness.engine [KEY=VALUE ...]``.
 
 The job is the one ``make sim TEST=ita_<mode> ... STALLS=0`` runs (same golden vectors for the
 same seed, :func:`ita.rtl.job.job_from_vectors`), but the per-cycle loop is the C++ main
-``hw/harness/engine_main.cpp`` on a plain Verilator model: no VPI, no cocotb, no Python per
+``verif/harness/engine_main.cpp`` on a plain Verilator model: no VPI, no cocotb, no Python per
 cycle. Python writes the job directory (stream beats, the engine output each beat waits for,
 expected outputs; see the C++ file's header) and parses the summary. Both flows count the same
 cycles for the same job, which ``tests/bench`` checks.
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from hw import toolchain
-from hw.harness.run import VERILATOR_ARGS, run_model, verilate_cached
 from ita import cli
 from ita.cli import UsageError
 from ita.config import ITAConfig
+from verif.harness.run import VERILATOR_ARGS, run_model, verilate_cached
 
 __all__ = ["EngineHarnessBuild", "EngineHarnessRun", "UsageError", "KEYS", "MODES",
            "build_engine_harness", "write_job", "run_engine", "parse_args", "main"]
@@ -257,7 +257,7 @@ KEYS = (cli.choice_key("MODE", "attention", MODES, help="the job"),
         cli.int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
         cli.SEED, *cli.array_keys(),
         cli.int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up after this many"))
-USAGE = cli.usage("python -m hw.harness.engine [KEY=VALUE ...]", KEYS)
+USAGE = cli.usage("python -m verif.harness.engine [KEY=VALUE ...]", KEYS)
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, object]:

@@ -1,9 +1,9 @@
-"""Fast pure-software runs on the cluster: ``python -m hw.harness.run APP=<name> [MAX_CYCLES=<n>]``.
+"""Fast pure-software runs on the cluster: ``python -m verif.harness.run APP=<name>``.
 
 ``make run APP=<name>`` builds ``sw/apps/<name>`` (:func:`sw.build.build_app`), builds (or
 reuses) a plain Verilator C++ model of the cluster test top with the harness
-``hw/harness/cluster_main.cpp`` -- from the same Verilog and SystemVerilog as the cocotb model
-of :func:`verif.cluster.sim.build_model`, but without VPI, cocotb or Python in the loop -- runs
+``verif/harness/cluster_main.cpp`` -- from the same Verilog and SystemVerilog as the cocotb model
+of :func:`verif.cluster.model.build_model`, but without VPI, cocotb or Python in the loop -- runs
 the program, streams its output, and ends with the RESULT line (:mod:`verif.result`)::
 
     RESULT test=<app> status=PASS|FAIL cycles=<n> outcome=<how it ended>
@@ -45,7 +45,7 @@ BUILD_DIR = toolchain.BUILD_ROOT / "harness"
 TOPLEVEL = "cluster_test_top"
 EXECUTABLE = f"V{TOPLEVEL}"
 DEFAULT_MAX_CYCLES = 5_000_000  # as verif.cluster.sim
-SYNOPSIS = "python -m hw.harness.run APP=<name> [MAX_CYCLES=<n>]"
+SYNOPSIS = "python -m verif.harness.run APP=<name> [MAX_CYCLES=<n>]"
 SUMMARY = "cluster_main: summary "
 
 #: Verilator arguments of the C++ model (the core's lint waivers are added). -O3 and
@@ -87,14 +87,14 @@ class HarnessRun:
 
 
 def model_sources() -> list[Path]:
-    """The sources of :func:`verif.cluster.sim.build_model`: core RTL, the L2 RAM, the test RAM
+    """The sources of :func:`verif.cluster.model.build_model`: core RTL, the L2 RAM, the test RAM
     and the generated Verilog of the cluster test top (emitted here if out of date)."""
     from cluster_integration.core import core_sources
     from cluster_integration.l2 import L2_RAM_SOURCE
-    from verif.cluster.top import ClusterTestTop
-    from verif.core.sim import RAM_SV
+    from verif.tops.cluster import ClusterTestTop
+    from verif.tops.core import RAM_SV
 
-    key = toolchain.source_digest("ita", "cluster_integration", "verif.cluster")
+    key = toolchain.source_digest("ita", "cluster_integration", "verif.tops")
     verilog = toolchain.emit_verilog_cached(
         ClusterTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)
     return [*core_sources(), L2_RAM_SOURCE, RAM_SV, verilog]

@@ -1,0 +1,1 @@
+"""Fast C++ Verilator harnesses: whole programs on the cluster, engine jobs (:mod:`.run`)."""
