@@ -14,7 +14,10 @@ import sys
 import time
 from collections.abc import Sequence
 
+from bench import plots, report
+from bench.runner import children_cpu_seconds
 from bench.suite import FULL, QUICK, SECTIONS, Bench
+from hw import toolchain
 from ita import cli
 from ita.cli import UsageError
 
@@ -44,9 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(argv: list[str]) -> int:
-    from bench import plots, report
-    from bench.runner import children_cpu_seconds
-    from hw import toolchain
 
     options = parse_args(argv)
     plan = QUICK if options["QUICK"] else FULL

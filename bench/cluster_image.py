@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.runner import Measurement, children_cpu_seconds
+from cluster_integration.memory_map import region
+from hw import toolchain
 from ita import cli
+from sw.build import build_app, read_hex
+from verif.cluster.kernels import prepare_gemm
 from verif.cluster.sim import GEMM_SIZES
+from verif.harness.run import run_image
+from verif.result import format_result
 
 __all__ = ["merged_image", "run_gemm_image", "main"]
 
@@ -29,8 +35,6 @@ def merged_image(hex_path: str | os.PathLike, data_npz: str | os.PathLike,
                  out: str | os.PathLike) -> Path:
     """One ``sw.build``-style ``.hex`` (first line names the base, then one word per line)
     holding the program of ``hex_path`` and every ``addr_<hex>`` block of ``data_npz``."""
-    from cluster_integration.memory_map import region
-    from sw.build import read_hex
 
     base, words = read_hex(hex_path)
     l2 = region("L2")
@@ -62,10 +66,6 @@ def merged_image(hex_path: str | os.PathLike, data_npz: str | os.PathLike,
 
 def run_gemm_image(*, M: int, K: int, N: int, seed: int = 1) -> Measurement:
     """Build the gemm program for (M, K, N, seed) and run it on the C++ harness."""
-    from hw import toolchain
-    from sw.build import build_app
-    from verif.cluster.kernels import prepare_gemm
-    from verif.harness.run import run_image
 
     command = f"python -m bench.cluster_image M={M} K={K} N={N} SEED={seed}"
     work = toolchain.BUILD_ROOT / "sw" / "gemm" / f"M{M}_K{K}_N{N}_seed{seed}"
@@ -85,7 +85,6 @@ USAGE = cli.usage("python -m bench.cluster_image [KEY=VALUE ...]", KEYS)
 
 
 def _command(argv: list[str]) -> int:
-    from verif.result import format_result
 
     options = cli.parse(argv, KEYS)
     m = run_gemm_image(M=options["M"], K=options["K"], N=options["N"], seed=options["SEED"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import model
+from bench.cluster_image import run_gemm_image
 from bench.runner import (
     Measurement,
     SimPoint,
@@ -24,6 +25,11 @@ from bench.runner import (
     run_point,
     strip_stdout,
 )
+from ita.config import ITAConfig
+from ita.golden.encoder import SHAPES
+from verif.harness import engine as engine_harness
+from verif.harness import run as cluster_harness
+from verif.sim import load_tests
 
 __all__ = ["Plan", "FULL", "QUICK", "SECTIONS", "Bench", "CLOCK_PERIOD_NS"]
 
@@ -150,7 +156,6 @@ class Bench:
     # --- sections -----------------------------------------------------------------------------
 
     def run(self) -> dict:
-        from verif.sim import load_tests
 
         registry = set(load_tests())
         self.total = self.count_steps(registry)
@@ -256,8 +261,6 @@ class Bench:
                 "cpu_s": round(cpu, 2)}
 
     def _speed_engine(self) -> dict:
-        from ita.config import ITAConfig
-        from verif.harness import engine as engine_harness
 
         p, n = self.plan, self.plan.speed_engine
         keys = {"S": n, "E": n, "P": n}
@@ -288,7 +291,6 @@ class Bench:
         return _summarise_speed(out, cycles_key="cycles")
 
     def _speed_cluster(self) -> dict:
-        from verif.harness import run as cluster_harness
 
         p = self.plan
         M, K, N = p.speed_gemm
@@ -311,7 +313,6 @@ class Bench:
         out["cpp_command"] = (f"python -m bench.cluster_image M={M} K={K} N={N} "
                               f"SEED={p.seed}  (the gemm image and its data on the C++ harness)")
         if out["cpp_build"]["status"] == "PASS":
-            from bench.cluster_image import run_gemm_image
             for _ in range(p.repeats):
                 self._begin(f"gemm M={M} K={K} N={N} on the C++ cluster harness")
                 m = run_gemm_image(M=M, K=K, N=N, seed=p.seed)
@@ -374,10 +375,6 @@ def _program_lines(stdout: str) -> list[str]:
 
 
 def _encoder_shape(name: str) -> dict | None:
-    try:
-        from ita.golden.encoder import SHAPES
-    except ImportError:
-        return None
     shape = SHAPES.get(name)
     if shape is None:
         return None

@@ -20,8 +20,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
 from ita.config import ITAConfig
+from ita.golden.vectors import LayerShape, generate
 from ita.rtl.engine import Engine
-from ita.rtl.job import pack_bias, pack_fields, pack_int8, stream_plans
+from ita.rtl.job import job_from_vectors, pack_bias, pack_fields, pack_int8, stream_plans
 from ita.rtl.layouts import engine_config_layout
 
 __all__ = ["SelfTest", "StoredJob", "stored_job", "UartTx", "MESSAGES"]
@@ -60,8 +61,6 @@ class StoredJob:
 
 def stored_job(config: ITAConfig, *, tiles=2, seed=SEED, activation="gelu"):
     """The self-test's job: a linear layer of ``tiles`` tiles in every dimension."""
-    from ita.golden.vectors import LayerShape, generate
-    from ita.rtl.job import job_from_vectors
 
     size = tiles * config.M
     shape = LayerShape(S=size, E=size, P=size, F=size, activation=activation)

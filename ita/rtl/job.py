@@ -2,15 +2,17 @@
 
 Simulator-independent and shared by everything that drives the engine: the cocotb and
 pyuvm testbenches, the amaranth.sim unit tests, the C++ harness and the FPGA self-test's
-ROMs all build their stimulus from these objects. Tensors live in a :class:`TensorMemory` as zero-padded 2-D
-arrays (see :mod:`ita.rtl.schedule`); the engine's own outputs start unwritten, and a
-stream that needs one of them must wait until the engine has written it, as a real
-memory-backed streamer would.
+ROMs all build their stimulus from these objects. Tensors live in a :class:`TensorMemory`
+as zero-padded 2-D arrays (see :mod:`ita.rtl.schedule`); the engine's own outputs start
+unwritten, and a stream that needs one of them must wait until the engine has written it,
+as a real memory-backed streamer would.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth.hdl import Shape
+from amaranth.lib import data
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.golden import ACTIVATIONS, linear
@@ -182,8 +184,6 @@ def job_from_vectors(mode, v, *, head=0, config: ITAConfig = DEFAULT_CONFIG):
 
 def _field_slot(layout, path):
     """(bit offset, width) of a dotted field path inside a data layout."""
-    from amaranth.hdl import Shape
-    from amaranth.lib import data
 
     offset = 0
     for part in path.split("."):

@@ -25,6 +25,13 @@ from pathlib import Path
 from ita.cluster_config import DEFAULT
 from ita.config import DEFAULT_CONFIG
 from ita.deploy import ClusterSpec, CompileError, RandomEncoder, compile_model, layer_macs
+from ita.deploy.emit import C_DIR, C_SOURCES
+from ita.golden.encoder import SHAPES, EncoderShape
+from sw.build import KERNEL_SOURCES, build_app, read_hex
+from verif.deploy import C_DIR as CHECK_DIR
+from verif.deploy import C_SOURCES as CHECK_SOURCES
+from verif.deploy import expected_tensors, self_checking
+from verif.harness.run import run_image
 
 __all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "parse",
            "job_table", "run_layer", "Prepared"]
@@ -40,7 +47,6 @@ def cluster_spec(config=DEFAULT_CONFIG, cluster=DEFAULT) -> ClusterSpec:
 
 def shape_for(model, *, S=None, E=None, P=None, H=None, F=None):
     """The EncoderShape of MODEL, with any of S/E/P/H/F overriding it."""
-    from ita.golden.encoder import SHAPES, EncoderShape
 
     base = SHAPES.get(model) or (EncoderShape(64, 64, 32, 2, 128) if model == "tiny" else None)
     if base is None:
@@ -60,7 +66,6 @@ class Prepared:
 
 def combined_image(app, data: bytes, spec: ClusterSpec, path: Path) -> Path:
     """One dense word image from the start of L2: the program, zeros, the data."""
-    from sw.build import read_hex
 
     base, words = read_hex(app.hex)
     if base != spec.l2_base:
@@ -81,11 +86,6 @@ def prepare(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None
             config=DEFAULT_CONFIG) -> Prepared:
     """Compile and build one layer into ``work``. ``corrupt`` = (tensor, row, col) flips
     one expected byte (to show that the check can fail)."""
-    from ita.deploy.emit import C_DIR, C_SOURCES
-    from sw.build import KERNEL_SOURCES, build_app
-    from verif.deploy import C_DIR as CHECK_DIR
-    from verif.deploy import C_SOURCES as CHECK_SOURCES
-    from verif.deploy import expected_tensors, self_checking
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,6 @@ def job_table(output: str, manifest: dict) -> str:
 def run_layer(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
               max_cycles=20_000_000, stream=False):
     """Prepare and run on the C++ harness; returns (status, fields, output, prepared)."""
-    from verif.harness.run import run_image
 
     prepared = prepare(work, model=model, seed=seed, sizes=sizes, debug=debug,
                        corrupt=corrupt)

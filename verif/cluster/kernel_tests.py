@@ -24,9 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hw import toolchain
 from ita.golden import REFERENCE_GELU, gelu_constants, i_gelu
 from ita.golden.encoder import core_softmax, head_sum, layer_norm, layer_norm_stats, residual_add
 from ita.golden.softmax import causal_mask, key_mask
+from sw.build import KERNEL_SOURCES, build_app
+from verif.cluster.kernels import gemm_expected
+from verif.harness.run import DEFAULT_MAX_CYCLES, run_image
 
 __all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_header",
            "run_cases", "parse_lines", "format_table", "ARENA_BYTES"]
@@ -126,7 +130,6 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
     wide = "wide" in flags
     common = {"l2": "l2" in flags, "odd": "odd" in flags}
     if kernel == "gemm_rq":
-        from verif.cluster.kernels import gemm_expected
 
         m, k, n = dims
         a, b = _int8(rng, (m, k), 60), _int8(rng, (k, n), 60)
@@ -362,9 +365,6 @@ def run_cases(cases, *, tag: str, corrupt=None, max_cycles=None, stream=False) -
 
     PASS needs the program's exit code 0 and one measured line per case.
     """
-    from hw import toolchain
-    from sw.build import KERNEL_SOURCES, build_app
-    from verif.harness.run import DEFAULT_MAX_CYCLES, run_image
 
     work = toolchain.BUILD_ROOT / "sw" / "kernels" / tag
     write_header(cases, work, corrupt=corrupt)

@@ -25,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hw import toolchain
 from ita.cluster_config import DEFAULT
 from ita.golden.arith import AccumulatorOverflowError, requant
 from ita.golden.layers import linear
+from sw.build import build_app
+from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 
 __all__ = ["DATA_OFFSET", "MACS_PER_CORE_CYCLE", "GemmCase", "draw_gemm", "gemm_expected",
            "gemm_ideal_cycles", "prepare_gemm", "prepare_dma", "checksum", "program_fields",
@@ -279,7 +282,6 @@ def program_fields(output: str, app: str) -> dict:
 
 
 def _work_dir(app, tag):
-    from hw import toolchain
     return toolchain.BUILD_ROOT / "sw" / app / tag
 
 
@@ -304,8 +306,6 @@ def run_barrier(*, rounds=100, count_override=None, max_cycles=None, waves=False
     the program must then catch a core leaving early and exit with code 1, which is what the
     run expects (PASS means: caught).
     """
-    from sw.build import build_app
-    from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 
     defines = {"ROUNDS": rounds}
     expect = "exit:0"
@@ -334,8 +334,6 @@ def run_dma(*, seed=1, max_cycles=None, waves=False):
     RESULT: ``cycles`` of the whole run; bytes per cycle of each timed copy
     (``l2_l1_1d``, ``l2_l1_2d``, ``l1_l2_1d``, ``l1_l2_2d``, ``all_cores``).
     """
-    from sw.build import build_app
-    from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 
     tag = f"seed{seed}"
     work = _work_dir("dma", tag)
@@ -362,8 +360,6 @@ def run_gemm(*, M=64, K=64, N=64, seed=1, amplitude=128, rq=None, max_cycles=Non
     MACs / (8 cores x 4 MACs per cycle), hence ``utilization``; ``macs_per_cycle``;
     ``total_cycles`` of the whole run (boot, copies, output).
     """
-    from sw.build import build_app
-    from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 
     tag = f"M{M}_K{K}_N{N}_seed{seed}"
     if amplitude != 128:

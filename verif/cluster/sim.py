@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from hw import toolchain
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
+from ita.deploy import CompileError
+from sw.build import build_app
+from verif.cluster.attention import prepare
+from verif.cluster.encoder import MODELS, run_layer
+from verif.cluster.kernel_tests import KERNELS, SIZES, format_table, run_cases, select
+from verif.cluster.kernels import run_barrier, run_dma, run_gemm
 from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 from verif.sim import register
 
@@ -12,7 +19,6 @@ _CYCLES = int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up aft
 @register("hello", "sw/apps/hello on the 8-core cluster: every core prints in turn",
           keys=(_CYCLES, WAVES))
 def _run_hello(options):
-    from sw.build import build_app
     run = run_program(build_app("hello"), test_name="hello", waves=bool(options["WAVES"]),
                       max_cycles=options["MAX_CYCLES"])
     return run.status, run.fields
@@ -25,9 +31,6 @@ def _run_hello(options):
                 int_key("P", 64, minimum=1), int_key("H", 1, minimum=1, maximum=8),
                 flag_key("CAUSAL"), SEED, _CYCLES, WAVES))
 def _run_attention(options):
-    from hw import toolchain
-    from sw.build import build_app
-    from verif.cluster.attention import prepare
 
     tag = "S{S}_E{E}_P{P}_H{H}_C{CAUSAL:d}_seed{SEED}".format(**options)
     work = toolchain.BUILD_ROOT / "sw" / "attention_head" / tag
@@ -51,7 +54,6 @@ def _run_attention(options):
           "latency for the last arriving core, barrier_wait, barrier_b2b",
           keys=(int_key("ROUNDS", 100, minimum=1, maximum=1000), _CYCLES, WAVES))
 def _run_barrier(options):
-    from verif.cluster.kernels import run_barrier
     status, fields, _ = run_barrier(rounds=options["ROUNDS"], max_cycles=options["MAX_CYCLES"],
                                     waves=bool(options["WAVES"]))
     return status, fields
@@ -62,7 +64,6 @@ def _run_barrier(options):
           "cycle l2_l1_1d l2_l1_2d l1_l2_1d l1_l2_2d all_cores",
           keys=(SEED, _CYCLES, WAVES))
 def _run_dma(options):
-    from verif.cluster.kernels import run_dma
     status, fields, _ = run_dma(seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
                                 waves=bool(options["WAVES"]))
     return status, fields
@@ -79,7 +80,6 @@ GEMM_SIZES = (int_key("M", 64, minimum=1, help="rows of A and C"),
           "MACs / (8 cores x 4), macs_per_cycle, total_cycles",
           keys=(*GEMM_SIZES, SEED, _CYCLES, WAVES))
 def _run_gemm(options):
-    from verif.cluster.kernels import run_gemm
     try:
         status, fields, _ = run_gemm(M=options["M"], K=options["K"], N=options["N"],
                                      seed=options["SEED"], max_cycles=options["MAX_CYCLES"],
@@ -93,7 +93,6 @@ def _run_gemm(options):
 
 
 def _kernel_keys():
-    from verif.cluster.kernel_tests import KERNELS, SIZES
     return (choice_key("KERNEL", "all", ("all", *KERNELS)),
             choice_key("SIZE", "large", (*SIZES, "all"), help="small: the make test set"),
             SEED, _CYCLES)
@@ -104,7 +103,6 @@ def _kernel_keys():
           "in C; prints cycles per element per kernel and size; RESULT cycles = sum of the "
           "kernels' cycles", keys=_kernel_keys())
 def _run_kernels(options):
-    from verif.cluster.kernel_tests import format_table, run_cases, select
 
     cases = select(options["SIZE"], options["KERNEL"], options["SEED"])
     tag = "{SIZE}_{KERNEL}_seed{SEED}".format(**options)
@@ -122,7 +120,6 @@ def _run_kernels(options):
 
 def _model(text):
     """A model of verif.cluster.encoder, imported only when MODEL= is given (the compiler)."""
-    from verif.cluster.encoder import MODELS
 
     if text not in MODELS:
         raise ValueError(text)
@@ -141,9 +138,6 @@ def _model(text):
                 flag_key("DEBUG", help="also store and check every intermediate"),
                 SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1)))
 def _run_encoder_layer(options):
-    from hw import toolchain
-    from ita.deploy import CompileError
-    from verif.cluster.encoder import run_layer
 
     model = options["MODEL"]
     sizes = {k: options[k] for k in ("S", "E", "P", "H", "F") if options[k]}

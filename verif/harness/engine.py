@@ -29,12 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from amaranth.hdl import Shape
 
 from hw import toolchain
 from ita import cli
 from ita.cli import UsageError
 from ita.config import ITAConfig
+from ita.golden.vectors import LayerShape, generate
+from ita.rtl.engine import Engine
+from ita.rtl.job import job_from_vectors, pack_bias, pack_fields, stream_plans
+from ita.rtl.layouts import Step, engine_config_layout
+from verif.engine import toplevel_name
 from verif.harness.run import VERILATOR_ARGS, run_model, verilate_cached
+from verif.result import format_result
 
 __all__ = ["EngineHarnessBuild", "EngineHarnessRun", "UsageError", "KEYS", "MODES",
            "build_engine_harness", "write_job", "run_engine", "parse_args", "main"]
@@ -72,8 +79,6 @@ class EngineHarnessRun:
 
 def _engine_verilog(config: ITAConfig) -> tuple[Path, str]:
     """The engine's Verilog as :func:`verif.engine.build_engine` emits it (same file, same key)."""
-    from ita.rtl.engine import Engine
-    from verif.engine import toplevel_name
 
     top = toplevel_name(config)
     key = toolchain.source_digest("ita", extra=repr(config))
@@ -126,11 +131,7 @@ def write_job(job_dir: str | Path, *, mode: str = "attention", S: int = 64, E: i
 
     The vectors and the job are those of ``verif/engine/tb_engine.py`` for the same keys.
     """
-    from amaranth.hdl import Shape
 
-    from ita.golden.vectors import LayerShape, generate
-    from ita.rtl.job import job_from_vectors, pack_bias, pack_fields, stream_plans
-    from ita.rtl.layouts import Step, engine_config_layout
 
     config = config or ITAConfig()
     job_dir = Path(job_dir)
@@ -211,7 +212,6 @@ def _parse_summary(line: str) -> dict:
 def run_engine(options: Mapping[str, object], *, work: str | Path | None = None,
                stream: bool = False) -> EngineHarnessRun:
     """Write the job for ``options`` (the keys of :data:`KEYS`), run it on the C++ model."""
-    from verif.result import format_result
 
     config = ITAConfig(N=int(options["ARRAY_N"]), M=int(options["ARRAY_M"]))
     handle = build_engine_harness(config)

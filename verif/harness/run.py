@@ -31,9 +31,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
+from cluster_integration.l2 import L2_RAM_SOURCE
+from cluster_integration.memory_map import region
 from hw import toolchain
 from ita import cli
 from ita.cli import UsageError
+from sw.build import BuildError, app_sources, build_app, read_hex
+from verif.result import format_result
+from verif.tops.cluster import ClusterTestTop
+from verif.tops.core import RAM_SV
 
 __all__ = ["HarnessBuild", "HarnessRun", "UsageError", "build_harness", "model_sources",
            "l2_image", "run_app", "run_image", "main", "VERILATOR_ARGS", "DEFAULT_MAX_CYCLES"]
@@ -89,10 +96,6 @@ class HarnessRun:
 def model_sources() -> list[Path]:
     """The sources of :func:`verif.cluster.model.build_model`: core RTL, the L2 RAM, the test RAM
     and the generated Verilog of the cluster test top (emitted here if out of date)."""
-    from cluster_integration.core import core_sources
-    from cluster_integration.l2 import L2_RAM_SOURCE
-    from verif.tops.cluster import ClusterTestTop
-    from verif.tops.core import RAM_SV
 
     key = toolchain.source_digest("ita", "cluster_integration", "verif.tops")
     verilog = toolchain.emit_verilog_cached(
@@ -101,7 +104,6 @@ def model_sources() -> list[Path]:
 
 
 def _verilator_args() -> list[str]:
-    from cluster_integration.core import CORE_LINT_WAIVERS
 
     return [*VERILATOR_ARGS, *CORE_LINT_WAIVERS]
 
@@ -190,8 +192,6 @@ def l2_image(hex_path: str | os.PathLike, out_dir: str | os.PathLike | None = No
     Any other base gets a converted copy with an ``@<word offset>`` line, in ``out_dir``
     (default: beside the image). ValueError if the image does not lie in L2.
     """
-    from cluster_integration.memory_map import region
-    from sw.build import read_hex
 
     path = Path(hex_path)
     base, words = read_hex(path)
@@ -242,7 +242,6 @@ def _outcome(report: dict) -> str:
 def run_image(name: str, hex_path: str | os.PathLike, *, max_cycles: int = DEFAULT_MAX_CYCLES,
               stream: bool = True) -> HarnessRun:
     """Run a ``sw.build`` image on the C++ model; ``stream`` echoes its output as it comes."""
-    from verif.result import format_result
 
     handle = build_harness()
     image = l2_image(hex_path)
@@ -272,7 +271,6 @@ def run_image(name: str, hex_path: str | os.PathLike, *, max_cycles: int = DEFAU
 
 def run_app(name: str, *, max_cycles: int = DEFAULT_MAX_CYCLES, stream: bool = True) -> HarnessRun:
     """Build ``sw/apps/<name>`` and run it on the C++ model (see :func:`run_image`)."""
-    from sw.build import build_app
 
     app = build_app(name)
     return run_image(name, app.hex, max_cycles=max_cycles, stream=stream)
@@ -294,7 +292,6 @@ def parse_args(argv: Sequence[str]) -> tuple[str, int]:
 
 
 def _command(argv: list[str]) -> int:
-    from sw.build import app_sources
 
     name, max_cycles = parse_args(argv)
     app_sources(name)  # unknown app: a usage error before any build
@@ -304,7 +301,6 @@ def _command(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sw.build import BuildError
 
     return cli.main("run", _command, argv, usage_text=USAGE,
                     failures=(BuildError, toolchain.BuildFailed, ValueError))
