@@ -12,7 +12,7 @@ stalls in its load-store unit (the same effect as PULP's ``p.elw``).
 
 from ita.cluster_config import DEFAULT, Region
 
-from .hwpe.regmap import Field, Register
+from .registers import Field, Register
 
 __all__ = ["Region", "REGIONS", "region", "EVENT_UNIT", "DMA", "SOC_CTRL", "EVENT_LINES",
            "BOOT_ADDRESS", "TRAP_VECTOR", "CORES", "L1_BANKS", "PERIPHERALS"]

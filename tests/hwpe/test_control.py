@@ -15,6 +15,7 @@ from cluster_integration.hwpe.control import (
     TRIGGER_AND_RUN,
     ControlSlave,
 )
+from ita.cluster_config import DEFAULT
 from ita.config import ITAConfig
 from ita.rtl.layouts import ErrorCode
 
@@ -156,7 +157,7 @@ def attention_job(seq_len):
         "REQUANT_F2": encode("REQUANT_F2", mult=7, shift=3, add=127),
         "GELU": encode("GELU", b=-1234, c=-32768),
         "ACT_REQUANT": encode("ACT_REQUANT", mult=1, shift=2, add=-128),
-        "PTR_Q_IN": 0x1000_0000 + seq_len,
+        "PTR_Q_IN": DEFAULT.l1_base + seq_len,
         "PTR_OUT": 0xFFFF_FFFC,
     }
 
