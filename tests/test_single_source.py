@@ -90,3 +90,16 @@ def test_the_check_sees_each_spelling():
     for line in lines:
         assert any(p.search(line) for p in patterns), line
     assert not any(p.search("x = 262144.5 or 1262144") for p in _spellings(size))
+
+
+def test_readme_configuration_table_matches():
+    """The README's table of named configurations says what ``CONFIGS`` says."""
+    rows = re.findall(r"^\| `(\w+)` \| N=(\d+), M=(\d+) \| (\d+) \| (\d+) banks, (\d+) KiB \| "
+                      r"(\d+) (KiB|MiB) \| (\d+) bit \|$",
+                      (ROOT / "README.md").read_text(), re.MULTILINE)
+    assert {r[0] for r in rows} == set(CONFIGS)
+    for name, n, m, cores, banks, l1, l2, unit, width in rows:
+        c = CONFIGS[name]
+        l2_bytes = int(l2) * (KiB if unit == "KiB" else MiB)
+        assert (c.ita.N, c.ita.M, c.cores, c.l1_banks, c.l1_size, c.l2_size, c.hwpe_width) == (
+            int(n), int(m), int(cores), int(banks), int(l1) * KiB, l2_bytes, int(width)), name
