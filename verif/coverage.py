@@ -59,6 +59,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import yaml
+from amaranth.back import verilog
+
+from hw import toolchain
+from ita.rtl.engine import Engine
+from verif.engine import toplevel_name
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "coverage"
@@ -75,7 +81,6 @@ __all__ = ["build_coverage_model", "compact_run", "merge_code_coverage", "merge_
 
 def _emit_src_verilog(factory, name: str, path: Path, key: str) -> Path:
     """Verilog with ``src`` attributes (hw.toolchain emits without them), cached by ``key``."""
-    from amaranth.back import verilog
 
     stamp = path.with_name(path.name + ".key")
     if path.is_file() and stamp.is_file() and stamp.read_text() == key:
@@ -96,9 +101,6 @@ def _emit_src_verilog(factory, name: str, path: Path, key: str) -> Path:
 
 
 def coverage_verilog(config) -> Path:
-    from hw import toolchain
-    from ita.rtl.engine import Engine
-    from verif.engine import toplevel_name
 
     top = toplevel_name(config)
     key = toolchain.source_digest("ita", extra=repr(config) + "emit_src")
@@ -107,8 +109,6 @@ def coverage_verilog(config) -> Path:
 
 def build_coverage_model(config, *, waves: bool = False):
     """The engine built with line and toggle coverage (its own build directory)."""
-    from hw import toolchain
-    from verif.engine import toplevel_name
 
     return toolchain.build([coverage_verilog(config)], toplevel_name(config), waves=waves,
                            extra_args=COVERAGE_ARGS)
@@ -432,7 +432,6 @@ def _method_text():
 
 def merge_funcov(files: Sequence[str], out: Path) -> Path:
     """Sum the bin hits of cocotb-coverage YAML exports into ``out`` (same structure)."""
-    import yaml
 
     merged: dict = {}
     for name in files:
@@ -470,7 +469,6 @@ def merge_funcov(files: Sequence[str], out: Path) -> Path:
 
 def functional_report(path: Path, root: str = "engine") -> tuple[float, str]:
     """(percentage of bins hit under ``root``, readable report)."""
-    import yaml
 
     with open(path) as fh:
         db = yaml.safe_load(fh)

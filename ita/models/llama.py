@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from ita.models import bpe, gguf_file, llama_reference
 from ita.models.ir import (
@@ -249,7 +250,6 @@ def _bfloat16(path, header_key):
 
 
 def _read_safetensors(files):
-    from safetensors import SafetensorError, safe_open
 
     tensors, types = {}, {}
     for f in files:
