@@ -27,15 +27,25 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ita import cli
 from ita.cli import Key, UsageError, int_key, text_key
+from verif.channel import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTPLAN = Path(__file__).resolve().parent / "testplan.yaml"
 OUT = ROOT / "build" / "regress"
 
+
+@dataclass(frozen=True)
+class RegressOptions:
+    """What the regression's pytest module (``verif/regress_cases.py``) reads through
+    :mod:`verif.channel`."""
+
+    cases_file: str  #: JSON list of the cases (test, seed, expect, coverage)
+    out: str         #: the regression's output directory (per-case records go below it)
 
 
 def seeds_key(default: int) -> Key:
@@ -224,7 +234,7 @@ def merge_functional(records: list[dict], out: Path) -> tuple[float, str] | None
 def run_pytest(cases: list[dict], out: Path, jobs: int) -> int:
     cases_file = out / "cases.json"
     cases_file.write_text(json.dumps(cases))
-    env = dict(os.environ, REGRESS_CASES=str(cases_file), REGRESS_OUT=str(out),
+    env = dict(os.environ, **publish(RegressOptions(cases_file=str(cases_file), out=str(out))),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for key in ("MAKEFLAGS", "MAKEOVERRIDES", "MFLAGS", "MAKELEVEL"):
         env.pop(key, None)

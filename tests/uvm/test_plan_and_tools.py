@@ -1,5 +1,6 @@
 """The test plan, the regression and coverage command lines, and the coverage merge."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,27 @@ from verif.sim import load_tests
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _pytest_functions(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {node.name for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
 def test_testplan_names_registered_tests():
     registry = load_tests()
     plan = regress.load_testplan()
     names = {t["name"] for t in regress.regression_tests(plan)}
     assert names <= set(registry), names - set(registry)
     for feature in plan["features"]:
-        assert set(feature["tests"]) <= names, feature["id"]
+        where = feature["id"]
+        assert set(feature) <= {"id", "description", "tests", "sim", "pytest", "coverage"}, where
+        assert feature.get("tests") or feature.get("sim") or feature.get("pytest"), where
+        assert set(feature.get("tests", ())) <= names, where
+        assert set(feature.get("sim", ())) <= set(registry), where
+        for node in feature.get("pytest", ()):
+            path, _, function = node.partition("::")
+            assert path.startswith("tests/") and (ROOT / path).is_file(), (where, node)
+            assert function in _pytest_functions(ROOT / path), (where, node)
     for test in regress.regression_tests(plan):
         if test["name"] in engine_uvm.TESTS:
             assert (test["expect"] == "fail") == engine_uvm.TESTS[test["name"]].expect_fail

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from verif.channel import publish
 from verif.sim import cocotb_result
 
-__all__ = ["TOPLEVEL", "TB_MODULE", "DEFAULT_MAX_CYCLES", "build_model", "ClusterRun",
-           "run_program"]
+__all__ = ["TOPLEVEL", "TB_MODULE", "DEFAULT_MAX_CYCLES", "build_model", "ClusterOptions",
+           "ClusterRun", "run_program"]
 
 TOPLEVEL = "cluster_test_top"
 TB_MODULE = "verif.cluster.tb_cluster"
@@ -32,6 +33,19 @@ def build_model(waves: bool = False):
 
 
 @dataclass(frozen=True)
+class ClusterOptions:
+    """What tb_cluster reads through :mod:`verif.channel`."""
+
+    test_name: str         #: name on the RESULT line
+    app_hex: str           #: program image (``sw.build`` ``.hex``), loaded into L2
+    expect: str            #: ``exit:<code>`` or ``trap:<mcause>``
+    max_cycles: int        #: give up after this many cycles
+    data: str | None       #: ``.npz`` of extra L2 contents (arrays ``addr_<hex>``, uint8)
+    check: str | None      #: ``.npz`` of expected L2 contents after the run, same naming
+    ideal: float | None    #: ideal cycles of the work (for the utilisation figure)
+
+
+@dataclass(frozen=True)
 class ClusterRun:
     status: str
     fields: dict
@@ -43,10 +57,10 @@ def run_program(app, *, test_name, expect="exit:0", data=None, check=None, ideal
     """Run a built ``sw.build.App`` on the cluster; ``data``/``check`` are npz paths of L2
     contents to load before and to compare after the run."""
     handle = build_model(waves=waves)
-    env = {"CLUSTER_APP_HEX": str(app.hex), "CLUSTER_EXPECT": expect,
-           "CLUSTER_MAX_CYCLES": str(max_cycles), "CLUSTER_TEST_NAME": test_name,
-           "CLUSTER_DATA": str(data or ""), "CLUSTER_CHECK": str(check or ""),
-           "CLUSTER_IDEAL": str(ideal or 0)}
+    env = publish(ClusterOptions(test_name=test_name, app_hex=str(app.hex), expect=expect,
+                                 max_cycles=max_cycles, data=str(data) if data else None,
+                                 check=str(check) if check else None,
+                                 ideal=float(ideal) if ideal else None))
     status, fields = cocotb_result(handle, TB_MODULE, seed=None, waves=waves, extra_env=env,
                                    results_name=test_name)
     path = handle.build_dir / "runs" / test_name / "outcome.json"

@@ -1,32 +1,24 @@
 """cocotb testbench: one program on the whole cluster (verif/tops/cluster.py).
 
-Environment (set by :mod:`verif.cluster.sim`):
-
-=====================  =======================================================================
-``CLUSTER_APP_HEX``     program image (``sw.build`` ``.hex``), loaded into L2 through VPI
-``CLUSTER_DATA``        optional ``.npz`` of extra L2 contents: arrays ``addr_<hex>`` (uint8)
-``CLUSTER_CHECK``       optional ``.npz`` of expected L2 contents after the run, same naming
-``CLUSTER_EXPECT``      ``exit:<code>`` or ``trap:<mcause>``
-``CLUSTER_MAX_CYCLES``  give up after this many cycles
-``CLUSTER_TEST_NAME``   name on the RESULT line
-``CLUSTER_IDEAL``       ideal cycles of the work (for the utilisation figure), optional
-=====================  =======================================================================
+Options: :class:`verif.cluster.model.ClusterOptions` through :mod:`verif.channel`.
 
 The testbench sleeps in one trigger until the top raises ``done`` (no per-cycle Python),
 compares the expected L2 regions word by word and writes ``outcome.json``.
 """
 
 import json
-import os
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from cluster_integration.memory_map import region
 from sw.build import read_hex
+from verif.channel import receive
+from verif.cluster.model import ClusterOptions
 from verif.result import format_result, record_result
+from verif.uvm.watchdog import within_cycles
 
 PERIOD_NS = 10
 
@@ -47,17 +39,16 @@ def _words(address, blob):
 
 @cocotb.test()
 async def run_program(dut):
-    name = os.environ.get("CLUSTER_TEST_NAME", "cluster_app")
-    kind, _, value = os.environ.get("CLUSTER_EXPECT", "exit:0").partition(":")
+    options = receive(ClusterOptions)
+    name, max_cycles, ideal = options.test_name, options.max_cycles, options.ideal or 0
+    kind, _, value = options.expect.partition(":")
     value = int(value, 0)
-    max_cycles = int(os.environ.get("CLUSTER_MAX_CYCLES", "5000000"))
-    ideal = float(os.environ.get("CLUSTER_IDEAL", "0"))
     l2 = region("L2")
     mem = dut.cluster.l2.ram.mem
 
-    base, words = read_hex(os.environ["CLUSTER_APP_HEX"])
+    base, words = read_hex(options.app_hex)
     images = [(base, np.asarray(words, dtype=np.uint32))]
-    images += [_words(a, b) for a, b in _regions(os.environ.get("CLUSTER_DATA")).items()]
+    images += [_words(a, b) for a, b in _regions(options.data).items()]
     for address, image in images:
         if address % 4 or address < l2.base or address + 4 * len(image) > l2.end:
             raise ValueError(f"image at {address:#x} ({4 * len(image)} B) is not inside L2")
@@ -72,7 +63,7 @@ async def run_program(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     dut.fetch_enable.value = 1
-    await First(RisingEdge(dut.done), Timer(max_cycles * PERIOD_NS, unit="ns"))
+    await within_cycles(RisingEdge(dut.done), max_cycles, PERIOD_NS)
     await ReadOnly()
 
     timed_out = dut.done.value != 1
@@ -102,7 +93,7 @@ async def run_program(dut):
             outcome["pcs"].append(pc)
             dut._log.error("timeout: core %d at pc %#010x", index, pc)
 
-    for address, want in _regions(os.environ.get("CLUSTER_CHECK")).items():
+    for address, want in _regions(options.check).items():
         first = (address - l2.base) // 4
         _, want_words = _words(address, want)
         got = np.array([int(mem[first + i].value) for i in range(len(want_words))],

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ita.cli import WAVES, int_key
+from verif.channel import publish
 from verif.sim import cocotb_result, register
 
 TOPLEVEL = "core_test_top"
@@ -32,6 +33,16 @@ def build_model(waves: bool = False):
 
 
 @dataclass(frozen=True)
+class CoreOptions:
+    """What tb_core reads through :mod:`verif.channel`."""
+
+    test_name: str   #: name on the RESULT line
+    app_hex: str     #: the program image (``sw.build`` ``.hex``), loaded into L2
+    expect: str      #: ``exit:<code>`` or ``trap:<mcause>``: the outcome that passes
+    max_cycles: int  #: give up after this many cycles
+
+
+@dataclass(frozen=True)
 class AppRun:
     """The outcome of one program run (``outcome`` is the testbench's outcome.json)."""
 
@@ -50,8 +61,8 @@ def run_app(name: str, expect: str, *, test_name: str | None = None, waves: bool
     test_name = test_name or f"core_{name}"
     app = build_app(name, defines, cores=1)
     handle = build_model(waves=waves)
-    env = {"CORE_APP_HEX": str(app.hex), "CORE_EXPECT": expect,
-           "CORE_MAX_CYCLES": str(max_cycles), "CORE_TEST_NAME": test_name}
+    env = publish(CoreOptions(test_name=test_name, app_hex=str(app.hex), expect=expect,
+                              max_cycles=max_cycles))
     status, fields = cocotb_result(handle, TB_MODULE, seed=None, waves=waves, extra_env=env,
                                    results_name=test_name)
     path = handle.build_dir / "runs" / test_name / "outcome.json"

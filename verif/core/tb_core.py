@@ -1,13 +1,6 @@
 """cocotb testbench: run one program on the single-core test top (verif/tops/core.py).
 
-Environment (set by :func:`verif.core.sim.run_app`):
-
-==================  =========================================================================
-``CORE_APP_HEX``    the program image (``sw.build`` ``.hex``), loaded into L2 through VPI
-``CORE_EXPECT``     ``exit:<code>`` or ``trap:<mcause>``: the outcome that makes the test pass
-``CORE_MAX_CYCLES`` give up after this many cycles (default 2,000,000)
-``CORE_TEST_NAME``  name on the RESULT line
-==================  =========================================================================
+Options: :class:`verif.core.sim.CoreOptions` through :mod:`verif.channel`.
 
 The testbench sleeps in one trigger until ``done`` rises (no per-cycle Python), then writes
 ``outcome.json`` to its working directory (the program's output, exit code or trap, cycles,
@@ -15,15 +8,17 @@ the log of peripheral register writes) and the RESULT line.
 """
 
 import json
-import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from cluster_integration.memory_map import region
 from sw.build import read_hex
+from verif.channel import receive
+from verif.core.sim import CoreOptions
 from verif.result import format_result, record_result
+from verif.uvm.watchdog import within_cycles
 
 PERIOD_NS = 10
 RESET_CYCLES = 3
@@ -32,16 +27,16 @@ RESET_CYCLES = 3
 def _expectation(text):
     kind, _, value = text.partition(":")
     if kind not in ("exit", "trap") or not value:
-        raise ValueError(f"CORE_EXPECT must be exit:<code> or trap:<mcause>, not {text!r}")
+        raise ValueError(f"expect must be exit:<code> or trap:<mcause>, not {text!r}")
     return kind, int(value, 0)
 
 
 @cocotb.test()
 async def run_program(dut):
-    name = os.environ.get("CORE_TEST_NAME", "core_app")
-    kind, value = _expectation(os.environ.get("CORE_EXPECT", "exit:0"))
-    max_cycles = int(os.environ.get("CORE_MAX_CYCLES", "2000000"))
-    base, words = read_hex(os.environ["CORE_APP_HEX"])
+    options = receive(CoreOptions)
+    name, max_cycles = options.test_name, options.max_cycles
+    kind, value = _expectation(options.expect)
+    base, words = read_hex(options.app_hex)
 
     l2 = region("L2")
     if base < l2.base or base + 4 * len(words) > l2.end:
@@ -57,7 +52,7 @@ async def run_program(dut):
     dut.rst.value = 0
     dut.fetch_enable.value = 1
 
-    await First(RisingEdge(dut.done), Timer(max_cycles * PERIOD_NS, unit="ns"))
+    await within_cycles(RisingEdge(dut.done), max_cycles, PERIOD_NS)
     await ReadOnly()
     timed_out = dut.done.value != 1
     count = int(dut.stdout_count.value)

@@ -1,8 +1,11 @@
 """Engine-level simulation: builds the Verilator model of :class:`ita.rtl.engine.Engine`
 and registers the ``ita_attention``, ``ita_ffn``, ``ita_linear`` and ``ita_qkav`` tests."""
 
+from dataclasses import dataclass
+
 from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
 from ita.config import ITAConfig
+from verif.channel import publish
 from verif.sim import cocotb_result, register
 
 TB_MODULE = "verif.engine.tb_engine"
@@ -25,23 +28,43 @@ def build_engine(config: ITAConfig, *, waves=False):
     return toolchain.build([verilog], top, waves=waves)
 
 
-def engine_env(test_name, mode, options, *, inject=""):
-    """Environment that configures tb_engine for one run."""
-    env = {"ENGINE_TEST_NAME": test_name, "ENGINE_MODE": mode, "ENGINE_INJECT": inject}
-    env["ENGINE_N"], env["ENGINE_M"] = str(options["ARRAY_N"]), str(options["ARRAY_M"])
-    for key in ("S", "E", "P", "F", "H", "SEED", "VALID_KEYS"):
-        env[f"ENGINE_{key}"] = str(options[key])
-    for key in ("BIAS", "CAUSAL", "STALLS"):
-        env[f"ENGINE_{key}"] = str(int(options[key]))
-    env["ENGINE_ACT"] = options["ACT"]
-    return env
+@dataclass(frozen=True)
+class EngineOptions:
+    """What tb_engine runs: the engine's geometry, the layer, the stalls (the channel's
+    schema, :mod:`verif.channel`)."""
+
+    test_name: str
+    mode: str
+    N: int
+    M: int
+    S: int
+    E: int
+    P: int
+    F: int
+    H: int
+    activation: str
+    bias: bool
+    causal: bool
+    valid_keys: int   #: 0: every key
+    stalls: bool
+    inject: str = ""  #: "lsb" or "drop": a negative run
+
+
+def engine_options(test_name, mode, options, *, inject=""):
+    """The tb_engine options of one ``make sim`` run."""
+    return EngineOptions(test_name=test_name, mode=mode, N=options["ARRAY_N"],
+                         M=options["ARRAY_M"], S=options["S"], E=options["E"], P=options["P"],
+                         F=options["F"], H=options["H"], activation=options["ACT"],
+                         bias=bool(options["BIAS"]), causal=bool(options["CAUSAL"]),
+                         valid_keys=options["VALID_KEYS"], stalls=bool(options["STALLS"]),
+                         inject=inject)
 
 
 def run_engine_test(test_name, mode, options, *, inject=""):
     config = ITAConfig(N=options["ARRAY_N"], M=options["ARRAY_M"])
     handle = build_engine(config, waves=bool(options["WAVES"]))
     return cocotb_result(handle, TB_MODULE, seed=options["SEED"], waves=bool(options["WAVES"]),
-                         extra_env=engine_env(test_name, mode, options, inject=inject),
+                         extra_env=publish(engine_options(test_name, mode, options, inject=inject)),
                          results_name=f"{test_name}-seed{options['SEED']}")
 
 

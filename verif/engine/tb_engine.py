@@ -1,14 +1,13 @@
 """cocotb testbench: one or more engine jobs against the golden model on Verilator.
 
-Configured through environment variables set by :mod:`verif.engine` (``ENGINE_*``). The
-testbench draws a vector set with the golden model, runs one job per head back to back,
-feeds the three operand streams from a memory model (with random idle cycles when
-``ENGINE_STALLS=1``, and never before the engine has written the data a beat needs), applies
-random back-pressure to the output, checks every output beat as it leaves the engine and
-prints the RESULT line.
+Its options (:class:`verif.engine.EngineOptions`) come through :mod:`verif.channel`, the seed
+through cocotb. The testbench draws a vector set with the golden model, runs one job per head
+back to back, feeds the three operand streams from a memory model (with random idle cycles
+when ``stalls`` is set, and never before the engine has written the data a beat needs),
+applies random back-pressure to the output, checks every output beat as it leaves the engine
+and prints the RESULT line.
 """
 
-import os
 import random
 
 import cocotb
@@ -27,22 +26,22 @@ from ita.rtl.job import (
     unpack_int8,
 )
 from ita.rtl.layouts import ErrorCode, Step, engine_config_layout
+from verif.channel import receive, run_seed
+from verif.engine import EngineOptions
 from verif.result import format_result, record_result
+from verif.uvm.stall import NoStall, PerCycleStall
+from verif.uvm.watchdog import job_budget
 
 STALL_PROBABILITY = 0.25
 MAX_REPORTED = 10
 
 
-def _env(name, default=None, cast=int):
-    value = os.environ.get(f"ENGINE_{name}")
-    return default if value in (None, "") else cast(value)
-
-
 class EngineBench:
-    """Clock, reset and the per-cycle stream loop for one engine instance."""
+    """Clock, reset and the per-cycle stream loop for one engine instance; ``stalls`` is the
+    stall profile every stream asks in turn (they share its generator)."""
 
-    def __init__(self, dut, config, rng, stalls):
-        self.dut, self.config, self.rng, self.stalls = dut, config, rng, stalls
+    def __init__(self, dut, config, stalls):
+        self.dut, self.config, self.stalls = dut, config, stalls
         self.layout = engine_config_layout(config)
         self.mismatches = []
         self.dropped = False
@@ -59,7 +58,7 @@ class EngineBench:
         await RisingEdge(dut.clk)
 
     def _stall(self):
-        return self.stalls and self.rng.random() < STALL_PROBABILITY
+        return self.stalls.stall()
 
     async def run_job(self, job, memory, *, drop_beat=None, max_cycles):
         """Start one job and serve its streams until ``done``; returns its cycle count."""
@@ -144,16 +143,14 @@ class EngineBench:
 
 @cocotb.test()
 async def engine_job(dut):
-    config = ITAConfig(N=_env("N", 16), M=_env("M", 64))
-    seed = _env("SEED", None) or int(os.environ.get("COCOTB_RANDOM_SEED", "1"))
-    test_name = _env("TEST_NAME", "ita_attention", str)
-    mode = _env("MODE", "attention", str)
-    shape = LayerShape(S=_env("S", 64), E=_env("E", 64), P=_env("P", 64), F=_env("F", 64),
-                       H=_env("H", 1), activation=_env("ACT", "gelu", str),
-                       bias=bool(_env("BIAS", 1)), causal=bool(_env("CAUSAL", 0)),
-                       valid_keys=_env("VALID_KEYS", 0) or None)
-    stalls = bool(_env("STALLS", 1))
-    inject = _env("INJECT", "", str)
+    options = receive(EngineOptions)
+    config = ITAConfig(N=options.N, M=options.M)
+    seed = run_seed()
+    test_name, mode, stalls, inject = (options.test_name, options.mode, options.stalls,
+                                       options.inject)
+    shape = LayerShape(S=options.S, E=options.E, P=options.P, F=options.F, H=options.H,
+                       activation=options.activation, bias=options.bias,
+                       causal=options.causal, valid_keys=options.valid_keys or None)
     rng = random.Random(seed)
 
     vectors = generate(shape, seed, config)
@@ -163,15 +160,16 @@ async def engine_job(dut):
         memory = jobs[0][1]
         name = sorted(memory.expected)[0]
         memory.expected[name][0, 0] += 1
-    bench = EngineBench(dut, config, rng, stalls)
+    bench = EngineBench(dut, config,
+                        PerCycleStall(rng, p=STALL_PROBABILITY) if stalls else NoStall())
     await bench.reset()
 
     cycles, ideal = 0, 0.0
     status = "PASS"
     try:
         for job, memory in jobs:
-            budget = int(8 * job.ideal_cycles(config) / (0.5 if stalls else 1)) + 20_000
-            cycles += await bench.run_job(job, memory, max_cycles=budget,
+            cycles += await bench.run_job(job, memory,
+                                          max_cycles=job_budget(job.ideal_cycles(config)),
                                           drop_beat=5 if inject == "drop" else None)
             ideal += job.ideal_cycles(config)
             missing = memory.unwritten()

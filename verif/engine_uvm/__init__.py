@@ -7,19 +7,35 @@ Registers one ``make sim`` test per pyuvm test when imported::
 
 ``COVERAGE=1`` runs on the Verilator model built with line and toggle coverage (see
 ``verif.coverage``); the run directory then also holds ``coverage.dat``. Every run writes its
-functional coverage to ``funcov.yml`` in its run directory.
+functional coverage to :data:`FUNCOV_FILE` in its run directory.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ita.cli import SEED, WAVES, array_keys, flag_key, int_key
 from ita.config import DEFAULT_CONFIG, ITAConfig
+from verif.channel import publish
 from verif.sim import register
 from verif.uvm.runner import Outcome, UvmTest, run_test
 
-__all__ = ["TESTS", "TB_MODULE", "build_engine_model", "run_engine_uvm", "UvmTest"]
+__all__ = ["TESTS", "TB_MODULE", "FUNCOV_FILE", "EngineUvmOptions", "build_engine_model",
+           "run_engine_uvm", "UvmTest"]
 
 TB_MODULE = "verif.engine_uvm.tests"
+#: The functional coverage of a run, in its run directory (merged by the regression).
+FUNCOV_FILE = "funcov.yml"
+
+
+@dataclass(frozen=True)
+class EngineUvmOptions:
+    """What the engine's pyuvm tests read through :mod:`verif.channel`."""
+
+    N: int        #: the engine geometry the model was built for
+    M: int
+    count: int    #: jobs per run (0: the test's default)
+    funcov: str   #: where to export the functional coverage
 
 
 TESTS = {t.name: t for t in (
@@ -66,9 +82,7 @@ def run_engine_uvm(name: str, seed: int, *, count: int = 0, N: int = DEFAULT_CON
     test = TESTS[name]
     config = ITAConfig(N=N, M=M)
     handle = build_engine_model(config, coverage=coverage, waves=waves)
-    env = {"UVM_N": str(N), "UVM_M": str(M), "UVM_FUNCOV": "funcov.yml"}
-    if count:
-        env["UVM_COUNT"] = str(count)
+    env = publish(EngineUvmOptions(N=N, M=M, count=count, funcov=FUNCOV_FILE))
     return run_test(handle, TB_MODULE, test.testcase, seed=seed, waves=waves, extra_env=env,
                     results_name=f"{name}-seed{seed}")
 

@@ -30,7 +30,7 @@ from collections import deque
 from typing import NamedTuple
 
 import cocotb
-from cocotb.triggers import Event, Timer
+from cocotb.triggers import Event
 from pyuvm import (
     ConfigDB,
     uvm_agent,
@@ -45,9 +45,9 @@ from pyuvm import (
 
 from ita.rtl.job import OutputMismatch, unpack_int8
 from ita.rtl.layouts import ErrorCode, Step
-from verif.uvm.base import CLOCK_PERIOD_NS
 from verif.uvm.clocking import CycleLoop
 from verif.uvm.stream_agent import StreamAgent, StreamAgentConfig, StreamBus
+from verif.uvm.watchdog import Watchdog
 
 __all__ = ["EngineJobItem", "JobEnd", "EngineCtrlAgent", "EngineScoreboard", "EngineWatchdog",
            "EngineEnv", "Forward"]
@@ -377,49 +377,28 @@ class BeatDropper(uvm_subscriber):
 # --- watchdog -----------------------------------------------------------------------------------
 
 
-class EngineWatchdog(uvm_component):
-    """Ends a hung test: no handshake on any port for ``stall_limit`` cycles while a job is
-    pending, or a job running longer than its budget (20 x ideal + 50,000 cycles)."""
+class EngineWatchdog(Watchdog):
+    """Ends a hung test: no handshake on any port for ``quiet_limit`` cycles while a job is
+    pending, or a running job over its budget (:func:`verif.uvm.watchdog.job_budget`)."""
 
-    interval = 1000
-    stall_limit = 10_000
+    quiet_limit = 10_000
+    quiet_meaning = "no handshake on any port"
 
-    def build_phase(self):
-        self.env = self.get_parent()
-        self.dut = cocotb.top
-        self.loop = CycleLoop.of(self.dut.clk)
-        self.errors: list[str] = []
-        self.fired = Event()
-        self.fired_hook = None  # the test's abort_event.set
+    def waiting(self) -> bool:
+        return bool(self.env.scoreboard.running or self.env.ctrl.driver.pending)
 
     def progress(self) -> int:
         env = self.env
         return (sum(env.agents[name].monitor.beats for name in (*SOURCES, "output"))
                 + env.ctrl.monitor.ends + env.ctrl.driver.accepted)
 
-    async def run_phase(self):
-        last, since = None, 0
-        while True:
-            await Timer(self.interval * CLOCK_PERIOD_NS, unit="ns")
-            cycle = self.loop.cycle
-            running = self.env.scoreboard.running
-            if not running and not self.env.ctrl.driver.pending:
-                last, since = None, cycle
-                continue
-            progress = self.progress()
-            if progress != last:
-                last, since = progress, cycle
-            if cycle - since >= self.stall_limit:
-                self._fire(f"no handshake on any port for {cycle - since} cycles")
-                return
-            for item in running:
-                budget = int(20 * item.ideal_cycles) + 50_000
-                if cycle - item.accept_cycle > budget:
-                    self._fire(f"{item} still running after {cycle - item.accept_cycle} cycles "
-                               f"(budget {budget})")
-                    return
+    def timed_jobs(self):
+        return [(item, item.accept_cycle) for item in self.env.scoreboard.running]
 
-    def _fire(self, why: str) -> None:
+    def over_budget(self, job, age, budget):
+        return f"{job} still running after {age} cycles (budget {budget})"
+
+    def diagnosis(self, why: str) -> str:
         env, dut = self.env, self.dut
         running = env.scoreboard.running
         job = running[0] if running else None
@@ -436,15 +415,10 @@ class EngineWatchdog(uvm_component):
         driver = env.ctrl.driver
         clear = "" if driver.clear_pending is None else \
             f", clear scheduled for cycle {driver.clear_pending}"
-        message = (f"watchdog: hung at cycle {self.loop.cycle}: {why}; "
-                   f"{job if job is not None else 'no job running'}; step {step}, busy "
-                   f"{int(dut.busy.value)}, jobs waiting for start {driver.pending}{clear}; "
-                   f"beats {', '.join(beats) or '-'}")
-        self.logger.error(message)
-        self.errors.append(message)
-        self.fired.set()
-        if self.fired_hook is not None:
-            self.fired_hook()
+        return (f"{super().diagnosis(why)}; "
+                f"{job if job is not None else 'no job running'}; step {step}, busy "
+                f"{int(dut.busy.value)}, jobs waiting for start {driver.pending}{clear}; "
+                f"beats {', '.join(beats) or '-'}")
 
 
 # --- environment --------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """pyuvm tests of the engine (cocotb test module ``verif.engine_uvm.tests``).
 
 Each test is one class; ``verif.engine_uvm`` registers them as ``make sim`` tests and the
-regression list in ``verif/testplan.yaml`` names them. Parameters come from the environment:
-``COCOTB_RANDOM_SEED`` (the seed), ``UVM_COUNT`` (jobs per run), ``UVM_N``/``UVM_M`` (the
-engine geometry the model was built for), ``UVM_FUNCOV`` (where to export functional
-coverage).
+regression list in ``verif/testplan.yaml`` names them. The seed comes from cocotb
+(``COCOTB_RANDOM_SEED``), the other parameters (:class:`verif.engine_uvm.EngineUvmOptions`)
+through :mod:`verif.channel`.
 
 ==========================  ==================================================================
 test                        what it does
@@ -28,7 +27,6 @@ EngineNegativeHang          the input stream never sends: the watchdog must end 
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import replace
 
@@ -36,9 +34,10 @@ import pyuvm
 from cocotb.triggers import ClockCycles, Combine
 
 from ita.config import ITAConfig
+from verif.channel import receive
 from verif.uvm.base import ProjectTest
 
-from . import funcov
+from . import EngineUvmOptions, funcov
 from .env import EngineEnv, Forward
 from .sequences import EngineJobSeq, make_item
 from .stimulus import (
@@ -53,11 +52,6 @@ from .stimulus import (
 TIMEOUT_S = 1800
 
 
-def _env_int(name, default):
-    text = os.environ.get(name, "").strip()
-    return int(text) if text else default
-
-
 class EngineTestBase(ProjectTest):
     """Engine environment, job bookkeeping, coverage sampling and the scenario helpers."""
 
@@ -67,8 +61,9 @@ class EngineTestBase(ProjectTest):
 
     def build_phase(self):
         super().build_phase()
-        self.config = ITAConfig(N=_env_int("UVM_N", 16), M=_env_int("UVM_M", 64))
-        self.count = _env_int("UVM_COUNT", self.default_count)
+        self.options = receive(EngineUvmOptions)
+        self.config = ITAConfig(N=self.options.N, M=self.options.M)
+        self.count = self.options.count or self.default_count
         self.drop_beat = 5 if self.inject == "drop" else None
         dut = self.dut
         for name in ("start", "clear", "input__valid", "weight__valid", "bias__valid",
@@ -148,8 +143,7 @@ class EngineTestBase(ProjectTest):
         for item in self.items:
             if not item.completed.is_set():
                 self.errors.append(f"{item} never finished")
-        path = os.environ.get("UVM_FUNCOV", "funcov.yml")
-        funcov.export(path)
+        funcov.export(self.options.funcov)
         super().extract_phase()
 
     def result_fields(self):

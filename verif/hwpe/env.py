@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Event, Timer
+from cocotb.triggers import Event
 from pyuvm import ConfigDB, uvm_analysis_port, uvm_component, uvm_env, uvm_subscriber
 
 from ita.config import ITAConfig
 from verif.hwpe.program import Placement, memory_image, read_tensor
-from verif.uvm.base import CLOCK_PERIOD_NS
 from verif.uvm.clocking import CycleLoop
 from verif.uvm.reg_agent import RegAgentConfig, RegBus, RegMasterAgent
 from verif.uvm.stall import NoStall, StallProfile
 from verif.uvm.tcdm_agent import TcdmAgentConfig, TcdmBus, TcdmSlaveAgent
+from verif.uvm.watchdog import Watchdog
 
 __all__ = ["ByteMemory", "HwpeJob", "HwpeEnvConfig", "HwpeEnv", "HwpeScoreboard",
            "EventMonitor", "HwpeWatchdog", "mismatch_report"]
@@ -247,54 +247,33 @@ class HwpeScoreboard(uvm_component):
         self.errors.append(message)
 
 
-class HwpeWatchdog(uvm_component):
-    """Ends a hung test: the oldest pending job over its budget (20 x ideal + 50,000 cycles
-    from its commit), or no TCDM access and no event for ``quiet_limit`` cycles while jobs are
-    pending."""
+class HwpeWatchdog(Watchdog):
+    """Ends a hung test: the oldest pending job over its budget from its commit
+    (:func:`verif.uvm.watchdog.job_budget`), or no TCDM access and no event for
+    ``quiet_limit`` cycles while jobs are pending."""
 
-    interval = 1000
     quiet_limit = 20_000
+    quiet_meaning = "no TCDM access and no event"
 
-    def build_phase(self):
-        self.env = self.get_parent()
-        self.dut = cocotb.top
-        self.loop = CycleLoop.of(self.dut.clk)
-        self.errors: list[str] = []
-        self.fired_hook = None
+    def waiting(self) -> bool:
+        return bool(self.env.scoreboard.pending)
 
-    def _progress(self) -> int:
+    def progress(self) -> int:
         return self.env.tcdm.monitor.transactions + sum(self.env.events.completions)
 
-    async def run_phase(self):
-        last, since = None, 0
-        while True:
-            await Timer(self.interval * CLOCK_PERIOD_NS, unit="ns")
-            cycle, pending = self.loop.cycle, self.env.scoreboard.pending
-            if not pending:
-                last, since = None, cycle
-                continue
-            progress = self._progress()
-            if progress != last:
-                last, since = progress, cycle
-            job = pending[0]
-            budget = int(20 * job.ideal_cycles) + 50_000
-            if cycle - since >= self.quiet_limit:
-                self._fire(f"no TCDM access and no event for {cycle - since} cycles")
-                return
-            if cycle - job.commit_cycle > budget:
-                self._fire(f"{job} not finished {cycle - job.commit_cycle} cycles after its "
-                           f"commit (budget {budget})")
-                return
+    def timed_jobs(self):
+        # The oldest only: a small job queued behind a long one would exceed its own budget.
+        oldest = self.env.scoreboard.pending[0]
+        return [(oldest, oldest.commit_cycle)]
 
-    def _fire(self, why: str) -> None:
-        pending = self.env.scoreboard.pending
-        message = (f"watchdog: hung at cycle {self.loop.cycle}: {why}; pending "
-                   f"{', '.join(map(str, pending))}; busy {int(self.dut.busy.value)}; "
-                   f"{self.env.tcdm.monitor.transactions} TCDM accesses so far")
-        self.logger.error(message)
-        self.errors.append(message)
-        if self.fired_hook is not None:
-            self.fired_hook()
+    def over_budget(self, job, age, budget):
+        return f"{job} not finished {age} cycles after its commit (budget {budget})"
+
+    def diagnosis(self, why: str) -> str:
+        return (f"{super().diagnosis(why)}; pending "
+                f"{', '.join(map(str, self.env.scoreboard.pending))}; busy "
+                f"{int(self.dut.busy.value)}; {self.env.tcdm.monitor.transactions} TCDM "
+                "accesses so far")
 
 
 class HwpeEnv(uvm_env):

@@ -1,9 +1,10 @@
 """A job for the ITA HWPE as software sees it: a memory image and register writes.
 
-Places every tensor of an engine job (see :mod:`ita.rtl.job`) in a flat byte memory,
-row-major and padded as the streamers expect (int8 tensors with their padded pitch, biases
-as int32 words), and lists the job-register writes that describe the job. The register
-values come from the one register map (:mod:`cluster_integration.hwpe.regmap`).
+The job itself is the engine's (:mod:`ita.rtl.job`: ``EngineJob`` and its ``TensorMemory``);
+this adds only what the HWPE puts on top: every tensor placed in a flat byte memory,
+row-major and padded as the streamers expect (int8 matrices with their padded pitch, the
+one-dimensional biases as int32 words), and the job-register writes that describe the job.
+The register values come from the one register map (:mod:`cluster_integration.hwpe.regmap`).
 """
 
 from dataclasses import dataclass
@@ -11,11 +12,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from cluster_integration.hwpe import regmap
+from ita.rtl.layouts import Mode
+from ita.rtl.schedule import tensor_shapes
 
 __all__ = ["Placement", "layout_tensors", "memory_image", "job_register_writes",
            "read_tensor", "BIAS_TENSORS"]
 
-BIAS_TENSORS = ("bq", "bk", "bv", "bo", "b1", "b2", "b")
+#: Bytes per element in memory: a bias (a vector in the job model) is an int32 word.
+BIAS_BYTES, INT8_BYTES = 4, 1
+
+
+def element_bytes(shape) -> int:
+    return BIAS_BYTES if len(shape) == 1 else INT8_BYTES
+
+
+#: The bias tensors of every mode, as the schedule names them.
+BIAS_TENSORS = tuple(sorted({name for mode in Mode for name, shape in
+                             tensor_shapes(mode, S=1, E=1, P=1, F=1).items()
+                             if element_bytes(shape) == BIAS_BYTES}))
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,7 @@ def layout_tensors(memory, *, base=0, align=128, rng=None):
     for name in sorted(memory.tensors):
         shape = memory.tensors[name].shape
         offset = rng.randrange(0, align, 4) if rng is not None else 0
-        placements[name] = Placement(address + offset, shape, 4 if name in BIAS_TENSORS else 1)
+        placements[name] = Placement(address + offset, shape, element_bytes(shape))
         address += -(-(placements[name].size + offset) // align) * align
     return placements
 
@@ -50,7 +64,7 @@ def memory_image(memory, placements, size):
             raise ValueError(f"tensor {name} does not fit a {size}-byte memory")
         if name in memory.written:
             continue
-        dtype = np.int32 if place.element_bytes == 4 else np.int8
+        dtype = np.int32 if place.element_bytes == BIAS_BYTES else np.int8
         raw = np.asarray(memory.tensors[name]).astype(dtype).tobytes()
         image[place.address:place.address + place.size] = np.frombuffer(raw, np.uint8)
     return image

@@ -2,8 +2,11 @@
 tests (``verif/hwpe/tests.py``) with ``make sim``: ``ita_hwpe`` (the job of the command line)
 and the ``uvm_hwpe_*`` scenarios."""
 
+from dataclasses import dataclass
+
 from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
 from ita.config import ITAConfig
+from verif.channel import publish
 from verif.sim import register
 from verif.uvm.runner import UvmTest, run_test
 from verif.uvm.stall import PROFILES
@@ -11,6 +14,52 @@ from verif.uvm.stall import PROFILES
 TB_MODULE = "verif.hwpe.tests"
 ACTIVATIONS = ("identity", "gelu", "relu")
 MODES = ("attention", "ffn", "linear", "qkav")
+#: The pyuvm test of ``make sim TEST=ita_hwpe``: the job of the command line.
+JOBS_TESTCASE = "HwpeJobs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HwpeOptions:
+    """What every HWPE pyuvm test reads through :mod:`verif.channel`."""
+
+    N: int
+    M: int
+    stalls: bool              #: random TCDM grant stalls (when stall_profile is auto)
+    count: int = 0            #: jobs (0: the test's default)
+    stall_profile: str = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HwpeJobOptions(HwpeOptions):
+    """The command-line job of ``ita_hwpe``: one layer's golden vectors."""
+
+    test_name: str
+    mode: str
+    S: int
+    E: int
+    P: int
+    F: int
+    H: int
+    activation: str
+    bias: bool
+    causal: bool
+    valid_keys: int  #: 0: every key
+
+
+def hwpe_options(options, testcase=JOBS_TESTCASE) -> HwpeOptions:
+    """The testbench options of one ``make sim`` run of ``testcase``."""
+    common = {"N": options["ARRAY_N"], "M": options["ARRAY_M"],
+              "stalls": bool(options["STALLS"])}
+    if "COUNT" in options:
+        common["count"] = options["COUNT"]
+    if "STALL_PROFILE" in options:
+        common["stall_profile"] = options["STALL_PROFILE"]
+    if testcase != JOBS_TESTCASE:
+        return HwpeOptions(**common)
+    return HwpeJobOptions(**common, test_name="ita_hwpe", mode=options["MODE"],
+                          S=options["S"], E=options["E"], P=options["P"], F=options["F"],
+                          H=options["H"], activation=options["ACT"], bias=bool(options["BIAS"]),
+                          causal=bool(options["CAUSAL"]), valid_keys=options["VALID_KEYS"])
 
 
 #: The HWPE's pyuvm scenarios besides ``ita_hwpe`` (regression names -> pyuvm classes).
@@ -44,16 +93,13 @@ def build_hwpe(config, *, width=1024, waves=False):
     return toolchain.build([verilog], top, waves=waves)
 
 
-def run_hwpe_test(options, test_name="ita_hwpe", testcase="HwpeJobs"):
+def run_hwpe_test(options, test_name="ita_hwpe", testcase=JOBS_TESTCASE):
     """Run one pyuvm test of ``verif.hwpe.tests``; ``options`` are the ``make sim`` keys."""
     config = ITAConfig(N=options["ARRAY_N"], M=options["ARRAY_M"])
     handle = build_hwpe(config, waves=bool(options["WAVES"]))
-    env = {"HWPE_TEST_NAME": test_name, "HWPE_N": str(config.N), "HWPE_M": str(config.M)}
-    for key, value in options.items():
-        if key not in ("WAVES", "SEED", "ARRAY_N", "ARRAY_M"):
-            env[f"HWPE_{key}"] = str(int(value) if isinstance(value, bool) else value)
     outcome = run_test(handle, TB_MODULE, testcase, seed=options["SEED"],
-                       waves=bool(options["WAVES"]), extra_env=env,
+                       waves=bool(options["WAVES"]),
+                       extra_env=publish(hwpe_options(options, testcase)),
                        results_name=f"{test_name}-seed{options['SEED']}")
     return outcome.as_sim_result()
 

@@ -17,12 +17,12 @@ HwpeIllegal                 every illegal configuration kind in every mode: the 
 HwpeNegativeLsb             one expected value off by one LSB: must FAIL (the check bites)
 ==========================  ========================================================================
 
-Options come from ``HWPE_*`` environment variables set by ``verif/hwpe/sim.py``.
+Options (:class:`verif.hwpe.sim.HwpeOptions`, :class:`~verif.hwpe.sim.HwpeJobOptions` for
+``HwpeJobs``) come through :mod:`verif.channel`, the seed through cocotb.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import replace
 
@@ -35,6 +35,7 @@ from cluster_integration.hwpe import regmap
 from ita.config import ITAConfig
 from ita.golden.vectors import LayerShape, generate
 from ita.rtl.job import job_from_vectors
+from verif.channel import receive
 from verif.engine_uvm.stimulus import (
     ILLEGAL_KINDS,
     MODES,
@@ -46,6 +47,7 @@ from verif.engine_uvm.stimulus import (
 )
 from verif.hwpe.env import ByteMemory, HwpeEnv, HwpeEnvConfig, HwpeJob
 from verif.hwpe.program import job_register_writes, layout_tensors
+from verif.hwpe.sim import HwpeJobOptions, HwpeOptions
 from verif.uvm.base import ProjectTest
 from verif.uvm.clocking import CycleLoop
 from verif.uvm.reg_agent import RegItem
@@ -56,11 +58,6 @@ OFFSET = {r.name: r.offset for r in regmap.SHARED}
 STALL_PROBABILITY = 0.2
 TIMEOUT_S = 3600
 ACQUIRE_TRIES = 100_000
-
-
-def _env(name, default=None, cast=int):
-    value = os.environ.get(f"HWPE_{name}")
-    return default if value in (None, "") else cast(value)
 
 
 def _signed(word: int) -> int:
@@ -78,11 +75,14 @@ class HwpeTestBase(ProjectTest):
     profile_by_seed = False
     #: Place tensors at random word-aligned addresses instead of 128-byte aligned ones.
     word_aligned = False
+    #: The options this test reads.
+    options_schema = HwpeOptions
 
     def build_phase(self):
         super().build_phase()
-        self.config = ITAConfig(N=_env("N", 16), M=_env("M", 64))
-        self.count = _env("COUNT", 0) or self.default_count
+        self.options = receive(self.options_schema)
+        self.config = ITAConfig(N=self.options.N, M=self.options.M)
+        self.count = self.options.count or self.default_count
         dut = self.dut
         for name in ("periph__req", "tcdm__gnt", "tcdm__r_valid"):
             getattr(dut, name).value = 0
@@ -107,13 +107,13 @@ class HwpeTestBase(ProjectTest):
         self.env.watchdog.fired_hook = self.abort_event.set
 
     def stall_profile(self):
-        name = _env("STALL_PROFILE", "auto", str)
+        name = self.options.stall_profile
         rng = random.Random(self.rng.getrandbits(64))
         if name == "auto" and self.profile_by_seed:
             name = list(PROFILES)[self.seed % len(PROFILES)]
         if name != "auto":
             return make_profile(name, rng)
-        return RandomStall(rng, p=STALL_PROBABILITY) if _env("STALLS", 1) else NoStall()
+        return RandomStall(rng, p=STALL_PROBABILITY) if self.options.stalls else NoStall()
 
     def prepare(self):
         """Create ``self.jobs`` (with :meth:`add_job`) before the simulation starts."""
@@ -241,14 +241,14 @@ class HwpeJobs(HwpeTestBase):
     one job per head in attention modes, committed back to back through the contexts by
     alternating cores."""
 
+    options_schema = HwpeJobOptions
+
     def prepare(self):
-        self.result_name = _env("TEST_NAME", "ita_hwpe", str)
-        self.mode = _env("MODE", "attention", str)
-        self.shape = LayerShape(S=_env("S", 64), E=_env("E", 64), P=_env("P", 64),
-                                F=_env("F", 64), H=_env("H", 1),
-                                activation=_env("ACT", "gelu", str),
-                                bias=bool(_env("BIAS", 1)), causal=bool(_env("CAUSAL", 0)),
-                                valid_keys=_env("VALID_KEYS", 0) or None)
+        options = self.options
+        self.result_name, self.mode = options.test_name, options.mode
+        self.shape = LayerShape(S=options.S, E=options.E, P=options.P, F=options.F,
+                                H=options.H, activation=options.activation, bias=options.bias,
+                                causal=options.causal, valid_keys=options.valid_keys or None)
         vectors = generate(self.shape, self.seed, self.config)
         heads = self.shape.H if self.mode in ("attention", "qkav") else 1
         for head in range(heads):
@@ -263,7 +263,7 @@ class HwpeJobs(HwpeTestBase):
         shape = self.shape
         return {"ideal_cycles": round(sum(j.ideal_cycles for j in self.jobs)), "mode": self.mode,
                 "S": shape.S, "E": shape.E, "P": shape.P, "F": shape.F, "H": shape.H,
-                "stalls": int(_env("STALLS", 1)), **super().result_fields()}
+                "stalls": int(self.options.stalls), **super().result_fields()}
 
 
 @pyuvm.test(timeout_time=TIMEOUT_S, timeout_unit="sec")

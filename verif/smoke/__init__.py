@@ -5,7 +5,10 @@ Registers simulation test ``smoke`` with the dispatcher (verif.sim).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ita.cli import SEED, WAVES, int_key
+from verif.channel import publish
 from verif.sim import cocotb_result, register
 
 TOPLEVEL = "smoke_accumulate"
@@ -23,9 +26,17 @@ def build_model(waves: bool = False):
     return toolchain.build([verilog], TOPLEVEL, waves=waves)
 
 
-def tb_env(count: int = 200, inject_error: bool = False) -> dict[str, str]:
-    """Environment variables that configure tb_smoke."""
-    return {"SMOKE_COUNT": str(count), "SMOKE_INJECT_ERROR": "1" if inject_error else "0"}
+@dataclass(frozen=True)
+class SmokeOptions:
+    """What tb_smoke reads through :mod:`verif.channel`."""
+
+    count: int          #: values sent
+    inject_error: bool  #: corrupt one expected value: the run must fail
+
+
+def tb_env(count: int, inject_error: bool = False) -> dict[str, str]:
+    """The environment that configures tb_smoke (for ``hw.toolchain.run``)."""
+    return publish(SmokeOptions(count=count, inject_error=inject_error))
 
 
 @register(

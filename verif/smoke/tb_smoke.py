@@ -1,18 +1,20 @@
 """cocotb testbench for the smoke design (verif.smoke.design.Accumulate).
 
-Drives SMOKE_COUNT random values with random valid stalls and occasional clears from
-``random.Random(seed)``, and checks ``sum`` against a Python model every cycle.
-SMOKE_INJECT_ERROR=1 corrupts one expected value, to prove the check fails when it should.
+Drives ``count`` random values with random valid stalls and occasional clears from
+``random.Random(seed)``, and checks ``sum`` against a Python model every cycle; with
+``inject_error`` one expected value is corrupted, to prove the check fails when it should
+(options: :class:`verif.smoke.SmokeOptions` through :mod:`verif.channel`).
 """
 
-import os
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from verif.channel import receive, run_seed
 from verif.result import format_result, record_result
+from verif.smoke import SmokeOptions
 
 VALID_PROB = 0.7
 CLEAR_PROB = 0.03
@@ -23,18 +25,12 @@ def _wrap16(x: int) -> int:
     return (x + 0x8000) % 0x10000 - 0x8000
 
 
-def _seed() -> int:
-    # cocotb.RANDOM_SEED inside a test is derived from the user's seed and the test name;
-    # report and use the seed the user asked for, so SEED=n reproduces the run.
-    env = os.environ.get("COCOTB_RANDOM_SEED", "").strip()
-    return int(env) if env else cocotb.RANDOM_SEED
-
-
 @cocotb.test()
 async def smoke_accumulate(dut):
-    seed = _seed()
-    count = int(os.environ.get("SMOKE_COUNT", "200"))
-    inject = os.environ.get("SMOKE_INJECT_ERROR", "0") == "1"
+    # The seed the user asked for (not cocotb's per-test derivative), so SEED=n reproduces it.
+    seed = run_seed(default=cocotb.RANDOM_SEED)
+    options = receive(SmokeOptions)
+    count, inject = options.count, options.inject_error
     rng = random.Random(seed)
 
     Clock(dut.clk, 10, unit="ns").start()

@@ -14,6 +14,11 @@ random    each cycle stalls independently with probability ``p`` (geometric runs
 bursty    go runs and stall runs of mean length ``burst``, stalling ``duty`` of the time
 long      mostly go, with rare stalls of ``min_len`` .. ``max_len`` cycles
 ========  ===========================================================================
+
+:class:`PerCycleStall` is the plain cocotb engine bench's profile: one draw per question
+from a generator it may share with other streams, so the order in which the bench asks
+decides the pattern. It is not in :data:`PROFILES` (the HWPE tests pick a profile by
+``seed % len(PROFILES)``, and a seed keeps its stimulus).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from __future__ import annotations
 import math
 import random
 
-__all__ = ["StallProfile", "NoStall", "RandomStall", "BurstyStall", "LongStall", "PROFILES",
-           "make_profile"]
+__all__ = ["StallProfile", "NoStall", "RandomStall", "BurstyStall", "LongStall",
+           "PerCycleStall", "PROFILES", "make_profile"]
 
 
 class StallProfile:
@@ -128,6 +133,18 @@ class LongStall(StallProfile):
 
     def describe(self):
         return f"long(gap={self.gap},len={self.min_len}..{self.max_len})"
+
+
+class PerCycleStall(RandomStall):
+    """Stalls with probability ``p``, one draw from ``rng`` per call (no run lengths)."""
+
+    name = "per_cycle"
+
+    def stall(self) -> bool:
+        return self.rng.random() < self.p
+
+    def describe(self):
+        return f"per_cycle(p={self.p})"
 
 
 PROFILES = {cls.name: cls for cls in (NoStall, RandomStall, BurstyStall, LongStall)}
