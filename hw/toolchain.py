@@ -89,6 +89,7 @@ class BuildHandle:
     digest: str
     rebuilt: bool  # True if this call compiled the model, False if it came from the cache
     seconds: float  # wall time spent in this build() call, including waiting on the lock
+    simulator: str = "verilator"  # the cocotb runner that built it (hw/icarus.py: "icarus")
 
     @property
     def executable(self) -> Path:
@@ -318,7 +319,7 @@ def run(
         results.unlink(missing_ok=True)
         crash = None
         with _environ(_runner_env(extra_env or {}, waves=waves)):
-            runner = get_runner("verilator")
+            runner = get_runner(handle.simulator)
             try:
                 runner.test(
                     test_module=test_module,

@@ -8,7 +8,7 @@ venv="$root/.venv"
 
 # Debian packages: a C++ toolchain for Verilator models, perl for the verilator script,
 # liblz4-dev and zlib for FST waveforms.
-debs=(make g++ perl liblz4-dev zlib1g-dev)
+debs=(make g++ perl liblz4-dev zlib1g-dev iverilog)  # iverilog: the second simulator
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,7 +10,6 @@ component below it, adds its own, writes the RESULT line (``verif.result``) and
 
 from __future__ import annotations
 
-import os
 import random
 
 import cocotb
@@ -19,6 +18,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, First, RisingEdge
 from pyuvm import uvm_test
 
+from verif.channel import run_seed
 from verif.result import format_result, record_result
 
 from .clocking import CycleLoop
@@ -26,12 +26,6 @@ from .clocking import CycleLoop
 __all__ = ["run_seed", "ProjectTest", "collect_errors"]
 
 CLOCK_PERIOD_NS = 10
-
-
-def run_seed() -> int:
-    """The run's seed: the one the user asked for, not cocotb's per-test derivative."""
-    text = os.environ.get("COCOTB_RANDOM_SEED", "").strip()
-    return int(text) if text else 1
 
 
 def collect_errors(component) -> list[str]:
@@ -70,7 +64,9 @@ class ProjectTest(uvm_test):
         CycleLoop.reset_all()
 
     def end_of_elaboration_phase(self):
-        Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+        # Low first: an edge at time 0 would let the monitors sample before a 4-state
+        # simulator (Icarus) has propagated the initial values to the ports (Z).
+        Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start(start_high=False)
 
     async def run_phase(self):
         self.raise_objection()
