@@ -11,8 +11,9 @@ Formats:
 * **residual stream**: int32 with ``F`` fraction bits (chosen by the quantiser from the
   calibrated maximum; SmolLM2's attention sink reaches about 24,000);
 * **wide activations**: the int8 value the engine takes, plus a rare excess beyond int8
-  (the decomposition below), held as int16 (norm outputs, SiLU x up) or int32 (GEMM
-  outputs);
+  (the decomposition below), held in int32: at most 24 bits for the GEMM inputs (norm
+  outputs, SiLU x up: SmolLM2's sink reaches 118,000 int8 steps in SiLU x up), any int32 for
+  GEMM outputs;
 * **multipliers**: ``scale_round(v, mult, shift) = (v * mult + 2**(shift-1)) >> shift``
   (round half up, as :func:`ita.golden.requant`), ``|v * mult| < 2**62``.
 
@@ -40,7 +41,9 @@ __all__ = [
     "ROPE_EXTRA_BITS",
     "SILU_FRACTION_BITS",
     "SIGMOID_BITS",
-    "WIDE16",
+    "WIDE",
+    "FINE_BITS",
+    "UP_BOUND",
     "GemmCount",
     "scale_round",
     "fixed_multiplier",
@@ -71,8 +74,12 @@ ROPE_EXTRA_BITS = 8
 SILU_FRACTION_BITS = 12
 #: Fraction bits of the sigmoid table entries.
 SIGMOID_BITS = 15
-#: Largest magnitude of a wide int16 activation.
-WIDE16 = (1 << 15) - 1
+#: Extra fraction bits of the fine weight rows the cores keep for known outlier channels.
+FINE_BITS = 8
+#: Largest magnitude of a wide GEMM input (24 bits).
+WIDE = (1 << 23) - 1
+#: Largest magnitude of the up projection entering SiLU x up (keeps the product in 46 bits).
+UP_BOUND = (1 << 21) - 1
 
 # The RoPE operand bound: 2 * (2**16 - 1) * 2**14 < 2**31.
 _ROPE_OPERAND = (1 << 16) - 1
@@ -82,6 +89,7 @@ _SIGMOID_STEP_BITS = 4
 # SiLU input bound (Q12): 4096 in real units; beyond it silu(x) = x to float precision.
 _SILU_INPUT = 1 << 24
 _INT32 = (1 << 31) - 1
+_INT16 = (1 << 15) - 1
 
 
 def _int(name, value):
@@ -152,7 +160,7 @@ def _isqrt(v):
 # --- RMSNorm ---------------------------------------------------------------------------------
 
 
-def rms_norm(x, mult, shift, eps=0, *, bound=WIDE16):
+def rms_norm(x, mult, shift, eps=0, *, bound=WIDE):
     """Integer RMSNorm of int32 residual rows (S, E), one output (mult, shift) per column.
 
     Per row of n values:
@@ -188,7 +196,7 @@ def rms_norm(x, mult, shift, eps=0, *, bound=WIDE16):
     return saturate(scale_round(t, mult, shift), bound)
 
 
-def rms_norm_float(x, mult, shift, eps=0, *, bound=WIDE16):
+def rms_norm_float(x, mult, shift, eps=0, *, bound=WIDE):
     """Float twin of :func:`rms_norm`: exact root and division, saturation kept."""
     x = np.asarray(x, np.float64)
     norm = np.sqrt((x * x).sum(axis=1, keepdims=True) + float(eps))
@@ -285,24 +293,24 @@ def silu_float(x):
     return x / (1.0 + np.exp(-real))
 
 
-def gated(gate, up, gate_mult, gate_shift, out_mult, out_shift, *, bound=WIDE16):
+def gated(gate, up, gate_mult, gate_shift, out_mult, out_shift, *, bound=WIDE):
     """``silu(gate) * up`` per column, requantized to the down projection's input.
 
     ``g = scale_round(gate, gate_mult, gate_shift)`` takes the wide gate (per-channel scale)
-    to Q12; ``p = silu(g) * saturate(up, 2**15 - 1)`` (below 2**40);
+    to Q12; ``p = silu(g) * saturate(up, 2**21 - 1)`` (below 2**46);
     ``out = saturate(scale_round(p, out_mult, out_shift), bound)`` with ``out_mult < 2**16``.
     """
     g = scale_round(_int("gate", gate), gate_mult, gate_shift)
-    p = silu(g) * saturate(_int("up", up), WIDE16)
+    p = silu(g) * saturate(_int("up", up), UP_BOUND)
     if np.abs(_int("out_mult", out_mult)).max(initial=0) >= 1 << 16:
         raise ValueError("gated out_mult must lie below 2**16")
     return saturate(scale_round(p, out_mult, out_shift), bound)
 
 
-def gated_float(gate, up, gate_mult, gate_shift, out_mult, out_shift, *, bound=WIDE16):
+def gated_float(gate, up, gate_mult, gate_shift, out_mult, out_shift, *, bound=WIDE):
     """Float twin of :func:`gated`."""
     g = np.asarray(gate, np.float64) * np.asarray(gate_mult) / 2.0 ** np.asarray(gate_shift)
-    p = silu_float(g) * np.clip(np.asarray(up, np.float64), -WIDE16 - 1, WIDE16)
+    p = silu_float(g) * np.clip(np.asarray(up, np.float64), -UP_BOUND - 1, UP_BOUND)
     return np.clip(p * np.asarray(out_mult) / 2.0 ** np.asarray(out_shift), -bound - 1, bound)
 
 
@@ -328,20 +336,22 @@ def _exact(a, w):
     return np.rint(np.asarray(a, np.float64) @ np.asarray(w, np.float64)).astype(np.int64)
 
 
-def decomposed_gemm(x, w, rq, *, decompose=True, step="GEMM",
+def decomposed_gemm(x, w, rq, *, fine=None, decompose=True, step="GEMM",
                     config: ITAConfig = DEFAULT_CONFIG):
     """``x @ w`` requantized by ``rq = (mult, shift)``, int8 on the engine plus the cores'
     corrections; returns ``(y, GemmCount)`` with ``y`` int32.
 
-    ``x`` (S, K) holds wide integers (``|x| <= 2**15``), ``w`` (K, N) int8.
+    ``x`` (S, K) holds wide integers (24 bits), ``w`` (K, N) int8.
 
     1. engine: ``y8 = requant(clip8(x) @ w, mult, shift)`` (:func:`ita.golden.gemm_step`;
        K must fit the accumulator, ``config.max_inner_without_bias``);
-    2. cores, clipped inputs: ``r = x - clip8(x)`` is non-zero at a few elements;
-       ``y = y8 + scale_round(r @ w, mult, shift)`` (int64 sums; one MAC per non-zero of
-       ``r`` and output column);
-    3. cores, saturated outputs (``y8`` at -128 or 127): ``y = scale_round(x @ w, mult,
-       shift)`` from the wide row, exactly (K MACs each);
+    2. cores, clipped inputs: ``r = x - clip8(x)`` is non-zero at a few elements; with
+       ``wf = w << 8`` except the rows ``fine = (rows, int16 weights)`` the cores keep at 8
+       more bits (the known outlier channels, where one input carries a whole output),
+       ``c = r @ wf`` (int64, below 2**50; one MAC per non-zero of ``r`` and output column)
+       and ``y = y8 + scale_round(c, mult, shift + 8)``;
+    3. cores, saturated outputs (``y8`` at -128 or 127): ``y = scale_round((clip8(x) @ w
+       << 8) + c, mult, shift + 8)`` from the wide row (K MACs each);
     4. ``y`` saturates to int32.
 
     With ``decompose=False`` the result is ``y8`` alone: clipped inputs and saturated outputs
@@ -350,23 +360,32 @@ def decomposed_gemm(x, w, rq, *, decompose=True, step="GEMM",
     x, w = _int("x", x), _int("w", w)
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
         raise ValueError(f"{step}: cannot multiply {x.shape} by {w.shape}")
-    if np.abs(x).max(initial=0) > WIDE16 + 1 or np.abs(w).max(initial=0) > 128:
-        raise ValueError(f"{step}: inputs must be int16 and weights int8")
+    if np.abs(x).max(initial=0) > WIDE + 1 or np.abs(w).max(initial=0) > 128:
+        raise ValueError(f"{step}: inputs must fit 24 bits and weights int8")
     mult, shift = (int(v) for v in rq)
     x8 = np.clip(x, -128, 127)
     y8 = gemm_step(step, x8, w, None, (mult, shift, 0), config).astype(np.int64)
     count = GemmCount(engine=x.shape[0] * x.shape[1] * w.shape[1])
     if not decompose:
         return y8, count
+    wf = w << FINE_BITS
+    if fine is not None:
+        fine_rows, fine_w = _int("fine rows", fine[0]), _int("fine weights", fine[1])
+        if fine_w.shape != (fine_rows.size, w.shape[1]) or np.abs(fine_w).max(
+                initial=0) > _INT16:
+            raise ValueError(f"{step}: fine weights must be int16 rows of {w.shape[1]}")
+        wf[fine_rows] = fine_w
     y = y8.copy()
     r = x - x8
     rows = np.flatnonzero(np.any(r != 0, axis=1))
+    c = np.zeros(y.shape, np.int64)
     if rows.size:
-        y[rows] += scale_round(_exact(r[rows], w), mult, shift)
+        c[rows] = _exact(r[rows], wf)
+        y[rows] += scale_round(c[rows], mult, shift + FINE_BITS)
     sat_r, sat_c = np.nonzero((y8 == 127) | (y8 == -128))
     if sat_r.size:
-        acc = (x[sat_r] * w[:, sat_c].T).sum(axis=1)
-        y[sat_r, sat_c] = scale_round(acc, mult, shift)
+        acc = (x8[sat_r] * w[:, sat_c].T).sum(axis=1) << FINE_BITS
+        y[sat_r, sat_c] = scale_round(acc + c[sat_r, sat_c], mult, shift + FINE_BITS)
     clipped = int(np.count_nonzero(r))
     count = GemmCount(engine=count.engine, cores=clipped * w.shape[1] + sat_r.size * w.shape[0],
                       clipped=clipped, recomputed=int(sat_r.size))

@@ -31,18 +31,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
-from ita.golden import gemm_step, itamax, requant_constants
 from ita.golden import decoder as dec
+from ita.golden import gemm_step, itamax, requant_constants
 from ita.golden.quant import SOFTMAX_LOGIT_SCALE
 from ita.golden.softmax import causal_mask
 from ita.models import llama_reference as ref
-from ita.models.ir import DecoderLayer, Model, ModelError
+from ita.models.ir import DecoderLayer, Model
 
 from . import llama_eval
 from .calibration import percentile_scale
@@ -57,6 +57,8 @@ CALIBRATION_TEXT = Path(__file__).parent / "data" / "llama_calibration.txt"
 
 # The residual's int32 range holds this many times the calibrated maximum.
 _RESIDUAL_MARGIN = 4
+# Most input channels of a GEMM with fine weight rows (SmolLM2 has a handful per layer).
+_FINE_ROWS = 16
 # Bits of the per-channel fixed-point multipliers of the cores.
 _MULT_BITS = 16
 # ITAmax's probability of one: 65280 // 256 = 255 (a single key gets 255).
@@ -71,20 +73,24 @@ class LlamaQuantOptions:
     ``per_channel``: one weight scale per output column (False: one per job);
     ``decompose``: the cores correct clipped inputs and saturated outputs; ``skip_first``:
     position 0 stays out of the activation statistics; ``percentile`` of ``|x|`` maps to
-    127 (100: the maximum).
+    127 (100: the maximum); ``narrow_percentile`` serves the tensors that stay int8 (V,
+    rotated Q/K, A.V: no core corrects them); ``smooth_alpha`` is SmoothQuant's migration
+    strength for the GEMM inputs the cores produce (the norms, SiLU x up; None: none).
     """
 
     per_channel: bool = True
     decompose: bool = True
     skip_first: bool = True
-    percentile: float = 99.99
+    percentile: float = 99.8
+    narrow_percentile: float = 99.99
+    smooth_alpha: float | None = None
 
 
 #: The study's steps, each adding one ingredient.
 VARIANTS = {
     "naive": LlamaQuantOptions(per_channel=False, decompose=False, skip_first=False,
-                               percentile=100.0),
-    "per-channel": LlamaQuantOptions(decompose=False, skip_first=False),
+                               percentile=100.0, narrow_percentile=100.0),
+    "per-channel": LlamaQuantOptions(decompose=False, skip_first=False, percentile=99.99),
     "decomposition": LlamaQuantOptions(skip_first=False),
     "best": LlamaQuantOptions(),
 }
@@ -92,10 +98,12 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class Gemm:
-    """One engine job: int8 weights (K, N) and the requantizer's (mult, shift)."""
+    """One engine job: int8 weights (K, N) and the requantizer's (mult, shift); ``fine``
+    the cores' (rows, int16 weights) for the outlier input channels, or None."""
 
     w: np.ndarray
     rq: tuple
+    fine: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -241,19 +249,45 @@ class _Quantiser:
     def __init__(self, options):
         self.options = options
 
-    def scale(self, values):
-        """Real LSB that maps the percentile of ``|values|`` to 127."""
-        return percentile_scale(values, self.options.percentile)
+    def scale(self, values, narrow=False):
+        """Real LSB that maps the percentile of ``|values|`` to 127; ``narrow`` tensors stay
+        int8 (no wide excess) and take ``narrow_percentile``."""
+        o = self.options
+        return percentile_scale(values, o.narrow_percentile if narrow else o.percentile)
 
-    def gemm(self, x_scale, w, y, name):
+    def gemm(self, x_scale, w, y, name, narrow=False, x=None):
         """An engine job on inputs of scale ``x_scale`` (real per int unit, scalar or per
         input row of ``w``) whose float outputs are ``y``: the job and its output column
-        scales (the realised requantizer, not the target)."""
-        w8, s_w = _weight(np.asarray(x_scale, np.float64).reshape(-1, 1) * w,
-                          self.options.per_channel)
-        acc_units = self.scale(y / s_w)           # accumulator units per int8 LSB
+        scales (the realised requantizer, not the target). ``x``, the float inputs at every
+        position, names the outlier channels that get fine weight rows."""
+        scaled = np.asarray(x_scale, np.float64).reshape(-1, 1) * w
+        w8, s_w = _weight(scaled, self.options.per_channel)
+        acc_units = self.scale(y / s_w, narrow)   # accumulator units per int8 LSB
         mult, shift = _requant(1.0 / acc_units, name)
-        return Gemm(w=w8, rq=(mult, shift)), s_w * 2.0**shift / mult
+        fine = None
+        if x is not None and self.options.decompose:
+            top = np.abs(x / np.broadcast_to(x_scale, (x.shape[1],))).max(axis=0)
+            rows = np.sort(np.argsort(-top)[:_FINE_ROWS][top[np.argsort(-top)[:_FINE_ROWS]]
+                                                         > 127])
+            if rows.size:
+                one = s_w / 2.0**dec.FINE_BITS
+                fine = (rows, np.clip(np.rint(scaled[rows] / one), -32767, 32767)
+                        .astype(np.int16))
+        return Gemm(w=w8, rq=(mult, shift), fine=fine), s_w * 2.0**shift / mult
+
+    def smoothing(self, x, w):
+        """SmoothQuant factors (Xiao et al. 2023) per input channel of ``w`` (rows) from
+        activations ``x`` (T, K): ``max|x_j|**alpha / max|w_j|**(1 - alpha)``, normalised to
+        a geometric mean of 1. The cores apply them for free (their per-channel
+        multipliers), the weights' rows take the inverse."""
+        alpha = self.options.smooth_alpha
+        if alpha is None:
+            return np.ones(x.shape[1])
+        tiny = np.finfo(np.float32).tiny
+        a = np.maximum(np.abs(x).max(axis=0), tiny)
+        b = np.maximum(np.abs(w).max(axis=1), tiny)
+        factor = a**alpha / b ** (1.0 - alpha)
+        return factor / np.exp(np.log(factor).mean())
 
     def norm(self, gamma, out_scale, name):
         """Constants of :func:`ita.golden.decoder.rms_norm` for an output at ``out_scale``;
@@ -269,6 +303,26 @@ def _rows(arrays, axis, skip_first):
     start = 1 if skip_first else 0
     picked = [np.take(a, np.arange(start, a.shape[axis]), axis=axis) for a in arrays]
     return np.concatenate(picked, axis=axis)
+
+
+def _projection(q, s_in, w, y, rotated, D, name, x):
+    """Per-head jobs of a Q, K or V projection, with the RoPE constants that take each
+    head's columns to one int8 scale when ``rotated`` (its float values, heads first) is
+    given; returns the jobs, the RoPE (mult, shift) pairs and the output scales (per head:
+    rotated, else per column)."""
+    jobs, rope_consts, scales = [], [], []
+    for h in range(w.shape[1] // D):
+        cols = slice(h * D, (h + 1) * D)
+        job, s_out = q.gemm(s_in, w[:, cols], y[:, cols], f"{name}{h}", rotated is None, x)
+        jobs.append(job)
+        if rotated is None:
+            scales.append(s_out)
+            continue
+        s_rot = q.scale(rotated[h], narrow=True)
+        rope_consts.append(_multiplier(s_out / s_rot * 2.0**dec.ROPE_EXTRA_BITS,
+                                       f"{name}{h} RoPE"))
+        scales.append(s_rot)
+    return jobs, rope_consts, scales
 
 
 def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOptions(),
@@ -300,34 +354,26 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
         G = H // KV
         rows = {k: _rows(tr[k], 1 if k in ("qr", "kr", "o", "head_out") else 0, skip)
                 for k in tr}
+        full = {k: _rows(tr[k], 0, False) for k in ("n1", "n2", "h")}
 
-        s_n1 = q.scale(rows["n1"])
-        norm1 = q.norm(layer.norm1.gamma, s_n1, f"{name} norm 1")
+        sm1 = q.smoothing(rows["n1"], np.concatenate([att.wq, att.wk, att.wv], axis=1))
+        s_n1 = q.scale(rows["n1"] / sm1)
+        norm1 = q.norm(layer.norm1.gamma / sm1, s_n1, f"{name} norm 1")
+        s_n1 = s_n1 * sm1                                  # per input channel
 
-        def projection(w, heads, flat, rotated, label):
-            jobs, rope_consts, rot_scales = [], [], []
-            for h in range(heads):
-                cols = slice(h * D, (h + 1) * D)
-                job, s_out = q.gemm(s_n1, w[:, cols], rows[flat][:, cols],
-                                    f"{name} {label}{h}")
-                s_rot = q.scale(rows[rotated][h]) if rotated else None
-                jobs.append(job)
-                if rotated:
-                    rope_consts.append(_multiplier(s_out / s_rot * 2.0**dec.ROPE_EXTRA_BITS,
-                                                   f"{name} {label}{h} RoPE"))
-                rot_scales.append(s_rot if rotated else s_out)
-            return jobs, rope_consts, rot_scales
-
-        q_jobs, q_rope, s_qr = projection(att.wq, H, "q", "qr", "Q")
-        k_jobs, k_rope, s_kr = projection(att.wk, KV, "k", "kr", "K")
-        v_jobs, _, s_v = projection(att.wv, KV, "v", None, "V")
+        q_jobs, q_rope, s_qr = _projection(q, s_n1, att.wq, rows["q"], rows["qr"], D,
+                                           f"{name} Q", full["n1"])
+        k_jobs, k_rope, s_kr = _projection(q, s_n1, att.wk, rows["k"], rows["kr"], D,
+                                           f"{name} K", full["n1"])
+        v_jobs, _, s_v = _projection(q, s_n1, att.wv, rows["v"], None, D, f"{name} V",
+                                     full["n1"])
         rq_qk, rq_av, o_jobs, o_scales = [], [], [], []
         for h in range(H):
             g = h // G
             rq_qk.append(_requant(s_qr[h] * s_kr[g] / math.sqrt(D) / SOFTMAX_LOGIT_SCALE,
                                   f"{name} QK{h}"))
             acc = s_v[g] / _PROB_ONE                       # per column of V
-            mult, shift = _requant(1.0 / q.scale(rows["o"][h] / acc), f"{name} AV{h}")
+            mult, shift = _requant(1.0 / q.scale(rows["o"][h] / acc, narrow=True), f"{name} AV{h}")
             rq_av.append((mult, shift))
             s_o = acc * 2.0**shift / mult
             job, s_out = q.gemm(s_o, att.wo[h * D:(h + 1) * D], rows["head_out"][h],
@@ -335,15 +381,18 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
             o_jobs.append(job)
             o_scales.append(s_out)
 
-        s_n2 = q.scale(rows["n2"])
-        norm2 = q.norm(layer.norm2.gamma, s_n2, f"{name} norm 2")
         ffn = layer.ffn
-        gate, s_g = q.gemm(s_n2, ffn.w_gate, rows["g"], f"{name} gate")
-        up, s_u = q.gemm(s_n2, ffn.w_up, rows["u"], f"{name} up")
-        s_h = q.scale(rows["h"])
+        sm2 = q.smoothing(rows["n2"], np.concatenate([ffn.w_gate, ffn.w_up], axis=1))
+        s_n2 = q.scale(rows["n2"] / sm2)
+        norm2 = q.norm(layer.norm2.gamma / sm2, s_n2, f"{name} norm 2")
+        s_n2 = s_n2 * sm2
+        gate, s_g = q.gemm(s_n2, ffn.w_gate, rows["g"], f"{name} gate", x=full["n2"])
+        up, s_u = q.gemm(s_n2, ffn.w_up, rows["u"], f"{name} up", x=full["n2"])
+        sm_h = q.smoothing(rows["h"], ffn.w_down)
+        s_h = q.scale(rows["h"] / sm_h) * sm_h
         gated = (*_multiplier(s_g * 2.0**dec.SILU_FRACTION_BITS, f"{name} SiLU"),
                  *_multiplier(s_u / 2.0**dec.SILU_FRACTION_BITS / s_h, f"{name} SiLU x up"))
-        down, s_d = q.gemm(s_h, ffn.w_down, rows["d"], f"{name} down")
+        down, s_d = q.gemm(s_h, ffn.w_down, rows["d"], f"{name} down", x=full["h"])
         layers.append(dict(q=tuple(q_jobs), k=tuple(k_jobs), v=tuple(v_jobs),
                            q_rope=tuple(np.stack(c) for c in zip(*q_rope, strict=True)),
                            k_rope=tuple(np.stack(c) for c in zip(*k_rope, strict=True)),
@@ -408,8 +457,8 @@ def _layer(m: IntegerLlama, L: IntegerDecoderLayer, x, cos, sin, past_k, past_v)
 
     def gemm(a, job, step):
         nonlocal count
-        y, c = dec.decomposed_gemm(a, job.w, job.rq, decompose=opt.decompose, step=step,
-                                   config=cfg)
+        y, c = dec.decomposed_gemm(a, job.w, job.rq, fine=job.fine, decompose=opt.decompose,
+                                   step=step, config=cfg)
         count += c
         return y
 
@@ -510,10 +559,15 @@ def _command(args):
 
     if args.positions is not None and args.positions < 1:
         raise ValueError(f"--positions must be positive, got {args.positions}")
+    if args.percentile is not None and not 50 < args.percentile <= 100:
+        raise ValueError(f"--percentile must lie in (50, 100], got {args.percentile}")
     text = llama_eval.read_paragraphs(args.text)
     calibration = llama_eval.read_paragraphs(args.calibration)
     model = load_smollm2()
-    imodel = quantise(model, _sequences(model.tokenizer, calibration), VARIANTS[args.variant])
+    options = VARIANTS[args.variant]
+    if args.percentile is not None:
+        options = replace(options, percentile=args.percentile)
+    imodel = quantise(model, _sequences(model.tokenizer, calibration), options)
     comparison, count, head = evaluate(model, imodel, _sequences(model.tokenizer, text,
                                                            args.positions))
     print(comparison.line("smollm2"))
@@ -531,6 +585,9 @@ def main(argv=None):
                                                       "(default: the whole text)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="best",
                         help="quantisation recipe (default best)")
+    parser.add_argument("--percentile", type=float,
+                        help="percentile of the wide activations' scales (default: the "
+                             "variant's)")
     parser.add_argument("--text", type=Path, default=llama_eval.EVALUATION_TEXT,
                         help="evaluation paragraphs (default ita/quant/data/"
                              "llama_evaluation.txt)")

@@ -42,7 +42,9 @@ def test_rms_norm_by_hand():
     assert out.tolist() == [[19661, 26214], [0, 0]]
     # A huge entry: the statistics shift, the outputs keep their own precision.
     big = dec.rms_norm([[24000 << 15, 1 << 15]], [1, 1], [0, 0])
-    assert big.tolist() == [[32767, 1]]   # t = 2**15 saturates to int16
+    assert big.tolist() == [[32768, 1]]
+    assert dec.rms_norm([[24000 << 15, 1 << 15]], [1, 1], [0, 0], bound=127).tolist() == [
+        [127, 1]]
 
 
 def test_rope_by_hand():
@@ -67,6 +69,9 @@ def test_decomposed_gemm_by_hand():
     y, count = dec.decomposed_gemm([[200, 1]], w, (1, 0))
     assert y.tolist() == [[100]] and (count.clipped, count.cores) == (1, 1)
     assert dec.decomposed_gemm([[200, 1]], w, (1, 0), decompose=False)[0].tolist() == [[27]]
+    # A fine row: the cores hold row 0 as 1.5 * 2**8; 27 + round(73 * 384 / 256) = 137.
+    y, _ = dec.decomposed_gemm([[200, 1]], w, (1, 0), fine=([0], [[384]]))
+    assert y.tolist() == [[137]]
     # A saturated output is recomputed from the wide row: 200 + 2 = 202.
     y, count = dec.decomposed_gemm([[200, 1]], np.array([[1], [2]], np.int8), (1, 0))
     assert y.tolist() == [[202]] and (count.recomputed, count.cores) == (1, 3)
