@@ -4,9 +4,12 @@ integer model composed from :mod:`ita.golden` functions."""
 from .calibration import (
     CALIBRATION_FILE,
     EVALUATION_FILE,
+    EVALUATION_FILES,
+    PAIRS_FILE,
     Calibration,
     calibrate,
     percentile_scale,
+    read_pairs,
     read_sentences,
 )
 from .integer import (
@@ -15,7 +18,8 @@ from .integer import (
     IntegerResult,
     NormConstants,
     dequantise,
-    embed_int8,
+    embed_rows,
+    layer_norm_rows,
     residual_add_rows,
     run,
 )
@@ -24,6 +28,8 @@ from .quantiser import QuantError, QuantOptions, quantise
 __all__ = [
     "CALIBRATION_FILE",
     "EVALUATION_FILE",
+    "EVALUATION_FILES",
+    "PAIRS_FILE",
     "Calibration",
     "IntegerLayer",
     "IntegerModel",
@@ -33,9 +39,11 @@ __all__ = [
     "QuantOptions",
     "calibrate",
     "dequantise",
-    "embed_int8",
+    "embed_rows",
+    "layer_norm_rows",
     "percentile_scale",
     "quantise",
+    "read_pairs",
     "read_sentences",
     "residual_add_rows",
     "run",

@@ -2,8 +2,11 @@
 
 The quantiser derives every int8 scale from these statistics of the float reference
 (:mod:`ita.models.bert_reference`), never from the evaluation sentences. The repository's
-sentence sets live in ``data/`` (one sentence a line): ``calibration.txt`` and
-``evaluation.txt`` share no sentence.
+sentence sets live in ``data/`` (one sentence a line): ``calibration.txt``, and the
+evaluation sentences ``evaluation.txt`` (whose sentence-transformers embeddings are stored
+for the float reference's test) and ``evaluation_more.txt``; no sentence is in both sets.
+``evaluation_pairs.tsv`` holds hand-made pairs of evaluation sentences, similar and
+unrelated, one pair a line, tab-separated.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import numpy as np
 from ita.models import bert_reference
 from ita.models.ir import Model, ModelError
 
-__all__ = ["DATA", "CALIBRATION_FILE", "EVALUATION_FILE", "read_sentences", "Calibration",
-           "calibrate", "percentile_scale"]
+__all__ = ["DATA", "CALIBRATION_FILE", "EVALUATION_FILE", "EVALUATION_FILES", "PAIRS_FILE",
+           "read_sentences", "read_pairs", "Calibration", "calibrate", "percentile_scale"]
 
 DATA = Path(__file__).parent / "data"
 CALIBRATION_FILE = DATA / "calibration.txt"
 EVALUATION_FILE = DATA / "evaluation.txt"
+EVALUATION_FILES = (EVALUATION_FILE, DATA / "evaluation_more.txt")
+PAIRS_FILE = DATA / "evaluation_pairs.tsv"
 
 # Largest int8 magnitude a calibrated scale maps to.
 _INT8_MAX = 127
@@ -43,6 +48,17 @@ def read_sentences(path) -> list[str]:
     if not sentences:
         raise ModelError(f"{path}: no sentences")
     return sentences
+
+
+def read_pairs(path) -> list[tuple[str, str]]:
+    """Sentence pairs of a UTF-8 file, two tab-separated sentences a line."""
+    pairs = []
+    for number, line in enumerate(read_sentences(path), 1):
+        parts = [part.strip() for part in line.split("\t")]
+        if len(parts) != 2 or not all(parts):
+            raise ModelError(f"{path}: pair {number} is not two tab-separated sentences")
+        pairs.append((parts[0], parts[1]))
+    return pairs
 
 
 def percentile_scale(values, percentile: float) -> float:

@@ -27,11 +27,12 @@ import numpy as np
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.golden import ffn, layer_norm, multi_head_attention, requant
+from ita.golden.encoder import LN_FRACTION_BITS, isqrt
 from ita.models import bert_reference
 from ita.models.ir import Embedding, ModelError
 
-__all__ = ["NormConstants", "IntegerLayer", "IntegerModel", "IntegerResult",
-           "residual_add_rows", "embed_int8", "run", "dequantise"]
+__all__ = ["ROW_BITS", "NormConstants", "IntegerLayer", "IntegerModel", "IntegerResult",
+           "residual_add_rows", "layer_norm_rows", "embed_rows", "run", "dequantise"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,14 @@ class NormConstants:
     rq: tuple
 
     def __call__(self, x):
+        """:func:`ita.golden.layer_norm` of int8 rows."""
         mult, shift, add = self.rq
         return layer_norm(x, self.gamma, self.beta, mult=mult, shift=shift, add=add)
+
+    def rows(self, x):
+        """:func:`layer_norm_rows` of the residual add's wide rows."""
+        mult, shift, add = self.rq
+        return layer_norm_rows(x, self.gamma, self.beta, mult=mult, shift=shift, add=add)
 
 
 @dataclass(frozen=True)
@@ -81,17 +88,16 @@ class IntegerLayer:
 
 @dataclass(frozen=True)
 class IntegerModel:
-    """A quantized encoder: host embedding scale, integer blocks, output dequantisation.
+    """A quantized encoder: the host's embedding table, integer blocks, output dequantisation.
 
-    ``embedding`` is the float description's table (the host's lookup); ``embed_scale`` the
-    real value of one LSB of the quantized embedding sum; ``out_scale`` (E,) that of one LSB
+    ``embedding`` is the float description's table (the host's lookup); ``out_scale`` (E,)
+    the real value of one LSB
     of each column of the last layer's output; ``scales`` records every calibrated scale by
     name, for reports.
     """
 
     name: str
     embedding: Embedding
-    embed_scale: float
     embed_norm: NormConstants
     layers: tuple
     out_scale: np.ndarray
@@ -102,16 +108,20 @@ class IntegerModel:
 
 @dataclass(frozen=True)
 class IntegerResult:
-    """The int8 tensors at every block boundary and the pooled column sums."""
+    """The tensors at every block boundary and the pooled column sums."""
 
-    embed: np.ndarray      #: (S, E) int8 embedding sum, the cluster's input
+    embed: np.ndarray      #: (S, E) int16 embedding sums, the cluster's input
     hidden: tuple          #: (S, E) int8: the embedding LayerNorm, then each layer's output
     pooled_sum: np.ndarray  #: (E,) int64 column sums over the valid rows
     tokens: int            #: valid rows
 
 
-# Bits of int8 a row keeps after the residual add: its largest magnitude lands in [64, 127].
-_ROW_BITS = 7
+#: Magnitude bits a row keeps after the residual add: its largest value lands in
+#: [2**(ROW_BITS - 1), 2**ROW_BITS]. Int8 (7 bits) is not enough for the LayerNorm after it:
+#: a row with one outlier column leaves its other columns a level or two, and the integer
+#: mean's rounding then shifts the whole row. 13 bits keep the LayerNorm's deviations within
+#: 15 bits, so ``d * inv`` stays below 2**31.
+ROW_BITS = 13
 # The shifted sums stay inside a signed 32-bit word: 16 bits of |x * mx + y * my| <= 65,280,
 # at most 15 of left shift.
 _MAX_LSHIFT = 15
@@ -134,6 +144,12 @@ def _bit_length(v):
     return (v[..., None] >= (1 << np.arange(62, dtype=np.int64))).sum(axis=-1)
 
 
+def _round_shift(v, shift):
+    """``round_half_up(v / 2**shift)`` (shift >= 0), :func:`ita.golden.requant`'s rounding."""
+    half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+    return (v + half) >> shift
+
+
 def residual_add_rows(x, y, consts):
     """Residual add for a LayerNorm input: per-column multipliers, a per-row shift.
 
@@ -141,13 +157,13 @@ def residual_add_rows(x, y, consts):
     ``consts`` (3, E) = (mult_x, mult_y, lshift) chosen so that ``v`` has one scale across
     the columns although ``x`` and ``y`` carry per-column scales (per-channel weights,
     SmoothQuant factors). Each row then shifts right by
-    ``max(0, bit_length(max |v|) - 7)`` with :func:`ita.golden.requant` (round half up,
-    saturate), so its largest value uses the whole int8 range.
+    ``max(0, bit_length(max |v|) - ROW_BITS)``, rounding half up as
+    :func:`ita.golden.requant`, into int16 values of at most ``2**ROW_BITS``.
 
     The row's scale is thrown away, which is exact for what follows: in a post-norm encoder
-    the sum feeds only a LayerNorm, and LayerNorm does not depend on a row's scale. A fixed
-    scale cannot serve the residual stream: MiniLM's [CLS] row reaches 222 in one column while
-    the other rows stay below 12, so every other row would keep 3 bits.
+    the sum feeds only a LayerNorm (:func:`layer_norm_rows`), and LayerNorm does not depend
+    on a row's scale. A fixed scale cannot serve the residual stream: MiniLM's [CLS] row
+    reaches 222 in one column while the other rows stay below 12.
     """
     x, y = np.asarray(x), np.asarray(y)
     if x.shape != y.shape or x.ndim != 2:
@@ -157,25 +173,69 @@ def residual_add_rows(x, y, consts):
             raise ValueError(f"residual operand {name} must be int8")
     mult_x, mult_y, lshift = _residual_constants(consts, x.shape[1])
     v = (x.astype(np.int64) * mult_x + y.astype(np.int64) * mult_y) << lshift
-    shift = np.maximum(_bit_length(np.abs(v).max(axis=1)) - _ROW_BITS, 0)
-    return requant(v, 1, shift[:, None], 0)
+    shift = np.maximum(_bit_length(np.abs(v).max(axis=1)) - ROW_BITS, 0)
+    return _round_shift(v, shift[:, None]).astype(np.int16)
 
 
-def embed_int8(model: IntegerModel, ids) -> np.ndarray:
-    """The host's part: (S, E) int8 embedding sums, ``round(sum / embed_scale)`` saturated."""
+def layer_norm_rows(x, gamma, beta, *, mult, shift, add):
+    """:func:`ita.golden.layer_norm` for rows of up to ``ROW_BITS`` magnitude bits.
+
+    The steps and constants are the golden LayerNorm's (same ``gamma``, ``beta`` and output
+    requantization); only the sum of squares is wider. Per row of n values:
+
+    1. ``mean = floor((sum(x) + n // 2) / n)``, ``d = x - mean`` (``|d| <= 2**(ROW_BITS+1)``);
+    2. ``V = sum(d**2)`` in 64 bits; ``k = max(0, ceil((bit_length(V) - 32) / 2))`` and
+       ``W = V >> 2k`` (32 bits, at least 2**30 when k > 0);
+    3. ``a = clz32(W) >> 1``, ``root = isqrt(W << 2a)``, ``inv = floor(2**31 / root)``;
+    4. ``t = (d * inv + 2**(r-1)) >> r`` with ``r = 16 - a + k`` (``|d * inv| <= 2**30``);
+    5. ``out = requant(t * gamma + beta, mult, shift, add)``.
+
+    For int8 rows V fits 32 bits, k = 0 and the result is :func:`ita.golden.layer_norm`'s.
+    """
+    x = np.asarray(x)
+    limit = 1 << ROW_BITS
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer) or x.shape[1] < 1:
+        raise ValueError(f"layer_norm_rows needs (S, n) integer rows, got {x.shape} {x.dtype}")
+    if x.size and np.abs(x.astype(np.int64)).max() > limit:
+        raise ValueError(f"layer_norm_rows values must lie in [-{limit}, {limit}]")
+    x = x.astype(np.int64)
+    n = x.shape[1]
+    mean = (x.sum(axis=1) + n // 2) // n
+    d = x - mean[:, None]
+    var_sum = (d * d).sum(axis=1)
+    k = np.maximum(0, (_bit_length(var_sum) - 31) // 2)      # ceil((bits - 32) / 2)
+    w = var_sum >> (2 * k)
+    a = np.where(w > 0, (32 - _bit_length(w)) // 2, 0)
+    root = isqrt(w << (2 * a))
+    inv = np.where(w > 0, (1 << 31) // np.maximum(root, 1), 0)
+    r = (31 - LN_FRACTION_BITS - a + k)[:, None]
+    t = (d * inv[:, None] + (1 << (r - 1))) >> r
+    return requant(t * np.asarray(gamma, dtype=np.int64) + np.asarray(beta, dtype=np.int64),
+                   mult, shift, add)
+
+
+def embed_rows(model: IntegerModel, ids) -> np.ndarray:
+    """The host's part: (S, E) int16 embedding sums, each row scaled to ``ROW_BITS``.
+
+    The sum (token + position + type 0 rows) is float64 on the host; it feeds only the
+    embedding LayerNorm, so each row may take its own scale, as the residual add's rows do.
+    One int8 scale for all rows would leave a typical value 4 levels: the sums' 99.99th
+    percentile is 30 times their RMS.
+    """
     total = bert_reference.embedding_sum(model.embedding, ids)
-    return np.clip(np.rint(total / model.embed_scale), -128, 127).astype(np.int8)
+    top = np.maximum(np.abs(total).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    return np.rint(total / top * ((1 << ROW_BITS) - 1)).astype(np.int16)
 
 
 def _layer(x, L: IntegerLayer, valid, config):
     att = multi_head_attention(x, x, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
                                rq=L.rq_attn, rq_sum=L.rq_sum, valid_keys=valid, config=config)
     add1 = residual_add_rows(x, att.out_sum, L.add1)       # out_sum: the cores' head sum
-    ln1 = L.norm1(add1)
+    ln1 = L.norm1.rows(add1)
     ff = ffn(ln1, L.w1, L.b1, L.w2, L.b2, rq=L.rq_ffn, activation=L.activation,
              gelu_b=L.gelu_b, gelu_c=L.gelu_c, act_rq=L.act_rq, config=config)
     add2 = residual_add_rows(ln1, ff.f2, L.add2)
-    return L.norm2(add2)
+    return L.norm2.rows(add2)
 
 
 def run(model: IntegerModel, ids, *, pad_to: int | None = None) -> IntegerResult:
@@ -192,8 +252,8 @@ def run(model: IntegerModel, ids, *, pad_to: int | None = None) -> IntegerResult
     seq = tokens if pad_to is None else int(pad_to)
     if seq < tokens:
         raise ModelError(f"pad_to={seq} is shorter than the {tokens} tokens")
-    embed = embed_int8(model, ids + [0] * (seq - tokens))
-    x = model.embed_norm(embed)
+    embed = embed_rows(model, ids + [0] * (seq - tokens))
+    x = model.embed_norm.rows(embed)
     hidden = [x]
     valid = tokens if seq > tokens else None
     for layer in model.layers:

@@ -45,6 +45,7 @@ from .integer import _MAX_LSHIFT, IntegerLayer, IntegerModel, NormConstants
 __all__ = ["QuantOptions", "QuantError", "quantise"]
 
 _INT8_MAX = 127
+_INT8_MIN = -128
 
 
 class QuantError(ModelError):
@@ -75,12 +76,29 @@ def _weight_scale(w, axis=None):
     return np.maximum(top, np.finfo(np.float32).tiny) / _INT8_MAX
 
 
-def _bias(values, scale, name, config):
-    q = np.rint(np.asarray(values, dtype=np.float64) / scale)
+def _check_bias(q, name, config):
     if q.min() < config.bias_min or q.max() > config.bias_max:
         raise QuantError(f"{name}: bias needs {int(np.abs(q).max())}, beyond the "
                          f"{config.bias_width}-bit range")
+
+
+def _bias(values, scale, name, config):
+    q = np.rint(np.asarray(values, dtype=np.float64) / scale)
+    _check_bias(q, name, config)
     return q.astype(np.int32)
+
+
+def _offset_scale(values, percentile):
+    """(scale, offset) for a sign-inverted int8 of values bounded below (GELU outputs).
+
+    GELU's outputs reach only about -0.17 below zero, so a symmetric scale would leave half
+    of int8 unused. The calibrated range [min, high percentile] spans all 256 codes instead:
+    ``code = -value / scale + offset``, the minimum landing on 127.
+    """
+    low = float(values.min())
+    span = percentile_scale(values - low, percentile) * _INT8_MAX
+    scale = span / (_INT8_MAX - _INT8_MIN)
+    return scale, int(round(_INT8_MAX + low / scale))
 
 
 def _rq(ratio, name):
@@ -155,7 +173,6 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
     traces = calibration.layers
     scales = {}
 
-    embed_scale = percentile_scale(calibration.embed, pct)
     smooth = _smoothing(traces[0]["x"], _qkv_rows(layers[0]), alpha)
     s_x = percentile_scale(traces[0]["x"] / smooth, pct)
     embed_norm = _norm(model.embedding.norm, smooth, s_x, "embedding LayerNorm", config)
@@ -208,13 +225,20 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
         s_u = percentile_scale(tr["u"], pct)
         s_f1 = percentile_scale(tr["f1"], pct)
         if ff.activation == "gelu":
+            s_f1, offset = _offset_scale(tr["f1"], pct)
             gelu = gelu_constants(s_u, s_f1)
-            gelu_b, gelu_c, act_rq, sign = gelu.b, gelu.c, gelu.act_rq, -1.0
+            gelu_b, gelu_c, sign = gelu.b, gelu.c, -1.0
+            act_rq = (gelu.mult, gelu.shift, offset)
         else:  # ReLU keeps F1's scale
-            gelu_b, gelu_c, act_rq, sign, s_f1 = 0, 0, (1, 0, 0), 1.0, s_u
+            gelu_b, gelu_c, act_rq, sign, s_f1, offset = 0, 0, (1, 0, 0), 1.0, s_u, 0
         s_f2 = percentile_scale(tr["f2"] / s_w2, pct)
         rq_ffn = np.array([_rq(s_ln1 * s_w1 / s_u, f"{name} F1"),
                            _rq(s_f1 / s_f2, f"{name} F2")], dtype=np.int64)
+        w2 = _int8(sign * ff.w2, s_w2)
+        # F2 reads f1 + offset: the bias takes the offset's share back out.
+        b2 = (_bias(ff.b2, s_f1 * s_w2, f"{name} b2", config)
+              - offset * w2.astype(np.int64).sum(axis=0))
+        _check_bias(b2, f"{name} b2 with the GELU offset", config)
 
         add2 = _residual(smooth1 * s_ln1, s_w2 * s_f2, f"{name} add2")
         last = index == len(layers) - 1
@@ -232,8 +256,7 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
             rq_sum=np.array(_rq(s_head / s_attn, f"{name} head sum"), dtype=np.int64),
             add1=add1, norm1=norm1,
             w1=_int8(w1, s_w1), b1=_bias(ff.b1, s_ln1 * s_w1, f"{name} b1", config),
-            w2=_int8(sign * ff.w2, s_w2),
-            b2=_bias(ff.b2, s_f1 * s_w2, f"{name} b2", config),
+            w2=w2, b2=b2.astype(np.int32),
             rq_ffn=rq_ffn, gelu_b=int(gelu_b), gelu_c=int(gelu_c), act_rq=tuple(act_rq),
             add2=add2, norm2=norm2, activation=ff.activation))
         # Real value of one LSB of every int8 tensor at a block boundary (per column where
@@ -242,6 +265,6 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
                         "f1": sign * s_f1, "f2": s_w2 * s_f2, "out": smooth2 * s_out}
         smooth, s_x = smooth2, s_out
 
-    return IntegerModel(name=model.name, embedding=model.embedding, embed_scale=embed_scale,
+    return IntegerModel(name=model.name, embedding=model.embedding,
                         embed_norm=embed_norm, layers=tuple(int_layers), out_scale=smooth * s_x,
                         normalize=model.head.normalize, config=config, scales=scales)
