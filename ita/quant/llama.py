@@ -17,7 +17,11 @@ What a real decoder needs (SmolLM2-135M, ``docs/decoder.md`` has the measurement
   are hundreds of times larger than the others; its scales would waste every other token's
   bits. The residual's format still covers it;
 * **decomposition** (:func:`ita.golden.decoder.decomposed_gemm`): activations beyond int8
-  reach the engine clipped; the cores add the clipped excess and recompute saturated outputs.
+  reach the engine clipped; the cores add the clipped excess and recompute saturated outputs,
+  with int16 weight rows for the few input channels that calibration saw beyond int8 (one
+  such input can carry a whole output: the sink's residual of 17,000 is cancelled to 3,000
+  by one down projection). Since the cores repair what the scale clips, the GEMM inputs take
+  the 99.8th percentile, the tensors that stay int8 (V, rotated Q/K, A.V) the 99.99th.
 
 Reductions: Llama has no GEMM biases, so a job may reduce over
 ``ITAConfig.max_inner_without_bias`` (2047) inputs; SmolLM2's longest is 1536 (down), so no
@@ -50,7 +54,7 @@ from .quantiser import QuantError
 
 __all__ = ["CALIBRATION_TEXT", "VARIANTS", "LlamaQuantOptions", "Gemm", "Norm",
            "IntegerDecoderLayer", "IntegerLlama", "IntegerCache", "IntegerOutput",
-           "quantise", "embed", "forward", "candidate", "main"]
+           "quantise", "embed", "empty_cache", "forward", "candidate", "evaluate", "main"]
 
 # English prose written for calibration; shares nothing with llama_eval.EVALUATION_TEXT.
 CALIBRATION_TEXT = Path(__file__).parent / "data" / "llama_calibration.txt"
@@ -267,8 +271,8 @@ class _Quantiser:
         fine = None
         if x is not None and self.options.decompose:
             top = np.abs(x / np.broadcast_to(x_scale, (x.shape[1],))).max(axis=0)
-            rows = np.sort(np.argsort(-top)[:_FINE_ROWS][top[np.argsort(-top)[:_FINE_ROWS]]
-                                                         > 127])
+            largest = np.argsort(-top)[:_FINE_ROWS]
+            rows = np.sort(largest[top[largest] > 127])      # beyond int8 at some position
             if rows.size:
                 one = s_w / 2.0**dec.FINE_BITS
                 fine = (rows, np.clip(np.rint(scaled[rows] / one), -32767, 32767)
@@ -289,7 +293,7 @@ class _Quantiser:
         factor = a**alpha / b ** (1.0 - alpha)
         return factor / np.exp(np.log(factor).mean())
 
-    def norm(self, gamma, out_scale, name):
+    def norm(self, gamma, out_scale):
         """Constants of :func:`ita.golden.decoder.rms_norm` for an output at ``out_scale``;
         ``t`` has 15 fraction bits of ``x / sqrt(sum x^2) = x / (rms * sqrt(n))``."""
         n = gamma.shape[0]
@@ -358,7 +362,7 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
 
         sm1 = q.smoothing(rows["n1"], np.concatenate([att.wq, att.wk, att.wv], axis=1))
         s_n1 = q.scale(rows["n1"] / sm1)
-        norm1 = q.norm(layer.norm1.gamma / sm1, s_n1, f"{name} norm 1")
+        norm1 = q.norm(layer.norm1.gamma / sm1, s_n1)
         s_n1 = s_n1 * sm1                                  # per input channel
 
         q_jobs, q_rope, s_qr = _projection(q, s_n1, att.wq, rows["q"], rows["qr"], D,
@@ -373,7 +377,8 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
             rq_qk.append(_requant(s_qr[h] * s_kr[g] / math.sqrt(D) / SOFTMAX_LOGIT_SCALE,
                                   f"{name} QK{h}"))
             acc = s_v[g] / _PROB_ONE                       # per column of V
-            mult, shift = _requant(1.0 / q.scale(rows["o"][h] / acc, narrow=True), f"{name} AV{h}")
+            mult, shift = _requant(1.0 / q.scale(rows["o"][h] / acc, narrow=True),
+                                   f"{name} AV{h}")
             rq_av.append((mult, shift))
             s_o = acc * 2.0**shift / mult
             job, s_out = q.gemm(s_o, att.wo[h * D:(h + 1) * D], rows["head_out"][h],
@@ -384,7 +389,7 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
         ffn = layer.ffn
         sm2 = q.smoothing(rows["n2"], np.concatenate([ffn.w_gate, ffn.w_up], axis=1))
         s_n2 = q.scale(rows["n2"] / sm2)
-        norm2 = q.norm(layer.norm2.gamma / sm2, s_n2, f"{name} norm 2")
+        norm2 = q.norm(layer.norm2.gamma / sm2, s_n2)
         s_n2 = s_n2 * sm2
         gate, s_g = q.gemm(s_n2, ffn.w_gate, rows["g"], f"{name} gate", x=full["n2"])
         up, s_u = q.gemm(s_n2, ffn.w_up, rows["u"], f"{name} up", x=full["n2"])
@@ -423,7 +428,7 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
     att = model.layers[0].attention
     return IntegerLlama(
         name=model.name, tokens=model.embedding.tokens, residual_bits=F,
-        layers=tuple(int_layers), head_norm=norm(q.norm(head.norm.gamma, s_f, "final norm"),
+        layers=tuple(int_layers), head_norm=norm(q.norm(head.norm.gamma, s_f),
                                                  head.norm.eps),
         head_w=head_w, head_scale=(s_f * s_wh).astype(np.float64), heads=att.heads,
         kv_heads=att.kv_heads, head_dim=att.head_dim, rope_theta=att.rope.theta,
@@ -440,6 +445,7 @@ def embed(model: IntegerLlama, ids):
 
 
 def empty_cache(model: IntegerLlama):
+    """The cache before the first token."""
     empty = tuple(np.zeros((model.kv_heads, 0, model.head_dim), np.int8)
                   for _ in model.layers)
     return IntegerCache(keys=empty, values=empty)

@@ -180,8 +180,9 @@ def test_refusals(tiny):
 
 
 def test_smollm2_integer_model_agrees_with_float():
-    """Calibrated on the calibration text, the first 48 positions of the held-out text:
-    measured 0.79 top-1 agreement (docs/decoder.md has the whole text)."""
+    """Calibrated on 4 paragraphs of the calibration text, the first 48 positions of the
+    held-out text: measured top-1 0.81, top5 1.0, KL 0.077, decomposition 0.30 % of the
+    engine's MACs (docs/decoder.md has the whole text)."""
     from ita.models import llama
 
     model = llama.load_smollm2()
@@ -190,5 +191,5 @@ def test_smollm2_integer_model_agrees_with_float():
     seqs = ql._sequences(model.tokenizer, llama_eval.read_paragraphs(), 48)
     c, count, _ = ql.evaluate(model, im, seqs)
     assert c.positions == 48
-    assert c.top1_agreement >= 0.6 and c.top5 >= 0.85
+    assert c.top1_agreement >= 0.65 and c.top5 >= 0.9 and c.kl < 0.2
     assert count.cores < 0.01 * count.engine
