@@ -31,8 +31,8 @@ from ita.golden.encoder import LN_FRACTION_BITS, isqrt
 from ita.models import bert_reference
 from ita.models.ir import Embedding, ModelError
 
-__all__ = ["ROW_BITS", "NormConstants", "IntegerLayer", "IntegerModel", "IntegerResult",
-           "residual_add_rows", "layer_norm_rows", "embed_rows", "run", "dequantise"]
+__all__ = ["ROW_BITS", "NormConstants", "FFNPart", "IntegerLayer", "IntegerModel", "IntegerResult",
+           "max_lshift", "residual_add_rows", "layer_norm_rows", "embed_rows", "run", "dequantise"]
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,36 @@ class NormConstants:
 
 
 @dataclass(frozen=True)
+class FFNPart:
+    """One engine FFN over a subset of the hidden units: F1 with its activation, then F2.
+
+    The layer's FFN is the sum of its parts' F2 outputs (the residual add sums them); each
+    part has its own scales, so a few outlier units need not coarsen the others.
+    """
+
+    units: np.ndarray      #: (F_part,) hidden units of the float layer, for reports
+    w1: np.ndarray         #: (E, F_part) int8
+    b1: np.ndarray         #: (F_part,) int32
+    w2: np.ndarray         #: (F_part, E) int8, per-column scales
+    b2: np.ndarray         #: (E,) int32
+    rq: np.ndarray         #: (2, 3) for F1, F2
+    gelu_b: int
+    gelu_c: int
+    act_rq: tuple          #: activation requantization after i-GELU / ReLU
+    activation: str = "gelu"
+
+    def __call__(self, x, config: ITAConfig = DEFAULT_CONFIG):
+        """The int8 F2 output (S, E) of :func:`ita.golden.ffn`."""
+        return ffn(x, self.w1, self.b1, self.w2, self.b2, rq=self.rq,
+                   activation=self.activation, gelu_b=self.gelu_b, gelu_c=self.gelu_c,
+                   act_rq=self.act_rq, config=config).f2
+
+
+@dataclass(frozen=True)
 class IntegerLayer:
-    """Weights and constants of one encoder layer; the names follow
-    :class:`ita.golden.EncoderParams`, except that ``add1``/``add2`` are (3, E):
-    (mult_x, mult_y, lshift) per column for :func:`residual_add_rows`."""
+    """Weights and constants of one encoder layer; the attention's names follow
+    :class:`ita.golden.EncoderParams`; ``add1`` (3, E) and ``add2`` (2 + parts, E) are the
+    per-column constants of :func:`residual_add_rows`."""
 
     wq: np.ndarray         #: (H, E, P) int8
     wk: np.ndarray
@@ -71,19 +97,11 @@ class IntegerLayer:
     bo: np.ndarray         #: (H, E) int32
     rq_attn: np.ndarray    #: (H, 6, 3) for Q, K, V, QK, AV, OW
     rq_sum: np.ndarray     #: (3,) head sum
-    add1: np.ndarray       #: (3, E) x + attn
+    add1: np.ndarray       #: x + attn
     norm1: NormConstants
-    w1: np.ndarray         #: (E, F) int8
-    b1: np.ndarray         #: (F,) int32
-    w2: np.ndarray         #: (F, E) int8, per-column scales
-    b2: np.ndarray         #: (E,) int32
-    rq_ffn: np.ndarray     #: (2, 3) for F1, F2
-    gelu_b: int
-    gelu_c: int
-    act_rq: tuple          #: activation requantization after i-GELU / ReLU
-    add2: np.ndarray       #: (3, E) ln1 + f2
+    ffn: tuple             #: FFNPart, ...
+    add2: np.ndarray       #: ln1 + the parts' F2 outputs
     norm2: NormConstants
-    activation: str = "gelu"
 
 
 @dataclass(frozen=True)
@@ -122,21 +140,25 @@ class IntegerResult:
 #: mean's rounding then shifts the whole row. 13 bits keep the LayerNorm's deviations within
 #: 15 bits, so ``d * inv`` stays below 2**31.
 ROW_BITS = 13
-# The shifted sums stay inside a signed 32-bit word: 16 bits of |x * mx + y * my| <= 65,280,
-# at most 15 of left shift.
-_MAX_LSHIFT = 15
 
 
-def _residual_constants(consts, cols):
+def max_lshift(operands: int) -> int:
+    """Largest left shift of the residual add's sum of ``operands`` int8 x 8-bit products
+    that stays inside a signed 32-bit word (15 for two operands: |sum| <= 65,280)."""
+    return 31 - (128 * 255 * operands).bit_length()
+
+
+def _residual_constants(consts, operands, cols):
     c = np.asarray(consts)
-    if c.shape != (3, cols) or not np.issubdtype(c.dtype, np.integer):
-        raise ValueError(f"residual constants must be (3, {cols}) integers, got {c.shape}")
-    mult_x, mult_y, lshift = (row.astype(np.int64) for row in c)
-    for name, row, hi in (("mult_x", mult_x, 255), ("mult_y", mult_y, 255),
-                          ("lshift", lshift, _MAX_LSHIFT)):
-        if row.min() < 0 or row.max() > hi:
-            raise ValueError(f"residual {name} must lie in 0..{hi}")
-    return mult_x, mult_y, lshift
+    if c.shape != (operands + 1, cols) or not np.issubdtype(c.dtype, np.integer):
+        raise ValueError(f"residual constants must be ({operands + 1}, {cols}) integers, got "
+                         f"{c.shape}")
+    c = c.astype(np.int64)
+    if c[:-1].min() < 0 or c[:-1].max() > 255:
+        raise ValueError("residual multipliers must lie in 0..255")
+    if c[-1].min() < 0 or c[-1].max() > max_lshift(operands):
+        raise ValueError(f"residual lshift must lie in 0..{max_lshift(operands)}")
+    return c[:-1], c[-1]
 
 
 def _bit_length(v):
@@ -153,26 +175,30 @@ def _round_shift(v, shift):
 def residual_add_rows(x, y, consts):
     """Residual add for a LayerNorm input: per-column multipliers, a per-row shift.
 
-    ``v = (x * mult_x[c] + y * mult_y[c]) << lshift[c]`` is exact (below 2**31), with
-    ``consts`` (3, E) = (mult_x, mult_y, lshift) chosen so that ``v`` has one scale across
-    the columns although ``x`` and ``y`` carry per-column scales (per-channel weights,
-    SmoothQuant factors). Each row then shifts right by
-    ``max(0, bit_length(max |v|) - ROW_BITS)``, rounding half up as
-    :func:`ita.golden.requant`, into int16 values of at most ``2**ROW_BITS``.
+    ``y`` is one int8 (S, E) operand or a sequence of them (the FFN parts' outputs);
+    ``consts`` holds one row of multipliers per operand, x first, then ``lshift``, each (E,):
+    ``v = (x * mult_x[c] + sum_i y_i * mult_i[c]) << lshift[c]`` is exact (below 2**31, see
+    :func:`max_lshift`), the constants chosen so that ``v`` has one scale across the
+    columns although the operands carry per-column scales (per-channel weights, SmoothQuant
+    factors). Each row then shifts right by ``max(0, bit_length(max |v|) - ROW_BITS)``,
+    rounding half up as :func:`ita.golden.requant`, into int16 values of at most
+    ``2**ROW_BITS``.
 
     The row's scale is thrown away, which is exact for what follows: in a post-norm encoder
     the sum feeds only a LayerNorm (:func:`layer_norm_rows`), and LayerNorm does not depend
     on a row's scale. A fixed scale cannot serve the residual stream: MiniLM's [CLS] row
     reaches 222 in one column while the other rows stay below 12.
     """
-    x, y = np.asarray(x), np.asarray(y)
-    if x.shape != y.shape or x.ndim != 2:
-        raise ValueError(f"residual operands must be equal (S, E) arrays: {x.shape}, {y.shape}")
-    for name, v in (("x", x), ("y", y)):
+    operands = [np.asarray(x)] + ([np.asarray(y)] if np.ndim(y) == 2 else
+                                  [np.asarray(v) for v in y])
+    for index, v in enumerate(operands):
+        if v.shape != operands[0].shape or v.ndim != 2:
+            raise ValueError(f"residual operands must be equal (S, E) arrays: "
+                             f"{[o.shape for o in operands]}")
         if not np.issubdtype(v.dtype, np.integer) or v.min() < -128 or v.max() > 127:
-            raise ValueError(f"residual operand {name} must be int8")
-    mult_x, mult_y, lshift = _residual_constants(consts, x.shape[1])
-    v = (x.astype(np.int64) * mult_x + y.astype(np.int64) * mult_y) << lshift
+            raise ValueError(f"residual operand {'x' if index == 0 else 'y'} must be int8")
+    mults, lshift = _residual_constants(consts, len(operands), operands[0].shape[1])
+    v = sum(o.astype(np.int64) * m for o, m in zip(operands, mults, strict=True)) << lshift
     shift = np.maximum(_bit_length(np.abs(v).max(axis=1)) - ROW_BITS, 0)
     return _round_shift(v, shift[:, None]).astype(np.int16)
 
@@ -232,9 +258,7 @@ def _layer(x, L: IntegerLayer, valid, config):
                                rq=L.rq_attn, rq_sum=L.rq_sum, valid_keys=valid, config=config)
     add1 = residual_add_rows(x, att.out_sum, L.add1)       # out_sum: the cores' head sum
     ln1 = L.norm1.rows(add1)
-    ff = ffn(ln1, L.w1, L.b1, L.w2, L.b2, rq=L.rq_ffn, activation=L.activation,
-             gelu_b=L.gelu_b, gelu_c=L.gelu_c, act_rq=L.act_rq, config=config)
-    add2 = residual_add_rows(ln1, ff.f2, L.add2)
+    add2 = residual_add_rows(ln1, [part(ln1, config) for part in L.ffn], L.add2)
     return L.norm2.rows(add2)
 
 

@@ -40,7 +40,7 @@ from ita.golden.quant import SOFTMAX_LOGIT_SCALE
 from ita.models.ir import LayerNorm, Model, ModelError
 
 from .calibration import Calibration, percentile_scale
-from .integer import _MAX_LSHIFT, IntegerLayer, IntegerModel, NormConstants
+from .integer import FFNPart, IntegerLayer, IntegerModel, NormConstants, max_lshift
 
 __all__ = ["QuantOptions", "QuantError", "quantise"]
 
@@ -58,12 +58,14 @@ class QuantOptions:
 
     ``percentile`` sets activation scales; ``smooth_alpha`` is SmoothQuant's migration
     strength (None: no smoothing); ``per_channel`` gives OW and F2 one weight scale per
-    output column (False: one per tensor).
+    output column (False: one per tensor); ``outlier_ratio`` separates the FFN's outlier
+    hidden units into their own engine FFN (None: one FFN), see :func:`_ffn_groups`.
     """
 
     percentile: float = 99.99
     smooth_alpha: float | None = 0.5
     per_channel: bool = True
+    outlier_ratio: float | None = 6.0
 
 
 def _int8(values, scale):
@@ -108,28 +110,89 @@ def _rq(ratio, name):
         raise QuantError(f"{name}: {error}") from None
 
 
-def _residual(scale_x, scale_y, name):
-    """(3, E) (mult_x, mult_y, lshift) for :func:`ita.quant.integer.residual_add_rows`.
+def _residual(scales, name):
+    """(n + 1, E): a multiplier per operand and column, then the left shift, for
+    :func:`ita.quant.integer.residual_add_rows`.
 
-    ``scale_x``, ``scale_y`` are the operands' per-column LSBs; the constants make
-    ``mult * 2**lshift`` proportional to them with one factor for all columns, the column
-    with the finest scale getting multipliers of 128 and up (the others shift left).
+    ``scales`` are the n operands' per-column LSBs; the constants make ``mult * 2**lshift``
+    proportional to them with one factor for all columns, the column with the finest scale
+    getting multipliers of 128 and up (the others shift left).
     """
-    scale_x, scale_y = np.broadcast_arrays(np.asarray(scale_x, np.float64),
-                                           np.asarray(scale_y, np.float64))
-    top = np.maximum(scale_x, scale_y)
-    factor = 128.0 / top.min()
-    target_x, target_y = scale_x * factor, scale_y * factor
+    scales = np.broadcast_arrays(*(np.asarray(s, np.float64) for s in scales))
+    top = np.maximum.reduce(scales)
+    targets = [s * (128.0 / top.min()) for s in scales]
     lshift = np.zeros(top.shape, dtype=np.int64)
-    while True:  # the smallest left shift that keeps both multipliers within 8 bits
-        mx, my = np.rint(target_x / 2.0**lshift), np.rint(target_y / 2.0**lshift)
-        over = np.maximum(mx, my) > 255
+    while True:  # the smallest left shift that keeps every multiplier within 8 bits
+        mults = [np.rint(t / 2.0**lshift) for t in targets]
+        over = np.maximum.reduce(mults) > 255
         if not over.any():
             break
         lshift = np.where(over, lshift + 1, lshift)
-    if lshift.max() > _MAX_LSHIFT:
-        raise QuantError(f"{name}: column scales span more than 2**{_MAX_LSHIFT}")
-    return np.stack([mx, my, lshift]).astype(np.int64)
+    if lshift.max() > max_lshift(len(scales)):
+        raise QuantError(f"{name}: column scales span more than 2**{max_lshift(len(scales))}")
+    return np.stack([*mults, lshift]).astype(np.int64)
+
+
+def _column_scales(w, per_channel):
+    """Weight scale of each output column: its own maximum, or the tensor's."""
+    if per_channel:
+        return _weight_scale(w, axis=0)
+    return np.full(w.shape[1], _weight_scale(w))
+
+
+def _ffn_groups(f1, ratio):
+    """Hidden units split into (units, label) groups: the ordinary ones, and the outliers.
+
+    A hidden unit is an outlier when its calibrated maximum |GELU output| exceeds ``ratio``
+    times the median unit's. MiniLM has one or two per layer, reaching 14-25 on [CLS] while
+    the median unit stays near 1.3: one F1 output scale for all units would leave the others
+    a few codes, and clipping the outliers loses what [CLS] carries.
+    """
+    top = np.abs(f1).max(axis=0)
+    outlier = (top > ratio * np.median(top) if ratio is not None
+               else np.zeros(top.shape, dtype=bool))
+    groups = [(np.flatnonzero(~outlier), "ordinary"), (np.flatnonzero(outlier), "outliers")]
+    return [(units, label) for units, label in groups if len(units)]
+
+
+def _ffn_part(units, ff, w1, tr, s_ln1, options, name, config):
+    """One engine FFN (F1 + activation, F2) over ``units`` of the hidden layer, and the
+    per-column LSB of its int8 F2 output.
+
+    The part that holds unit 0 carries F2's bias; the parts' outputs are summed by the
+    residual add. GELU outputs span all 256 codes (:func:`_offset_scale`); the integer GELU
+    is sign-inverted, so F2's weights are quantized from ``-W2``.
+    """
+    pct = options.percentile
+    w1, w2 = w1[:, units], ff.w2[units]
+    u, f1 = tr["u"][:, units], tr["f1"][:, units]
+    with_bias = units[0] == 0
+    f2 = f1 @ w2 + (ff.b2 if with_bias else 0.0)
+    s_w1 = float(_weight_scale(w1))
+    s_w2 = _column_scales(w2, options.per_channel)
+    s_u = percentile_scale(u, pct)
+    if ff.activation == "gelu":
+        s_f1, offset = _offset_scale(f1, pct)
+        gelu = gelu_constants(s_u, s_f1)
+        gelu_b, gelu_c, sign = gelu.b, gelu.c, -1.0
+        act_rq = (gelu.mult, gelu.shift, offset)
+    else:  # ReLU keeps F1's scale
+        gelu_b, gelu_c, act_rq, sign, s_f1, offset = 0, 0, (1, 0, 0), 1.0, s_u, 0
+    s_f2 = percentile_scale(f2 / s_w2, pct)
+    w2_int = _int8(sign * w2, s_w2)
+    # F2 reads f1 + offset: the bias takes the offset's share back out.
+    b2 = (_bias(ff.b2 if with_bias else np.zeros(w2.shape[1]), s_f1 * s_w2, f"{name} b2",
+                config)
+          - offset * w2_int.astype(np.int64).sum(axis=0))
+    _check_bias(b2, f"{name} b2 with the GELU offset", config)
+    part = FFNPart(units=units, w1=_int8(w1, s_w1),
+                   b1=_bias(ff.b1[units], s_ln1 * s_w1, f"{name} b1", config), w2=w2_int,
+                   b2=b2.astype(np.int32),
+                   rq=np.array([_rq(s_ln1 * s_w1 / s_u, f"{name} F1"),
+                                _rq(s_f1 / s_f2, f"{name} F2")], dtype=np.int64),
+                   gelu_b=int(gelu_b), gelu_c=int(gelu_c), act_rq=tuple(act_rq),
+                   activation=ff.activation)
+    return part, s_w2 * s_f2
 
 
 def _smoothing(acts, weights, alpha):
@@ -186,11 +249,7 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
         H, P = att.heads, att.head_dim
         per_head = {k: [] for k in ("wq", "wk", "wv", "bq", "bk", "bv", "wo", "bo", "rq")}
 
-        if options.per_channel:
-            s_wo, s_w2 = _weight_scale(att.wo, axis=0), _weight_scale(ff.w2, axis=0)
-        else:
-            s_wo = np.full(att.wo.shape[1], _weight_scale(att.wo))
-            s_w2 = np.full(ff.w2.shape[1], _weight_scale(ff.w2))
+        s_wo = _column_scales(att.wo, options.per_channel)
         s_head = percentile_scale(tr["head_out"] / s_wo, pct)  # per column: s_wo * s_head
         s_attn = percentile_scale(tr["attn"] / s_wo, pct)
         for h in range(H):
@@ -215,32 +274,16 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
             per_head["bo"].append(_bias(att.bo / H / (s_o * s_wo), 1.0, f"{name} bo", config))
             per_head["rq"].append(rq)
 
-        add1 = _residual(smooth * s_x, s_wo * s_attn, f"{name} add1")
+        add1 = _residual([smooth * s_x, s_wo * s_attn], f"{name} add1")
         smooth1 = _smoothing(tr["ln1"], ff.w1, alpha)
         s_ln1 = percentile_scale(tr["ln1"] / smooth1, pct)
         norm1 = _norm(layer.norm1, smooth1, s_ln1, f"{name} LayerNorm 1", config)
 
         w1 = ff.w1 * smooth1[:, None]
-        s_w1 = float(_weight_scale(w1))
-        s_u = percentile_scale(tr["u"], pct)
-        s_f1 = percentile_scale(tr["f1"], pct)
-        if ff.activation == "gelu":
-            s_f1, offset = _offset_scale(tr["f1"], pct)
-            gelu = gelu_constants(s_u, s_f1)
-            gelu_b, gelu_c, sign = gelu.b, gelu.c, -1.0
-            act_rq = (gelu.mult, gelu.shift, offset)
-        else:  # ReLU keeps F1's scale
-            gelu_b, gelu_c, act_rq, sign, s_f1, offset = 0, 0, (1, 0, 0), 1.0, s_u, 0
-        s_f2 = percentile_scale(tr["f2"] / s_w2, pct)
-        rq_ffn = np.array([_rq(s_ln1 * s_w1 / s_u, f"{name} F1"),
-                           _rq(s_f1 / s_f2, f"{name} F2")], dtype=np.int64)
-        w2 = _int8(sign * ff.w2, s_w2)
-        # F2 reads f1 + offset: the bias takes the offset's share back out.
-        b2 = (_bias(ff.b2, s_f1 * s_w2, f"{name} b2", config)
-              - offset * w2.astype(np.int64).sum(axis=0))
-        _check_bias(b2, f"{name} b2 with the GELU offset", config)
-
-        add2 = _residual(smooth1 * s_ln1, s_w2 * s_f2, f"{name} add2")
+        parts = [_ffn_part(units, ff, w1, tr, s_ln1, options, f"{name} FFN units {label}",
+                           config)
+                 for units, label in _ffn_groups(tr["f1"], options.outlier_ratio)]
+        add2 = _residual([smooth1 * s_ln1] + [scale for _, scale in parts], f"{name} add2")
         last = index == len(layers) - 1
         smooth2 = (np.ones(model.embed_dim) if last
                    else _smoothing(tr["out"], _qkv_rows(layers[index + 1]), alpha))
@@ -254,15 +297,12 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
             wo=np.stack(per_head["wo"]), bo=np.stack(per_head["bo"]),
             rq_attn=np.array(per_head["rq"], dtype=np.int64),
             rq_sum=np.array(_rq(s_head / s_attn, f"{name} head sum"), dtype=np.int64),
-            add1=add1, norm1=norm1,
-            w1=_int8(w1, s_w1), b1=_bias(ff.b1, s_ln1 * s_w1, f"{name} b1", config),
-            w2=w2, b2=b2.astype(np.int32),
-            rq_ffn=rq_ffn, gelu_b=int(gelu_b), gelu_c=int(gelu_c), act_rq=tuple(act_rq),
-            add2=add2, norm2=norm2, activation=ff.activation))
+            add1=add1, norm1=norm1, ffn=tuple(part for part, _ in parts),
+            add2=add2, norm2=norm2))
         # Real value of one LSB of every int8 tensor at a block boundary (per column where
         # it varies), named as in the float trace; f1 is sign-inverted with i-GELU.
-        scales[name] = {"x": smooth * s_x, "attn": s_wo * s_attn, "ln1": smooth1 * s_ln1, "u": s_u,
-                        "f1": sign * s_f1, "f2": s_w2 * s_f2, "out": smooth2 * s_out}
+        scales[name] = {"x": smooth * s_x, "attn": s_wo * s_attn, "ln1": smooth1 * s_ln1,
+                        "f2": [scale for _, scale in parts], "out": smooth2 * s_out}
         smooth, s_x = smooth2, s_out
 
     return IntegerModel(name=model.name, embedding=model.embedding,
