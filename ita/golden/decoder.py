@@ -20,8 +20,9 @@ Formats:
 **Decomposition** (LLM.int8(), Dettmers et al. 2022): a decoder's residual carries a few
 huge activations (massive activations at the first token, a few outlier channels). The
 engine takes the inputs clipped to int8 and requantizes to int8; the cores add the
-contribution of the clipped excess and recompute every saturated output exactly
-(:func:`decomposed_gemm`). On SmolLM2 this is well under 1 % of the MACs.
+contribution of the clipped excess (with int16 weight rows for the known outlier channels)
+and recompute every saturated output from the wide row (:func:`decomposed_gemm`). On SmolLM2
+this is well under 1 % of the MACs.
 """
 
 from __future__ import annotations

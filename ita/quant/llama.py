@@ -20,8 +20,9 @@ What a real decoder needs (SmolLM2-135M, ``docs/decoder.md`` has the measurement
   reach the engine clipped; the cores add the clipped excess and recompute saturated outputs,
   with int16 weight rows for the few input channels that calibration saw beyond int8 (one
   such input can carry a whole output: the sink's residual of 17,000 is cancelled to 3,000
-  by one down projection). Since the cores repair what the scale clips, the GEMM inputs take
-  the 99.8th percentile, the tensors that stay int8 (V, rotated Q/K, A.V) the 99.99th.
+  by one down projection). Since the cores repair what the scale clips, the wide tensors
+  (GEMM inputs from the cores, GEMM outputs) take the 99.8th percentile, the tensors that stay
+  int8 between engine steps (V, rotated Q/K, A.V) the 99.99th.
 
 Reductions: Llama has no GEMM biases, so a job may reduce over
 ``ITAConfig.max_inner_without_bias`` (2047) inputs; SmolLM2's longest is 1536 (down), so no

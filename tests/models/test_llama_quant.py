@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ita.golden import decoder as dec
+from ita.models import llama_reference as ref
 from ita.models.ir import (
     Attention,
     DecoderLayer,
@@ -141,6 +142,16 @@ def test_tiny_integer_model_is_int8_on_the_engine(tiny):
     out = ql.forward(im, [3, 1, 4])
     assert out.logits.shape == (3, VOCAB) and out.logits.dtype == np.int64
     assert all(k.dtype == np.int8 and k.shape == (KV, 3, D) for k in out.cache.keys)
+
+
+def test_calibration_pass_is_the_float_reference(tiny):
+    model, _ = tiny
+    ids = [4, 8, 15, 16, 23, 42]
+    x = model.embedding.tokens[ids]
+    for layer in model.layers:
+        x, _ = ql._float_layer(layer, x)
+    logits = ref.rms_norm(x, model.head.norm) @ model.head.weight
+    assert np.allclose(logits, ref.forward(model, ids)[0], atol=1e-4)
 
 
 def test_decode_with_the_cache_equals_the_prefill(tiny):
