@@ -27,12 +27,13 @@ class Cluster(wiring.Component):
     """A PULP-style cluster around the ITA engine.
 
     Each core fetches instructions through a private port into L2 and sends data accesses
-    through its address decoder to: L1 (logarithmic interconnect, shared with the DMA and,
-    through its wide port, the ITA HWPE), its private event-unit port (barrier and event
-    waits stall the core in its load-store unit), the register ports of the DMA and the
-    ITA (shared, round-robin, with the core's id), SoC control (stdout, exit, cycles, trap
-    reports) and L2 (shared with the DMA). The testbench loads L2 through the ``l2``
-    submodule's ``storage`` memory, raises ``fetch_enable`` and watches the outputs.
+    through its address decoder to: L1 (logarithmic interconnect, shared with the DMA's
+    ``dma_width``-bit port and the ITA HWPE's wide port), its private event-unit port
+    (barrier and event waits stall the core in its load-store unit), the register ports of
+    the DMA and the ITA (shared, round-robin, with the core's id), SoC control (stdout,
+    exit, cycles, trap reports) and L2 (shared among the cores; the DMA has its own wide L2
+    port). The testbench loads L2 through the ``l2`` submodule's ``storage`` memory, raises
+    ``fetch_enable`` and watches the outputs.
 
     Members
     -------
@@ -73,15 +74,21 @@ class Cluster(wiring.Component):
         n = c.cores
         regions = {name: c.region(name) for name in _TARGETS}
 
-        m.submodules.l2 = l2 = L2Memory(size=c.l2_size, base=c.l2_base, fetch_ports=n)
-        m.submodules.l1 = l1 = L1Memory(narrow_ports=n + 1, banks=c.l1_banks, size=c.l1_size,
-                                        wide_width=c.hwpe_width, base=c.l1_base)
+        m.submodules.l2 = l2 = L2Memory(size=c.l2_size, base=c.l2_base, fetch_ports=n,
+                                        dma_width=c.dma_width)
+        m.submodules.l1 = l1 = L1Memory(narrow_ports=n, banks=c.l1_banks, size=c.l1_size,
+                                        wide_width=c.hwpe_width, base=c.l1_base,
+                                        dma_width=c.dma_width,
+                                        starvation_window=c.l1_starvation_window)
+        m.d.comb += l1.hwpe_priority.eq(c.l1_hwpe_priority)
         m.submodules.event_unit = eu = EventUnit(cores=n)
-        m.submodules.dma = dma = Dma(cores=n)
+        m.submodules.dma = dma = Dma(l1_region=regions["L1"], window=regions["DMA"].size,
+                                     width=c.dma_width, queue_depth=c.dma_queue_depth,
+                                     cores=n)
         m.submodules.soc = soc = SocCtrl()
         m.submodules.ita = ita = ItaHwpe(config=c.ita, data_width=c.hwpe_width, cores=n)
 
-        m.submodules.l2_mux = l2_mux = TcdmMux(channels=n + 1, data_width=32)
+        m.submodules.l2_mux = l2_mux = TcdmMux(channels=n, data_width=32)
         m.submodules.soc_mux = soc_mux = TcdmMux(channels=n, data_width=32)
         m.submodules.ita_mux = ita_mux = TcdmMux(channels=n, data_width=32)
         m.submodules.dma_mux = dma_mux = TcdmMux(channels=n, data_width=32)
@@ -104,8 +111,8 @@ class Cluster(wiring.Component):
                 m.d.sync += [self.bad_access.eq(1), self.bad_core.eq(i),
                              self.bad_address.eq(decoder.bad_address)]
 
-        wiring.connect(m, dma.l1, getattr(l1, f"narrow{n}"))
-        wiring.connect(m, dma.l2, l2_mux.channel(n))
+        wiring.connect(m, dma.l1, l1.dma)
+        wiring.connect(m, dma.l2, l2.dma)
         wiring.connect(m, l2_mux.port, l2.data)
         wiring.connect(m, soc_mux.port, soc.bus)
         wiring.connect(m, ita.tcdm, l1.wide)

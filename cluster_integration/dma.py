@@ -1,4 +1,4 @@
-"""The cluster DMA: queued 1-D and 2-D word copies between L1 and L2.
+"""The cluster DMA: queued 1-D and 2-D copies between L1 and L2, ``width`` bits per beat.
 
 It replaces PULP's MCHAN with the simpler register map of
 :data:`cluster_integration.memory_map.DMA`: a core writes the transfer registers and START; the
@@ -24,14 +24,11 @@ from cluster_integration.registers import (
 
 __all__ = ["Dma", "READ_AHEAD"]
 
-#: Words read ahead of the writes: enough to cover the two cycles from a read grant to the
+#: Beats read ahead of the writes: enough to cover the two cycles from a read grant to the
 #: write of its data, plus slack for write stalls.
 READ_AHEAD = 4
 
 _ADDR_BITS = 32
-_L1 = memory_map.region("L1")
-#: Address bits of the register port: the DMA region, whose word-index bits are decoded.
-_REGION_BITS = BYTE_OFFSET_BITS + region_window_bits(memory_map.region("DMA").size)
 
 _REGISTERS = {r.name: r for r in memory_map.DMA}
 _SRC = _REGISTERS["SRC"]
@@ -46,17 +43,15 @@ _STATUS = _REGISTERS["STATUS"]
 _PROGRAMMED = (_SRC, _DST, _LENGTH, _ROWS, _SRC_STRIDE, _DST_STRIDE)
 
 
-def _in_l1(address):
-    return (address >= _L1.base) & (address < _L1.end)
-
-
 class _AddressWalk(wiring.Component):
-    """Walks the word addresses of one side of a transfer: ``rows`` rows of ``row_words``
-    words, the rows ``stride`` bytes apart. ``load`` starts a walk; ``step`` moves past the
-    current address; ``done`` is set once every address was stepped over (at once when the
-    transfer is empty)."""
+    """Walks the beats of one side of a transfer: ``rows`` rows of ``row_words`` words, the
+    rows ``stride`` bytes apart, cut into beats of ``lanes`` words from the start of each row
+    (the last beat of a row may be shorter). ``load`` starts a walk; ``step`` moves past the
+    current beat, which starts at ``address`` and has its words marked in ``lane_enable``;
+    ``done`` is set once every beat was stepped over (at once when the transfer is empty)."""
 
-    def __init__(self, *, length_bits, rows_bits):
+    def __init__(self, *, length_bits, rows_bits, lanes):
+        self._lanes = lanes
         super().__init__({
             "load": In(1),
             "base": In(_ADDR_BITS),
@@ -65,11 +60,13 @@ class _AddressWalk(wiring.Component):
             "rows": In(rows_bits),
             "step": In(1),
             "address": Out(_ADDR_BITS),
+            "lane_enable": Out(lanes),
             "done": Out(1, init=1),
         })
 
     def elaborate(self, platform):
         m = Module()
+        lanes = self._lanes
         row_base = Signal(_ADDR_BITS)
         stride = Signal(_ADDR_BITS)
         row_words = Signal.like(self.row_words)
@@ -83,34 +80,39 @@ class _AddressWalk(wiring.Component):
                          words_left.eq(self.row_words), rows_left.eq(self.rows),
                          self.done.eq(empty)]
         with m.Elif(self.step & ~self.done):
-            with m.If(words_left == 1):
+            with m.If(words_left <= lanes):
                 next_row = (row_base + stride)[:_ADDR_BITS]
                 m.d.sync += [row_base.eq(next_row), self.address.eq(next_row),
                              words_left.eq(row_words), rows_left.eq(rows_left - 1),
                              self.done.eq(rows_left == 1)]
             with m.Else():
-                m.d.sync += [self.address.eq(self.address + WORD_BYTES),
-                             words_left.eq(words_left - 1)]
+                m.d.sync += [self.address.eq(self.address + lanes * WORD_BYTES),
+                             words_left.eq(words_left - lanes)]
+        m.d.comb += self.lane_enable.eq(Cat(words_left > k for k in range(lanes)))
         return m
 
 
 class Dma(wiring.Component):
-    """A queued word-copy engine with a register port and one master port per memory.
+    """A queued copy engine with a register port and one ``width``-bit master per memory.
 
     Register port: requests are granted at once and answered one cycle later with ``r_id``
-    (``r_data`` is 0 for writes); writes honour ``be``; only the word-index bits of ``addr``
-    are decoded. The transfer registers are one set shared by all cores (software lets one
-    core program at a time). START copies them into a queue of ``queue_depth`` transfers
-    together with the writer's ``id`` (the binary core index); a START while the queue is full
-    is not granted until a slot frees, so no transfer is ever dropped. STATUS counts the
-    transfers queued or running.
+    (``r_data`` is 0 for writes); writes honour ``be``; only the word-index bits of the
+    ``window``-byte register window are decoded. The transfer registers are one set shared by
+    all cores (software lets one core program at a time). START copies them into a queue of
+    ``queue_depth`` transfers together with the writer's ``id`` (the binary core index); a
+    START while the queue is full is not granted until a slot frees, so no transfer is ever
+    dropped. STATUS counts the transfers queued or running.
 
     Transfers run one after the other: ROWS rows of LENGTH bytes (word multiples; the low
     bits are ignored) from SRC + row * SRC_STRIDE to DST + row * DST_STRIDE, word-aligned
-    addresses. Each side uses ``l1`` when its start address lies in the L1 region, else ``l2``
-    (L2, or whatever the cluster's outside port reaches); rows of a 2-D transfer stay on that
-    port. Reads run up to :data:`READ_AHEAD` words ahead of the writes, so a copy between the
-    two ports moves one word per cycle when no port stalls; a copy within one port alternates
+    addresses. Each row moves in beats of ``width / 32`` words from its first word (the last
+    beat of a row may be shorter); a beat is one access of the master, its words marked by
+    ``be`` (whole words), at any word alignment: the memories spread it over their banks or
+    words, so source and destination need no common alignment and nothing is re-aligned.
+    Each side uses ``l1`` when its start address lies in the ``l1_region``, else ``l2`` (L2,
+    or whatever the cluster's outside port reaches); rows of a 2-D transfer stay on that
+    port. Reads run up to :data:`READ_AHEAD` beats ahead of the writes, so a copy between the
+    two ports moves one beat per cycle when no port stalls; a copy within one port alternates
     reads and writes there (writes first; a request offered and not granted is offered again,
     unchanged, until granted). Read data is taken one cycle after each read grant; ``r_valid``
     is not needed.
@@ -120,7 +122,8 @@ class Dma(wiring.Component):
     ``busy`` is STATUS != 0.
     """
 
-    def __init__(self, *, queue_depth=2, cores=memory_map.CORES, id_width=4):
+    def __init__(self, *, l1_region, window, width=32, queue_depth=2,
+                 cores=memory_map.CORES, id_width=4):
         if not isinstance(queue_depth, int) or queue_depth < 1:
             raise ValueError(f"queue_depth must be a positive integer, not {queue_depth!r}")
         if queue_depth + 1 >= 1 << _STATUS.field().width:
@@ -128,22 +131,36 @@ class Dma(wiring.Component):
         if not isinstance(cores, int) or not 1 <= cores <= 1 << id_width:
             raise ValueError(f"cores must be 1..{1 << id_width} for id_width={id_width}, "
                              f"not {cores!r}")
+        if width % WORD_BITS or width <= 0:
+            raise ValueError(f"width must be a positive multiple of {WORD_BITS}, not {width}")
         self._queue_depth, self._cores = queue_depth, cores
+        self._l1_region, self._lanes = l1_region, width // WORD_BITS
         self._descriptor = data.StructLayout({
             **{r.name.lower(): unsigned(r.field().width) for r in _PROGRAMMED},
             "core": unsigned(id_width),
         })
+        register_bits = BYTE_OFFSET_BITS + region_window_bits(window)
         super().__init__({
-            "regs": In(PeriphSignature(addr_width=_REGION_BITS, id_width=id_width)),
-            "l1": Out(TcdmSignature(data_width=WORD_BITS)),
-            "l2": Out(TcdmSignature(data_width=WORD_BITS)),
+            "regs": In(PeriphSignature(addr_width=register_bits, id_width=id_width)),
+            "l1": Out(TcdmSignature(data_width=width)),
+            "l2": Out(TcdmSignature(data_width=width)),
             "events": Out(cores),
             "busy": Out(1),
         })
 
+    @property
+    def lanes(self):
+        """Words per beat."""
+        return self._lanes
+
+    def _in_l1(self, address):
+        region = self._l1_region
+        return (address >= region.base) & (address < region.end)
+
     def elaborate(self, platform):
         m = Module()
         bus = self.regs
+        lanes = self._lanes
 
         # Register port.
         decoder = RegisterDecoder(bus)
@@ -178,7 +195,7 @@ class Dma(wiring.Component):
         for side, base, stride in (("read", head.src, head.src_stride),
                                    ("write", head.dst, head.dst_stride)):
             walk = walks[side] = _AddressWalk(length_bits=length_bits,
-                                              rows_bits=_ROWS.field().width)
+                                              rows_bits=_ROWS.field().width, lanes=lanes)
             m.submodules[f"{side}_walk"] = walk
             m.d.comb += [walk.load.eq(loading), walk.base.eq(base), walk.stride.eq(stride),
                          walk.row_words.eq(head.length[BYTE_OFFSET_BITS:]),
@@ -189,14 +206,20 @@ class Dma(wiring.Component):
         m.d.comb += queue.r_en.eq(loading)
         with m.If(loading):
             m.d.sync += [active.eq(1), core.eq(head.core),
-                         source_l1.eq(_in_l1(head.src)), destination_l1.eq(_in_l1(head.dst))]
+                         source_l1.eq(self._in_l1(head.src)),
+                         destination_l1.eq(self._in_l1(head.dst))]
 
-        # Read data waits in a FIFO; `reserved` counts its entries plus reads in flight, so
-        # that every response finds room.
-        m.submodules.read_data = read_data = SyncFIFO(width=WORD_BITS, depth=READ_AHEAD)
+        # Read data waits in a FIFO, one beat per entry; `reserved` counts its entries plus
+        # reads in flight, so that every response finds room. Read and write beats pair up
+        # one to one: both walks cut the same rows the same way.
+        m.submodules.read_data = read_data = SyncFIFO(width=lanes * WORD_BITS,
+                                                      depth=READ_AHEAD)
         reserved = Signal(range(READ_AHEAD + 1))
         read_request = active & ~reads.done & (reserved < READ_AHEAD)
         write_request = active & ~writes.done & read_data.r_rdy
+
+        def byte_enables(lane_enable):
+            return Cat(lane_enable[k].replicate(WORD_BYTES) for k in range(lanes))
 
         read_granted = Signal()
         write_granted = Signal()
@@ -212,7 +235,8 @@ class Dma(wiring.Component):
                 port.req.eq(read_here | write_here),
                 port.addr.eq(Mux(write_chosen, writes.address, reads.address)),
                 port.we.eq(write_chosen),
-                port.be.eq((1 << len(port.be)) - 1),   # whole words
+                port.be.eq(Mux(write_chosen, byte_enables(writes.lane_enable),
+                               byte_enables(reads.lane_enable))),
                 port.wdata.eq(read_data.r_data),
             ]
             read_granted_here = read_here & ~write_chosen & port.gnt

@@ -84,6 +84,20 @@ class ClusterConfig:
         Bytes of L1 (TCDM) and L2. Powers of two; each region is aligned to its size.
     hwpe_width:
         Bits of the HWPE's L1 port.
+    dma_width:
+        Bits of the DMA's data path and of its L1 and L2 ports: one beat per cycle, spread
+        over ``dma_width / 32`` consecutive L1 banks. 128 bits lets an L2 -> L1 copy move
+        16 bytes per cycle.
+    dma_queue_depth:
+        Transfers the DMA queues behind the running one (each raises its own event).
+    l1_starvation_window:
+        ``(N, D)``: of any ``D`` consecutive L1 cycles in which the HWPE's wide access and
+        the narrow side (cores, DMA) want a bank, the priority side wins ``N``.
+    l1_hwpe_priority:
+        The HWPE is the priority side. The engine needs its port nearly every cycle and a
+        wide access needs every bank it spans at once, so with ``(7, 8)`` a job beside a
+        transfer and the cores' kernels loses at most one cycle in eight, while every core
+        and the DMA still get a bank within a bounded wait (``L1Memory.refusal_bounds``).
     l1_base, peripherals_base, soc_ctrl_base, l2_base:
         Bases of L1, of the cluster peripherals' windows (:data:`PERIPHERAL_WINDOWS`), of
         SoC control and of L2. The trap vector table starts L2, the boot address follows it.
@@ -105,6 +119,10 @@ class ClusterConfig:
     l1_size: int = 256 * KiB
     l2_size: int = 4 * MiB
     hwpe_width: int = 1024
+    dma_width: int = 128
+    dma_queue_depth: int = 4
+    l1_starvation_window: tuple = (7, 8)
+    l1_hwpe_priority: bool = True
     l1_base: int = 0x1000_0000
     peripherals_base: int = 0x1020_0000
     soc_ctrl_base: int = 0x1A10_0000
@@ -127,6 +145,15 @@ class ClusterConfig:
         if self.hwpe_width % 32 or self.hwpe_width // 32 > self.l1_banks:
             raise ValueError(f"hwpe_width={self.hwpe_width} must be a multiple of 32 bits "
                              f"and span at most the {self.l1_banks} L1 banks")
+        if self.dma_width % 32 or not 0 < self.dma_width // 32 <= self.l1_banks:
+            raise ValueError(f"dma_width={self.dma_width} must be a multiple of 32 bits "
+                             f"and span at most the {self.l1_banks} L1 banks")
+        if not 1 <= self.dma_queue_depth <= 64:
+            raise ValueError(f"dma_queue_depth must be 1..64, not {self.dma_queue_depth}")
+        numerator, denominator = self.l1_starvation_window
+        if not 0 < numerator < denominator:
+            raise ValueError("l1_starvation_window needs 0 < N < D, so that each side wins "
+                             "some conflicts")
         for region in self.regions:
             if region.base % region.size and region.name in ("L1", "L2"):
                 raise ValueError(f"{region.name} base {region.base:#x} must be aligned to its "
@@ -195,7 +222,8 @@ class ClusterConfig:
         return (f"{self.name}: engine N={c.N} M={c.M} acc_width={c.acc_width} "
                 f"output_fifo_depth={c.output_fifo_depth} contexts={c.contexts}",
                 f"{self.name}: cluster cores={self.cores} l1_banks={self.l1_banks} "
-                f"l1_size={self.l1_size} l2_size={self.l2_size} hwpe_width={self.hwpe_width}")
+                f"l1_size={self.l1_size} l2_size={self.l2_size} hwpe_width={self.hwpe_width} "
+                f"dma_width={self.dma_width}")
 
 
 CONFIGS = {

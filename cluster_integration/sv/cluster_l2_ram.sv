@@ -1,6 +1,9 @@
 // L2 storage of the cluster (cluster_integration/l2.py): 32-bit words, FETCH_PORTS read-only
-// instruction ports and one read/write data port with byte enables, all answering in the
-// cycle after the request.
+// instruction ports, one 32-bit read/write data port with byte enables (the cores) and one
+// DMA_WORDS-word read/write port (the DMA), all answering in the cycle after the request.
+// A DMA access covers DMA_WORDS consecutive words from any word address (lane 0 at the
+// address); its byte enables select the bytes written. When both write ports hit one byte in
+// the same cycle, the DMA's write lands.
 //
 // Hand-written rather than an Amaranth Memory: Amaranth emits an initialiser line per word
 // (256 Ki lines for 1 MiB), which slows conversion and Verilation; this array has none, and
@@ -10,7 +13,8 @@
 
 module cluster_l2_ram #(
     parameter int ADDR_BITS   = 18,  // words = 2**ADDR_BITS
-    parameter int FETCH_PORTS = 8
+    parameter int FETCH_PORTS = 8,
+    parameter int DMA_WORDS   = 4
 ) (
     input  logic                             clk_i,
     input  logic [          FETCH_PORTS-1:0] fetch_req_i,
@@ -21,7 +25,13 @@ module cluster_l2_ram #(
     input  logic [                      3:0] data_be_i,
     input  logic [            ADDR_BITS-1:0] data_addr_i,
     input  logic [                     31:0] data_wdata_i,
-    output logic [                     31:0] data_rdata_o
+    output logic [                     31:0] data_rdata_o,
+    input  logic                             dma_req_i,
+    input  logic                             dma_we_i,
+    input  logic [          4*DMA_WORDS-1:0] dma_be_i,
+    input  logic [            ADDR_BITS-1:0] dma_addr_i,
+    input  logic [         32*DMA_WORDS-1:0] dma_wdata_i,
+    output logic [         32*DMA_WORDS-1:0] dma_rdata_o
 );
   logic [31:0] mem[1 << ADDR_BITS];
 
@@ -42,6 +52,17 @@ module cluster_l2_ram #(
         for (int i = 0; i < 4; i++) if (data_be_i[i]) mem[data_addr_i][8*i+:8] <= data_wdata_i[8*i+:8];
       end else begin
         data_rdata_o <= mem[data_addr_i];
+      end
+    end
+    if (dma_req_i) begin
+      for (int w = 0; w < DMA_WORDS; w++) begin
+        if (dma_we_i) begin
+          for (int i = 0; i < 4; i++)
+            if (dma_be_i[4*w+i])
+              mem[dma_addr_i+ADDR_BITS'(w)][8*i+:8] <= dma_wdata_i[32*w+8*i+:8];
+        end else begin
+          dma_rdata_o[32*w+:32] <= mem[dma_addr_i+ADDR_BITS'(w)];
+        end
       end
     end
   end

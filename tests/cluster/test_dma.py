@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""The DMA under amaranth.sim against Python memory models that stall their grants at random."""
+"""The DMA under amaranth.sim against Python memory models that stall their grants at random,
+at the word width of the old DMA and at the default cluster's beat width."""
 
 import random
 from dataclasses import dataclass, replace
@@ -11,13 +12,16 @@ from amaranth.sim import Simulator
 from cluster_integration import memory_map
 from cluster_integration.dma import READ_AHEAD, Dma
 from cluster_integration.hwpe.regmap import WORD_BYTES
+from ita.cluster_config import DEFAULT as CLUSTER
 
 from .bus_master import WORD_MASK, access
 
-L1 = memory_map.region("L1")
-L2 = memory_map.region("L2")
+L1 = CLUSTER.region("L1")
+L2 = CLUSTER.region("L2")
 REGISTERS = {r.name: r for r in memory_map.DMA}
-CORES = memory_map.CORES
+CORES = CLUSTER.cores
+#: Beat widths under test: one word (the old DMA) and the default cluster's.
+WIDTHS = (32, CLUSTER.dma_width)
 #: Cycles from the START grant to the first read, and from the last write to the event.
 OVERHEAD_CYCLES = 6
 
@@ -42,8 +46,9 @@ class Transfer:
 
 class Memory:
     """A word memory on one master port of the DMA. Only words that exist can be read, so a
-    read outside the transfer's source fails; ``reads`` and ``writes`` record the accesses
-    and ``last_write`` the cycle of the last write grant."""
+    read outside the transfer's source fails; ``reads`` and ``writes`` record the words
+    accessed (those with byte enables, in lane order) and ``last_write`` the cycle of the last
+    write grant."""
 
     def __init__(self, region):
         self.region, self.words, self.reads, self.writes = region, {}, [], []
@@ -63,19 +68,26 @@ class Memory:
             if held is not None:
                 assert request == held, f"request {held} changed to {request} before its grant"
             held = request if req and not granting else None
+            lanes = len(port.be) // WORD_BYTES
             ctx.set(port.r_valid, req and granting)
-            ctx.set(port.r_data, rng.getrandbits(32))
+            ctx.set(port.r_data, rng.getrandbits(32 * lanes))
             if not (req and granting):
                 continue
-            assert self.region.contains(addr) and addr % WORD_BYTES == 0, hex(addr)
+            assert addr % WORD_BYTES == 0, hex(addr)
+            enabled = [be >> (WORD_BYTES * k) & 0xF for k in range(lanes)]
+            assert all(e in (0, 0xF) for e in enabled), f"partial word in be={be:#x}"
+            count = enabled.count(0xF)
+            assert count and enabled == [0xF] * count + [0] * (lanes - count), hex(be)
+            words = [(addr + WORD_BYTES * k) & WORD_MASK for k in range(count)]
+            assert all(self.region.contains(w) for w in words), hex(addr)
             if we:
-                assert be == (1 << WORD_BYTES) - 1
-                self.words[addr] = wdata
-                self.writes.append(addr)
+                for k, word in enumerate(words):
+                    self.words[word] = wdata >> (32 * k) & WORD_MASK
+                self.writes.extend(words)
                 self.last_write = cycle
             else:
-                ctx.set(port.r_data, self.words[addr])
-                self.reads.append(addr)
+                ctx.set(port.r_data, sum(self.words[w] << (32 * k) for k, w in enumerate(words)))
+                self.reads.extend(words)
 
 
 class Harness:
@@ -122,7 +134,7 @@ class Harness:
 def simulate(body, *, stalls=(0.0, 0.0), seed=1, **kwargs):
     """Run ``body(harness)`` with grant-stall probabilities ``stalls`` for (L1, L2); returns
     the log of (cycle, events) pulses and the busy trace, and the two memories."""
-    dut = Dma(**kwargs)
+    dut = Dma(**{"l1_region": L1, "window": CLUSTER.region("DMA").size, **kwargs})
     rng = random.Random(seed)
     l1, l2 = Memory(L1), Memory(L2)
     log = {"events": [], "busy": []}
@@ -179,9 +191,10 @@ COPIES = {
 }
 
 
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("name", COPIES)
 @pytest.mark.parametrize("stall", [0.0, 0.4])
-def test_copy(name, stall):
+def test_copy(name, stall, width):
     core = 5
     transfer = replace(COPIES[name], core=core)
     outcome = {}
@@ -196,7 +209,8 @@ def test_copy(name, stall):
         outcome["expected"] = expected_after([transfer], initial)
         outcome["status"] = await h.read("STATUS")
 
-    log, l1, l2 = simulate(body, stalls=(stall, stall), seed=sorted(COPIES).index(name))
+    log, l1, l2 = simulate(body, stalls=(stall, stall), seed=sorted(COPIES).index(name),
+                           width=width)
     assert contents(l1, l2) == outcome["expected"]
     assert l1.writes + l2.writes == [dst for _, dst in transfer.words()]
     assert outcome["status"] == 0
@@ -231,7 +245,7 @@ def test_queue_status_events_and_full_queue():
         seen["status_end"] = await h.read("STATUS")
         seen["expected"] = expected_after(transfers, initial)
 
-    log, l1, l2 = simulate(body, stalls=(0.3, 0.3), seed=11)
+    log, l1, l2 = simulate(body, stalls=(0.3, 0.3), seed=11, queue_depth=2)
     assert seen["status_full"] == 3
     assert seen["waits"][:3] == [0, 0, 0] and seen["waits"][3] > 0
     assert seen["status_after"] == 3 and seen["status_end"] == 0
@@ -246,10 +260,14 @@ def test_queue_status_events_and_full_queue():
     assert log["busy"][last_event - 1] and not any(log["busy"][last_event:])
 
 
-@pytest.mark.parametrize("src, dst, cycles_per_word", [(L2, L1, 1), (L1, L2, 1), (L1, L1, 2)])
-def test_throughput_without_stalls(src, dst, cycles_per_word):
-    words = 128
-    transfer = Transfer(src.base, dst.base + 0x1_0000 % dst.size, words * WORD_BYTES, core=4)
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("src, dst, cycles_per_beat", [(L2, L1, 1), (L1, L2, 1), (L1, L1, 2)])
+def test_throughput_without_stalls(src, dst, cycles_per_beat, width):
+    """One beat per cycle between the two ports, also when the addresses are not aligned to
+    a beat; rows of a 2-D copy follow each other without a gap."""
+    words, lanes = 128, width // 32
+    transfer = Transfer(src.base + 4, dst.base + 0x1_0000 % dst.size + 8, words * WORD_BYTES,
+                        core=4)
     timing = {}
 
     async def body(h):
@@ -258,9 +276,28 @@ def test_throughput_without_stalls(src, dst, cycles_per_word):
         timing["start"] = h.cycle - 1
         await h.wait_idle()
 
-    log, _, _ = simulate(body)
+    log, _, _ = simulate(body, width=width)
     (event_cycle, _), = log["events"]
-    assert event_cycle - timing["start"] <= words * cycles_per_word + OVERHEAD_CYCLES
+    assert event_cycle - timing["start"] <= words // lanes * cycles_per_beat + OVERHEAD_CYCLES
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_2d_rows_back_to_back(width):
+    rows, row_bytes, lanes = 16, 64, width // 32
+    transfer = Transfer(L2.base + 12, L1.base + 0x400, row_bytes, rows=rows,
+                        src_stride=200, dst_stride=row_bytes + 16, core=1)
+    timing = {}
+
+    async def body(h):
+        h.fill(transfer, random.Random(1))
+        await h.start(transfer)
+        timing["start"] = h.cycle - 1
+        await h.wait_idle()
+
+    log, _, _ = simulate(body, width=width)
+    (event_cycle, _), = log["events"]
+    beats = rows * -(-row_bytes // (WORD_BYTES * lanes))
+    assert event_cycle - timing["start"] <= beats + OVERHEAD_CYCLES
 
 
 def test_empty_transfers_complete_at_once():
@@ -295,7 +332,7 @@ def test_register_readback_and_byte_enables():
 
 
 def test_read_ahead_is_bounded():
-    """With L1 never granting, the DMA reads READ_AHEAD words from L2 and then waits, its
+    """With L1 never granting, the DMA reads READ_AHEAD beats from L2 and then waits, its
     L1 write held unchanged (checked by the memory model)."""
     transfer = Transfer(L2.base, L1.base, 32 * WORD_BYTES)
 
@@ -312,6 +349,7 @@ def test_read_ahead_is_bounded():
 
 @pytest.mark.parametrize("queue_depth, cores", [(1, 1), (2, CORES), (4, 16)])
 def test_converts_to_verilog(queue_depth, cores):
-    dut = Dma(queue_depth=queue_depth, cores=cores)
+    dut = Dma(l1_region=L1, window=CLUSTER.region("DMA").size, width=CLUSTER.dma_width,
+              queue_depth=queue_depth, cores=cores)
     text = verilog.convert(dut, name="dma", emit_src=False)
     assert "module dma" in text and "l2__wdata" in text
