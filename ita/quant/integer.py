@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
-from ita.golden import ffn, layer_norm, multi_head_attention, requant
+from ita.golden import attention_head, ffn, layer_norm, multi_head_attention, requant
 from ita.golden.encoder import LN_FRACTION_BITS, isqrt
 from ita.models import bert_reference
 from ita.models.ir import Embedding, ModelError
 
 __all__ = ["ROW_BITS", "NormConstants", "FFNPart", "IntegerLayer", "IntegerModel", "IntegerResult",
-           "max_lshift", "residual_add_rows", "layer_norm_rows", "embed_rows", "run", "dequantise"]
+           "residual_add_rows", "layer_norm_rows", "embed_rows", "run", "dequantise"]
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ class FFNPart:
 @dataclass(frozen=True)
 class IntegerLayer:
     """Weights and constants of one encoder layer; the attention's names follow
-    :class:`ita.golden.EncoderParams`; ``add1`` (3, E) and ``add2`` (2 + parts, E) are the
-    per-column constants of :func:`residual_add_rows`."""
+    :class:`ita.golden.EncoderParams`; ``add1`` (2 (1 + H), E) or (4, E) and ``add2``
+    (2 (1 + parts), E) are the per-column constants of :func:`residual_add_rows`."""
 
     wq: np.ndarray         #: (H, E, P) int8
     wk: np.ndarray
@@ -96,8 +96,8 @@ class IntegerLayer:
     wo: np.ndarray         #: (H, P, E) int8, per-column scales shared by the heads
     bo: np.ndarray         #: (H, E) int32
     rq_attn: np.ndarray    #: (H, 6, 3) for Q, K, V, QK, AV, OW
-    rq_sum: np.ndarray     #: (3,) head sum
-    add1: np.ndarray       #: x + attn
+    rq_sum: np.ndarray | None  #: (3,) the cores' head sum; None: add1 sums the heads
+    add1: np.ndarray       #: x + attn, or x + each head
     norm1: NormConstants
     ffn: tuple             #: FFNPart, ...
     add2: np.ndarray       #: ln1 + the parts' F2 outputs
@@ -142,23 +142,25 @@ class IntegerResult:
 ROW_BITS = 13
 
 
-def max_lshift(operands: int) -> int:
-    """Largest left shift of the residual add's sum of ``operands`` int8 x 8-bit products
-    that stays inside a signed 32-bit word (15 for two operands: |sum| <= 65,280)."""
-    return 31 - (128 * 255 * operands).bit_length()
+# The sum of the residual add's shifted products stays inside a signed 32-bit word.
+_SUM_LIMIT = 1 << 31
+# Largest |int8 x 8-bit multiplier| product.
+_PRODUCT_MAX = 128 * 255
 
 
 def _residual_constants(consts, operands, cols):
     c = np.asarray(consts)
-    if c.shape != (operands + 1, cols) or not np.issubdtype(c.dtype, np.integer):
-        raise ValueError(f"residual constants must be ({operands + 1}, {cols}) integers, got "
-                         f"{c.shape}")
+    if c.shape != (2 * operands, cols) or not np.issubdtype(c.dtype, np.integer):
+        raise ValueError(f"residual constants must be ({2 * operands}, {cols}) integers "
+                         f"(a multiplier, then a left shift per operand), got {c.shape}")
     c = c.astype(np.int64)
-    if c[:-1].min() < 0 or c[:-1].max() > 255:
+    mults, lshifts = c[:operands], c[operands:]
+    if mults.min() < 0 or mults.max() > 255:
         raise ValueError("residual multipliers must lie in 0..255")
-    if c[-1].min() < 0 or c[-1].max() > max_lshift(operands):
-        raise ValueError(f"residual lshift must lie in 0..{max_lshift(operands)}")
-    return c[:-1], c[-1]
+    if lshifts.min() < 0 or (_PRODUCT_MAX << lshifts).sum(axis=0).max() >= _SUM_LIMIT:
+        raise ValueError("residual left shifts must be non-negative and keep the sum "
+                         "below 2**31")
+    return mults, lshifts
 
 
 def _bit_length(v):
@@ -175,14 +177,15 @@ def _round_shift(v, shift):
 def residual_add_rows(x, y, consts):
     """Residual add for a LayerNorm input: per-column multipliers, a per-row shift.
 
-    ``y`` is one int8 (S, E) operand or a sequence of them (the FFN parts' outputs);
-    ``consts`` holds one row of multipliers per operand, x first, then ``lshift``, each (E,):
-    ``v = (x * mult_x[c] + sum_i y_i * mult_i[c]) << lshift[c]`` is exact (below 2**31, see
-    :func:`max_lshift`), the constants chosen so that ``v`` has one scale across the
-    columns although the operands carry per-column scales (per-channel weights, SmoothQuant
-    factors). Each row then shifts right by ``max(0, bit_length(max |v|) - ROW_BITS)``,
-    rounding half up as :func:`ita.golden.requant`, into int16 values of at most
-    ``2**ROW_BITS``.
+    ``y`` is one int8 (S, E) operand or a sequence of them (the heads' outputs, the FFN
+    parts' outputs); ``consts`` (2n, E) holds for each of the n operands, x first, a
+    multiplier per column, then for each a left shift per column:
+    ``v = sum_i (y_i * mult_i[c]) << lshift_i[c]`` is exact (below 2**31, checked), the
+    constants chosen so that ``v`` has one scale across the columns although the operands
+    carry per-column scales (per-channel weights, SmoothQuant factors, per-head scales), each
+    multiplier keeping 8 significant bits. Each row then shifts right by
+    ``max(0, bit_length(max |v|) - ROW_BITS)``, rounding half up as
+    :func:`ita.golden.requant`, into int16 values of at most ``2**ROW_BITS``.
 
     The row's scale is thrown away, which is exact for what follows: in a post-norm encoder
     the sum feeds only a LayerNorm (:func:`layer_norm_rows`), and LayerNorm does not depend
@@ -197,8 +200,9 @@ def residual_add_rows(x, y, consts):
                              f"{[o.shape for o in operands]}")
         if not np.issubdtype(v.dtype, np.integer) or v.min() < -128 or v.max() > 127:
             raise ValueError(f"residual operand {'x' if index == 0 else 'y'} must be int8")
-    mults, lshift = _residual_constants(consts, len(operands), operands[0].shape[1])
-    v = sum(o.astype(np.int64) * m for o, m in zip(operands, mults, strict=True)) << lshift
+    mults, lshifts = _residual_constants(consts, len(operands), operands[0].shape[1])
+    v = sum((o.astype(np.int64) * m) << sh
+            for o, m, sh in zip(operands, mults, lshifts, strict=True))
     shift = np.maximum(_bit_length(np.abs(v).max(axis=1)) - ROW_BITS, 0)
     return _round_shift(v, shift[:, None]).astype(np.int16)
 
@@ -254,9 +258,16 @@ def embed_rows(model: IntegerModel, ids) -> np.ndarray:
 
 
 def _layer(x, L: IntegerLayer, valid, config):
-    att = multi_head_attention(x, x, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
-                               rq=L.rq_attn, rq_sum=L.rq_sum, valid_keys=valid, config=config)
-    add1 = residual_add_rows(x, att.out_sum, L.add1)       # out_sum: the cores' head sum
+    if L.rq_sum is None:  # one engine job per head; the residual add sums the heads
+        heads = [attention_head(x, x, L.wq[h], L.wk[h], L.wv[h], L.wo[h], L.bq[h], L.bk[h],
+                                L.bv[h], L.bo[h], rq=L.rq_attn[h], valid_keys=valid,
+                                config=config).out for h in range(len(L.wq))]
+        add1 = residual_add_rows(x, heads, L.add1)
+    else:
+        att = multi_head_attention(x, x, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
+                                   rq=L.rq_attn, rq_sum=L.rq_sum, valid_keys=valid,
+                                   config=config)
+        add1 = residual_add_rows(x, att.out_sum, L.add1)   # out_sum: the cores' head sum
     ln1 = L.norm1.rows(add1)
     add2 = residual_add_rows(ln1, [part(ln1, config) for part in L.ffn], L.add2)
     return L.norm2.rows(add2)

@@ -1,7 +1,7 @@
 """From a float BERT description and its calibration to an :class:`IntegerModel`.
 
 Every int8 tensor gets one real scale (its LSB). Activations take the scale that maps a
-high percentile of their calibrated magnitude to 127 (99.99 by default: the maximum is set
+high percentile of their calibrated magnitude to 127 (99.999 by default: the maximum is set
 by a handful of outliers and would waste bits on every other value); weights take their
 maximum. Each requantization is then the ratio of the scales around it, as a (mult, shift)
 pair for the engine's 8-bit multiplier (:func:`ita.golden.requant_constants`).
@@ -40,7 +40,14 @@ from ita.golden.quant import SOFTMAX_LOGIT_SCALE
 from ita.models.ir import LayerNorm, Model, ModelError
 
 from .calibration import Calibration, percentile_scale
-from .integer import FFNPart, IntegerLayer, IntegerModel, NormConstants, max_lshift
+from .integer import (
+    _PRODUCT_MAX,
+    _SUM_LIMIT,
+    FFNPart,
+    IntegerLayer,
+    IntegerModel,
+    NormConstants,
+)
 
 __all__ = ["QuantOptions", "QuantError", "quantise"]
 
@@ -59,13 +66,16 @@ class QuantOptions:
     ``percentile`` sets activation scales; ``smooth_alpha`` is SmoothQuant's migration
     strength (None: no smoothing); ``per_channel`` gives OW and F2 one weight scale per
     output column (False: one per tensor); ``outlier_ratio`` separates the FFN's outlier
-    hidden units into their own engine FFN (None: one FFN), see :func:`_ffn_groups`.
+    hidden units into their own engine FFN (None: one FFN), see :func:`_ffn_groups`;
+    ``head_scales`` gives each attention head's output its own scale, the residual add
+    summing the heads (False: one scale, the cores' head sum, then the add).
     """
 
-    percentile: float = 99.99
+    percentile: float = 99.999
     smooth_alpha: float | None = 0.5
     per_channel: bool = True
     outlier_ratio: float | None = 6.0
+    head_scales: bool = False
 
 
 def _int8(values, scale):
@@ -111,26 +121,32 @@ def _rq(ratio, name):
 
 
 def _residual(scales, name):
-    """(n + 1, E): a multiplier per operand and column, then the left shift, for
-    :func:`ita.quant.integer.residual_add_rows`.
+    """(2n, E): a multiplier per operand and column, then a left shift per operand and
+    column, for :func:`ita.quant.integer.residual_add_rows`.
 
-    ``scales`` are the n operands' per-column LSBs; the constants make ``mult * 2**lshift``
-    proportional to them with one factor for all columns, the column with the finest scale
-    getting multipliers of 128 and up (the others shift left).
+    ``scales`` are the n operands' per-column LSBs. ``mult * 2**lshift`` is proportional to
+    them with one factor for all columns and operands, chosen so that the finest scale gets
+    a multiplier of 128 if the 32-bit sum allows, else as large as it allows; multipliers
+    land in 128..255 (8 significant bits) except for the finest scales: a shift shared by
+    the operands would leave an operand with a 20 times finer scale a multiplier of about
+    10, a gain error of 5 % in some columns.
     """
     scales = np.broadcast_arrays(*(np.asarray(s, np.float64) for s in scales))
-    top = np.maximum.reduce(scales)
-    targets = [s * (128.0 / top.min()) for s in scales]
-    lshift = np.zeros(top.shape, dtype=np.int64)
-    while True:  # the smallest left shift that keeps every multiplier within 8 bits
-        mults = [np.rint(t / 2.0**lshift) for t in targets]
-        over = np.maximum.reduce(mults) > 255
-        if not over.any():
+    factor = 128.0 / np.minimum.reduce(scales).min()
+    while True:  # halve the factor until the widest column's sum fits 32 bits
+        mults, lshifts = [], []
+        for scale in scales:
+            target = scale * factor
+            lshift = np.maximum(np.floor(np.log2(target / 128.0)), 0).astype(np.int64)
+            lshift = np.where(np.rint(target / 2.0**lshift) > 255, lshift + 1, lshift)
+            mults.append(np.rint(target / 2.0**lshift))
+            lshifts.append(lshift)
+        if sum(np.int64(_PRODUCT_MAX) << sh for sh in lshifts).max() < _SUM_LIMIT:
             break
-        lshift = np.where(over, lshift + 1, lshift)
-    if lshift.max() > max_lshift(len(scales)):
-        raise QuantError(f"{name}: column scales span more than 2**{max_lshift(len(scales))}")
-    return np.stack([*mults, lshift]).astype(np.int64)
+        factor /= 2
+    if min(m.max() for m in mults) < 1:
+        raise QuantError(f"{name}: column scales span too much for a 32-bit residual sum")
+    return np.stack(mults + lshifts).astype(np.int64)
 
 
 def _column_scales(w, per_channel):
@@ -250,7 +266,10 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
         per_head = {k: [] for k in ("wq", "wk", "wv", "bq", "bk", "bv", "wo", "bo", "rq")}
 
         s_wo = _column_scales(att.wo, options.per_channel)
-        s_head = percentile_scale(tr["head_out"] / s_wo, pct)  # per column: s_wo * s_head
+        # Head outputs: int8 of head_out / s_wo at s_head (per head, or one for all heads).
+        s_head = ([percentile_scale(tr["head_out"][h] / s_wo, pct) for h in range(H)]
+                  if options.head_scales else
+                  [percentile_scale(tr["head_out"] / s_wo, pct)] * H)
         s_attn = percentile_scale(tr["attn"] / s_wo, pct)
         for h in range(H):
             cols = slice(h * P, (h + 1) * P)
@@ -269,12 +288,17 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
             rq.append(_rq(projections["q"] * projections["k"] / math.sqrt(P)
                           / SOFTMAX_LOGIT_SCALE, f"{name} head {h} QK"))
             rq.append(_rq(projections["v"] / prob_one / s_o, f"{name} head {h} AV"))
-            rq.append(_rq(s_o / s_head, f"{name} head {h} OW"))
+            rq.append(_rq(s_o / s_head[h], f"{name} head {h} OW"))
             per_head["wo"].append(_int8(att.wo[cols], s_wo))
             per_head["bo"].append(_bias(att.bo / H / (s_o * s_wo), 1.0, f"{name} bo", config))
             per_head["rq"].append(rq)
 
-        add1 = _residual([smooth * s_x, s_wo * s_attn], f"{name} add1")
+        if options.head_scales:  # the residual add sums the heads
+            add1 = _residual([smooth * s_x] + [s_wo * s for s in s_head], f"{name} add1")
+            rq_sum = None
+        else:
+            add1 = _residual([smooth * s_x, s_wo * s_attn], f"{name} add1")
+            rq_sum = np.array(_rq(s_head[0] / s_attn, f"{name} head sum"), dtype=np.int64)
         smooth1 = _smoothing(tr["ln1"], ff.w1, alpha)
         s_ln1 = percentile_scale(tr["ln1"] / smooth1, pct)
         norm1 = _norm(layer.norm1, smooth1, s_ln1, f"{name} LayerNorm 1", config)
@@ -296,12 +320,13 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
             bk=np.stack(per_head["bk"]), bv=np.stack(per_head["bv"]),
             wo=np.stack(per_head["wo"]), bo=np.stack(per_head["bo"]),
             rq_attn=np.array(per_head["rq"], dtype=np.int64),
-            rq_sum=np.array(_rq(s_head / s_attn, f"{name} head sum"), dtype=np.int64),
+            rq_sum=rq_sum,
             add1=add1, norm1=norm1, ffn=tuple(part for part, _ in parts),
             add2=add2, norm2=norm2))
         # Real value of one LSB of every int8 tensor at a block boundary (per column where
         # it varies), named as in the float trace; f1 is sign-inverted with i-GELU.
-        scales[name] = {"x": smooth * s_x, "attn": s_wo * s_attn, "ln1": smooth1 * s_ln1,
+        scales[name] = {"x": smooth * s_x, "heads": [s_wo * s for s in s_head],
+                        "attn": s_wo * s_attn, "ln1": smooth1 * s_ln1,
                         "f2": [scale for _, scale in parts], "out": smooth2 * s_out}
         smooth, s_x = smooth2, s_out
 

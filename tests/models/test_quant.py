@@ -24,7 +24,7 @@ from ita.quant import (
     residual_add_rows,
     run,
 )
-from ita.quant.integer import ROW_BITS, layer_norm_rows, max_lshift
+from ita.quant.integer import ROW_BITS, layer_norm_rows
 from ita.quant.minilm import evaluate, spearman, with_pairs
 from ita.quant.quantiser import QuantOptions, _residual
 
@@ -32,8 +32,8 @@ from .test_bert import TINY, write_checkpoint
 
 # Measured on the 64 evaluation sentences and 24 hand-made pairs, calibrated on the 48
 # calibration sentences (docs/models.md).
-MEASURED_COS_MEAN, MEASURED_COS_MIN = 0.9889, 0.9085
-MEASURED_SPEARMAN_PAIRS, MEASURED_SPEARMAN = 0.9957, 0.9842
+MEASURED_COS_MEAN, MEASURED_COS_MIN = 0.9894, 0.9251
+MEASURED_SPEARMAN_PAIRS, MEASURED_SPEARMAN = 0.9965, 0.9863
 MARGIN = 0.01
 
 
@@ -47,10 +47,11 @@ def test_residual_add_rows_shifts_each_row_to_row_bits():
     y = rng.integers(-128, 128, (6, 40)).astype(np.int8)
     x[2] //= 16  # a row of small values gets a smaller shift
     y[2] //= 16
-    consts = np.array([[200] * 40, [90] * 40, [4] * 40])
+    consts = np.array([[200] * 40, [90] * 40, [4] * 40, [6] * 40])
     out = residual_add_rows(x, y, consts)
     for row in range(6):
-        v = [(int(a) * 200 + int(b) * 90) << 4 for a, b in zip(x[row], y[row], strict=True)]
+        v = [((int(a) * 200) << 4) + ((int(b) * 90) << 6)
+             for a, b in zip(x[row], y[row], strict=True)]
         shift = max(max(abs(e) for e in v).bit_length() - ROW_BITS, 0)
         assert out[row].tolist() == [_round_half_up(e, shift) for e in v]
     top = np.abs(out.astype(np.int64)).max(axis=1)
@@ -58,21 +59,21 @@ def test_residual_add_rows_shifts_each_row_to_row_bits():
 
 
 def test_residual_add_rows_by_hand():
-    # v = [100*200 + 50*100, (-100*200 + 0) << 3] = [25000, -160000]; bit_length(160000) = 18,
+    # v = [100*200 + 50*100, (-100*200) << 3 + 0] = [25000, -160000]; bit_length(160000) = 18,
     # shift 18 - 13 = 5: round(25000 / 32) = 781 (781.25), -160000 / 32 = -5000.
     out = residual_add_rows(np.array([[100, -100]]), np.array([[50, 0]]),
-                            np.array([[200, 200], [100, 100], [0, 3]]))
+                            np.array([[200, 200], [100, 100], [0, 3], [0, 0]]))
     assert ROW_BITS == 13 and out.tolist() == [[781, -5000]]
 
 
 def test_residual_add_rows_sums_several_operands():
-    # (10 * 3 + 20 * 2 + -5 * 4) << 1 = 100; three operands allow at most 14 bits of shift.
+    # (10 * 3 << 1) + (20 * 2) + (-5 * 4 << 2) = 60 + 40 - 80 = 20.
     out = residual_add_rows(np.array([[10]]), [np.array([[20]]), np.array([[-5]])],
-                            np.array([[3], [2], [4], [1]]))
-    assert out.tolist() == [[100]]
-    assert (max_lshift(2), max_lshift(3)) == (15, 14)
-    with pytest.raises(ValueError, match="lshift must lie in 0..14"):
-        residual_add_rows(np.array([[1]]), [np.array([[1]])] * 2, np.array([[1], [1], [1], [15]]))
+                            np.array([[3], [2], [4], [1], [0], [2]]))
+    assert out.tolist() == [[20]]
+    with pytest.raises(ValueError, match="below 2\\*\\*31"):  # 3 * 128 * 255 << 15 >= 2**31
+        residual_add_rows(np.array([[1]]), [np.array([[1]])] * 2,
+                          np.array([[1], [1], [1], [15], [15], [15]]))
 
 
 def test_layer_norm_rows_is_golden_layer_norm_on_int8_rows():
@@ -105,13 +106,14 @@ def test_layer_norm_rows_with_a_wide_sum_of_squares():
 
 def test_residual_constants_follow_the_scales():
     sx, sy = np.array([1.0, 0.5, 40.0, 3.0]), np.array([0.25, 2.0, 1.0, 3.0])
-    mx, my, lshift = _residual([sx, sy], "test")
-    assert max(mx.max(), my.max()) <= 255 and min(np.maximum(mx, my)) >= 128
-    factor = (mx * 2.0**lshift) / sx
-    assert np.allclose(factor, factor[0], rtol=1 / 128)
-    assert np.allclose(my * 2.0**lshift / sy, factor[0], rtol=1 / 64)
-    with pytest.raises(QuantError, match="span more than"):
-        _residual([np.array([1.0, 1e6]), np.array([1.0, 1.0])], "wide")
+    mx, my, lx, ly = _residual([sx, sy], "test")
+    assert min(mx.min(), my.min()) >= 128 and max(mx.max(), my.max()) <= 255
+    assert my[0] == 128 and ly[0] == 0  # the finest scale
+    factor = mx * 2.0**lx / sx
+    assert np.allclose(factor, factor[0], rtol=1 / 256)
+    assert np.allclose(my * 2.0**ly / sy, factor[0], rtol=1 / 256)
+    with pytest.raises(QuantError, match="span too much"):
+        _residual([np.array([1.0, 1e12]), np.array([1.0, 1.0])], "wide")
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +208,7 @@ def test_minilm_ffn_outlier_units_get_their_own_engine_ffn(minilm):
         units = np.concatenate([part.units for part in layer.ffn])
         assert sorted(units.tolist()) == list(range(model.layers[0].ffn.w1.shape[1]))
         assert len(layer.ffn) == 1 or len(layer.ffn[1].units) <= 2
-        assert layer.add2.shape == (2 + len(layer.ffn), model.embed_dim)
+        assert layer.add2.shape == (2 * (1 + len(layer.ffn)), model.embed_dim)
     assert sum(len(layer.ffn) == 2 for layer in qmodel.layers) >= 3
 
 
