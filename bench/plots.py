@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 __all__ = ["engine_utilization", "cluster_breakdown", "gemm_throughput", "sim_speed",
-           "write_all"]
+           "dma_rate", "write_all"]
 
 _DPI = 110
 
@@ -156,6 +156,37 @@ def sim_speed(speed: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def dma_rate(dma: dict, path: Path) -> Path | None:
+    """L2 -> L1 bytes per cycle against transfer size, one line per DMA width (1-D copies),
+    the 2-D copies of short rows as separate markers, and each width's peak as a dotted
+    line."""
+    rows = _passed(dma.get("copies", []))
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for index, width in enumerate(sorted({r["width"] for r in rows})):
+        color = f"C{index}"
+        mine = [r for r in rows if r["width"] == width]
+        flat = sorted((r["bytes"], r["result"]["bytes_per_cycle"]) for r in mine
+                      if r["rows"] == 1)
+        if flat:
+            ax.plot([x for x, _ in flat], [y for _, y in flat], "o-", color=color,
+                    label=f"{width} bit, 1-D")
+        for r in mine:
+            if r["rows"] > 1:
+                ax.plot(r["bytes"], r["result"]["bytes_per_cycle"], "s", color=color,
+                        markerfacecolor="none",
+                        label=f"{width} bit, 2-D rows of {r['row_bytes']} B")
+        ax.axhline(width / 8, color=color, linestyle=":", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bytes per transfer")
+    ax.set_ylabel("bytes per cycle (START grant to event)")
+    ax.set_title("DMA L2 -> L1 by beat width (python -m bench.dma_rate copy)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict]) -> dict:
     """Write every figure that has data; returns {name: file name}."""
     made = {}
@@ -163,7 +194,8 @@ def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict]) 
             ("engine_utilization", lambda p: engine_utilization(results, p, seed=seed)),
             ("cluster_breakdown", lambda p: cluster_breakdown(cluster_rows, p, seed=seed)),
             ("gemm", lambda p: gemm_throughput(results.get("gemm", []), p, seed=seed)),
-            ("sim_speed", lambda p: sim_speed(results.get("speed", {}), p))):
+            ("sim_speed", lambda p: sim_speed(results.get("speed", {}), p)),
+            ("dma_rate", lambda p: dma_rate(results.get("dma", {}), p))):
         path = fn(out / f"{name}.png")
         if path is not None:
             made[name] = path.name

@@ -2,7 +2,8 @@
 
 Every cycle count comes from a RESULT line of an existing flow: ``make sim`` tests run as
 ``python -m verif.sim`` subprocesses, the fast C++ harnesses through their own modules
-(``verif.harness.run``, ``verif.harness.engine``). Nothing here simulates by itself.
+(``verif.harness.run``, ``verif.harness.engine``), the DMA sweep and the L1 arbitration
+figures through ``python -m bench.dma_rate``. Nothing here simulates by itself.
 """
 
 from __future__ import annotations
@@ -58,15 +59,22 @@ class Plan:
     encoder_models: tuple = ("mobilebert", "minilm")
     speed_engine: int = 256  # attention S = E = P of the engine speed runs
     speed_gemm: tuple = (128, 128, 128)
+    dma_widths: tuple = (32, 64, 128, 256)  # bits per DMA beat
+    dma_sizes: tuple = (256, 1024, 4096, 16384, 65536)  # bytes of a 1-D L2 -> L1 copy
+    dma_rows: tuple = ((64, 256),)  # (row bytes, rows) of the 2-D copies
+    arbitration_cycles: int = 2000  # 0: no arbitration runs (nor the cluster's dma program)
+    arbitration_activity: float = 0.3  # chance per cycle that a core issues an L1 access
 
 
 FULL = Plan()
 QUICK = Plan(repeats=1, attention_diag=(32, 64), attention_sweep=(), ffn_f=(), ffn_diag=(64,),
              hwpe_attention=((64, 64, 64, 1),), hwpe_ffn=(), cluster=((64, 64, 64, 1),),
              gemm=((16, 16, 16),), kernels=(("SIZE", "small"),), encoder_models=("tiny",),
-             speed_engine=64, speed_gemm=(32, 32, 32))
+             speed_engine=64, speed_gemm=(32, 32, 32), dma_widths=(), arbitration_cycles=0)
 
-SECTIONS = ("engine", "hwpe", "cluster", "kernels", "encoder", "speed")
+SECTIONS = ("engine", "hwpe", "cluster", "kernels", "dma", "encoder", "speed")
+#: The two L1 arbitrations ``bench.dma_rate arbitration`` compares.
+ARBITRATION_CASES = ("before", "after")
 
 
 def _median(values):
@@ -147,6 +155,10 @@ class Bench:
             n += len(p.cluster)
         if "kernels" in self.sections:
             n += len(p.gemm) + ("kernels" in registry)
+        if "dma" in self.sections:
+            n += len(p.dma_widths) * (len(p.dma_sizes) + len(p.dma_rows))
+            if p.arbitration_cycles:
+                n += len(ARBITRATION_CASES) + ("dma" in registry)
         if "encoder" in self.sections and "encoder_layer" in registry:
             n += len(p.encoder_models)
         if "speed" in self.sections:
@@ -160,6 +172,7 @@ class Bench:
         registry = set(load_tests())
         self.total = self.count_steps(registry)
         self.results = {"engine": [], "hwpe": [], "cluster": [], "gemm": [], "kernels": None,
+                        "dma": {"copies": [], "arbitration": [], "cluster": None},
                         "encoder": [], "speed": {}}
         for section in self.sections:
             getattr(self, f"section_{section}")(registry)
@@ -218,6 +231,41 @@ class Bench:
         stdout = strip_stdout(m)
         self._end(m)
         self.results["kernels"] = {**m.to_json(), "lines": _program_lines(stdout)}
+
+    def _dma_rate(self, words: list[str]) -> Measurement:
+        command = "python -m bench.dma_rate " + " ".join(words)
+        self._begin(command)
+        m = run_argv([sys.executable, "-m", "bench.dma_rate", *words], command)
+        strip_stdout(m)
+        self._end(m)
+        return m
+
+    def section_dma(self, registry) -> None:
+        """Bytes per cycle of L2 -> L1 copies by beat width and size (1-D, and 2-D of short
+        rows), the ITA's slowdown beside a transfer and the cores under the old and the new
+        L1 arbitration, and the whole cluster's ``make sim TEST=dma``. Also writes the
+        tables to ``dma.md`` in the output directory."""
+        p, dma = self.plan, self.results["dma"]
+        for width in p.dma_widths:
+            shapes = [(size, 1) for size in p.dma_sizes] + list(p.dma_rows)
+            for length, rows in shapes:
+                m = self._dma_rate(["copy", f"WIDTH={width}", f"BYTES={length}",
+                                    f"ROWS={rows}"])
+                dma["copies"].append({"width": width, "row_bytes": length, "rows": rows,
+                                      "bytes": length * rows, **m.to_json()})
+        if p.arbitration_cycles:
+            for case in ARBITRATION_CASES:
+                m = self._dma_rate(["arbitration", f"CASE={case}",
+                                    f"CYCLES={p.arbitration_cycles}",
+                                    f"ACTIVITY={p.arbitration_activity}", f"SEED={p.seed}"])
+                dma["arbitration"].append({"case": case, **m.to_json()})
+            if "dma" in registry:
+                m = self.sim(SimPoint("dma", {"SEED": p.seed}))
+                dma["cluster"] = m.to_json()
+        if not dma["copies"] and not dma["arbitration"]:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "dma.md").write_text("\n".join(dma_tables(dma, p)) + "\n")
 
     def section_encoder(self, registry) -> None:
         if "encoder_layer" not in registry:
@@ -357,6 +405,45 @@ def _summarise_speed(out: dict, *, cycles_key: str) -> dict:
         summary["cycles_agree"] = summary["cocotb"]["cycles"] == summary["cpp"]["cycles"]
     out["summary"] = summary
     return out
+
+
+def dma_tables(dma: dict, plan: Plan) -> list[str]:
+    """Markdown: one row per DMA width (bytes per cycle by copy), then the arbitration."""
+    shapes = [(size, 1) for size in plan.dma_sizes] + list(plan.dma_rows)
+    header = ["width (bits)", *(f"{n} B" if rows == 1 else f"{rows} x {n} B (2-D)"
+                                for n, rows in shapes)]
+    lines = ["## DMA: L2 -> L1 bytes per cycle", "",
+             "`python -m bench.dma_rate copy WIDTH=<w> BYTES=<n> ROWS=<r>` (START grant to "
+             "event, memories granting every beat).", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for width in plan.dma_widths:
+        cells = [str(width)]
+        for length, rows in shapes:
+            row = next((r for r in dma["copies"] if (r["width"], r["row_bytes"], r["rows"])
+                        == (width, length, rows)), None)
+            rate = row and row["result"].get("bytes_per_cycle")
+            cells.append("-" if rate is None else f"{rate:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## L1 arbitration: the HWPE beside a DMA transfer and the cores", "",
+              "| case | HWPE slowdown | DMA B/cycle | longest refusal wide / DMA / core "
+              "| bound wide / DMA / core |", "|---|---|---|---|---|"]
+    for row in dma["arbitration"]:
+        r = row["result"]
+        if not r:
+            continue
+        lines.append(f"| {row['case']} | {r['wide_slowdown_pct']} % "
+                     f"| {r['dma_bytes_per_cycle']} "
+                     f"| {r['max_refusals_wide']} / {r['max_refusals_dma']} / "
+                     f"{r['max_refusals_core']} | {r['bound_wide']} / {r['bound_dma']} / "
+                     f"{r['bound_core']} |")
+    cluster = dma.get("cluster")
+    if cluster and cluster.get("result"):
+        r = cluster["result"]
+        words = " ".join(f"{k}={r[k]}" for k in ("l2_l1_1d", "l2_l1_2d", "l1_l2_1d",
+                                                 "l1_l2_2d", "all_cores") if k in r)
+        lines += ["", f"The whole cluster, `{cluster['command']}`: {words} (bytes per cycle, "
+                  "the program's timing around dma_wait())."]
+    return lines
 
 
 def _program_lines(stdout: str) -> list[str]:
