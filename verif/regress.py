@@ -30,9 +30,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from ita import cli
 from ita.cli import Key, UsageError, int_key, text_key
+from ita.config import ITAConfig
+from verif import engine_uvm, sim
 from verif.channel import publish
+from verif.coverage import compact_run, functional_report, merge_funcov
+from verif.uvm import build_selftest, run_selftest
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTPLAN = Path(__file__).resolve().parent / "testplan.yaml"
@@ -63,8 +69,6 @@ SYNOPSIS = "make regress [KEY=VALUE ...]"
 
 
 def load_testplan(path: Path = TESTPLAN) -> dict:
-    import yaml
-
     with open(path) as fh:
         return yaml.safe_load(fh)
 
@@ -113,19 +117,12 @@ def rerun_command(case: dict, waves: bool = False) -> str:
 
 
 def _ensure_registered():
-    import verif.engine_uvm  # noqa: F401  (registers the uvm_engine_* tests)
-    import verif.uvm  # noqa: F401  (registers uvm_agents)
-    from verif import sim
-
     sim.load_tests()
     return sim
 
 
 def run_case(case: dict, *, waves: bool = False) -> dict:
     """Run one (test, seed); return its record (status, cycles, run directory, ...)."""
-    from verif import engine_uvm
-    from verif.uvm import run_selftest
-
     sim = _ensure_registered()
     name, seed = case["test"], case["seed"]
     coverage = bool(case.get("coverage"))
@@ -159,8 +156,6 @@ def run_case(case: dict, *, waves: bool = False) -> dict:
         funcov = Path(run_dir) / "funcov.yml"
         record["funcov"] = str(funcov) if funcov.is_file() else None
         if coverage and not waves:
-            from verif.coverage import compact_run
-
             record["codecov"] = compact_run(Path(run_dir))
     return record
 
@@ -219,8 +214,6 @@ def failing_line(record: dict) -> str:
 
 def merge_functional(records: list[dict], out: Path) -> tuple[float, str] | None:
     """Merge the funcov.yml files of passing positive runs into out/funcov.yml; report."""
-    from verif.coverage import functional_report, merge_funcov
-
     files = [r["funcov"] for r in records
              if r.get("funcov") and r["ok"] and r["expect"] == "pass"]
     if not files:
@@ -248,15 +241,10 @@ def run_pytest(cases: list[dict], out: Path, jobs: int) -> int:
 
 def prebuild(cases: list[dict], coverage: bool = False) -> None:
     """Build the models once, before the workers start (they would wait on the lock)."""
-    from ita.config import ITAConfig
-    from verif import engine_uvm
-
     names = {c["test"] for c in cases}
     if names & set(engine_uvm.TESTS) or any(n.startswith("ita_") for n in names):
         engine_uvm.build_engine_model(ITAConfig(), coverage=coverage)
     if "uvm_agents" in names:
-        from verif.uvm import build_selftest
-
         build_selftest()
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw import toolchain
 from ita import cli
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
 from verif.result import format_result, read_result
@@ -132,8 +133,6 @@ def cocotb_result(
     A failed simulation is a FAIL, not an exception; the testbench's recorded RESULT fields
     (cycles, seed, ...) are returned either way when it got far enough to write them.
     """
-    from hw import toolchain
-
     try:
         results = toolchain.run(
             handle,

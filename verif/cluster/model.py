@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
+from cluster_integration.l2 import L2_RAM_SOURCE
+from hw import toolchain
 from verif.channel import publish
 from verif.sim import cocotb_result
+from verif.tops.cluster import ClusterTestTop
+from verif.tops.core import RAM_SV
 
 __all__ = ["TOPLEVEL", "TB_MODULE", "DEFAULT_MAX_CYCLES", "build_model", "ClusterOptions",
            "ClusterRun", "run_program"]
@@ -19,12 +24,6 @@ DEFAULT_MAX_CYCLES = 5_000_000
 
 def build_model(waves: bool = False):
     """Emit the cluster test top's Verilog and build (or reuse) its Verilator model."""
-    from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
-    from cluster_integration.l2 import L2_RAM_SOURCE
-    from hw import toolchain
-    from verif.tops.cluster import ClusterTestTop
-    from verif.tops.core import RAM_SV
-
     key = toolchain.source_digest("ita", "cluster_integration", "verif.tops")
     verilog = toolchain.emit_verilog_cached(
         ClusterTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)

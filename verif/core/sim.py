@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
+from hw import toolchain
 from ita.cli import WAVES, int_key
+from sw.build import build_app
 from verif.channel import publish
 from verif.sim import cocotb_result, register
+from verif.tops.core import RAM_SV, CoreTestTop
 
 TOPLEVEL = "core_test_top"
 TB_MODULE = "verif.core.tb_core"
@@ -21,10 +25,6 @@ DEFAULT_MAX_CYCLES = 2_000_000
 
 def build_model(waves: bool = False):
     """Emit the test top's Verilog and build (or reuse) its Verilator model with the core."""
-    from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
-    from hw import toolchain
-    from verif.tops.core import RAM_SV, CoreTestTop
-
     key = toolchain.source_digest("ita", "cluster_integration", "verif.tops")
     verilog = toolchain.emit_verilog_cached(
         CoreTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)
@@ -56,8 +56,6 @@ def run_app(name: str, expect: str, *, test_name: str | None = None, waves: bool
             max_cycles: int = DEFAULT_MAX_CYCLES, defines=None) -> AppRun:
     """Build app ``name`` for one core, run it on the test top; ``expect`` is ``exit:<code>``
     or ``trap:<mcause>``. Returns the dispatcher status, RESULT fields and the outcome."""
-    from sw.build import build_app
-
     test_name = test_name or f"core_{name}"
     app = build_app(name, defines, cores=1)
     handle = build_model(waves=waves)

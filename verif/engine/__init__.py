@@ -3,13 +3,19 @@ and registers the ``ita_attention``, ``ita_ffn``, ``ita_linear`` and ``ita_qkav`
 
 from dataclasses import dataclass
 
+from hw import toolchain
 from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
 from ita.config import ITAConfig
+from ita.golden.vectors import LayerShape, generate
+from ita.rtl.engine import Engine
+from ita.rtl.job import EngineJob, TensorMemory, job_from_vectors
 from verif.channel import publish
 from verif.sim import cocotb_result, register
 
 TB_MODULE = "verif.engine.tb_engine"
 ACTIVATIONS = ("identity", "gelu", "relu")
+#: Modes whose layer has heads (one job each).
+HEAD_MODES = ("attention", "qkav")
 
 
 def toplevel_name(config: ITAConfig) -> str:
@@ -18,9 +24,6 @@ def toplevel_name(config: ITAConfig) -> str:
 
 def build_engine(config: ITAConfig, *, waves=False):
     """Emit the engine's Verilog for ``config`` and build (or reuse) its Verilator model."""
-    from hw import toolchain
-    from ita.rtl.engine import Engine
-
     top = toplevel_name(config)
     key = toolchain.source_digest("ita", extra=repr(config))
     verilog = toolchain.emit_verilog_cached(lambda: Engine(config=config), top,
@@ -28,15 +31,12 @@ def build_engine(config: ITAConfig, *, waves=False):
     return toolchain.build([verilog], top, waves=waves)
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    """What tb_engine runs: the engine's geometry, the layer, the stalls (the channel's
-    schema, :mod:`verif.channel`)."""
+@dataclass(frozen=True, kw_only=True)
+class LayerOptions:
+    """One layer of golden vectors: the job of the command line of the plain engine bench
+    and of ``ita_hwpe`` (part of their channel schemas, :mod:`verif.channel`)."""
 
-    test_name: str
     mode: str
-    N: int
-    M: int
     S: int
     E: int
     P: int
@@ -45,19 +45,46 @@ class EngineOptions:
     activation: str
     bias: bool
     causal: bool
-    valid_keys: int   #: 0: every key
+    valid_keys: int  #: 0: every key
+
+    def shape(self) -> LayerShape:
+        return LayerShape(S=self.S, E=self.E, P=self.P, F=self.F, H=self.H,
+                          activation=self.activation, bias=self.bias, causal=self.causal,
+                          valid_keys=self.valid_keys or None)
+
+    def jobs(self, seed: int, config: ITAConfig) -> list[tuple[EngineJob, TensorMemory]]:
+        """The layer's engine jobs: one per head in the attention modes, else one."""
+        vectors = generate(self.shape(), seed, config)
+        heads = self.H if self.mode in HEAD_MODES else 1
+        return [job_from_vectors(self.mode, vectors, head=h, config=config)
+                for h in range(heads)]
+
+
+def layer_options(mode: str, options) -> dict:
+    """The :class:`LayerOptions` fields of ``make sim`` keys (S, E, P, F, H, ACT, BIAS,
+    CAUSAL, VALID_KEYS)."""
+    return {"mode": mode, "S": options["S"], "E": options["E"], "P": options["P"],
+            "F": options["F"], "H": options["H"], "activation": options["ACT"],
+            "bias": bool(options["BIAS"]), "causal": bool(options["CAUSAL"]),
+            "valid_keys": options["VALID_KEYS"]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions(LayerOptions):
+    """What tb_engine runs: the layer, the engine's geometry, the stalls."""
+
+    test_name: str
+    N: int
+    M: int
     stalls: bool
     inject: str = ""  #: "lsb" or "drop": a negative run
 
 
 def engine_options(test_name, mode, options, *, inject=""):
     """The tb_engine options of one ``make sim`` run."""
-    return EngineOptions(test_name=test_name, mode=mode, N=options["ARRAY_N"],
-                         M=options["ARRAY_M"], S=options["S"], E=options["E"], P=options["P"],
-                         F=options["F"], H=options["H"], activation=options["ACT"],
-                         bias=bool(options["BIAS"]), causal=bool(options["CAUSAL"]),
-                         valid_keys=options["VALID_KEYS"], stalls=bool(options["STALLS"]),
-                         inject=inject)
+    return EngineOptions(test_name=test_name, N=options["ARRAY_N"], M=options["ARRAY_M"],
+                         stalls=bool(options["STALLS"]), inject=inject,
+                         **layer_options(mode, options))
 
 
 def run_engine_test(test_name, mode, options, *, inject=""):

@@ -15,10 +15,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from ita.config import ITAConfig
-from ita.golden.vectors import LayerShape, generate
 from ita.rtl.job import (
     OutputMismatch,
-    job_from_vectors,
     pack_bias,
     pack_fields,
     pack_int8,
@@ -148,14 +146,10 @@ async def engine_job(dut):
     seed = run_seed()
     test_name, mode, stalls, inject = (options.test_name, options.mode, options.stalls,
                                        options.inject)
-    shape = LayerShape(S=options.S, E=options.E, P=options.P, F=options.F, H=options.H,
-                       activation=options.activation, bias=options.bias,
-                       causal=options.causal, valid_keys=options.valid_keys or None)
+    shape = options.shape()
     rng = random.Random(seed)
 
-    vectors = generate(shape, seed, config)
-    heads = shape.H if mode in ("attention", "qkav") else 1
-    jobs = [job_from_vectors(mode, vectors, head=h, config=config) for h in range(heads)]
+    jobs = options.jobs(seed, config)
     if inject == "lsb":
         memory = jobs[0][1]
         name = sorted(memory.expected)[0]

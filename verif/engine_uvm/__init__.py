@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from ita.cli import SEED, WAVES, array_keys, flag_key, int_key
 from ita.config import DEFAULT_CONFIG, ITAConfig
 from verif.channel import publish
+from verif.coverage import build_coverage_model
+from verif.engine import build_engine
 from verif.sim import register
 from verif.uvm.runner import Outcome, UvmTest, run_test
 
@@ -66,11 +68,7 @@ TESTS = {t.name: t for t in (
 def build_engine_model(config: ITAConfig, *, coverage: bool = False, waves: bool = False):
     """The engine's Verilator model: the regular one, or the coverage build."""
     if coverage:
-        from verif.coverage import build_coverage_model
-
         return build_coverage_model(config, waves=waves)
-    from verif.engine import build_engine
-
     return build_engine(config, waves=waves)
 
 

@@ -39,8 +39,8 @@ from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.golden import REFERENCE_GELU, ffn, gelu_constants, multi_head_attention
 from ita.golden.quant import reference_requant_shift
 from ita.golden.vectors import LayerShape, generate
-from ita.rtl.job import EngineJob, TensorMemory, job_from_vectors
-from ita.rtl.layouts import ErrorCode
+from ita.rtl.job import MODE_NAMES, EngineJob, TensorMemory, job_from_vectors
+from ita.rtl.layouts import ErrorCode, Mode
 
 __all__ = ["MODES", "SHAPE_CLASSES", "STALL_PROFILES", "MASK_KINDS", "ACTIVATIONS",
            "DATA_KINDS", "JobSpec", "random_spec", "build_job", "target_bins", "shape_class",
@@ -381,8 +381,6 @@ def config_fields(spec: JobSpec, job: EngineJob | None) -> dict:
 
 def illegal_job(spec: JobSpec) -> EngineJob:
     """An EngineJob carrying the legal part of an illegal spec (no data is needed)."""
-    from ita.rtl.job import MODE_NAMES
-    from ita.rtl.layouts import Mode
     return EngineJob(Mode(MODE_NAMES[spec.mode]), spec.S, spec.E, spec.P, spec.F,
                      activation=spec.activation, bias=spec.bias, causal=spec.causal,
                      valid_keys=spec.valid_keys, requant=spec.requant, gelu_b=spec.gelu[0],

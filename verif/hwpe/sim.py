@@ -4,9 +4,12 @@ and the ``uvm_hwpe_*`` scenarios."""
 
 from dataclasses import dataclass
 
+from cluster_integration.hwpe.ita_hwpe import ItaHwpe
+from hw import toolchain
 from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
 from ita.config import ITAConfig
 from verif.channel import publish
+from verif.engine import LayerOptions, layer_options
 from verif.sim import register
 from verif.uvm.runner import UvmTest, run_test
 from verif.uvm.stall import PROFILES
@@ -30,20 +33,10 @@ class HwpeOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HwpeJobOptions(HwpeOptions):
+class HwpeJobOptions(HwpeOptions, LayerOptions):
     """The command-line job of ``ita_hwpe``: one layer's golden vectors."""
 
     test_name: str
-    mode: str
-    S: int
-    E: int
-    P: int
-    F: int
-    H: int
-    activation: str
-    bias: bool
-    causal: bool
-    valid_keys: int  #: 0: every key
 
 
 def hwpe_options(options, testcase=JOBS_TESTCASE) -> HwpeOptions:
@@ -56,10 +49,8 @@ def hwpe_options(options, testcase=JOBS_TESTCASE) -> HwpeOptions:
         common["stall_profile"] = options["STALL_PROFILE"]
     if testcase != JOBS_TESTCASE:
         return HwpeOptions(**common)
-    return HwpeJobOptions(**common, test_name="ita_hwpe", mode=options["MODE"],
-                          S=options["S"], E=options["E"], P=options["P"], F=options["F"],
-                          H=options["H"], activation=options["ACT"], bias=bool(options["BIAS"]),
-                          causal=bool(options["CAUSAL"]), valid_keys=options["VALID_KEYS"])
+    return HwpeJobOptions(**common, test_name="ita_hwpe",
+                          **layer_options(options["MODE"], options))
 
 
 #: The HWPE's pyuvm scenarios besides ``ita_hwpe`` (regression names -> pyuvm classes).
@@ -82,9 +73,6 @@ def toplevel_name(config, width):
 
 def build_hwpe(config, *, width=1024, waves=False):
     """Emit the HWPE's Verilog and build (or reuse) its Verilator model."""
-    from cluster_integration.hwpe.ita_hwpe import ItaHwpe
-    from hw import toolchain
-
     top = toplevel_name(config, width)
     key = toolchain.source_digest("ita", "cluster_integration", extra=f"{config!r} {width}")
     verilog = toolchain.emit_verilog_cached(

@@ -33,8 +33,6 @@ from pyuvm import ConfigDB
 
 from cluster_integration.hwpe import regmap
 from ita.config import ITAConfig
-from ita.golden.vectors import LayerShape, generate
-from ita.rtl.job import job_from_vectors
 from verif.channel import receive
 from verif.engine_uvm.stimulus import (
     ILLEGAL_KINDS,
@@ -246,13 +244,8 @@ class HwpeJobs(HwpeTestBase):
     def prepare(self):
         options = self.options
         self.result_name, self.mode = options.test_name, options.mode
-        self.shape = LayerShape(S=options.S, E=options.E, P=options.P, F=options.F,
-                                H=options.H, activation=options.activation, bias=options.bias,
-                                causal=options.causal, valid_keys=options.valid_keys or None)
-        vectors = generate(self.shape, self.seed, self.config)
-        heads = self.shape.H if self.mode in ("attention", "qkav") else 1
-        for head in range(heads):
-            job, memory = job_from_vectors(self.mode, vectors, head=head, config=self.config)
+        self.shape = options.shape()
+        for head, (job, memory) in enumerate(options.jobs(self.seed, self.config)):
             self.add_job(f"{self.mode} head {head}", job, memory, core=head % self.cores)
 
     async def scenario(self):

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hw import toolchain
 from ita.cli import SEED, WAVES, int_key
 from verif.channel import publish
 from verif.sim import cocotb_result, register
+from verif.smoke.design import Accumulate
 
 TOPLEVEL = "smoke_accumulate"
 TB_MODULE = "verif.smoke.tb_smoke"
@@ -17,9 +19,6 @@ TB_MODULE = "verif.smoke.tb_smoke"
 
 def build_model(waves: bool = False):
     """Emit the smoke design's Verilog and build (or reuse) its Verilator model."""
-    from hw import toolchain
-    from verif.smoke.design import Accumulate
-
     verilog = toolchain.emit_verilog(
         Accumulate(), TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v"
     )

@@ -19,10 +19,12 @@ dispatcher when imported.
 
 from __future__ import annotations
 
+from hw import toolchain
 from ita.cli import SEED, WAVES, choice_key
 from verif.sim import register
 
 from .runner import run_test
+from .selftest_design import TOPLEVEL, AgentSelftest
 
 TB_MODULE = "verif.uvm.tb_selftest"
 SELFTESTS = {
@@ -36,10 +38,6 @@ SELFTESTS = {
 
 def build_selftest(waves: bool = False):
     """Emit the self-test design's Verilog and build (or reuse) its Verilator model."""
-    from hw import toolchain
-
-    from .selftest_design import TOPLEVEL, AgentSelftest
-
     verilog = toolchain.emit_verilog(AgentSelftest(), TOPLEVEL,
                                      toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v")
     return toolchain.build([verilog], TOPLEVEL, waves=waves)

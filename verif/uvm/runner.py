@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw import toolchain
 from verif.result import read_result
 
 __all__ = ["run_test", "Outcome", "UvmTest"]
@@ -44,8 +45,6 @@ def run_test(handle, test_module: str, testcase: str | None, *, seed: int, waves
              extra_env: Mapping[str, str] | None = None,
              results_name: str | None = None) -> Outcome:
     """Run ``testcase`` (None: all) of ``test_module`` on a built model."""
-    from hw import toolchain
-
     message = None
     try:
         results = toolchain.run(handle, test_module, testcase=testcase, seed=seed, waves=waves,
