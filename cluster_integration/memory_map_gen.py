@@ -210,6 +210,8 @@ def c_header(cluster: ClusterConfig) -> str:
                      ("CLUSTER_STACK_SIZE", f"{cluster.stack_size}"),
                      ("CLUSTER_L1_RESERVED", f"{cluster.l1_reserved}"),
                      ("CLUSTER_L2_PROGRAM_SIZE", f"0x{cluster.l2_program_size:08X}"),
+                     ("CLUSTER_DMA_BEAT_BYTES", str(cluster.dma_width // 8)),
+                     ("CLUSTER_DMA_QUEUE_DEPTH", str(cluster.dma_queue_depth)),
                      ("BOOT_ADDRESS", f"0x{cluster.boot_address:08X}"),
                      ("TRAP_VECTOR", f"0x{cluster.trap_vector:08X}")], "#define {} {}")
 

@@ -151,7 +151,9 @@ void rt_unlock(rt_lock_t *lock);
 /*
  * Queue a copy of `bytes` bytes (a multiple of 4, below 2^20) from `src` to `dst`; returns 0,
  * or -1 for arguments the DMA cannot take. Programming the DMA is serialised by a lock, so
- * any core may call these.
+ * any core may call these. The DMA moves CLUSTER_DMA_BEAT_BYTES per cycle at any word
+ * alignment of either side; CLUSTER_DMA_QUEUE_DEPTH transfers queue behind the running one,
+ * and a call while the queue is full waits (in its START store) for a slot.
  */
 int dma_copy_1d(void *dst, const void *src, uint32_t bytes);
 

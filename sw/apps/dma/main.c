@@ -18,10 +18,14 @@
  *      eight cores share the DMA's queue and lock), checks it, copies it on to OUT3
  *      (L1 -> L2) and waits.
  *   7. All cores read OUT1, OUT2 and OUT3 back from L2 and compare them with L1.
+ *   8. Where L1 holds it, the sustained rate: a 1-D copy of BIG_BYTES (64 KiB) of L2 from SRC
+ *      on into big, then a 2-D copy of BIG_BYTES / 64 rows of 64 bytes, the source rows
+ *      BIG_PITCH bytes apart, into big; all cores check each against L2.
  *
- * Steps 1, 2, 4 and 5 are timed on core 0 from before programming the DMA to the end of
+ * Steps 1, 2, 4, 5 and 8 are timed on core 0 from before programming the DMA to the end of
  * dma_wait(); step 6's copy in from the barrier before to the barrier after it. The line
- * "dma: ... l2_l1_1d=<bytes/cycle> ..." is parsed by verif/cluster/kernels.py.
+ * "dma: ... l2_l1_1d=<bytes/cycle> ..." is parsed by verif/cluster/kernels.py; its
+ * l2_l1_64k and l2_l1_2d_64b fields are the rates of step 8.
  * Returns 0 on success, else the number of failed checks (at most 255).
  */
 
@@ -41,8 +45,19 @@
 static uint32_t blk[DMA_BLOCK / 4] L1_NOINIT;
 static uint32_t win[WIN_ROWS * WIN_BYTES / 4] L1_NOINIT;
 static uint32_t part[DMA_BLOCK / 4] L1_NOINIT;
+
+/* Step 8 needs 64 KiB of L1 beside the other buffers and 128 KiB of L2 from SRC on. */
+#if L1_SIZE >= 0x40000
+#define BIG_BYTES 0x10000u
+#define BIG_ROW 64u
+#define BIG_PITCH 128u
+static uint32_t big[BIG_BYTES / 4] L1_NOINIT;
+#else
+#define BIG_BYTES 0u
+#endif
 static uint32_t errors[RT_CORES] L1_BSS;  /* failed checks per core */
 static uint32_t elapsed[8] L1_BSS;        /* cycles of the timed steps */
+static uint32_t big_rate[2] L1_BSS;       /* step 8: hundredths of bytes per cycle */
 
 /* FNV-1a over 32-bit words (kernels.py computes the same). */
 static uint32_t checksum(const volatile uint32_t *words, uint32_t count)
@@ -150,6 +165,33 @@ int main(unsigned core)
                 WIN_BYTES / 4);
     compare(core, "out3", part, OUT3_L2, core * words, words);
     barrier();
+
+    /* 8: the sustained rate on large copies (every core checks a share). */
+#if BIG_BYTES
+    uint32_t big_words = BIG_BYTES / 4 / cores;
+    if (core == 0) {
+        t = cycles();
+        dma_copy_1d(big, (const void *)SRC_L2, BIG_BYTES);
+        elapsed[5] = timed_wait(t);
+    }
+    barrier();
+    compare(core, "big", big, SRC_L2, core * big_words, big_words);
+    barrier();
+    if (core == 0) {
+        t = cycles();
+        dma_copy_2d(big, (const void *)SRC_L2, BIG_ROW, BIG_BYTES / BIG_ROW, BIG_ROW, BIG_PITCH);
+        elapsed[6] = timed_wait(t);
+    }
+    barrier();
+    for (unsigned row = core; row < BIG_BYTES / BIG_ROW; row += cores)
+        compare(core, "big_2d", &big[row * BIG_ROW / 4], SRC_L2 + row * BIG_PITCH, 0,
+                BIG_ROW / 4);
+    barrier();
+    if (core == 0) {
+        big_rate[0] = rate(BIG_BYTES, elapsed[5]);
+        big_rate[1] = rate(BIG_BYTES, elapsed[6]);
+    }
+#endif
     if (core != 0)
         return 0;
 
@@ -162,11 +204,14 @@ int main(unsigned core)
     for (unsigned i = 0; i < 5; i++)
         r[i] = rate(bytes[i], elapsed[i]);
     printf("dma: block=%u window=%ux%u l2_l1_1d=%u.%02u l2_l1_2d=%u.%02u l1_l2_1d=%u.%02u "
-           "l1_l2_2d=%u.%02u all_cores=%u.%02u cycles_1d=%u errors=%u\n",
+           "l1_l2_2d=%u.%02u all_cores=%u.%02u l2_l1_64k=%u.%02u l2_l1_2d_64b=%u.%02u "
+           "cycles_1d=%u errors=%u\n",
            DMA_BLOCK, WIN_ROWS, WIN_BYTES, (unsigned)(r[0] / 100), (unsigned)(r[0] % 100),
            (unsigned)(r[1] / 100), (unsigned)(r[1] % 100), (unsigned)(r[2] / 100),
            (unsigned)(r[2] % 100), (unsigned)(r[3] / 100), (unsigned)(r[3] % 100),
-           (unsigned)(r[4] / 100), (unsigned)(r[4] % 100), (unsigned)elapsed[0],
+           (unsigned)(r[4] / 100), (unsigned)(r[4] % 100), (unsigned)(big_rate[0] / 100),
+           (unsigned)(big_rate[0] % 100), (unsigned)(big_rate[1] / 100),
+           (unsigned)(big_rate[1] % 100), (unsigned)elapsed[0],
            (unsigned)failures);
     return failures > 255 ? 255 : (int)failures;
 }
