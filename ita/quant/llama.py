@@ -48,6 +48,7 @@ from ita.golden.quant import SOFTMAX_LOGIT_SCALE
 from ita.golden.softmax import causal_mask
 from ita.models import llama_reference as ref
 from ita.models.ir import DecoderLayer, Model
+from ita.models.llama import load_smollm2
 
 from . import llama_eval
 from .calibration import percentile_scale
@@ -562,8 +563,6 @@ def evaluate(fmodel: Model, imodel: IntegerLlama, sequences):
 
 
 def _command(args):
-    from ita.models.llama import load_smollm2
-
     if args.positions is not None and args.positions < 1:
         raise ValueError(f"--positions must be positive, got {args.positions}")
     if args.percentile is not None and not 50 < args.percentile <= 100:
