@@ -4,19 +4,24 @@ Every step is an :mod:`ita.golden` function with constants from the quantiser
 (:mod:`ita.quant.quantiser`); nothing here is float except the host's two ends:
 
 * **host, before**: the embedding rows (token + position + type 0) are summed in float64 and
-  quantized to int8 at one calibrated scale (the lookup stays with the host);
+  each row is scaled to a 13-bit integer row (:func:`embed_rows`; the lookup stays with the
+  host);
 * **cluster**: integer LayerNorm of the embeddings, then per layer the engine's attention
   heads (Q, K, V, QK, ITAmax with padded keys masked, AV, OW), the cores' head sum, a
-  residual add, LayerNorm, the engine's FFN (F1 with i-GELU, F2), a residual add,
-  LayerNorm; finally the int32 column sums of the valid rows (mean pooling);
+  residual add, LayerNorm, the engine's FFN parts (F1 with i-GELU, F2), a residual add
+  that also sums the parts, LayerNorm; finally the int32 column sums of the valid rows
+  (mean pooling);
 * **host, after**: the sums times the per-column output scale over the token count, and the
   L2 normalisation.
 
-The residual add (:func:`residual_add_rows`) is the one step not in :mod:`ita.golden` as
-is: it multiplies each column by its own constant, which undoes the per-output-channel
-weight scales of OW and F2 and the SmoothQuant factors of the LayerNorm before it, and it
-gives each row its own shift, which the LayerNorm after it ignores. Its rounding and
-saturation are :func:`ita.golden.requant`'s.
+Two integer kernels of the cores are defined here rather than in :mod:`ita.golden`:
+:func:`residual_add_rows` multiplies each operand's columns by their own constants, which
+undoes the per-output-channel weight scales of OW and F2 and the SmoothQuant factors of
+the LayerNorm before it, and gives each row its own shift into 13-bit rows, which the
+LayerNorm after it ignores; :func:`layer_norm_rows` is :func:`ita.golden.layer_norm` with
+a 64-bit sum of squares for those rows (on int8 rows it is the golden function, bit for
+bit). Int8 rows were the largest error of the integer model: a row with an outlier column
+kept its other columns a level or two.
 """
 
 from __future__ import annotations

@@ -13,15 +13,24 @@ What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurem
   tens of times larger than the rest; one scale per tensor leaves the other columns with a
   handful of levels. The engine still requantizes with one scalar per step, so each output
   column keeps its weight's scale; the per-column residual add that follows
-  (:func:`ita.quant.integer.residual_add_columns`) brings the columns to one scale. OW's
+  (:func:`ita.quant.integer.residual_add_rows`) brings the columns to one scale. OW's
   column scales are shared by all heads, so the cores can sum the heads exactly.
 * **SmoothQuant** (Xiao et al. 2023): a LayerNorm output feeding a GEMM is divided per
   channel by ``s_j = max|x_j|**alpha / max|w_j|**(1 - alpha)`` (folded into gamma and beta)
   and the GEMM's weight rows multiplied by it. The residual add that also reads the
   LayerNorm output undoes the factor per column.
-* **The softmax's fixed input scale**: one logit step is ln 2 (ITAmax is a base-2 softmax);
-  probabilities have scale 1/255.
-* **i-GELU constants from each layer's calibrated F1 scale**
+* **The softmax's fixed input scale**: one logit step is ln 2, because ITAmax computes
+  ``2**(x - max)`` of its int8 input; the QK requantization is ``s_q * s_k / sqrt(P) / ln 2``
+  and is never calibrated (another step would change the softmax's temperature).
+  Probabilities have scale 1/255 (``floor(65280 / sum) >> (max - x)`` with the maximum's
+  term 256).
+* **The FFN's outlier hidden units in their own engine FFN** (:func:`_ffn_groups`), so that
+  one or two units reaching 13-25 on [CLS] do not coarsen the GELU outputs of the other
+  1,534; the residual add sums the parts' F2 outputs.
+* **GELU outputs over all 256 codes**: they reach only about -0.17 below zero, so the
+  activation requantization's offset moves the range (:func:`_offset_scale`) and F2's bias
+  takes the offset back out.
+* **i-GELU constants from each part's calibrated F1 scale**
   (:func:`ita.golden.gelu_constants`). The integer GELU is sign-inverted, so F2's weights are
   quantized from ``-W2``.
 """
@@ -160,9 +169,9 @@ def _ffn_groups(f1, ratio):
     """Hidden units split into (units, label) groups: the ordinary ones, and the outliers.
 
     A hidden unit is an outlier when its calibrated maximum |GELU output| exceeds ``ratio``
-    times the median unit's. MiniLM has one or two per layer, reaching 14-25 on [CLS] while
-    the median unit stays near 1.3: one F1 output scale for all units would leave the others
-    a few codes, and clipping the outliers loses what [CLS] carries.
+    times the median unit's. MiniLM has one or two in each of layers 0-3, reaching 13-25 on
+    [CLS] while the median unit stays near 1.3: one F1 output scale for all units would
+    leave the others a few codes, and clipping the outliers loses what [CLS] carries.
     """
     top = np.abs(f1).max(axis=0)
     outlier = (top > ratio * np.median(top) if ratio is not None
