@@ -24,9 +24,9 @@ from ita.quant import (
     residual_add_rows,
     run,
 )
-from ita.quant.integer import ROW_BITS, layer_norm_rows
+from ita.quant.integer import ROW_BITS, embed_rows, layer_norm_rows
 from ita.quant.minilm import evaluate, spearman, with_pairs
-from ita.quant.quantiser import QuantOptions, _residual
+from ita.quant.quantiser import QuantOptions, _offset_scale, _residual
 
 from .test_bert import TINY, write_checkpoint
 
@@ -102,6 +102,20 @@ def test_layer_norm_rows_with_a_wide_sum_of_squares():
     with pytest.raises(ValueError, match="must lie in"):
         layer_norm_rows(x * 2, np.ones(n, np.int64), np.zeros(n, np.int64), mult=1, shift=0,
                         add=0)
+
+
+def test_gelu_offset_spans_all_codes():
+    values = np.concatenate([np.linspace(-0.17, 0.0, 50), np.linspace(0.0, 10.0, 50)])
+    scale, offset = _offset_scale(values, 100.0)
+    assert scale == pytest.approx(10.17 / 255)
+    assert round(0.17 / scale) + offset == 127 and round(-10.0 / scale) + offset == -128
+
+
+def test_embedding_rows_use_row_bits(tiny):
+    model, qmodel = tiny
+    rows = embed_rows(qmodel, model.tokenizer.encode("the cat sat on a mat."))
+    assert rows.dtype == np.int16
+    assert (np.abs(rows.astype(np.int64)).max(axis=1) == (1 << ROW_BITS) - 1).all()
 
 
 def test_residual_constants_follow_the_scales():
