@@ -46,9 +46,11 @@ static uint32_t blk[DMA_BLOCK / 4] L1_NOINIT;
 static uint32_t win[WIN_ROWS * WIN_BYTES / 4] L1_NOINIT;
 static uint32_t part[DMA_BLOCK / 4] L1_NOINIT;
 
-/* Step 8 needs 64 KiB of L1 beside the other buffers and 128 KiB of L2 from SRC on. */
-#if L1_SIZE >= 0x40000
-#define BIG_BYTES 0x10000u
+/* Step 8 needs 64 KiB of L1 beside the other buffers (a quarter of L1 at most) and 128 KiB
+ * of L2 from SRC on. */
+#define BIG_WANTED (64u * 1024u)
+#if L1_SIZE >= 4 * BIG_WANTED
+#define BIG_BYTES BIG_WANTED
 #define BIG_ROW 64u
 #define BIG_PITCH 128u
 static uint32_t big[BIG_BYTES / 4] L1_NOINIT;
