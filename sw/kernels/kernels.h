@@ -59,4 +59,34 @@ void k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols,
 void k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int shift,
             int add);
 
+/*
+ * Decoder kernels (ita.golden.decoder), bit-exact with the integer Llama model
+ * (ita.quant.llama) where its GEMM inputs stay inside int8 (no decomposition): the outputs
+ * that feed the engine saturate to int8. Per-column constants come as one int32 array of
+ * consecutive rows of `cols` (or `dim`) entries each, in the order named; multipliers may
+ * reach 2^31 and shifts 62 (the 64-bit scale_round).
+ */
+
+/* out(r, :) = clip8(rms_norm(x(r, :))): int32 rows, consts = mult | shift, eps in units of
+ * x's LSB squared times cols. */
+void k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
+               const int32_t *consts, int64_t eps);
+
+/* out = rope(x) of ita.golden.decoder for one head: rows of dim values (pairs (i, i + dim /
+ * 2)), consts = mult | shift (dim each), cos / sin the Q14 tables (rows x dim / 2) of the
+ * rows' positions. */
+void k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
+            const int32_t *consts, const int16_t *cos, const int16_t *sin);
+
+/* out = clip8(gated(gate, up)): consts = gate_mult | gate_shift | out_mult | out_shift,
+ * table the 513-entry Q15 sigmoid (ita.golden.decoder.sigmoid_table). */
+void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
+                int out_pitch, int rows, int cols, const int32_t *consts,
+                const int32_t *table);
+
+/* out = dequantise_add(residual, y): int32 rows x cols (out == residual allowed), consts =
+ * mult | shift. */
+void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
+                   int rows, int cols, const int32_t *consts);
+
 #endif /* KERNELS_H */

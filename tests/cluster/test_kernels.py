@@ -88,3 +88,27 @@ def test_a_corrupted_expected_byte_fails_with_its_position():
     assert [r["kernel"] for r in run.rows] == ["gelu"]
     assert run.mismatch == (f"kernel=layernorm size=5x37_odd_wide row={row} col={col} "
                             f"expected={~want} got={want}")  # all 8 bits flipped
+
+
+def test_decoder_cases_are_golden():
+    from ita.golden import decoder as dec
+
+    case = kt.draw_case("dequant_add", "3x13_l2", 2)
+    residual, y, consts = case.inputs
+    np.testing.assert_array_equal(case.expected, dec.dequantise_add(
+        residual, y, consts[:13], consts[13:]))
+    assert case.expected.dtype == np.int32 and case.out_cols == 13
+    rope = kt.draw_case("rope", "5x8_l2", 2)
+    assert rope.inputs[2].dtype == np.int16 and rope.expected.shape == (5, 8)
+
+
+@pytest.mark.verilator
+def test_a_corrupted_residual_element_fails_with_its_position():
+    """The int32 residual is compared element by element: row and column count elements."""
+    cases = [kt.draw_case("dequant_add", "4x40", 1)]
+    row, col = 2, 17
+    want = int(cases[0].expected[row, col])
+    run = kt.run_cases(cases, tag="test_corrupt_wide", corrupt=(0, 4 * (row * 40 + col)))
+    assert run.status == "FAIL"
+    assert run.mismatch == (f"kernel=dequant_add size=4x40 row={row} col={col} "
+                            f"expected={want ^ 0xFF} got={want}")  # the low byte flipped

@@ -26,6 +26,7 @@ import numpy as np
 
 from hw import toolchain
 from ita.golden import REFERENCE_GELU, gelu_constants, i_gelu
+from ita.golden import decoder as dec
 from ita.golden.encoder import core_softmax, head_sum, layer_norm, layer_norm_stats, residual_add
 from ita.golden.softmax import causal_mask, key_mask
 from sw.build import KERNEL_SOURCES, build_app
@@ -36,7 +37,7 @@ __all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_heade
            "run_cases", "parse_lines", "format_table", "ARENA_BYTES"]
 
 KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu",
-           "add_layernorm")
+           "add_layernorm", "rmsnorm", "rope", "silu_mul", "dequant_add")
 _KERNEL_IDS = {name: i for i, name in enumerate(KERNELS)}  # enum order in main.c
 
 #: Bytes of the program's L1 arena for the inputs and output of one case (L1 minus stacks,
@@ -56,6 +57,9 @@ SIZES = {
         ("itamax", "16x40"), ("itamax", "16x40_causal"), ("itamax", "9x23_causal_v11_odd"),
         ("gelu", "2x150"), ("gelu", "3x77_odd_wide"),
         ("add_layernorm", "8x64"), ("add_layernorm", "20x64"), ("add_layernorm", "5x37_odd_wide"),
+        ("rmsnorm", "9x64"), ("rmsnorm", "5x24_l2_wide"), ("rope", "16x32"), ("rope", "5x8_l2"),
+        ("silu_mul", "4x40"), ("silu_mul", "3x13_l2"), ("dequant_add", "4x40"),
+        ("dequant_add", "3x13_l2"),
     ),
     "large": (
         ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
@@ -66,6 +70,9 @@ SIZES = {
         ("itamax", "128x128"), ("itamax", "64x64_causal"), ("itamax", "64x128_v100"),
         ("gelu", "64x256"), ("gelu", "64x512"),
         ("add_layernorm", "128x128"), ("add_layernorm", "64x384"),
+        ("rmsnorm", "64x64"), ("rmsnorm", "32x576"), ("rope", "64x64"), ("rope", "64x32"),
+        ("silu_mul", "16x128"), ("silu_mul", "64x256"), ("dequant_add", "16x64"),
+        ("dequant_add", "16x576"),
     ),
 }
 
@@ -79,7 +86,7 @@ class KernelCase:
     dims: tuple[int, ...]
     params: tuple[int, ...]
     inputs: tuple[np.ndarray | None, ...]
-    expected: np.ndarray     #: int8 or uint8, shape (rows, cols)
+    expected: np.ndarray     #: int8, uint8 or int32 (the residual stream), shape (rows, cols)
     elements: int
     l2: bool = False
     odd: bool = False
@@ -148,6 +155,8 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
                           (a, np.ascontiguousarray(b.T), bias), out, m * n, macs=m * k * n,
                           **common)
     rows, cols = dims
+    if kernel in _DECODER_CASES:
+        return _DECODER_CASES[kernel](rng, rows, cols, wide, common, size)
     if kernel == "residual_add":
         x, y = _int8(rng, (rows, cols)), _int8(rng, (rows, cols))
         mx, my = (int(v) for v in rng.integers(0, 256, 2))
@@ -220,6 +229,80 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
     return KernelCase(kernel, size, (rows * cols,), params, (x,), out, rows * cols, **common)
 
 
+# --- the decoder kernels (ita.golden.decoder) -------------------------------------------------
+
+
+def _rows_of(consts):
+    """Per-column constant arrays as the kernels read them: consecutive int32 rows."""
+    return np.concatenate([np.asarray(c, np.int64).ravel() for c in consts]).astype(np.int32)
+
+
+def _rmsnorm_case(rng, rows, cols, wide, common, size):
+    # rows of very different magnitudes: int32 extremes, small values, a zero row
+    magnitude = 2.0 ** rng.uniform(20 if wide else 4, 29, (rows, 1))
+    x = np.rint(rng.normal(0, 1, (rows, cols)) * magnitude)
+    x = np.clip(x, -(1 << 31), (1 << 31) - 1).astype(np.int64)
+    x[0] = 0
+    if rows > 2:
+        x[1, 0] = -(1 << 31)
+    if rows > 3:
+        x[3] = rng.integers(-3, 4, cols)             # where epsilon matters
+    mult, shift = dec.fixed_multiplier(rng.uniform(0.002, 0.02, cols), 15)
+    eps = int(rng.integers(1 << 40, 1 << 41)) if wide else int(rng.integers(0, 1 << 20))
+    out = np.clip(dec.rms_norm(x, mult, shift, eps), -128, 127).astype(np.int8)
+    return KernelCase("rmsnorm", size, (rows, cols), (_lo32(eps), eps >> 32),
+                      (x.astype(np.int32), _rows_of((mult, shift))), out, rows * cols,
+                      **common)
+
+
+def _lo32(v):
+    """The low word of ``v`` as a signed int32 (the C side rebuilds the 64-bit value)."""
+    low = v & 0xFFFFFFFF
+    return low - (1 << 32) if low >= 1 << 31 else low
+
+
+def _rope_case(rng, rows, dim, wide, common, size):
+    x = _int8(rng, (rows, dim), 50)
+    ratio = rng.uniform(100, 600, dim)
+    ratio[0] = 4000                                  # saturates the rotation operand
+    mult, shift = dec.fixed_multiplier(ratio, 16)
+    start = int(rng.integers(0, 100))
+    cos, sin = dec.rope_table(10000.0, dim, np.arange(start, start + rows))
+    out = dec.rope(x[None].astype(np.int64), mult[None], shift[None], cos, sin)[0]
+    return KernelCase("rope", size, (rows, dim), (),
+                      (x, _rows_of((mult, shift)), cos.astype(np.int16), sin.astype(np.int16)),
+                      out, rows * dim, **common)
+
+
+def _silu_case(rng, rows, cols, wide, common, size):
+    gate, up = _int8(rng, (rows, cols), 60), _int8(rng, (rows, cols), 60)
+    gate_mult, gate_shift = dec.fixed_multiplier(rng.uniform(200, 2000, cols), 16)
+    out_mult, out_shift = dec.fixed_multiplier(rng.uniform(5e-6, 4e-5, cols), 16)
+    consts = (gate_mult, gate_shift, out_mult, out_shift)
+    out = np.clip(dec.gated(gate, up, *consts), -128, 127).astype(np.int8)
+    return KernelCase("silu_mul", size, (rows, cols), (),
+                      (gate, up, _rows_of(consts), dec.sigmoid_table().astype(np.int32)), out,
+                      rows * cols, **common)
+
+
+def _dequant_case(rng, rows, cols, wide, common, size):
+    residual = rng.integers(-(1 << 26), 1 << 26, (rows, cols))
+    residual[0, 0], residual[-1, -1] = (1 << 31) - 5, -(1 << 31) + 5   # saturate
+    y = _int8(rng, (rows, cols), 50)
+    y[0, 0], y[-1, -1] = 100, -100
+    ratio = rng.uniform(2.0**8, 2.0**14, cols)
+    ratio[-1] = 3e6                                   # shift 0, a multiplier above 2**16
+    mult, shift = dec.fixed_multiplier(ratio, 16)
+    out = dec.dequantise_add(residual, y, mult, shift).astype(np.int32)
+    return KernelCase("dequant_add", size, (rows, cols), (),
+                      (residual.astype(np.int32), y, _rows_of((mult, shift))), out,
+                      rows * cols, **common)
+
+
+_DECODER_CASES = {"rmsnorm": _rmsnorm_case, "rope": _rope_case, "silu_mul": _silu_case,
+                  "dequant_add": _dequant_case}
+
+
 def select(size_set: str, kernel: str = "all", seed: int = 1) -> list[KernelCase]:
     """The cases of ``SIZES[size_set]`` (``all``: both sets) for one kernel or ``all``."""
     if size_set not in (*SIZES, "all"):
@@ -283,9 +366,9 @@ def write_header(cases, out_dir, *, corrupt: tuple[int, int] | None = None) -> P
             arena = max(arena, used)
         expected = case.expected.copy()
         if corrupt is not None and corrupt[0] == index:
-            if not 0 <= corrupt[1] < expected.size:
+            if not 0 <= corrupt[1] < expected.nbytes:
                 raise ValueError(f"corrupt byte {corrupt[1]} is outside the output of "
-                                 f"{case.kernel} {case.size} ({expected.size} bytes)")
+                                 f"{case.kernel} {case.size} ({expected.nbytes} bytes)")
             expected.view(np.uint8).reshape(-1)[corrupt[1]] ^= 0xFF
         ins, sizes = [], []
         for i, array in enumerate(case.inputs):
@@ -298,7 +381,7 @@ def write_header(cases, out_dir, *, corrupt: tuple[int, int] | None = None) -> P
                                   else array))
             ins.append(name)
             sizes.append(array.nbytes)
-        parts.append(_c_array(f"kc{index}_expected", expected))
+        parts.append(_c_array(f"kc{index}_expected", expected.view(np.uint8)))
         pad = 4 - len(ins)
         table.append(
             f"    {{\"{case.kernel}\", \"{case.size}\", {_KERNEL_IDS[case.kernel]}, "

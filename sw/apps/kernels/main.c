@@ -25,7 +25,8 @@
 #include "kernels.h"
 #include "runtime.h"
 
-enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU, K_ADD_LAYERNORM };
+enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU, K_ADD_LAYERNORM,
+       K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD };
 
 typedef struct {
     const char *name;       /* kernel name */
@@ -128,23 +129,52 @@ static void run_case(const kcase_t *kc)
                         operand(kc, 2), operand(kc, 3), p[4], p[5], p[6],
                         d[1] <= LN_SCRATCH_COLS ? ln_scratch : 0);
         break;
+    case K_RMSNORM: /* rows, cols; eps (low word, high word); x, consts */
+        k_rmsnorm(operand(kc, 0), (int8_t *)output(kc), d[0], d[1], d[1], operand(kc, 1),
+                  (int64_t)((uint64_t)(uint32_t)p[0] | (uint64_t)(uint32_t)p[1] << 32));
+        break;
+    case K_ROPE: /* rows, dim; x, consts, cos, sin */
+        k_rope(operand(kc, 0), d[1], (int8_t *)output(kc), d[1], d[0], d[1], operand(kc, 1),
+               operand(kc, 2), operand(kc, 3));
+        break;
+    case K_SILU_MUL: /* rows, cols; gate, up, consts, table */
+        k_silu_mul(operand(kc, 0), operand(kc, 1), d[1], (int8_t *)output(kc), d[1], d[0], d[1],
+                   operand(kc, 2), operand(kc, 3));
+        break;
+    case K_DEQUANT_ADD: /* rows, cols; residual, y, consts; int32 output */
+        k_dequant_add(operand(kc, 0), operand(kc, 1), d[1], (int32_t *)output(kc), d[0], d[1],
+                      operand(kc, 2));
+        break;
     default:
         break;
     }
+}
+
+/* Bytes per output element: int32 for the residual stream, else one. */
+static uint32_t out_width(const kcase_t *kc)
+{
+    return kc->kernel == K_DEQUANT_ADD ? 4u : 1u;
+}
+
+/* Output element i as a signed (or, for ITAmax, unsigned) integer. */
+static int32_t element(const kcase_t *kc, const uint8_t *bytes, uint32_t i)
+{
+    if (out_width(kc) == 4)
+        return (int32_t)(bytes[4 * i] | (uint32_t)bytes[4 * i + 1] << 8
+                         | (uint32_t)bytes[4 * i + 2] << 16 | (uint32_t)bytes[4 * i + 3] << 24);
+    return kc->kernel == K_ITAMAX ? bytes[i] : (int8_t)bytes[i];
 }
 
 /* Core 0: 0 if the output equals the expected bytes, else report the first difference. */
 static int check(const kcase_t *kc)
 {
     const uint8_t *out = output(kc);
-    for (uint32_t i = 0; i < kc->out_bytes; i++) {
-        if (out[i] != kc->expected[i]) {
+    for (uint32_t i = 0; i < kc->out_bytes / out_width(kc); i++) {
+        int32_t want = element(kc, kc->expected, i), got = element(kc, out, i);
+        if (got != want) {
             int row = (int)(i / (uint32_t)kc->out_cols), col = (int)(i % (uint32_t)kc->out_cols);
-            int signed_out = kc->kernel != K_ITAMAX;
-            int want = signed_out ? (int8_t)kc->expected[i] : kc->expected[i];
-            int got = signed_out ? (int8_t)out[i] : out[i];
             printf("kernels: MISMATCH kernel=%s size=%s row=%d col=%d expected=%d got=%d\n",
-                   kc->name, kc->size, row, col, want, got);
+                   kc->name, kc->size, row, col, (int)want, (int)got);
             return 1;
         }
     }

@@ -1,0 +1,24 @@
+/*
+ * k_dequant_add: a GEMM output with per-column scales added to the int32 residual stream
+ * (ita.golden.decoder.dequantise_add). Every core takes a slice of the columns of every row.
+ */
+
+#include "k_common.h"
+#include "k_wide.h"
+#include "kernels.h"
+
+void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
+                   int rows, int cols, const int32_t *consts)
+{
+    const int32_t *mult = consts, *shift = consts + cols;
+    int lo, hi;
+    k_cols(cols, &lo, &hi);
+    for (int r = 0; r < rows; r++) {
+        const int8_t *src = y + r * y_pitch;
+        for (int c = lo; c < hi; c++) {
+            int64_t v = residual[r * cols + c] + k_scale_round(src[c], mult[c], shift[c]);
+            out[r * cols + c] = (int32_t)k_clamp64(v, INT32_MIN, INT32_MAX);
+        }
+    }
+    barrier();
+}

@@ -1,0 +1,69 @@
+/*
+ * k_rmsnorm: integer RMSNorm of int32 residual rows (ita.golden.decoder.rms_norm), saturated
+ * to the engine's int8 input.
+ *
+ * Per row: the shift a that brings max |x| below 2^15, the sum of squares in 64 bits, its
+ * square root on a 32-bit operand (bit by bit) and one division 2^31 / root; then per value
+ * two 64-bit fixed-point multiplications (t ~ x / |x| * 2^15, then the column's gain). Rows
+ * go round-robin over the cores: a row's sum is one core's work.
+ */
+
+#include "k_common.h"
+#include "k_wide.h"
+#include "kernels.h"
+
+static int bit_length64(uint64_t v)
+{
+    uint32_t hi = (uint32_t)(v >> 32), lo = (uint32_t)v;
+    return hi ? 64 - __builtin_clz(hi) : lo ? 32 - __builtin_clz(lo) : 0;
+}
+
+/* floor(sqrt(v)) */
+static uint32_t isqrt32(uint32_t v)
+{
+    uint32_t root = 0, bit = 1u << 30;
+    while (bit > v)
+        bit >>= 2;
+    while (bit) {
+        if (v >= root + bit) {
+            v -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    return root;
+}
+
+void k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
+               const int32_t *consts, int64_t eps)
+{
+    const int32_t *mult = consts, *shift = consts + cols;
+    for (int r = (int)core_id(); r < rows; r += (int)num_cores()) {
+        const int32_t *row = x + r * cols;
+        uint32_t top = 0;
+        for (int c = 0; c < cols; c++) {
+            uint32_t m = row[c] < 0 ? 0u - (uint32_t)row[c] : (uint32_t)row[c];
+            top = m > top ? m : top;
+        }
+        int a = bit_length64(top) - 15;
+        a = a > 0 ? a : 0;
+        uint64_t v = (uint64_t)(eps >> (2 * a));
+        for (int c = 0; c < cols; c++) {
+            int32_t s = row[c] >> a;
+            v += (uint32_t)(s * s);
+        }
+        int c2 = (bit_length64(v) - 31) >> 1; /* floor */
+        uint32_t operand = (uint32_t)(c2 >= 0 ? v >> (2 * c2) : v << (-2 * c2));
+        uint32_t root = isqrt32(operand);
+        int32_t inv = v ? (int32_t)(0x80000000u / (root ? root : 1u)) : 0;
+        int s1 = 16 + a + c2;
+        int8_t *dst = out + r * out_pitch;
+        for (int c = 0; c < cols; c++) {
+            int64_t t = k_scale_round(row[c], inv, s1);
+            dst[c] = (int8_t)k_clamp64(k_scale_round(t, mult[c], shift[c]), -128, 127);
+        }
+    }
+    barrier();
+}

@@ -1,0 +1,40 @@
+/*
+ * k_rope: per-channel dequantisation, rotation and requantization of Q or K rows
+ * (ita.golden.decoder.rope) for the engine's QK step.
+ *
+ * The compiler stores the Q14 cos/sin tables of the rows' positions (ita.golden.decoder.
+ * rope_table): the cores only multiply. Each of the (rows x dim/2) pairs is independent, so
+ * the pairs are dealt round-robin over the cores.
+ */
+
+#include "k_common.h"
+#include "k_wide.h"
+#include "kernels.h"
+
+/* The operand bound of ita.golden.decoder.rope and its scale: Q14 tables, 8 extra bits. */
+#define ROPE_OPERAND 65535
+#define ROPE_SHIFT (14 + 8)
+
+void k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
+            const int32_t *consts, const int16_t *cos, const int16_t *sin)
+{
+    const int32_t *mult = consts, *shift = consts + dim;
+    const int half = dim / 2;
+    for (int i = (int)core_id(); i < rows * half; i += (int)num_cores()) {
+        const int r = i / half, p = i - r * half;
+        const int8_t *src = x + r * x_pitch;
+        int32_t a = (int32_t)k_clamp64(k_scale_round(src[p], mult[p], shift[p]),
+                                       -ROPE_OPERAND - 1, ROPE_OPERAND);
+        int32_t b = (int32_t)k_clamp64(k_scale_round(src[p + half], mult[p + half],
+                                                     shift[p + half]),
+                                       -ROPE_OPERAND - 1, ROPE_OPERAND);
+        int32_t c = cos[i], s = sin[i];
+        int64_t lo = (int64_t)(a * c) - (int64_t)(b * s);
+        int64_t hi = (int64_t)(a * s) + (int64_t)(b * c);
+        const int64_t round = (int64_t)1 << (ROPE_SHIFT - 1);
+        out[r * out_pitch + p] = (int8_t)k_clamp64((lo + round) >> ROPE_SHIFT, -128, 127);
+        out[r * out_pitch + p + half] = (int8_t)k_clamp64((hi + round) >> ROPE_SHIFT, -128,
+                                                          127);
+    }
+    barrier();
+}

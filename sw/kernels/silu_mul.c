@@ -1,0 +1,57 @@
+/*
+ * k_silu_mul: SiLU(gate) x up with per-column scales (ita.golden.decoder.gated), saturated
+ * to the down projection's int8 input.
+ *
+ * The sigmoid is the compiler's 513-entry Q15 table (ita.golden.decoder.sigmoid_table) at
+ * steps of 1/16 over [-16, 16), linearly interpolated with 8 fraction bits; the products
+ * need 64 bits (a Q12 gate up to 2^24 times Q15, then times a 22-bit up value).
+ */
+
+#include "k_common.h"
+#include "k_wide.h"
+#include "kernels.h"
+
+/* ita.golden.decoder: Q12 gate, Q15 sigmoid, table over [-16, 16) in steps of 1/16. */
+#define SILU_BITS 12
+#define SIGMOID_BITS 15
+#define SIGMOID_RANGE 16
+#define STEP_FRACTION (SILU_BITS - 4)
+#define SILU_INPUT (1 << 24)
+#define UP_BOUND ((1 << 21) - 1)
+
+static int64_t silu(int64_t g, const int32_t *table)
+{
+    g = k_clamp64(g, -SILU_INPUT - 1, SILU_INPUT);
+    int64_t j = g + (SIGMOID_RANGE << SILU_BITS);
+    int32_t s;
+    if (j < 0) {
+        s = 0;
+    } else if (j >= (2 * SIGMOID_RANGE) << SILU_BITS) {
+        s = 1 << SIGMOID_BITS;
+    } else {
+        int32_t i = (int32_t)j >> STEP_FRACTION, f = (int32_t)j & ((1 << STEP_FRACTION) - 1);
+        int32_t lo = table[i], hi = table[i + 1];
+        s = lo + (((hi - lo) * f + (1 << (STEP_FRACTION - 1))) >> STEP_FRACTION);
+    }
+    return k_scale_round(g, s, SIGMOID_BITS);
+}
+
+void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
+                int out_pitch, int rows, int cols, const int32_t *consts,
+                const int32_t *table)
+{
+    const int32_t *gm = consts, *gs = consts + cols, *om = consts + 2 * cols,
+                  *os = consts + 3 * cols;
+    int lo, hi;
+    k_cols(cols, &lo, &hi);
+    for (int r = 0; r < rows; r++) {
+        const int8_t *g = gate + r * in_pitch, *u = up + r * in_pitch;
+        int8_t *dst = out + r * out_pitch;
+        for (int c = lo; c < hi; c++) {
+            int64_t p = silu(k_scale_round(g[c], gm[c], gs[c]), table)
+                        * k_clamp64(u[c], -UP_BOUND - 1, UP_BOUND);
+            dst[c] = (int8_t)k_clamp64(k_scale_round(p, om[c], os[c]), -128, 127);
+        }
+    }
+    barrier();
+}
