@@ -1,6 +1,6 @@
 /*
  * Start-up code of every core: the trap vector table at TRAP_VECTOR and _start at
- * BOOT_ADDRESS (both placed by sw/generated/link.ld).
+ * BOOT_ADDRESS (both placed by the generated link.ld, cluster_integration/memory_map_gen.py).
  *
  * _start: set gp and this core's stack (top of L1, __stack_size bytes per core), enable the
  * performance counters; core 0 zeroes .bss and .l1.bss and copies .l1 from its load image in

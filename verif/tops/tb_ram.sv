@@ -1,4 +1,4 @@
-// Zero-wait RAM of the single-core test top (verif/core/top.py): 32-bit words, a read port A
+// Zero-wait RAM of the single-core test top (verif/tops/core.py): 32-bit words, a read port A
 // and a read/write port B with byte enables, both answering in the cycle after the request.
 //
 // Hand-written rather than an Amaranth Memory: Amaranth emits an initialiser line per word
