@@ -1,6 +1,6 @@
 """The cluster: CV32E40P cores, shared L1, ITA HWPE, event unit, DMA, L2 and SoC control."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,12 +9,13 @@ from ita.cluster_config import DEFAULT, ClusterConfig
 from . import memory_map as mmap
 from .address_decoder import AddressDecoder
 from .core import Cv32e40p
-from .dma import Dma
+from .dma import Dma, read_ahead_covering
 from .event_unit import EventUnit
 from .hwpe.ita_hwpe import ItaHwpe
 from .hwpe.tcdm_mux import TcdmMux
 from .l1 import L1Memory
 from .l2 import L2Memory
+from .l3 import L3Link
 from .soc_ctrl import SocCtrl
 
 __all__ = ["Cluster"]
@@ -32,8 +33,10 @@ class Cluster(wiring.Component):
     (barrier and event waits stall the core in its load-store unit), the register ports of
     the DMA and the ITA (shared, round-robin, with the core's id), SoC control (stdout,
     exit, cycles, trap reports) and L2 (shared among the cores; the DMA has its own wide L2
-    port). The testbench loads L2 through the ``l2`` submodule's ``storage`` memory, raises
-    ``fetch_enable`` and watches the outputs.
+    port). L3, off-chip, is the DMA's alone: its port goes through the modelled link
+    (:class:`L3Link`) to a sparse array loaded with ``+L3_HEX``. The testbench loads L2
+    through the ``l2`` submodule's ``storage`` memory, raises ``fetch_enable`` and watches
+    the outputs.
 
     Members
     -------
@@ -82,9 +85,16 @@ class Cluster(wiring.Component):
                                         starvation_window=c.l1_starvation_window)
         m.d.comb += l1.hwpe_priority.eq(c.l1_hwpe_priority)
         m.submodules.event_unit = eu = EventUnit(cores=n)
-        m.submodules.dma = dma = Dma(l1_region=regions["L1"], window=regions["DMA"].size,
-                                     width=c.dma_width, queue_depth=c.dma_queue_depth,
-                                     cores=n)
+        l3_region = c.region("L3")
+        m.submodules.dma = dma = Dma(
+            l1_region=regions["L1"], window=regions["DMA"].size, width=c.dma_width,
+            queue_depth=c.dma_queue_depth, l3_region=l3_region,
+            read_ahead=read_ahead_covering(c.l3_latency, c.l3_bytes_per_cycle,
+                                           c.dma_width // 8), cores=n)
+        m.submodules.l3_link = l3_link = L3Link(width=c.dma_width,
+                                                bytes_per_cycle=c.l3_bytes_per_cycle,
+                                                latency=c.l3_latency)
+        self._l3_storage(m, l3_link.far, l3_region)
         m.submodules.soc = soc = SocCtrl()
         m.submodules.ita = ita = ItaHwpe(config=c.ita, data_width=c.hwpe_width, cores=n)
 
@@ -113,6 +123,7 @@ class Cluster(wiring.Component):
 
         wiring.connect(m, dma.l1, l1.dma)
         wiring.connect(m, dma.l2, l2.dma)
+        wiring.connect(m, dma.l3, l3_link.near)
         wiring.connect(m, l2_mux.port, l2.data)
         wiring.connect(m, soc_mux.port, soc.bus)
         wiring.connect(m, ita.tcdm, l1.wide)
@@ -133,6 +144,19 @@ class Cluster(wiring.Component):
             self.trap_pc.eq(soc.trap_pc),
         ]
         return m
+
+    @staticmethod
+    def _l3_storage(m, port, region):
+        """The sparse L3 array (``cluster_l3_ram`` of ``l3.L3_RAM_SOURCE``) on the link's far
+        side."""
+        bits = (region.size // 4 - 1).bit_length()
+        m.submodules.l3 = Instance(
+            "cluster_l3_ram", p_ADDR_BITS=bits, p_DMA_WORDS=len(port.be) // 4,
+            i_clk_i=ClockSignal(), i_dma_req_i=port.req, i_dma_we_i=port.we,
+            i_dma_be_i=port.be, i_dma_addr_i=((port.addr - region.base) >> 2)[:bits],
+            i_dma_wdata_i=port.wdata, o_dma_rdata_o=port.r_data)
+        m.d.comb += port.gnt.eq(port.req)
+        m.d.sync += port.r_valid.eq(port.req & ~port.we)
 
     @staticmethod
     def _periph(m, mux, slave, base):

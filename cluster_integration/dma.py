@@ -22,13 +22,20 @@ from cluster_integration.registers import (
     region_window_bits,
 )
 
-__all__ = ["Dma", "READ_AHEAD"]
+__all__ = ["Dma", "READ_AHEAD", "read_ahead_covering"]
 
 #: Beats read ahead of the writes: enough to cover the two cycles from a read grant to the
 #: write of its data, plus slack for write stalls.
 READ_AHEAD = 4
 
 _ADDR_BITS = 32
+
+
+def read_ahead_covering(latency, bytes_per_cycle, beat_bytes):
+    """Beats of read-ahead that keep a link of ``latency`` cycles and ``bytes_per_cycle``
+    busy: the beats it grants while one travels (grant, latency, write), plus one."""
+    in_flight = -(-(latency + 2) * bytes_per_cycle // beat_bytes)
+    return max(READ_AHEAD, in_flight + 1)
 
 _REGISTERS = {r.name: r for r in memory_map.DMA}
 _SRC = _REGISTERS["SRC"]
@@ -109,21 +116,23 @@ class Dma(wiring.Component):
     beat of a row may be shorter); a beat is one access of the master, its words marked by
     ``be`` (whole words), at any word alignment: the memories spread it over their banks or
     words, so source and destination need no common alignment and nothing is re-aligned.
-    Each side uses ``l1`` when its start address lies in the ``l1_region``, else ``l2`` (L2,
-    or whatever the cluster's outside port reaches); rows of a 2-D transfer stay on that
-    port. Reads run up to :data:`READ_AHEAD` beats ahead of the writes, so a copy between the
-    two ports moves one beat per cycle when no port stalls; a copy within one port alternates
-    reads and writes there (writes first; a request offered and not granted is offered again,
-    unchanged, until granted). Read data is taken one cycle after each read grant; ``r_valid``
-    is not needed.
+    Each side uses ``l1`` when its start address lies in the ``l1_region``, ``l3`` when it
+    lies in the ``l3_region`` (if given), else ``l2`` (L2, or whatever the cluster's outside
+    port reaches); rows of a 2-D transfer stay on that port. Reads run up to ``read_ahead``
+    beats ahead of the writes, so a copy between two ports moves one beat per cycle when no
+    port stalls; a copy within one port alternates reads and writes there (writes first; a
+    request offered and not granted is offered again, unchanged, until granted). On ``l1``
+    and ``l2`` read data is taken one cycle after each read grant (``r_valid`` is not
+    needed); ``l3`` answers reads in order with ``r_valid`` after its link's latency, so
+    ``read_ahead`` must cover that latency at the link's rate to keep the link busy.
 
     Two cycles after the last write of a transfer is granted, ``events`` pulses the line of the
     core that started it, in the first cycle where STATUS counts one transfer less.
     ``busy`` is STATUS != 0.
     """
 
-    def __init__(self, *, l1_region, window, width=32, queue_depth=2,
-                 cores=memory_map.CORES, id_width=4):
+    def __init__(self, *, l1_region, window, width=32, queue_depth=2, l3_region=None,
+                 read_ahead=READ_AHEAD, cores=memory_map.CORES, id_width=4):
         if not isinstance(queue_depth, int) or queue_depth < 1:
             raise ValueError(f"queue_depth must be a positive integer, not {queue_depth!r}")
         if queue_depth + 1 >= 1 << _STATUS.field().width:
@@ -133,29 +142,43 @@ class Dma(wiring.Component):
                              f"not {cores!r}")
         if width % WORD_BITS or width <= 0:
             raise ValueError(f"width must be a positive multiple of {WORD_BITS}, not {width}")
+        if not isinstance(read_ahead, int) or read_ahead < 2:
+            raise ValueError(f"read_ahead must be an integer of at least 2, not {read_ahead!r}")
         self._queue_depth, self._cores = queue_depth, cores
         self._l1_region, self._lanes = l1_region, width // WORD_BITS
+        self._l3_region, self._read_ahead = l3_region, read_ahead
         self._descriptor = data.StructLayout({
             **{r.name.lower(): unsigned(r.field().width) for r in _PROGRAMMED},
             "core": unsigned(id_width),
         })
         register_bits = BYTE_OFFSET_BITS + region_window_bits(window)
-        super().__init__({
+        members = {
             "regs": In(PeriphSignature(addr_width=register_bits, id_width=id_width)),
             "l1": Out(TcdmSignature(data_width=width)),
             "l2": Out(TcdmSignature(data_width=width)),
             "events": Out(cores),
             "busy": Out(1),
-        })
+        }
+        if l3_region is not None:
+            members["l3"] = Out(TcdmSignature(data_width=width))
+        super().__init__(members)
 
     @property
     def lanes(self):
         """Words per beat."""
         return self._lanes
 
-    def _in_l1(self, address):
-        region = self._l1_region
+    @staticmethod
+    def _inside(region, address):
         return (address >= region.base) & (address < region.end)
+
+    def _port_of(self, address):
+        """{port name: the address lies in its memory}, one of them set."""
+        in_l1 = self._inside(self._l1_region, address)
+        if self._l3_region is None:
+            return {"l1": in_l1, "l2": ~in_l1}
+        in_l3 = self._inside(self._l3_region, address)
+        return {"l1": in_l1, "l2": ~in_l1 & ~in_l3, "l3": in_l3}
 
     def elaborate(self, platform):
         m = Module()
@@ -202,20 +225,25 @@ class Dma(wiring.Component):
                          walk.rows.eq(head.rows)]
         reads, writes = walks["read"], walks["write"]
         core = Signal.like(head.core)
-        source_l1, destination_l1 = Signal(), Signal()
+        ports = {}   # port name: (it holds the source, it holds the destination)
         m.d.comb += queue.r_en.eq(loading)
         with m.If(loading):
-            m.d.sync += [active.eq(1), core.eq(head.core),
-                         source_l1.eq(self._in_l1(head.src)),
-                         destination_l1.eq(self._in_l1(head.dst))]
+            m.d.sync += [active.eq(1), core.eq(head.core)]
+        source_ports, destination_ports = self._port_of(head.src), self._port_of(head.dst)
+        for name in source_ports:
+            ports[name] = (Signal(name=f"source_{name}"), Signal(name=f"destination_{name}"))
+            with m.If(loading):
+                m.d.sync += [ports[name][0].eq(source_ports[name]),
+                             ports[name][1].eq(destination_ports[name])]
 
         # Read data waits in a FIFO, one beat per entry; `reserved` counts its entries plus
         # reads in flight, so that every response finds room. Read and write beats pair up
         # one to one: both walks cut the same rows the same way.
+        read_ahead = self._read_ahead
         m.submodules.read_data = read_data = SyncFIFO(width=lanes * WORD_BITS,
-                                                      depth=READ_AHEAD)
-        reserved = Signal(range(READ_AHEAD + 1))
-        read_request = active & ~reads.done & (reserved < READ_AHEAD)
+                                                      depth=read_ahead)
+        reserved = Signal(range(read_ahead + 1))
+        read_request = active & ~reads.done & (reserved < read_ahead)
         write_request = active & ~writes.done & read_data.r_rdy
 
         def byte_enables(lane_enable):
@@ -223,8 +251,7 @@ class Dma(wiring.Component):
 
         read_granted = Signal()
         write_granted = Signal()
-        for name, is_source, is_destination in (("l1", source_l1, destination_l1),
-                                                ("l2", ~source_l1, ~destination_l1)):
+        for name, (is_source, is_destination) in ports.items():
             port = getattr(self, name)
             read_here = read_request & is_source
             write_here = write_request & is_destination
@@ -246,7 +273,10 @@ class Dma(wiring.Component):
             with m.If(write_chosen & port.gnt):
                 m.d.comb += write_granted.eq(1)
             response_due = Signal(name=f"{name}_response_due")
-            m.d.sync += response_due.eq(read_granted_here)
+            if name == "l3":   # answers after its latency, flagged by r_valid
+                m.d.comb += response_due.eq(port.r_valid)
+            else:
+                m.d.sync += response_due.eq(read_granted_here)
             with m.If(response_due):
                 m.d.comb += [read_data.w_en.eq(1), read_data.w_data.eq(port.r_data)]
         m.d.comb += [reads.step.eq(read_granted), writes.step.eq(write_granted),

@@ -96,9 +96,12 @@ def linker_script(cluster: ClusterConfig) -> str:
                        "'.l1' sections and per-core stacks in L1. Layout rules: "
                        "cluster_integration/memory_map_gen.py."),
            "", 'OUTPUT_ARCH("riscv")', "ENTRY(_start)", "", "MEMORY", "{"]
-    out += _aligned([(f"{r.name} ({'rw' if r is l1 else 'rwx'})",
-                      f"ORIGIN = 0x{r.base:08X}, LENGTH = 0x{r.size:08X}") for r in (l1, l2)],
-                    "  {} : {}")
+    # L3 is listed for completeness: only the DMA reaches it, so nothing is placed there and
+    # programs address it from L3_BASE.
+    l3 = cluster.region("L3")
+    out += _aligned([(f"{r.name} ({'rwx' if r is l2 else 'rw'})",
+                      f"ORIGIN = 0x{r.base:08X}, LENGTH = 0x{r.size:08X}")
+                     for r in (l1, l2, l3)], "  {} : {}")
     out += ["}", "", "/* Regions of the memory map. */"]
     pairs = []
     for r in cluster.regions:

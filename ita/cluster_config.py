@@ -10,13 +10,15 @@ instance (another size, or another chip of a multi-chip system) is one more valu
 class, not another copy of the numbers. A test fails when a source file restates a size or
 base address owned here (``tests/test_single_source.py``).
 
-==========  ===========  =====  ========  =======  =======  =========
-name        engine       cores  L1 banks  L1       L2       HWPE port
-==========  ===========  =====  ========  =======  =======  =========
-small       N=4, M=16    2      8         32 KiB   64 KiB   128 bit
-default     N=16, M=64   8      32        256 KiB  4 MiB    1024 bit
-large       N=32, M=128  8      64        256 KiB  4 MiB    2048 bit
-==========  ===========  =====  ========  =======  =======  =========
+==========  ===========  =====  ========  =======  =======  =========  ========
+name        engine       cores  L1 banks  L1       L2       HWPE port  DMA
+==========  ===========  =====  ========  =======  =======  =========  ========
+small       N=4, M=16    2      8         32 KiB   64 KiB   128 bit    128 bit
+default     N=16, M=64   8      32        256 KiB  4 MiB    1024 bit   128 bit
+large       N=32, M=128  8      64        256 KiB  4 MiB    2048 bit   128 bit
+==========  ===========  =====  ========  =======  =======  =========  ========
+
+Every configuration has 64 MiB of L3 behind a 2 B/cycle link with 30 cycles of latency.
 
 256 KiB of L1 hold a MiniLM-sized encoder layer (MiniLM's second FFN GEMM needs its 96 KiB
 input at once) and 4 MiB of L2 its program, weights and checked tensors.
@@ -93,6 +95,13 @@ class ClusterConfig:
     l1_starvation_window:
         ``(N, D)``: of any ``D`` consecutive L1 cycles in which the HWPE's wide access and
         the narrow side (cores, DMA) want a bank, the priority side wins ``N``.
+    l3_base, l3_size:
+        Base and bytes of L3, the off-chip memory (weights of models that do not fit in L2).
+        Only the DMA reaches it (L3 <-> L2, L3 <-> L1); the model pages its storage on
+        demand, so the size costs no simulator memory.
+    l3_bytes_per_cycle, l3_latency:
+        The off-chip link: bytes it moves per cluster cycle (a HyperBus-class part: 2) and
+        cycles from a read's grant to its data.
     l1_hwpe_priority:
         The HWPE is the priority side. The engine needs its port nearly every cycle and a
         wide access needs every bank it spans at once, so with ``(7, 8)`` a job beside a
@@ -123,6 +132,10 @@ class ClusterConfig:
     dma_queue_depth: int = 4
     l1_starvation_window: tuple = (7, 8)
     l1_hwpe_priority: bool = True
+    l3_base: int = 0x4000_0000
+    l3_size: int = 64 * MiB
+    l3_bytes_per_cycle: int = 2
+    l3_latency: int = 30
     l1_base: int = 0x1000_0000
     peripherals_base: int = 0x1020_0000
     soc_ctrl_base: int = 0x1A10_0000
@@ -138,7 +151,7 @@ class ClusterConfig:
 
         if not 1 <= self.cores <= 255:
             raise ValueError(f"cores must be 1..255, not {self.cores}")
-        for field_name in ("l1_size", "l2_size", "l1_banks"):
+        for field_name in ("l1_size", "l2_size", "l3_size", "l1_banks"):
             if not power_of_two(getattr(self, field_name)):
                 raise ValueError(f"{field_name} must be a power of two, "
                                  f"not {getattr(self, field_name)}")
@@ -154,8 +167,13 @@ class ClusterConfig:
         if not 0 < numerator < denominator:
             raise ValueError("l1_starvation_window needs 0 < N < D, so that each side wins "
                              "some conflicts")
+        if not 1 <= self.l3_bytes_per_cycle <= self.dma_width // 8:
+            raise ValueError(f"l3_bytes_per_cycle must be 1..{self.dma_width // 8} (one DMA "
+                             f"beat), not {self.l3_bytes_per_cycle}")
+        if not 1 <= self.l3_latency <= 1024:
+            raise ValueError(f"l3_latency must be 1..1024 cycles, not {self.l3_latency}")
         for region in self.regions:
-            if region.base % region.size and region.name in ("L1", "L2"):
+            if region.base % region.size and region.name in ("L1", "L2", "L3"):
                 raise ValueError(f"{region.name} base {region.base:#x} must be aligned to its "
                                  f"size {region.size:#x} (only the offset bits are decoded)")
         ordered = sorted(self.regions, key=lambda r: r.base)
@@ -183,6 +201,9 @@ class ClusterConfig:
             Region("SOC_CTRL", self.soc_ctrl_base, SOC_CTRL_WINDOW,
                    "stdout, end of computation, cycle counter"),
             Region("L2", self.l2_base, self.l2_size, "code, data and weights; boot memory"),
+            Region("L3", self.l3_base, self.l3_size,
+                   f"off-chip memory behind a {self.l3_bytes_per_cycle} B/cycle link with "
+                   f"{self.l3_latency} cycles of latency; DMA only"),
         )
 
     def region(self, name) -> Region:

@@ -1,3 +1,6 @@
+// The cluster's behavioural memories: cluster_l2_ram (below) and cluster_l3_ram (at the end,
+// in this file so that every build that compiles L2 has L3 too).
+//
 // L2 storage of the cluster (cluster_integration/l2.py): 32-bit words, FETCH_PORTS read-only
 // instruction ports, one 32-bit read/write data port with byte enables (the cores) and one
 // DMA_WORDS-word read/write port (the DMA), all answering in the cycle after the request.
@@ -62,6 +65,64 @@ module cluster_l2_ram #(
               mem[dma_addr_i+ADDR_BITS'(w)][8*i+:8] <= dma_wdata_i[32*w+8*i+:8];
         end else begin
           dma_rdata_o[32*w+:32] <= mem[dma_addr_i+ADDR_BITS'(w)];
+        end
+      end
+    end
+  end
+endmodule
+
+// L3 storage of the cluster (cluster_integration/l3.py): a sparse array of 32-bit words behind
+// the modelled off-chip link, with one DMA_WORDS-word read/write port that grants at once and
+// answers in the cycle after the request. An access covers DMA_WORDS consecutive words from
+// any word address (lane 0 at the address); byte enables select the bytes written.
+//
+// The words live in an associative array, so only the words ever written or loaded take
+// simulator memory: 2**ADDR_BITS words of address space (64 MiB and more) cost nothing up
+// front, and a word never written reads as 0. Contents load before the run with the
+// +L3_HEX=<file> plusarg: lines of "<word address> <word>" in hex, the word address counting
+// from the start of L3.
+
+module cluster_l3_ram #(
+    parameter int ADDR_BITS = 24,  // words = 2**ADDR_BITS
+    parameter int DMA_WORDS = 4
+) (
+    input  logic                    clk_i,
+    input  logic                    dma_req_i,
+    input  logic                    dma_we_i,
+    input  logic [ 4*DMA_WORDS-1:0] dma_be_i,
+    input  logic [   ADDR_BITS-1:0] dma_addr_i,
+    input  logic [32*DMA_WORDS-1:0] dma_wdata_i,
+    output logic [32*DMA_WORDS-1:0] dma_rdata_o
+);
+  logic [31:0] mem[logic [ADDR_BITS-1:0]];
+
+`ifndef SYNTHESIS
+  initial begin : load_l3_hex
+    string l3_hex;
+    int fd;
+    logic [31:0] address, word;
+    if ($value$plusargs("L3_HEX=%s", l3_hex)) begin
+      fd = $fopen(l3_hex, "r");
+      if (fd == 0) $fatal(1, "cluster_l3_ram: cannot open %s", l3_hex);
+      while ($fscanf(fd, "%h %h\n", address, word) == 2) mem[address[ADDR_BITS-1:0]] = word;
+      $fclose(fd);
+    end
+  end
+`endif
+
+  // Blocking writes into the array (one process owns it); the read data is registered.
+  always @(posedge clk_i) begin
+    if (dma_req_i) begin
+      for (int w = 0; w < DMA_WORDS; w++) begin
+        logic [ADDR_BITS-1:0] word_address;
+        logic [31:0] merged;
+        word_address = dma_addr_i + ADDR_BITS'(w);
+        if (dma_we_i) begin
+          merged = mem.exists(word_address) ? mem[word_address] : 32'h0;
+          for (int i = 0; i < 4; i++) if (dma_be_i[4*w+i]) merged[8*i+:8] = dma_wdata_i[32*w+8*i+:8];
+          if (dma_be_i[4*w+:4] != 4'h0) mem[word_address] = merged;
+        end else begin
+          dma_rdata_o[32*w+:32] <= mem.exists(word_address) ? mem[word_address] : 32'h0;
         end
       end
     end

@@ -21,11 +21,13 @@
  *   8. Where L1 holds it, the sustained rate: a 1-D copy of BIG_BYTES (64 KiB) of L2 from SRC
  *      on into big, then a 2-D copy of BIG_BYTES / 64 rows of 64 bytes, the source rows
  *      BIG_PITCH bytes apart, into big; all cores check each against L2.
+ *   9. L3: DMA_BLOCK bytes of SRC L2 -> L3 (at L3_BASE), then L3 -> L1 into part, checked by
+ *      every core; the L3 -> L1 copy is timed (the off-chip link's rate).
  *
- * Steps 1, 2, 4, 5 and 8 are timed on core 0 from before programming the DMA to the end of
+ * Steps 1, 2, 4, 5, 8 and 9 are timed on core 0 from before programming the DMA to the end of
  * dma_wait(); step 6's copy in from the barrier before to the barrier after it. The line
  * "dma: ... l2_l1_1d=<bytes/cycle> ..." is parsed by verif/cluster/kernels.py; its
- * l2_l1_64k and l2_l1_2d_64b fields are the rates of step 8.
+ * l2_l1_64k and l2_l1_2d_64b fields are the rates of step 8, l3_l1 that of step 9.
  * Returns 0 on success, else the number of failed checks (at most 255).
  */
 
@@ -59,7 +61,7 @@ static uint32_t big[BIG_BYTES / 4] L1_NOINIT;
 #endif
 static uint32_t errors[RT_CORES] L1_BSS;  /* failed checks per core */
 static uint32_t elapsed[8] L1_BSS;        /* cycles of the timed steps */
-static uint32_t big_rate[2] L1_BSS;       /* step 8: hundredths of bytes per cycle */
+static uint32_t big_rate[3] L1_BSS;       /* steps 8, 9: hundredths of bytes per cycle */
 
 /* FNV-1a over 32-bit words (kernels.py computes the same). */
 static uint32_t checksum(const volatile uint32_t *words, uint32_t count)
@@ -194,6 +196,19 @@ int main(unsigned core)
         big_rate[1] = rate(BIG_BYTES, elapsed[6]);
     }
 #endif
+
+    /* 9: through L3 and back into L1. */
+    if (core == 0) {
+        dma_copy_1d((void *)L3_BASE, (const void *)SRC_L2, DMA_BLOCK);
+        dma_wait();
+        t = cycles();
+        dma_copy_1d(part, (const void *)L3_BASE, DMA_BLOCK);
+        elapsed[7] = timed_wait(t);
+        big_rate[2] = rate(DMA_BLOCK, elapsed[7]);
+    }
+    barrier();
+    compare(core, "l3", part, SRC_L2, core * words, words);
+    barrier();
     if (core != 0)
         return 0;
 
@@ -207,13 +222,14 @@ int main(unsigned core)
         r[i] = rate(bytes[i], elapsed[i]);
     printf("dma: block=%u window=%ux%u l2_l1_1d=%u.%02u l2_l1_2d=%u.%02u l1_l2_1d=%u.%02u "
            "l1_l2_2d=%u.%02u all_cores=%u.%02u l2_l1_64k=%u.%02u l2_l1_2d_64b=%u.%02u "
-           "cycles_1d=%u errors=%u\n",
+           "l3_l1=%u.%02u cycles_1d=%u errors=%u\n",
            DMA_BLOCK, WIN_ROWS, WIN_BYTES, (unsigned)(r[0] / 100), (unsigned)(r[0] % 100),
            (unsigned)(r[1] / 100), (unsigned)(r[1] % 100), (unsigned)(r[2] / 100),
            (unsigned)(r[2] % 100), (unsigned)(r[3] / 100), (unsigned)(r[3] % 100),
            (unsigned)(r[4] / 100), (unsigned)(r[4] % 100), (unsigned)(big_rate[0] / 100),
            (unsigned)(big_rate[0] % 100), (unsigned)(big_rate[1] / 100),
-           (unsigned)(big_rate[1] % 100), (unsigned)elapsed[0],
+           (unsigned)(big_rate[1] % 100), (unsigned)(big_rate[2] / 100),
+           (unsigned)(big_rate[2] % 100), (unsigned)elapsed[0],
            (unsigned)failures);
     return failures > 255 ? 255 : (int)failures;
 }
