@@ -11,7 +11,7 @@ JOBS    ?= 2
 ARGS    := $(MAKEOVERRIDES)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run bench
+.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run bench formal
 
 help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
@@ -31,6 +31,7 @@ help:
 	@echo "make coverage [SEEDS=n] [JOBS=n]   functional + line/toggle coverage reports in build/coverage/"
 	@echo "make bench [QUICK=1] [ONLY=engine,hwpe,cluster,kernels,encoder,speed] [REPEATS=n]"
 	@echo "                                   benchmarks: build/bench/report.md, PNG plots, results.json"
+	@echo "make formal [ONLY=a,b] [DEPTH=n]   formal properties (BMC, k-induction, covers, broken variants)"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
 	@echo "HELP=1 on sim, run, vectors, verilog, fpga, regress, coverage, bench: its keys and defaults"
@@ -71,6 +72,9 @@ coverage: $(STAMP)
 
 bench: $(STAMP)
 	@$(PY) -m bench $(ARGS)
+
+formal: $(STAMP)
+	@$(PY) -m formal $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,52 @@
+"""What every harness shares: free inputs, the reset it does without, tampered wrappers."""
+
+from amaranth import Module, ResetSignal, Value
+from amaranth.asserts import AnySeq
+from amaranth.hdl import Assume
+from amaranth.lib import wiring
+
+__all__ = ["drive_freely", "no_reset", "passthrough", "Tampered"]
+
+
+def _ports(component, flow):
+    for path, member, value in component.signature.flatten(component):
+        if member.flow == flow:
+            yield path, Value.cast(value)
+
+
+def drive_freely(m: Module, component, *, skip=()):
+    """Every input of ``component`` (outside ``skip``, paths as tuples) a new value each step."""
+    for path, value in _ports(component, wiring.In):
+        if path not in skip:
+            m.d.comb += value.eq(AnySeq(len(value)))
+
+
+def no_reset(m: Module):
+    """The run starts from the init values and never resets: a reset would only restart
+    block and shadow state together."""
+    m.d.comb += Assume(~ResetSignal())
+
+
+def passthrough(m: Module, outer, inner, *, skip=()):
+    """Connect every port of ``outer`` to the same port of ``inner``, except ``skip``."""
+    flows = {wiring.In: lambda o, i: i.eq(o), wiring.Out: lambda o, i: o.eq(i)}
+    for flow, connect in flows.items():
+        for (path, o), (_, i) in zip(_ports(outer, flow), _ports(inner, flow), strict=True):
+            if path not in skip:
+                m.d.comb += connect(o, i)
+
+
+class Tampered(wiring.Component):
+    """A deliberately broken block: ``inner`` with the same ports, all passed through except
+    the ``skip`` paths, which ``tamper(m, outer, inner)`` drives."""
+
+    def __init__(self, inner, tamper, skip):
+        self._inner, self._tamper, self._skip = inner, tamper, frozenset(skip)
+        super().__init__(inner.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self._inner
+        passthrough(m, self, self._inner, skip=self._skip)
+        self._tamper(m, self, self._inner)
+        return m

@@ -1,0 +1,74 @@
+"""Every formal property: its harness, the broken variant it must reject, its depth."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amaranth import Elaboratable
+
+from formal import control, event_unit, hwpe
+
+__all__ = ["Property", "PROPERTIES", "by_name"]
+
+
+@dataclass(frozen=True)
+class Property:
+    """``harness(block)`` builds the check around ``block`` (``None``: the real block);
+    ``broken`` is the variant that must fail it. ``induction`` is the k tried for a full
+    proof (``None`` when the harness is too large for it to be worth the time). ``fast``
+    ones run in ``make test``."""
+
+    name: str
+    statement: str
+    harness: Callable[[object], Elaboratable]
+    broken: object
+    broken_doc: str
+    depth: int
+    induction: int | None
+    fast: bool = True
+
+
+def _control(prop):
+    return lambda block: control.ControlHarness(prop, block or control.slave)
+
+
+def _doc(factory):
+    return factory.__doc__.split(":", 1)[-1].strip()
+
+
+_CONTROL_DEPTH = 12
+_INDUCTION_K = 6
+
+PROPERTIES = (
+    Property("control.start_once",
+             "a committed and triggered job is started exactly once, within "
+             f"{control.START_LATENCY} idle cycle",
+             _control("start_once"), control.starts_twice, _doc(control.starts_twice),
+             _CONTROL_DEPTH, _INDUCTION_K),
+    Property("control.soft_clear",
+             "after SOFT_CLEAR every context is idle: nothing runs, starts or ends, STATUS "
+             "reads 0, ACQUIRE finds a context",
+             _control("soft_clear"), control.ignores_clear_while_busy,
+             _doc(control.ignores_clear_while_busy), _CONTROL_DEPTH, _INDUCTION_K),
+    Property("control.lock_exclusive",
+             "the ACQUIRE lock is never granted to a second core",
+             _control("lock_exclusive"), control.drops_core_id, _doc(control.drops_core_id),
+             _CONTROL_DEPTH, _INDUCTION_K),
+    Property("hwpe.illegal_config",
+             "an illegal configuration never starts the engine or the streams, ends within "
+             f"{hwpe.REFUSAL_CYCLES} cycles and leaves its code in ERROR",
+             lambda block: hwpe.IllegalConfigHarness(block or (lambda: (hwpe.hwpe(), None))),
+             hwpe.accepts_anything, _doc(hwpe.accepts_anything), 10, None),
+    Property("event_unit.barrier",
+             "the barrier releases only once BARRIER_COUNT cores arrived, releases exactly "
+             "them at once, and they read the completed-barrier count",
+             lambda block: event_unit.BarrierHarness(block or event_unit.event_unit),
+             event_unit.lets_core0_through, _doc(event_unit.lets_core0_through),
+             _CONTROL_DEPTH, _INDUCTION_K),
+)
+
+
+def by_name(name) -> Property:
+    for prop in PROPERTIES:
+        if prop.name == name:
+            return prop
+    raise KeyError(name)
