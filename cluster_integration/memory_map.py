@@ -50,9 +50,9 @@ EVENT_UNIT = (
 )
 
 DMA = (
-    Register("SRC", 0x00, "rw", "Source byte address (L1 or L2).",
+    Register("SRC", 0x00, "rw", "Source byte address (L1, L2 or L3), word-aligned.",
              (Field("address", 0, 32, "byte address"),)),
-    Register("DST", 0x04, "rw", "Destination byte address (L1 or L2).",
+    Register("DST", 0x04, "rw", "Destination byte address (L1, L2 or L3), word-aligned.",
              (Field("address", 0, 32, "byte address"),)),
     Register("LENGTH", 0x08, "rw", "Bytes per row (multiple of 4).",
              (Field("bytes", 0, 20, "bytes"),)),
@@ -62,7 +62,8 @@ DMA = (
              (Field("stride", 0, 32, "bytes"),)),
     Register("DST_STRIDE", 0x14, "rw", "Bytes between destination rows.",
              (Field("stride", 0, 32, "bytes"),)),
-    Register("START", 0x18, "w", "Write: queue the programmed transfer."),
+    Register("START", 0x18, "w", "Write: queue the programmed transfer (held while the "
+             "queue is full)."),
     Register("STATUS", 0x1C, "r", "Transfers queued or running; a DMA event is raised for the "
              "starting core when its transfer ends.",
              (Field("busy", 0, 8, "transfers not finished"),)),
