@@ -29,7 +29,8 @@ __all__ = ["SEED", "WAVES", "Key", "UsageError", "choice_key", "flag_key", "int_
 
 # Modules that register simulation tests when imported. Add new test packages here.
 TEST_MODULES = ["verif.smoke", "verif.engine", "verif.hwpe.sim", "verif.cluster.sim",
-                "verif.core.sim", "verif.uvm", "verif.engine_uvm", "verif.second_sim"]
+                "verif.core.sim", "verif.uvm", "verif.engine_uvm", "verif.second_sim",
+                "verif.models.sim"]
 
 SYNOPSIS = "make sim TEST=<name> [KEY=VALUE ...]   (TEST=list lists the tests)"
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+import numpy as np
+
 from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.golden.encoder import EncoderParams, EncoderShape, random_encoder
 
 from .ir import TensorSpec
 
 __all__ = ["IntegerEncoderLayer", "IntegerModel", "Frontend", "RandomEncoder",
-           "encoder_model", "layer_macs"]
+           "encoder_model", "layer_macs", "DecoderShape", "IntegerDecoderLayer", "RandomLlama"]
 
 
 def layer_macs(shape):
@@ -105,6 +107,140 @@ class RandomEncoder:
         """(integer model, tokens x)."""
         x, params = random_encoder(self.shape, self.seed, self.config)
         return encoder_model(params, self.shape.S), x
+
+    def integer_model(self) -> IntegerModel:
+        return self.draw()[0]
+
+
+# --- the Llama decoder layer -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    """Sizes of one decoder layer's prefill: S positions of E, H query heads and KV key/value
+    heads of P, the gated FFN's F (``P``/``H`` as the encoder names them, for the manifest)."""
+
+    S: int
+    E: int
+    P: int
+    H: int
+    KV: int
+    F: int
+
+    @property
+    def macs(self):
+        """Q, K, V, QK^T, A.V, O, gate, up, down (QK and A.V over the whole S x S)."""
+        S, E, P, H, KV, F = self.S, self.E, self.P, self.H, self.KV, self.F
+        return S * E * P * (2 * H + 2 * KV) + 2 * S * S * P * H + 3 * S * E * F
+
+
+@dataclass(frozen=True, eq=False)
+class IntegerDecoderLayer:
+    """Layer ``index`` of an integer Llama (:class:`ita.quant.llama.IntegerLlama`) as a
+    prefill of ``S`` positions from 0: int32 residual rows in, int32 rows out, and the
+    layer's int8 cache (rotated keys, values) beside them
+    (:func:`ita.quant.llama.prefill_layer` is its value)."""
+
+    kind: ClassVar[str] = "decoder_layer"
+
+    model: object
+    index: int
+    S: int
+
+    @property
+    def layer(self):
+        return self.model.layers[self.index]
+
+    @property
+    def shape(self):
+        m = self.model
+        return DecoderShape(self.S, m.tokens.shape[1], m.head_dim, m.heads, m.kv_heads,
+                            self.layer.gate.w.shape[1])
+
+    @property
+    def input(self):
+        return TensorSpec("x", (self.S, self.shape.E), "int32")
+
+    def tensor(self, name):
+        """``out`` / ``mid`` (int32 residual rows after the layer / after attention),
+        ``k_cache<g>`` (S x P rotated keys) and ``v_cache<g>`` (P x S: V transposed, as the
+        engine reads it) of KV head g."""
+        s = self.shape
+        if name in ("out", "mid"):
+            return TensorSpec(name, (s.S, s.E), "int32")
+        for prefix, dims in (("k_cache", (s.S, s.P)), ("v_cache", (s.P, s.S))):
+            if name.startswith(prefix) and name[len(prefix):].isdigit() and \
+                    int(name[len(prefix):]) < s.KV:
+                return TensorSpec(name, dims)
+        raise KeyError(name)
+
+    @property
+    def macs(self):
+        return self.shape.macs
+
+
+@dataclass(frozen=True)
+class RandomLlama:
+    """A tiny random Llama (one layer, GQA) quantised by :mod:`ita.quant.llama`, for the
+    cluster's decoder layer: :meth:`draw` gives the integer model of its prefill and the
+    embedded rows of ``S`` random tokens.
+
+    The quantiser runs without the decomposition (``decompose=False``): the cores'
+    corrections of clipped GEMM inputs and saturated outputs are not lowered yet, so the
+    contract is the integer model that clips, as the engine alone does.
+    """
+
+    E: int = 64
+    heads: int = 2
+    kv_heads: int = 1
+    head_dim: int = 32
+    F: int = 128
+    S: int = 16
+    vocab: int = 64
+    seed: int = 1
+
+    def float_model(self):
+        from ita.models.ir import (
+            Attention,
+            DecoderLayer,
+            Embedding,
+            GatedFeedForward,
+            LMHead,
+            Model,
+            RMSNorm,
+            RoPE,
+        )
+
+        rng = np.random.default_rng(self.seed)
+        E, H, KV, D, F = self.E, self.heads, self.kv_heads, self.head_dim, self.F
+
+        def w(*shape):
+            return (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32)
+
+        def norm():
+            return RMSNorm(gamma=(1 + 0.1 * rng.standard_normal(E)).astype(np.float32),
+                           eps=1e-5)
+
+        layer = DecoderLayer(
+            norm1=norm(), attention=Attention(
+                wq=w(E, H * D), wk=w(E, KV * D), wv=w(E, KV * D), wo=w(H * D, E), heads=H,
+                kv_heads=KV, head_dim=D, causal=True, rope=RoPE(theta=1e4, head_dim=D)),
+            norm2=norm(), ffn=GatedFeedForward(w_gate=w(E, F), w_up=w(E, F), w_down=w(F, E)))
+        tokens = rng.standard_normal((self.vocab, E)).astype(np.float32)
+        return Model(family="llama", name="tiny_llama", embedding=Embedding(tokens=tokens),
+                     layers=(layer,), head=LMHead(norm=norm(), weight=tokens.T, tied=True),
+                     hyper={"context_length": self.S})
+
+    def draw(self):
+        """(integer model, int32 residual rows x of S random tokens)."""
+        from ita.quant import llama as ql
+
+        rng = np.random.default_rng([self.seed, 1])
+        calibration = [rng.integers(0, self.vocab, self.S) for _ in range(6)]
+        imodel = ql.quantise(self.float_model(), calibration,
+                             ql.LlamaQuantOptions(decompose=False))
+        x = ql.embed(imodel, rng.integers(0, self.vocab, self.S))
+        return IntegerModel((IntegerDecoderLayer(imodel, 0, self.S),), "decoder_layer"), x
 
     def integer_model(self) -> IntegerModel:
         return self.draw()[0]

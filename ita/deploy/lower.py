@@ -2,8 +2,8 @@
 
 Each block type has its lowering (:data:`LOWERINGS`), which knows how the block's
 computation maps onto ITA jobs and core kernels and how its weights are laid out, and
-offers the tilings the search may choose among (:data:`TILINGS`). Only the encoder layer
-exists today.
+offers the tilings the search may choose among (:data:`TILINGS`): the encoder layer here,
+the Llama decoder layer in :mod:`ita.deploy.lower_decoder`.
 
 Why the encoder's jobs are cut as they are: a GEMM's reduction dimension cannot be split
 over jobs (every job requantizes its int8 output, and partial int8 sums cannot be added
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cost import attention_cycles, gemm_cycles
-from .frontend import IntegerEncoderLayer
+from .frontend import IntegerDecoderLayer, IntegerEncoderLayer
 from .ir import Buffer, CompileError, Dma, Io, ItaJob, Kernel, L2Tensor, Lowered, Ref, pad, tiles
+from .lower_decoder import decoder_tilings, lower_decoder_layer
 
 __all__ = ["EncoderTiling", "LOWERINGS", "TILINGS", "lower", "tilings", "interleave_lanes",
            "chunk_candidates"]
@@ -330,8 +331,9 @@ def lower_encoder_layer(block: IntegerEncoderLayer, spec, tiling: EncoderTiling,
 
 
 #: Block type -> its lowering and the tilings its search ranks.
-LOWERINGS = {IntegerEncoderLayer: lower_encoder_layer}
-TILINGS = {IntegerEncoderLayer: encoder_tilings}
+LOWERINGS = {IntegerEncoderLayer: lower_encoder_layer,
+             IntegerDecoderLayer: lower_decoder_layer}
+TILINGS = {IntegerEncoderLayer: encoder_tilings, IntegerDecoderLayer: decoder_tilings}
 
 
 def _of(table, block):

@@ -611,3 +611,13 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def prefill_layer(model: IntegerLlama, index, x):
+    """Layer ``index`` of a prefill on int32 residual rows ``x`` (positions 0 .. T-1, empty
+    cache): ``(rows out, keys, values)``, the unit a compiled layer is checked against."""
+    x = np.asarray(x, np.int64)
+    cos, sin = dec.rope_table(model.rope_theta, model.head_dim, np.arange(x.shape[0]))
+    empty = np.zeros((model.kv_heads, 0, model.head_dim), np.int8)
+    out, keys, values, _ = _layer(model, model.layers[index], x, cos, sin, empty, empty)
+    return out, keys, values

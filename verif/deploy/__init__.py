@@ -5,6 +5,8 @@ results; this package gives one its input, the golden model's results and the C 
 compares them, so that a run on the cluster checks itself.
 """
 
+from .decoder import expected_decoder_tensors, self_checking_decoder
 from .harness import C_DIR, C_SOURCES, SelfChecking, expected_tensors, self_checking
 
-__all__ = ["C_DIR", "C_SOURCES", "SelfChecking", "expected_tensors", "self_checking"]
+__all__ = ["C_DIR", "C_SOURCES", "SelfChecking", "expected_tensors", "self_checking",
+           "expected_decoder_tensors", "self_checking_decoder"]
