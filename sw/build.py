@@ -28,6 +28,8 @@ hardware loops). See :data:`TARGET_FLAGS`, :data:`CFLAGS` and :data:`LDFLAGS`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import struct
@@ -250,6 +252,26 @@ def generated_files(cluster: ClusterConfig = DEFAULT) -> Path:
     return memory_map_gen.output_dir(cluster)
 
 
+def _build_key(cmd: list[str]) -> str:
+    """Content hash of a build: the command line, zig's version, every file it names, the
+    headers beside its sources and every file in its include directories."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256(f"{version('ziglang')}\0".encode())
+    files = []
+    for word in cmd:
+        h.update(word.encode() + b"\0")
+        if word.startswith("-I"):
+            files += sorted(p for p in Path(word[2:]).glob("*") if p.is_file())
+        elif Path(word).suffix in (".c", ".S", ".ld"):
+            files.append(Path(word))
+            files += sorted(Path(word).parent.glob("*.h"))  # quoted includes beside it
+    for file in files:
+        with contextlib.suppress(FileNotFoundError):
+            h.update(str(file).encode() + b"\0" + file.read_bytes() + b"\1")
+    return h.hexdigest()
+
+
 def build_app(name: str, defines: Mapping[str, object] | None = None, *,
               cores: int | None = None, out_dir: Path | None = None,
               include_dirs=(), extra_sources=(), cluster: ClusterConfig = DEFAULT) -> App:
@@ -259,7 +281,8 @@ def build_app(name: str, defines: Mapping[str, object] | None = None, *,
     ``defines`` become ``-DKEY=VALUE`` (``None``: ``-DKEY``); ``cores`` sets ``RT_CORES``,
     the number of cores the program runs on; ``extra_sources`` are further C files, e.g.
     :data:`KERNEL_SOURCES`. Concurrent builds of the same variant are
-    serialised by a lock; outputs are replaced atomically.
+    serialised by a lock; outputs are replaced atomically. A build whose inputs hash as
+    before (:func:`_build_key`) is reused; either way one line on stderr says so.
     """
     defines = dict(defines or {})
     if cores is not None:
@@ -277,17 +300,28 @@ def build_app(name: str, defines: Mapping[str, object] | None = None, *,
     with toolchain.file_lock(out / ".lock"):
         tmp = out / f".{name}.{os.getpid()}.elf"
         map_file = out / f"{name}.map"
-        cmd = compile_command(sources, tmp, defines=defines, print_map=True,
-                              include_dirs=include_dirs, extra_sources=extra_sources,
-                              cluster=cluster)
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        paths = {ext: out / f"{name}.{ext}" for ext in ("elf", "bin", "hex")}
+        options = dict(defines=defines, print_map=True, include_dirs=include_dirs,
+                       extra_sources=extra_sources, cluster=cluster)
+        key = _build_key(compile_command(sources, paths["elf"], **options))
+        stamp = out / f".{name}.key"
+        what = f"C build of {name} ({toolchain.relative(out)})"
+        if (stamp.is_file() and stamp.read_text() == key
+                and all(p.is_file() for p in (*paths.values(), map_file))):
+            elf = read_elf(paths["elf"])
+            toolchain.say(f"{what} cached", "sw.build")
+            return App(name, paths["elf"], paths["bin"], paths["hex"], map_file, l2.base,
+                       elf.entry, elf.symbols, elf.sections, time.monotonic() - t0)
+        stamp.unlink(missing_ok=True)
+        cmd = compile_command(sources, tmp, **options)
+        with toolchain.ticking(what, lambda: "compiling", tool="sw.build"):
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)
             raise BuildError(f"compiling {name} failed:\n{proc.stderr}".rstrip())
         map_file.write_text(proc.stdout)
         elf = read_elf(tmp)
         image = _image(elf, l2.base, l2.size)
-        paths = {ext: out / f"{name}.{ext}" for ext in ("elf", "bin", "hex")}
         for ext, content in (("bin", image), ("hex", _hex_text(name, l2.base, image))):
             staged = out / f".{name}.{os.getpid()}.{ext}"
             if isinstance(content, bytes):
@@ -296,6 +330,8 @@ def build_app(name: str, defines: Mapping[str, object] | None = None, *,
                 staged.write_text(content)
             os.replace(staged, paths[ext])
         os.replace(tmp, paths["elf"])
+        stamp.write_text(key)
+    toolchain.say(f"{what}: {time.monotonic() - t0:.1f} s", "sw.build")
     return App(name, paths["elf"], paths["bin"], paths["hex"], map_file, l2.base, elf.entry,
                elf.symbols, elf.sections, time.monotonic() - t0)
 

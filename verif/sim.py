@@ -4,11 +4,14 @@ Tests register themselves with :func:`register` when their module (listed in
 :data:`TEST_MODULES`) is imported. Each declares its keys (:mod:`ita.cli`); anything unknown
 or malformed is rejected with one ``sim: error: ...`` line on stderr and exit code 2, and
 ``HELP=1`` lists a test's keys with their defaults.
-A run prints the RESULT line (see :mod:`verif.result`) last and exits 0 on PASS, 1 on FAIL.
+A run prints the RESULT line (see :mod:`verif.result`) last and exits 0 on PASS, 1 on FAIL;
+above it, on stderr, a short summary naming the simulator's log (:mod:`verif.console`;
+``VERBOSE=1`` shows that output on the terminal instead).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 import sys
@@ -20,6 +23,7 @@ from pathlib import Path
 from hw import toolchain
 from ita import cli
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
+from verif import console
 from verif.result import format_result, read_result
 
 # The key library is ita.cli; these names stay importable from here for the test modules.
@@ -166,6 +170,7 @@ def _result_line(test: str, status: str, fields: Mapping[str, object]) -> str:
 
 
 def _command(words: list[str]) -> int:
+    words, verbose = console.take_verbose(words)
     test, options = parse_args(words)
     if test is None:
         raise UsageError(f"missing TEST=<name> ({SYNOPSIS})")
@@ -173,13 +178,19 @@ def _command(words: list[str]) -> int:
         print(list_tests())
         return 0
     assert isinstance(test, SimTest)
-    try:
-        status, fields = test.run(options)
-    except UsageError:  # values each fine alone, impossible together (a run's check)
-        raise
-    except Exception as exc:  # infrastructure failure: still end with a RESULT line
-        traceback.print_exc()
-        status, fields = "FAIL", {"seed": options.get("SEED"), "error": type(exc).__name__}
+    # The simulator's output goes to a log per run unless VERBOSE=1 (verif/console.py).
+    capture = contextlib.nullcontext([]) if verbose else toolchain.capture_runs()
+    with capture as logs:
+        try:
+            status, fields = test.run(options)
+        except UsageError:  # values each fine alone, impossible together (a run's check)
+            raise
+        except Exception as exc:  # infrastructure failure: still end with a RESULT line
+            traceback.print_exc()
+            status, fields = "FAIL", {"seed": options.get("SEED"), "error": type(exc).__name__}
+    fields = dict(fields)
+    console.print_summary(test.name, status, options, fields, logs)
+    fields.pop(console.SUMMARY_FIELD, None)
     sys.stdout.flush()
     print(_result_line(test.name, status, fields), flush=True)
     return 0 if status == "PASS" else 1
