@@ -29,13 +29,22 @@ def test_hello_every_core_prints():
 
 
 @pytest.mark.parametrize("options", [
-    {},                                                     # the README's main job
+    {"SHAPE": "small"},     # the README's quick check (the default shape takes minutes)
     {"S": 50, "E": 40, "P": 24, "H": 2, "CAUSAL": 1, "SEED": 3},  # padded, causal, 2 heads
-], ids=["default", "padded-causal-2heads"])
+], ids=["small", "padded-causal-2heads"])
 def test_attention_head_bit_exact(options):
     status, fields = run("attention_head", **options)
     assert status == "PASS", fields
     assert fields["outcome"] == "exit:0"
+
+
+def test_attention_head_shape_names_and_overrides():
+    from verif.cluster.sim import ATTENTION_SHAPES, attention_shape
+    load_tests()
+    defaults = {key.name: key.default for key in REGISTRY["attention_head"].keys}
+    assert attention_shape(defaults) == ATTENTION_SHAPES["default"]
+    small = attention_shape({**defaults, "SHAPE": "small", "H": 2})
+    assert small == {**ATTENTION_SHAPES["small"], "H": 2}
 
 
 def test_trap_is_reported_with_cause_and_pc():

@@ -11,6 +11,7 @@ from verif.cluster.encoder import MODELS, run_layer
 from verif.cluster.kernel_tests import KERNELS, SIZES, format_table, run_cases, select
 from verif.cluster.kernels import run_barrier, run_dma, run_gemm
 from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
+from verif.console import SUMMARY_FIELD
 from verif.sim import register
 
 _CYCLES = int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up after this many")
@@ -24,18 +25,53 @@ def _run_hello(options):
     return run.status, run.fields
 
 
+#: Named shapes of attention_head; S=, E=, P=, H= given on the command line override one
+#: field. The default has four heads of a 128-token layer, so that the run shows the cores'
+#: head sums and the DMA next to the engine's work in about a minute of simulation; the
+#: small one is the quick check (one 64 x 64 head).
+ATTENTION_SHAPES = {
+    "default": {"S": 128, "E": 128, "P": 64, "H": 4},
+    "small": {"S": 64, "E": 64, "P": 64, "H": 1},
+}
+_DIMS = ("S", "E", "P", "H")
+
+
+def attention_shape(options) -> dict[str, int]:
+    """S, E, P, H of a run: the named SHAPE with the dimensions given explicitly."""
+    shape = dict(ATTENTION_SHAPES[options["SHAPE"]])
+    shape.update({k: options[k] for k in _DIMS if options.get(k) is not None})
+    return shape
+
+
+def _engine_summary(fields) -> list[str]:
+    """The summary line of a cluster run that drove the engine: how busy it was."""
+    busy, total = fields.get("ita_cycles"), fields.get("total_cycles")
+    if not busy or not total:
+        return []
+    line = (f"engine busy    {int(busy):,} of {int(total):,} program cycles "
+            f"({100.0 * int(busy) / int(total):.1f} %)")
+    if fields.get("ita_utilization") is not None:
+        line += f", at {fields['ita_utilization']} % of its peak while busy"
+    return [line]
+
+
 @register("attention_head", "the ITA computes every head of a multi-head attention layer "
           "programmed by core 0 (data moved by the DMA); the 8 cores sum and requantize the "
           "heads; outputs compared with the golden model",
-          keys=(int_key("S", 64, minimum=1, maximum=1024), int_key("E", 64, minimum=1),
-                int_key("P", 64, minimum=1), int_key("H", 1, minimum=1, maximum=8),
+          keys=(choice_key("SHAPE", "default", ATTENTION_SHAPES, help=", ".join(
+                    f"{name}: " + " ".join(f"{k}={v}" for k, v in dims.items())
+                    for name, dims in ATTENTION_SHAPES.items())),
+                int_key("S", None, minimum=1, maximum=1024, help="overrides SHAPE"),
+                int_key("E", None, minimum=1, help="overrides SHAPE"),
+                int_key("P", None, minimum=1, help="overrides SHAPE"),
+                int_key("H", None, minimum=1, maximum=8, help="overrides SHAPE"),
                 flag_key("CAUSAL"), SEED, _CYCLES, WAVES))
 def _run_attention(options):
 
-    tag = "S{S}_E{E}_P{P}_H{H}_C{CAUSAL:d}_seed{SEED}".format(**options)
+    shape = attention_shape(options)
+    tag = "S{S}_E{E}_P{P}_H{H}".format(**shape) + "_C{CAUSAL:d}_seed{SEED}".format(**options)
     work = toolchain.BUILD_ROOT / "sw" / "attention_head" / tag
-    include, data, check, ideal = prepare(work, S=options["S"], E=options["E"], P=options["P"],
-                                          H=options["H"], causal=bool(options["CAUSAL"]),
+    include, data, check, ideal = prepare(work, **shape, causal=bool(options["CAUSAL"]),
                                           seed=options["SEED"])
     app = build_app("attention_head", out_dir=work, include_dirs=(include,))
     run = run_program(app, test_name=f"attention_head-{tag}", data=data, check=check,
@@ -43,6 +79,9 @@ def _run_attention(options):
                       max_cycles=options["MAX_CYCLES"])
     fields = dict(run.fields)
     fields["seed"] = options["SEED"]
+    dims = " ".join(f"{k}={v}" for k, v in shape.items())
+    fields[SUMMARY_FIELD] = [f"shape          {dims} (SHAPE={options['SHAPE']})",
+                             *_engine_summary(fields)]
     return run.status, fields
 
 
