@@ -8,7 +8,7 @@ how many committed jobs wait, how many of them are triggered. The properties com
 slave's outputs with that shadow; none reads the slave's internal state.
 """
 
-from amaranth import Elaboratable, Module, Mux, Signal
+from amaranth import Const, Elaboratable, Module, Mux, Signal
 from amaranth.hdl import Assert, Assume, Cover
 
 from cluster_integration.hwpe import regmap
@@ -20,7 +20,7 @@ from cluster_integration.hwpe.control import (
     ControlSlave,
 )
 from cluster_integration.registers import WORD_BITS, RegisterDecoder, field_bits, window_bits
-from formal.harness import Tampered, drive_freely, no_reset
+from formal.harness import Internals, Tampered, drive_freely, no_reset
 from ita.config import ITAConfig
 
 __all__ = ["CONFIG", "CORES", "START_LATENCY", "ControlHarness", "slave", "starts_twice",
@@ -75,19 +75,23 @@ class ControlHarness(Elaboratable):
     """A slave with a free bus and engine, the shadow model, and one property's checks.
 
     ``prop`` names the property (:data:`PROPERTIES`); ``block`` builds the slave or a
-    broken variant with the same ports.
+    broken variant with the same ports. ``invariants`` adds assertions that tie the shadow
+    to the slave's internal registers, which k-induction needs to close (they are checked
+    like the others; a broken variant is judged without them).
     """
 
     PROPERTIES = ("start_once", "soft_clear", "lock_exclusive")
 
-    def __init__(self, prop, block=slave):
+    def __init__(self, prop, block=slave, *, invariants=False):
         if prop not in self.PROPERTIES:
             raise ValueError(f"unknown control property {prop!r}")
-        self.prop, self.block = prop, block
+        self.prop, self.block, self.invariants = prop, block, invariants
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.block()
+        dut = self.block()
+        internals = Internals(dut, platform) if self.invariants else None
+        m.submodules.dut = internals.fragment if internals else dut
         bus = dut.periph
         drive_freely(m, dut)
         no_reset(m)
@@ -102,7 +106,7 @@ class ControlHarness(Elaboratable):
         granted = Signal()
         m.d.comb += granted.eq(asked & bus.r_valid
                                & (bus.r_data != refusals[0]) & (bus.r_data != refusals[1]))
-        held, holder = Signal(), Signal.like(bus.id)
+        held, holder = Signal(name="shadow_held"), Signal.like(bus.id, name="shadow_holder")
         held_now = granted | held
         holder_now = Mux(granted, asker, holder)
 
@@ -118,6 +122,9 @@ class ControlHarness(Elaboratable):
             m.d.sync += [held.eq(held_now & ~committing), holder.eq(holder_now),
                          waiting.eq(waiting + committing - dut.start),
                          armed.eq(Mux(running_all, waiting + 1, armed) - dut.start)]
+
+        if internals:
+            self._invariants(m, internals, dut, held_now, holder_now, waiting, armed)
 
         if self.prop == "start_once":
             # At most once: every start consumes a triggered job. At least once: a triggered
@@ -145,6 +152,8 @@ class ControlHarness(Elaboratable):
                                         & (field_bits(status, _STATUS.field("running")) == 0))),
                 Assert(~acquire_asked | (bus.r_data != refusals[0])),
             ]
+            if internals:
+                m.d.comb += Assert(~fresh | ((waiting == 0) & (armed == 0)))
             # Witness: a clear that keeps the registers aborts a running job with another
             # one queued, and STATUS is then read.
             aborted = Signal()
@@ -157,3 +166,41 @@ class ControlHarness(Elaboratable):
             m.d.comb += [Assert(~(granted & held & (holder != asker))),
                          Cover(asked & bus.r_valid & held & (holder != asker))]
         return m
+
+    @staticmethod
+    def _invariants(m, internals, dut, held_now, holder_now, waiting, armed):
+        """The slave's lock is the shadow's and guards a free context; its committed and
+        triggered contexts are the shadow's jobs plus the running one; the queue runs from
+        ``running`` in order and ``pointer`` is the first free context after it."""
+        contexts = CONFIG.contexts
+        lock_held, lock_owner = internals["lock_held"], internals["lock_owner"]
+        committed, triggered = internals["committed"], internals["triggered"]
+        pointer, running = internals["pointer"], internals["running"]
+
+        def popcount(bits):
+            return sum((bits[i] for i in range(len(bits))), start=Const(0, _COUNT_BITS))
+
+        def context(offset):
+            ahead = running + offset
+            return Mux(ahead >= contexts, ahead - contexts, ahead).as_unsigned()[:len(running)]
+
+        # A job counts in the shadow until the cycle after its ``start`` (when busy rises).
+        active = dut.busy & ~dut.start
+        queued = popcount(committed)
+        m.d.comb += [
+            Assert(lock_held == held_now),
+            Assert(~lock_held | (lock_owner == holder_now)),
+            Assert(~lock_held | ~committed.bit_select(pointer, 1)),
+            Assert(queued == waiting + active),
+            Assert(popcount(triggered) == armed + active),
+            Assert((triggered & ~committed) == 0),
+            Assert(~dut.start | dut.busy),
+            Assert(pointer == context(Mux(queued == contexts, 0, queued))),
+        ]
+        # Queued jobs occupy the contexts from ``running`` on; triggered ones come first.
+        for offset in range(contexts):
+            here = context(offset)
+            m.d.comb += [
+                Assert(committed.bit_select(here, 1) == (queued > offset)),
+                Assert(triggered.bit_select(here, 1) == (armed + active > offset)),
+            ]

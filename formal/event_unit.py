@@ -17,7 +17,7 @@ from cluster_integration.registers import (
     field_bits,
     region_window_bits,
 )
-from formal.harness import Tampered, drive_freely, no_reset
+from formal.harness import Internals, Tampered, drive_freely, no_reset
 
 __all__ = ["CORES", "BarrierHarness", "event_unit", "lets_core0_through"]
 
@@ -52,14 +52,19 @@ def _count(bits):
 
 class BarrierHarness(Elaboratable):
     """The barrier releases exactly BARRIER_COUNT cores (0 counts as 1), only once that many
-    have arrived, at once when they have, and they read the completed-barrier count."""
+    have arrived, at once when they have, and they read the completed-barrier count.
 
-    def __init__(self, block=event_unit):
-        self.block = block
+    ``invariants`` ties the shadow to the unit's registers, for k-induction (checked like
+    the other assertions; a broken variant is judged without them)."""
+
+    def __init__(self, block=event_unit, *, invariants=False):
+        self.block, self.invariants = block, invariants
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.block()
+        dut = self.block()
+        internals = Internals(dut, platform) if self.invariants else None
+        m.submodules.dut = internals.fragment if internals else dut
         drive_freely(m, dut)
         no_reset(m)
         ports = [getattr(dut, f"core{c}") for c in range(CORES)]
@@ -94,6 +99,11 @@ class BarrierHarness(Elaboratable):
             was_released = Signal(name=f"core{c}_released")
             m.d.sync += was_released.eq(released[c])
             m.d.comb += Assert(~was_released | (port.r_valid & (port.r_data == completed)))
+
+        if internals:
+            # For k-induction: the unit's count and generation are the shadow's.
+            m.d.comb += [Assert(internals["barrier_count"] == count),
+                         Assert(internals["generation"] == completed)]
 
         # Witness: every core released together, core 0 having waited alone before.
         alone = Signal()

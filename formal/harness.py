@@ -2,10 +2,10 @@
 
 from amaranth import Module, ResetSignal, Value
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assume
+from amaranth.hdl import Assume, Fragment
 from amaranth.lib import wiring
 
-__all__ = ["drive_freely", "no_reset", "passthrough", "Tampered"]
+__all__ = ["drive_freely", "no_reset", "passthrough", "Tampered", "Internals"]
 
 
 def _ports(component, flow):
@@ -50,3 +50,27 @@ class Tampered(wiring.Component):
         passthrough(m, self, self._inner, skip=self._skip)
         self._tamper(m, self, self._inner)
         return m
+
+
+class Internals:
+    """The block elaborated once, so that a harness can state induction invariants over its
+    internal registers (found by name, shallowest first: a wrapper's inner block counts).
+
+    Add :attr:`fragment` as the submodule in place of the block.
+    """
+
+    def __init__(self, block, platform=None):
+        self.fragment = Fragment.get(block, platform)
+
+    def __getitem__(self, name):
+        level = [self.fragment]
+        while level:
+            for fragment in level:
+                for statements in fragment.statements.values():
+                    for statement in statements:
+                        for signal in statement._lhs_signals():
+                            if signal.name == name:
+                                return signal
+            level = [sub for fragment in level for sub, *_ in fragment.subfragments]
+        raise KeyError(f"the block has no signal named {name!r}: its internals changed, "
+                       "update the harness invariants")

@@ -12,10 +12,11 @@ __all__ = ["Property", "PROPERTIES", "by_name"]
 
 @dataclass(frozen=True)
 class Property:
-    """``harness(block)`` builds the check around ``block`` (``None``: the real block);
-    ``broken`` is the variant that must fail it. ``induction`` is the k tried for a full
-    proof (``None`` when the harness is too large for it to be worth the time). ``fast``
-    ones run in ``make test``."""
+    """``harness(block)`` builds the check around ``block`` (``None``: the real block, with
+    the invariants over its internals that k-induction needs); ``broken`` is the variant that
+    must fail it, judged by the property's own assertions only. ``induction`` is the k
+    tried for a full proof (``None`` when the harness is too large for it to be worth the
+    time). ``fast`` ones run in ``make test``."""
 
     name: str
     statement: str
@@ -28,7 +29,8 @@ class Property:
 
 
 def _control(prop):
-    return lambda block: control.ControlHarness(prop, block or control.slave)
+    return lambda block: control.ControlHarness(prop, block or control.slave,
+                                                invariants=block is None)
 
 
 def _doc(factory):
@@ -61,7 +63,8 @@ PROPERTIES = (
     Property("event_unit.barrier",
              "the barrier releases only once BARRIER_COUNT cores arrived, releases exactly "
              "them at once, and they read the completed-barrier count",
-             lambda block: event_unit.BarrierHarness(block or event_unit.event_unit),
+             lambda block: event_unit.BarrierHarness(block or event_unit.event_unit,
+                                                     invariants=block is None),
              event_unit.lets_core0_through, _doc(event_unit.lets_core0_through),
              _CONTROL_DEPTH, _INDUCTION_K),
 )

@@ -13,8 +13,9 @@ __all__ = ["Verdict", "run", "summary_table", "summary_line", "passed"]
 
 @dataclass(frozen=True)
 class Verdict:
-    """One property's results: ``result`` is proved (k-induction closed), bounded (no
-    counterexample within ``depth``) or failed (``counterexample`` is its step)."""
+    """One property's results: ``result`` is proved (k-induction closed at ``induction``),
+    bounded (no counterexample within ``depth``) or failed (``counterexample`` is its
+    step)."""
 
     name: str
     result: str
@@ -49,7 +50,8 @@ def run(prop: Property, depth: int | None = None) -> Verdict:
         result = "proved"
     else:
         result = "bounded"
-    return Verdict(prop.name, result, depth, prop.induction if result == "proved" else None,
+    k = prop.induction - induction[0].step if result == "proved" else None
+    return Verdict(prop.name, result, depth, k,
                    None if bmc.passed else bmc.step,
                    cover.step if cover.passed else None,
                    None if broken.passed else broken.step,

@@ -57,8 +57,9 @@ class ToolError(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    """A verdict: ``passed`` is smtbmc's PASSED; ``step`` the step of the counterexample or
-    of the last cover reached; ``seconds`` wall time of the solver run."""
+    """A verdict: ``passed`` is smtbmc's PASSED; ``step`` the step of the counterexample, of
+    the last cover reached or of the last induction step tried (the window grows backwards
+    from the depth); ``seconds`` wall time of the solver run."""
 
     passed: bool
     step: int | None
@@ -134,6 +135,8 @@ def check(harness, runs, *, timeout: float = 600) -> list[Outcome]:
 def _last_step(log: str, mode: Mode) -> int | None:
     if mode is Mode.COVER:
         steps = re.findall(r"Reached cover statement in step (\d+)", log)
+    elif mode is Mode.INDUCTION:
+        steps = re.findall(r"Trying induction in step (\d+)", log)
     else:
         steps = re.findall(r"(?:Assert failed|BMC failed|failed) in step (\d+)", log, re.I)
         steps = steps or re.findall(r"Checking assertions in step (\d+)", log)
