@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from amaranth import Elaboratable
 
-from formal import control, event_unit, hwpe
+from formal import control, event_unit, hwpe, l1
 
 __all__ = ["Property", "PROPERTIES", "by_name"]
 
@@ -67,6 +67,16 @@ PROPERTIES = (
                                                      invariants=block is None),
              event_unit.lets_core0_through, _doc(event_unit.lets_core0_through),
              _CONTROL_DEPTH, _INDUCTION_K),
+    Property("l1.bank_exclusive",
+             "each bank serves at most one grant per cycle, only to requesters; the wide port "
+             "gets all its banks or none, and a refused wide request leaves them to the cores",
+             lambda block: l1.BankHarness(block or l1.l1), l1.grants_wide_always,
+             _doc(l1.grants_wide_always), _CONTROL_DEPTH, _INDUCTION_K),
+    Property("l1.starvation",
+             "no port (cores, DMA, wide) is refused more times in a row than "
+             "L1Memory.refusal_bounds, either priority",
+             lambda block: l1.StarvationHarness(block or l1.l1), l1.never_yields,
+             _doc(l1.never_yields), 16, None),
 )
 
 

@@ -62,7 +62,7 @@ def summary_table(verdicts) -> str:
     """A Markdown table: property, result, depth, time, cover, broken variant."""
     rows = [("property", "result", "depth", "time", "cover", "broken variant")]
     for v in verdicts:
-        result = v.result + (f" (k={v.induction})" if v.induction else "")
+        result = v.result + (f" (k={v.induction})" if v.induction is not None else "")
         if v.counterexample is not None:
             result += f" at step {v.counterexample}"
         rows.append((v.name, result, str(v.depth), f"{v.seconds:.1f} s",
