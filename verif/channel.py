@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import types
 import typing
 from pathlib import Path
@@ -43,7 +44,11 @@ class ChannelError(RuntimeError):
 
 
 def _schema_name(schema: type) -> str:
-    return f"{schema.__module__}.{schema.__qualname__}"
+    module = schema.__module__
+    if module == "__main__":  # a runner started with ``python -m``: name its real module
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    return f"{module}.{schema.__qualname__}"
 
 
 def publish(options: Any) -> dict[str, str]:

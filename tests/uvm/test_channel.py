@@ -1,5 +1,7 @@
 """The configuration channel between runners and testbenches (verif/channel.py)."""
 
+import sys
+import types
 from dataclasses import dataclass
 
 import pytest
@@ -62,3 +64,16 @@ def test_mistakes_are_named(monkeypatch, tmp_path):
                     '"ratio": 1, "flag": true, "shape": []}}')
     with pytest.raises(channel.ChannelError, match="option count"):
         channel.receive(Options)
+
+
+def test_a_runner_started_with_python_m_names_its_module(monkeypatch, tmp_path):
+    """``python -m verif.regress`` defines its schema in ``__main__``; the testbench imports
+    it as ``verif.regress``: both must name the same schema."""
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__",
+                        types.SimpleNamespace(name=Other.__module__), raising=False)
+    as_main = dataclass(frozen=True)(type("Other", (), {"__annotations__": {"name": str},
+                                                         "__module__": "__main__",
+                                                         "__qualname__": "Other"}))
+    _publish(monkeypatch, tmp_path, as_main(name="x"))
+    monkeypatch.chdir(tmp_path)
+    assert channel.receive(Other) == Other(name="x")
