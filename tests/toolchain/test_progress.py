@@ -96,3 +96,23 @@ def test_make_sim_prints_a_summary_and_keeps_the_log_in_a_file():
     loud = sim("VERBOSE=1")
     assert "cocotb.regression" in loud.stdout + loud.stderr
     assert loud.stdout.splitlines()[-1] == quiet.stdout.splitlines()[-1]
+
+
+def test_a_held_lock_says_what_it_waits_for(capsys, tmp_path):
+    import fcntl
+    import threading
+
+    lock = tmp_path / ".lock"
+
+    def wait():
+        with toolchain.file_lock(lock, busy="waiting for another build"):
+            pass
+
+    with open(lock, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.2)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        waiter.join(5)
+    assert capsys.readouterr().err == "toolchain: waiting for another build ...\n"
