@@ -217,22 +217,25 @@ def emit_verilog_cached(factory, name: str, path: str | os.PathLike, *, key: str
     """Like :func:`emit_verilog`, but skips elaboration when ``path`` was written for ``key``.
 
     ``factory()`` returns the component; conversion of the full engine takes about 12 s, so
-    runs of an unchanged design (``key`` from :func:`source_digest`) reuse the file.
+    runs of an unchanged design (``key`` from :func:`source_digest`) reuse the file;
+    concurrent callers wait on a lock instead of elaborating the same design twice.
     """
     path = Path(path)
     stamp = path.with_name(path.name + ".key")
-    if path.is_file() and stamp.is_file() and stamp.read_text() == key:
-        say(f"Verilog for {name} cached ({relative(path)})")
-        return path
     what = f"emitting Verilog for {name}"
-    say(f"{what} ({relative(path)}) ...")
-    t0 = time.monotonic()
-    with ticking(what, lambda: "elaborating and converting"):
-        emit_verilog(factory(), name, path, banner=banner)
-    say(f"emitted Verilog for {name} ({time.monotonic() - t0:.0f} s)")
-    tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
-    tmp.write_text(key)
-    os.replace(tmp, stamp)
+    # One of several concurrent emitters works, the others wait and reuse its file.
+    with file_lock(path.with_name(f".{path.name}.lock"), busy=f"waiting for another {what}"):
+        if path.is_file() and stamp.is_file() and stamp.read_text() == key:
+            say(f"Verilog for {name} cached ({relative(path)})")
+            return path
+        say(f"{what} ({relative(path)}) ...")
+        t0 = time.monotonic()
+        with ticking(what, lambda: "elaborating and converting"):
+            emit_verilog(factory(), name, path, banner=banner)
+        say(f"emitted Verilog for {name} ({time.monotonic() - t0:.0f} s)")
+        tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+        tmp.write_text(key)
+        os.replace(tmp, stamp)
     return path
 
 
