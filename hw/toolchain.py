@@ -329,6 +329,7 @@ def build(
             stamp.unlink(missing_ok=True)
             log = build_dir / "build.log"
             inputs = _inputs(srcs, args)
+            started = time.monotonic()
             say(f"building {model} ({_why(toplevel, build_dir, inputs)}) in "
                 f"{relative(build_dir)}; log: {relative(log)}")
             try:
@@ -350,7 +351,7 @@ def build(
             stamp.write_text(f"{toplevel} {digest}\n")
             (build_dir / _INPUTS).write_text(json.dumps(inputs, indent=1) + "\n")
             rebuilt = True
-            say(f"built {model} in {time.monotonic() - t0:.0f} s")
+            say(f"built {model} in {time.monotonic() - started:.0f} s")
     return BuildHandle(build_dir, toplevel, waves, digest, rebuilt, time.monotonic() - t0)
 
 
