@@ -16,7 +16,7 @@ void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_
     for (int r = 0; r < rows; r++) {
         const int8_t *src = y + r * y_pitch;
         for (int c = lo; c < hi; c++) {
-            int64_t v = residual[r * cols + c] + k_scale_round(src[c], mult[c], shift[c]);
+            int64_t v = residual[r * cols + c] + k_scale_round8(src[c], mult[c], shift[c]);
             out[r * cols + c] = (int32_t)k_clamp64(v, INT32_MIN, INT32_MAX);
         }
     }

@@ -11,6 +11,12 @@
 
 #include "runtime.h"
 
+/* clamp(v, lo, hi) */
+static inline int64_t k_clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 /* (v * mult + 2^(shift-1)) >> shift, rounding half up, shift in 0..62: scale_round. */
 static inline int64_t k_scale_round(int64_t v, int32_t mult, int32_t shift)
 {
@@ -20,10 +26,24 @@ static inline int64_t k_scale_round(int64_t v, int32_t mult, int32_t shift)
     return p >> shift;
 }
 
-/* clamp(v, lo, hi) */
-static inline int64_t k_clamp64(int64_t v, int64_t lo, int64_t hi)
+/* k_scale_round of an int32 value: one 32 x 32 -> 64-bit product (mul, mulh) instead of a
+ * 64 x 64 one. */
+static inline int64_t k_scale_round32(int32_t v, int32_t mult, int32_t shift)
 {
-    return v < lo ? lo : v > hi ? hi : v;
+    int64_t p = (int64_t)v * mult;
+    if (shift > 0)
+        p += (int64_t)1 << (shift - 1);
+    return p >> shift;
+}
+
+/* k_scale_round of an int8 value: in 32 bits when |mult| < 2^23 and shift < 31 (then
+ * |v * mult| + 2^(shift-1) < 2^31), the engine's int8 outputs with the usual 16-bit
+ * multipliers; the 64-bit form otherwise. */
+static inline int64_t k_scale_round8(int32_t v, int32_t mult, int32_t shift)
+{
+    if ((uint32_t)mult + (1u << 23) < (1u << 24) && (uint32_t)shift < 31u)
+        return (v * mult + (shift ? 1 << (shift - 1) : 0)) >> shift;
+    return k_scale_round32(v, mult, shift);
 }
 
 /* This core's columns [*lo, *hi) of a row of `cols`: element-wise kernels over rows shorter

@@ -61,8 +61,8 @@ void k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
         int s1 = 16 + a + c2;
         int8_t *dst = out + r * out_pitch;
         for (int c = 0; c < cols; c++) {
-            int64_t t = k_scale_round(row[c], inv, s1);
-            dst[c] = (int8_t)k_clamp64(k_scale_round(t, mult[c], shift[c]), -128, 127);
+            int32_t t = (int32_t)k_scale_round32(row[c], inv, s1); /* |t| <= 2^15 + 1 */
+            dst[c] = (int8_t)k_clamp64(k_scale_round32(t, mult[c], shift[c]), -128, 127);
         }
     }
     barrier();

@@ -3,8 +3,8 @@
  * (ita.golden.decoder.rope) for the engine's QK step.
  *
  * The compiler stores the Q14 cos/sin tables of the rows' positions (ita.golden.decoder.
- * rope_table): the cores only multiply. Each of the (rows x dim/2) pairs is independent, so
- * the pairs are dealt round-robin over the cores.
+ * rope_table): the cores only multiply. Each pair is independent: the pairs of every row
+ * are dealt round-robin over the cores (no division per element).
  */
 
 #include "k_common.h"
@@ -20,21 +20,22 @@ void k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, 
 {
     const int32_t *mult = consts, *shift = consts + dim;
     const int half = dim / 2;
-    for (int i = (int)core_id(); i < rows * half; i += (int)num_cores()) {
-        const int r = i / half, p = i - r * half;
+    const int64_t round = (int64_t)1 << (ROPE_SHIFT - 1);
+    for (int r = 0; r < rows; r++) {
         const int8_t *src = x + r * x_pitch;
-        int32_t a = (int32_t)k_clamp64(k_scale_round(src[p], mult[p], shift[p]),
-                                       -ROPE_OPERAND - 1, ROPE_OPERAND);
-        int32_t b = (int32_t)k_clamp64(k_scale_round(src[p + half], mult[p + half],
-                                                     shift[p + half]),
-                                       -ROPE_OPERAND - 1, ROPE_OPERAND);
-        int32_t c = cos[i], s = sin[i];
-        int64_t lo = (int64_t)(a * c) - (int64_t)(b * s);
-        int64_t hi = (int64_t)(a * s) + (int64_t)(b * c);
-        const int64_t round = (int64_t)1 << (ROPE_SHIFT - 1);
-        out[r * out_pitch + p] = (int8_t)k_clamp64((lo + round) >> ROPE_SHIFT, -128, 127);
-        out[r * out_pitch + p + half] = (int8_t)k_clamp64((hi + round) >> ROPE_SHIFT, -128,
-                                                          127);
+        int8_t *dst = out + r * out_pitch;
+        for (int p = (int)core_id(); p < half; p += (int)num_cores()) {
+            int32_t a = (int32_t)k_clamp64(k_scale_round8(src[p], mult[p], shift[p]),
+                                           -ROPE_OPERAND - 1, ROPE_OPERAND);
+            int32_t b = (int32_t)k_clamp64(k_scale_round8(src[p + half], mult[p + half],
+                                                           shift[p + half]),
+                                           -ROPE_OPERAND - 1, ROPE_OPERAND);
+            int32_t c = cos[r * half + p], s = sin[r * half + p];
+            int64_t lo = (int64_t)(a * c) - (int64_t)(b * s);
+            int64_t hi = (int64_t)(a * s) + (int64_t)(b * c);
+            dst[p] = (int8_t)k_clamp64((lo + round) >> ROPE_SHIFT, -128, 127);
+            dst[p + half] = (int8_t)k_clamp64((hi + round) >> ROPE_SHIFT, -128, 127);
+        }
     }
     barrier();
 }

@@ -17,7 +17,6 @@
 #define SIGMOID_RANGE 16
 #define STEP_FRACTION (SILU_BITS - 4)
 #define SILU_INPUT (1 << 24)
-#define UP_BOUND ((1 << 21) - 1)
 
 static int64_t silu(int64_t g, const int32_t *table)
 {
@@ -33,7 +32,7 @@ static int64_t silu(int64_t g, const int32_t *table)
         int32_t lo = table[i], hi = table[i + 1];
         s = lo + (((hi - lo) * f + (1 << (STEP_FRACTION - 1))) >> STEP_FRACTION);
     }
-    return k_scale_round(g, s, SIGMOID_BITS);
+    return k_scale_round32((int32_t)g, s, SIGMOID_BITS);
 }
 
 void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
@@ -48,9 +47,11 @@ void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
         const int8_t *g = gate + r * in_pitch, *u = up + r * in_pitch;
         int8_t *dst = out + r * out_pitch;
         for (int c = lo; c < hi; c++) {
-            int64_t p = silu(k_scale_round(g[c], gm[c], gs[c]), table)
-                        * k_clamp64(u[c], -UP_BOUND - 1, UP_BOUND);
-            dst[c] = (int8_t)k_clamp64(k_scale_round(p, om[c], os[c]), -128, 127);
+            /* int8 up: inside UP_BOUND, and the product below 2^32 in magnitude */
+            int64_t p = silu(k_scale_round8(g[c], gm[c], gs[c]), table) * u[c];
+            int64_t v = p == (int32_t)p ? k_scale_round32((int32_t)p, om[c], os[c])
+                                        : k_scale_round(p, om[c], os[c]);
+            dst[c] = (int8_t)k_clamp64(v, -128, 127);
         }
     }
     barrier();
