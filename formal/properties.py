@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from amaranth import Elaboratable
 
-from formal import control, event_unit, hwpe, l1
+from formal import control, dma, event_unit, hwpe, l1
 
 __all__ = ["Property", "PROPERTIES", "by_name"]
 
@@ -59,7 +59,7 @@ PROPERTIES = (
              "an illegal configuration never starts the engine or the streams, ends within "
              f"{hwpe.REFUSAL_CYCLES} cycles and leaves its code in ERROR",
              lambda block: hwpe.IllegalConfigHarness(block or (lambda: (hwpe.hwpe(), None))),
-             hwpe.accepts_anything, _doc(hwpe.accepts_anything), 10, None),
+             hwpe.accepts_anything, _doc(hwpe.accepts_anything), 8, None),
     Property("event_unit.barrier",
              "the barrier releases only once BARRIER_COUNT cores arrived, releases exactly "
              "them at once, and they read the completed-barrier count",
@@ -77,6 +77,11 @@ PROPERTIES = (
              "L1Memory.refusal_bounds, either priority",
              lambda block: l1.StarvationHarness(block or l1.l1), l1.never_yields,
              _doc(l1.never_yields), 16, None),
+    Property("dma.transfer",
+             "every write lies in the destination range of the transfer in flight; each "
+             "transfer raises one event, on its starting core's line",
+             lambda block: dma.TransferHarness(block or dma.dma), dma.writes_one_word_late,
+             _doc(dma.writes_one_word_late), _CONTROL_DEPTH, None, fast=False),
 )
 
 

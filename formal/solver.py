@@ -30,10 +30,12 @@ SOLVER = "boolector"
 _SCRIPTS = Path(sysconfig.get_path("scripts"))
 
 # Clocked memory read ports have no SMT encoding: they become registers plus logic first.
+# ``opt -fast`` folds constant-width leftovers that write_smt2 otherwise trips over.
 _YOSYS_SCRIPT = """\
 read_rtlil {il}
 prep -top top
 memory -nordff
+opt -fast
 opt_clean
 async2sync
 chformal -lower
