@@ -9,6 +9,8 @@ A *frontend* is anything that yields an integer model (:class:`Frontend`). Today
 :class:`RandomEncoder`, a layer drawn and calibrated by
 :func:`ita.golden.encoder.random_encoder`; real checkpoints reach the same form through a
 model description and a quantiser, so the compiler does not change when they arrive.
+:class:`RandomLlama` does that for a decoder: a tiny random Llama through
+:mod:`ita.quant.llama` into :class:`IntegerDecoderLayer` blocks.
 """
 
 from __future__ import annotations
