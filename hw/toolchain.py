@@ -266,10 +266,12 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def file_lock(lock_path: Path, busy: str | None = None) -> Iterator[None]:
+def file_lock(lock_path: Path, busy: str | None = None,
+              phase: Callable[[], str] = lambda: "still waiting") -> Iterator[None]:
     """Hold an exclusive flock on ``lock_path`` (created with its folder): one of several
     concurrent builders of the same cached output builds, the others wait and reuse it.
-    ``busy`` is said (with progress lines) while another process holds the lock."""
+    ``busy`` is said while another process holds the lock, then ``phase()`` every
+    :data:`PROGRESS_INTERVAL` seconds (how far the holder is)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as fh:
         try:
@@ -279,7 +281,7 @@ def file_lock(lock_path: Path, busy: str | None = None) -> Iterator[None]:
                 fcntl.flock(fh, fcntl.LOCK_EX)
             else:
                 say(f"{busy} ...")
-                with ticking(busy, lambda: "waiting"):
+                with ticking(busy, phase):
                     fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -322,7 +324,8 @@ def build(
     stamp = build_dir / ".built"
     rebuilt = False
     model = f"Verilator model {toplevel}{' with waves' if waves else ''}"
-    with file_lock(build_dir / ".lock", busy=f"waiting for another process building {model}"):
+    with file_lock(build_dir / ".lock", busy=f"waiting for another process building {model}",
+                   phase=lambda: _build_phase(build_dir)):
         if stamp.is_file() and (build_dir / toplevel).is_file():
             say(f"{model} cached ({relative(build_dir)})")
         else:
