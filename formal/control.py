@@ -20,15 +20,14 @@ from cluster_integration.hwpe.control import (
     ControlSlave,
 )
 from cluster_integration.registers import WORD_BITS, RegisterDecoder, field_bits, window_bits
-from formal.harness import Internals, Tampered, drive_freely, no_reset
+from formal.harness import CORES, ID_WIDTH, Internals, Tampered, drive_freely, no_reset
 from ita.config import ITAConfig
 
-__all__ = ["CONFIG", "CORES", "START_LATENCY", "ControlHarness", "slave", "starts_twice",
+__all__ = ["CONFIG", "START_LATENCY", "ControlHarness", "slave", "starts_twice",
            "ignores_clear_while_busy", "drops_core_id"]
 
-#: The smallest slave that still queues: two cores, two contexts, a one-bit core id.
+#: The smallest slave that still queues: two contexts (and the harness's two cores).
 CONFIG = ITAConfig(N=2, M=4, contexts=2)
-CORES = 2
 #: Idle cycles a triggered job may wait for ``start`` while the engine is free: the trigger
 #: (or the previous finish) is registered, then ``start`` is.
 START_LATENCY = 1
@@ -43,7 +42,7 @@ _COUNT_BITS = 4  # shadow counters: wide enough that a broken slave cannot wrap 
 
 def slave():
     """The block as the cluster builds it, at the harness size."""
-    return ControlSlave(config=CONFIG, cores=CORES, id_width=(CORES - 1).bit_length())
+    return ControlSlave(config=CONFIG, cores=CORES, id_width=ID_WIDTH)
 
 
 def starts_twice():

@@ -16,11 +16,10 @@ from cluster_integration.registers import (
     field_bits,
     region_window_bits,
 )
-from formal.harness import Tampered, drive_freely, no_reset
+from formal.harness import CORES, ID_WIDTH, Tampered, drive_freely, no_reset
 
-__all__ = ["CORES", "TransferHarness", "dma", "writes_one_word_late"]
+__all__ = ["TransferHarness", "dma", "writes_one_word_late"]
 
-CORES = 2
 _REGISTERS = {r.name: r for r in memory_map.DMA}
 _WINDOW = memory_map.region("DMA").size
 _FULL_WORD = (1 << WORD_BYTES) - 1
@@ -28,7 +27,7 @@ _FULL_WORD = (1 << WORD_BYTES) - 1
 
 def dma():
     return Dma(l1_region=memory_map.region("L1"), window=_WINDOW, queue_depth=1,
-               cores=CORES, id_width=(CORES - 1).bit_length())
+               cores=CORES, id_width=ID_WIDTH)
 
 
 def writes_one_word_late():

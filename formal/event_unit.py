@@ -17,11 +17,10 @@ from cluster_integration.registers import (
     field_bits,
     region_window_bits,
 )
-from formal.harness import Internals, Tampered, drive_freely, no_reset
+from formal.harness import CORES, Internals, Tampered, drive_freely, no_reset
 
-__all__ = ["CORES", "BarrierHarness", "event_unit", "lets_core0_through"]
+__all__ = ["BarrierHarness", "event_unit", "lets_core0_through"]
 
-CORES = 2
 #: The fewest event lines the unit takes: up to the first software event.
 LINES = max(memory_map.EVENT_LINES.values()) + 1
 

@@ -5,7 +5,13 @@ from amaranth.asserts import AnySeq
 from amaranth.hdl import Assume, Fragment
 from amaranth.lib import wiring
 
-__all__ = ["drive_freely", "no_reset", "passthrough", "Tampered", "Internals"]
+__all__ = ["CORES", "ID_WIDTH", "drive_freely", "no_reset", "passthrough", "Tampered",
+           "Internals"]
+
+#: Every harness has the smallest cluster that still has a second core to compete.
+CORES = 2
+#: The binary core index on register ports.
+ID_WIDTH = (CORES - 1).bit_length()
 
 
 def _ports(component, flow):

@@ -11,14 +11,14 @@ from amaranth.hdl import Assert, Assume, Cover, Fragment
 from amaranth.utils import exact_log2
 
 from cluster_integration.l1 import WORD_BYTES, L1Memory
-from formal.harness import Tampered, drive_freely, no_reset
+from formal.harness import CORES, Tampered, drive_freely, no_reset
 
 __all__ = ["SIZE", "BankHarness", "StarvationHarness", "l1", "grants_wide_always",
            "never_yields"]
 
-#: Two cores and a wide port half as wide as the four banks, two rows each; a short
+#: The harness's cores and a wide port half as wide as the four banks, two rows each; a short
 #: starvation window keeps the refusal bounds, and so the depth that checks them, small.
-SIZE = dict(narrow_ports=2, banks=4, size=4 * 2 * WORD_BYTES, wide_width=2 * 32, base=0,
+SIZE = dict(narrow_ports=CORES, banks=4, size=4 * 2 * WORD_BYTES, wide_width=2 * 32, base=0,
             dma_width=32, starvation_window=(1, 2))
 
 

@@ -58,7 +58,7 @@ PROPERTIES = (
     Property("hwpe.illegal_config",
              "an illegal configuration never starts the engine or the streams, ends within "
              f"{hwpe.REFUSAL_CYCLES} cycles and leaves its code in ERROR",
-             lambda block: hwpe.IllegalConfigHarness(block or (lambda: (hwpe.hwpe(), None))),
+             lambda block: hwpe.IllegalConfigHarness(block or hwpe.honest),
              hwpe.accepts_anything, _doc(hwpe.accepts_anything), 8, None),
     Property("event_unit.barrier",
              "the barrier releases only once BARRIER_COUNT cores arrived, releases exactly "

@@ -83,8 +83,10 @@ def _shim(directory: Path) -> Path:
 def _warm_up():
     """Run the solver once: a yowasp tool's first start compiles it and says so on stdout,
     which smtbmc would take for the solver's answer."""
-    subprocess.run([str(_SCRIPTS / f"yowasp-{SOLVER}"), "--version"], capture_output=True,
-                   check=False, timeout=600)
+    solver = _SCRIPTS / f"yowasp-{SOLVER}"
+    if not solver.exists():
+        raise ToolError(f"the SMT solver is missing: pip install yowasp-{SOLVER}")
+    subprocess.run([str(solver), "--version"], capture_output=True, check=False, timeout=600)
 
 
 def _run_in(directory: Path, argv, timeout):
