@@ -62,7 +62,8 @@ class Internals:
     """The block elaborated once, so that a harness can state induction invariants over its
     internal registers (found by name, shallowest first: a wrapper's inner block counts).
 
-    Add :attr:`fragment` as the submodule in place of the block.
+    Add :attr:`fragment` as the submodule in place of the block. The search walks the
+    assignments with Amaranth's ``_lhs_signals``, the one private call of these harnesses.
     """
 
     def __init__(self, block, platform=None):
