@@ -13,10 +13,10 @@ void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_
     const int32_t *mult = consts, *shift = consts + cols;
     int lo, hi;
     k_cols(cols, &lo, &hi);
-    for (int r = 0; r < rows; r++) {
-        const int8_t *src = y + r * y_pitch;
-        for (int c = lo; c < hi; c++) {
-            int64_t v = residual[r * cols + c] + k_scale_round8(src[c], mult[c], shift[c]);
+    for (int c = lo; c < hi; c++) { /* a column's constants once for all rows */
+        const int32_t m = mult[c], s = shift[c];
+        for (int r = 0; r < rows; r++) {
+            int64_t v = residual[r * cols + c] + k_scale_round8(y[r * y_pitch + c], m, s);
             out[r * cols + c] = (int32_t)k_clamp64(v, INT32_MIN, INT32_MAX);
         }
     }

@@ -21,14 +21,14 @@ void k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, 
     const int32_t *mult = consts, *shift = consts + dim;
     const int half = dim / 2;
     const int64_t round = (int64_t)1 << (ROPE_SHIFT - 1);
-    for (int r = 0; r < rows; r++) {
-        const int8_t *src = x + r * x_pitch;
-        int8_t *dst = out + r * out_pitch;
-        for (int p = (int)core_id(); p < half; p += (int)num_cores()) {
-            int32_t a = (int32_t)k_clamp64(k_scale_round8(src[p], mult[p], shift[p]),
-                                           -ROPE_OPERAND - 1, ROPE_OPERAND);
-            int32_t b = (int32_t)k_clamp64(k_scale_round8(src[p + half], mult[p + half],
-                                                           shift[p + half]),
+    for (int p = (int)core_id(); p < half; p += (int)num_cores()) {
+        const int32_t ma = mult[p], sa = shift[p], mb = mult[p + half], sb = shift[p + half];
+        for (int r = 0; r < rows; r++) { /* a pair's constants once for all rows */
+            const int8_t *src = x + r * x_pitch;
+            int8_t *dst = out + r * out_pitch;
+            int32_t a = (int32_t)k_clamp64(k_scale_round8(src[p], ma, sa), -ROPE_OPERAND - 1,
+                                           ROPE_OPERAND);
+            int32_t b = (int32_t)k_clamp64(k_scale_round8(src[p + half], mb, sb),
                                            -ROPE_OPERAND - 1, ROPE_OPERAND);
             int32_t c = cos[r * half + p], s = sin[r * half + p];
             int64_t lo = (int64_t)(a * c) - (int64_t)(b * s);

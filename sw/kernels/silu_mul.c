@@ -18,21 +18,22 @@
 #define STEP_FRACTION (SILU_BITS - 4)
 #define SILU_INPUT (1 << 24)
 
-static int64_t silu(int64_t g, const int32_t *table)
+/* silu of a Q12 value; |result| <= 2^24 + 1 */
+static inline int32_t silu(int64_t wide, const int32_t *table)
 {
-    g = k_clamp64(g, -SILU_INPUT - 1, SILU_INPUT);
-    int64_t j = g + (SIGMOID_RANGE << SILU_BITS);
+    int32_t g = (int32_t)k_clamp64(wide, -SILU_INPUT - 1, SILU_INPUT);
+    int32_t j = g + (SIGMOID_RANGE << SILU_BITS);
     int32_t s;
     if (j < 0) {
         s = 0;
     } else if (j >= (2 * SIGMOID_RANGE) << SILU_BITS) {
         s = 1 << SIGMOID_BITS;
     } else {
-        int32_t i = (int32_t)j >> STEP_FRACTION, f = (int32_t)j & ((1 << STEP_FRACTION) - 1);
+        int32_t i = j >> STEP_FRACTION, f = j & ((1 << STEP_FRACTION) - 1);
         int32_t lo = table[i], hi = table[i + 1];
         s = lo + (((hi - lo) * f + (1 << (STEP_FRACTION - 1))) >> STEP_FRACTION);
     }
-    return k_scale_round32((int32_t)g, s, SIGMOID_BITS);
+    return (int32_t)k_scale_round32(g, s, SIGMOID_BITS);
 }
 
 void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
@@ -43,15 +44,15 @@ void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
                   *os = consts + 3 * cols;
     int lo, hi;
     k_cols(cols, &lo, &hi);
-    for (int r = 0; r < rows; r++) {
-        const int8_t *g = gate + r * in_pitch, *u = up + r * in_pitch;
-        int8_t *dst = out + r * out_pitch;
-        for (int c = lo; c < hi; c++) {
+    for (int c = lo; c < hi; c++) { /* a column's constants once for all rows */
+        const int32_t cgm = gm[c], cgs = gs[c], com = om[c], cos_ = os[c];
+        for (int r = 0; r < rows; r++) {
             /* int8 up: inside UP_BOUND, and the product below 2^32 in magnitude */
-            int64_t p = silu(k_scale_round8(g[c], gm[c], gs[c]), table) * u[c];
-            int64_t v = p == (int32_t)p ? k_scale_round32((int32_t)p, om[c], os[c])
-                                        : k_scale_round(p, om[c], os[c]);
-            dst[c] = (int8_t)k_clamp64(v, -128, 127);
+            int64_t p = (int64_t)silu(k_scale_round8(gate[r * in_pitch + c], cgm, cgs), table)
+                        * up[r * in_pitch + c];
+            int64_t v = p == (int32_t)p ? k_scale_round32((int32_t)p, com, cos_)
+                                        : k_scale_round(p, com, cos_);
+            out[r * out_pitch + c] = (int8_t)k_clamp64(v, -128, 127);
         }
     }
     barrier();
