@@ -89,4 +89,11 @@ void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
 void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
                    int rows, int cols, const int32_t *consts);
 
+/* y = decomposed_gemm(x, w, (mult, shift), fine) of ita.golden.decoder from the engine's
+ * y8 = requant(clip8(x) @ w): x rows x k wide inputs (24 bits), w k x n int8, wf k x n the
+ * int16 weights at 8 more fraction bits (w << 8 except the fine rows), y rows x n int32. */
+void k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
+                       const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
+                       int shift);
+
 #endif /* KERNELS_H */

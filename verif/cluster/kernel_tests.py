@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hw import toolchain
-from ita.golden import REFERENCE_GELU, gelu_constants, i_gelu
+from ita.golden import REFERENCE_GELU, gelu_constants, i_gelu, linear
 from ita.golden import decoder as dec
 from ita.golden.encoder import core_softmax, head_sum, layer_norm, layer_norm_stats, residual_add
 from ita.golden.softmax import causal_mask, key_mask
@@ -37,7 +37,7 @@ __all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_heade
            "run_cases", "parse_lines", "format_table", "ARENA_BYTES"]
 
 KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu",
-           "add_layernorm", "rmsnorm", "rope", "silu_mul", "dequant_add")
+           "add_layernorm", "rmsnorm", "rope", "silu_mul", "dequant_add", "decomposed_gemm")
 _KERNEL_IDS = {name: i for i, name in enumerate(KERNELS)}  # enum order in main.c
 
 #: Bytes of the program's L1 arena for the inputs and output of one case (L1 minus stacks,
@@ -59,7 +59,8 @@ SIZES = {
         ("add_layernorm", "8x64"), ("add_layernorm", "20x64"), ("add_layernorm", "5x37_odd_wide"),
         ("rmsnorm", "9x64"), ("rmsnorm", "5x24_l2_wide"), ("rope", "16x32"), ("rope", "5x8_l2"),
         ("silu_mul", "4x40"), ("silu_mul", "3x13_l2"), ("dequant_add", "4x40"),
-        ("dequant_add", "3x13_l2"),
+        ("dequant_add", "3x13_l2"), ("decomposed_gemm", "6x40x24"),
+        ("decomposed_gemm", "3x12x5_l2"),
     ),
     "large": (
         ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
@@ -72,7 +73,7 @@ SIZES = {
         ("add_layernorm", "128x128"), ("add_layernorm", "64x384"),
         ("rmsnorm", "64x64"), ("rmsnorm", "32x576"), ("rope", "64x64"), ("rope", "64x32"),
         ("silu_mul", "16x128"), ("silu_mul", "64x256"), ("dequant_add", "16x64"),
-        ("dequant_add", "16x576"),
+        ("dequant_add", "16x576"), ("decomposed_gemm", "16x64x128"),
     ),
 }
 
@@ -106,7 +107,7 @@ def _parse_size(kernel: str, size: str):
         raise ValueError(f"bad size {size!r} for {kernel}")
     dims = [int(v) for v in match["dims"].split("x")]
     flags = [f for f in match["flags"].split("_") if f]
-    want = 3 if kernel == "gemm_rq" else 2
+    want = 3 if kernel in ("gemm_rq", "decomposed_gemm") else 2
     if len(dims) != want or min(dims) < 1:
         raise ValueError(f"{kernel} size {size!r} needs {want} positive dimensions")
     if (match["heads"] is not None) != (kernel == "head_sum"):
@@ -154,6 +155,8 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
         return KernelCase(kernel, size, (m, k, n), (mult, shift, add),
                           (a, np.ascontiguousarray(b.T), bias), out, m * n, macs=m * k * n,
                           **common)
+    if kernel == "decomposed_gemm":
+        return _decomposed_case(rng, *dims, common, size)
     rows, cols = dims
     if kernel in _DECODER_CASES:
         return _DECODER_CASES[kernel](rng, rows, cols, wide, common, size)
@@ -297,6 +300,26 @@ def _dequant_case(rng, rows, cols, wide, common, size):
     return KernelCase("dequant_add", size, (rows, cols), (),
                       (residual.astype(np.int32), y, _rows_of((mult, shift))), out,
                       rows * cols, **common)
+
+
+def _decomposed_case(rng, rows, k, n, common, size):
+    # int8 inputs with a few wide outliers (one row without any), fine rows for two channels
+    x = np.rint(rng.normal(0, 50, (rows, k))).astype(np.int64)
+    x[rng.integers(1, rows, 3), rng.integers(0, k, 3)] = rng.integers(-(1 << 20), 1 << 20, 3)
+    x[-1, 0] = dec.WIDE
+    w = _int8(rng, (k, n), 50)
+    fine_rows = np.array([0, k - 1])
+    fine_w = np.clip((w[fine_rows].astype(np.int64) << dec.FINE_BITS)
+                     + rng.integers(-128, 128, (2, n)), -32767, 32767).astype(np.int16)
+    wf = w.astype(np.int64) << dec.FINE_BITS
+    wf[fine_rows] = fine_w
+    mult = int(rng.integers(64, 256))
+    shift = _shift_for(np.clip(x, -128, 127) @ w.astype(np.int64), mult, 60)
+    y8 = linear(np.clip(x, -128, 127).astype(np.int8), w, None, rq=(mult, shift, 0))
+    y, _ = dec.decomposed_gemm(x, w, (mult, shift), fine=(fine_rows, fine_w))
+    return KernelCase("decomposed_gemm", size, (rows, k, n), (mult, shift),
+                      (x.astype(np.int32), w, wf.astype(np.int16), y8), y.astype(np.int32),
+                      rows * n, macs=rows * k * n, **common)
 
 
 _DECODER_CASES = {"rmsnorm": _rmsnorm_case, "rope": _rope_case, "silu_mul": _silu_case,

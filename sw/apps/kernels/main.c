@@ -17,7 +17,7 @@
  *     kernels: <name> <size> cycles=<n> elements=<n> cycles_per_element=<x.xx>
  *     stats: <name>_<size>=<cycles>
  *
- * (stats lines become RESULT fields in hw/harness/run.py), and exits with 0.
+ * (stats lines become RESULT fields in verif/harness/run.py), and exits with 0.
  */
 
 #include <stdint.h>
@@ -26,7 +26,7 @@
 #include "runtime.h"
 
 enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU, K_ADD_LAYERNORM,
-       K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD };
+       K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD, K_DECOMPOSED_GEMM };
 
 typedef struct {
     const char *name;       /* kernel name */
@@ -145,6 +145,10 @@ static void run_case(const kcase_t *kc)
         k_dequant_add(operand(kc, 0), operand(kc, 1), d[1], (int32_t *)output(kc), d[0], d[1],
                       operand(kc, 2));
         break;
+    case K_DECOMPOSED_GEMM: /* rows, k, n; mult, shift; x, w, wf, y8; int32 output */
+        k_decomposed_gemm(operand(kc, 0), d[1], operand(kc, 1), operand(kc, 2), operand(kc, 3),
+                          d[2], (int32_t *)output(kc), d[0], d[2], p[0], p[1]);
+        break;
     default:
         break;
     }
@@ -153,7 +157,7 @@ static void run_case(const kcase_t *kc)
 /* Bytes per output element: int32 for the residual stream, else one. */
 static uint32_t out_width(const kcase_t *kc)
 {
-    return kc->kernel == K_DEQUANT_ADD ? 4u : 1u;
+    return kc->kernel == K_DEQUANT_ADD || kc->kernel == K_DECOMPOSED_GEMM ? 4u : 1u;
 }
 
 /* Output element i as a signed (or, for ITAmax, unsigned) integer. */
