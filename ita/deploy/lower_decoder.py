@@ -41,7 +41,7 @@ __all__ = ["DecoderTiling", "DECODER_KERNEL_COSTS", "decoder_tilings", "lower_de
 
 #: Cycles per element on one core of the decoder kernels (``make sim TEST=kernels``: the
 #: cluster's cycles per element times its 8 cores).
-DECODER_KERNEL_COSTS = {"rmsnorm": 98.0, "rope": 62.0, "silu_mul": 118.0,
+DECODER_KERNEL_COSTS = {"rmsnorm": 81.0, "rope": 62.0, "silu_mul": 118.0,
                         "dequant_add": 38.0}
 KERNEL_COSTS.update(DECODER_KERNEL_COSTS)
 

@@ -62,7 +62,12 @@ void k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
         int8_t *dst = out + r * out_pitch;
         for (int c = 0; c < cols; c++) {
             int32_t t = (int32_t)k_scale_round32(row[c], inv, s1); /* |t| <= 2^15 + 1 */
-            dst[c] = (int8_t)k_clamp64(k_scale_round32(t, mult[c], shift[c]), -128, 127);
+            int32_t m = mult[c], s = shift[c];
+            /* the quantiser's 15-bit gains: |t * m| + 2^(s-1) < 2^31 in 32 bits */
+            int64_t v = (uint32_t)m + (1u << 15) < (1u << 16) && (uint32_t)s < 31u
+                            ? (t * m + (s ? 1 << (s - 1) : 0)) >> s
+                            : k_scale_round32(t, m, s);
+            dst[c] = (int8_t)k_clamp64(v, -128, 127);
         }
     }
     barrier();

@@ -250,7 +250,9 @@ def _rmsnorm_case(rng, rows, cols, wide, common, size):
         x[1, 0] = -(1 << 31)
     if rows > 3:
         x[3] = rng.integers(-3, 4, cols)             # where epsilon matters
-    mult, shift = dec.fixed_multiplier(rng.uniform(0.002, 0.02, cols), 15)
+    ratio = rng.uniform(0.002, 0.02, cols)
+    ratio[-1] = 40000.0                              # a gain beyond 15 bits: the 64-bit path
+    mult, shift = dec.fixed_multiplier(ratio, 15)
     eps = int(rng.integers(1 << 40, 1 << 41)) if wide else int(rng.integers(0, 1 << 20))
     out = np.clip(dec.rms_norm(x, mult, shift, eps), -128, 127).astype(np.int8)
     return KernelCase("rmsnorm", size, (rows, cols), (_lo32(eps), eps >> 32),
