@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -35,6 +36,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
+
+import amaranth
+from amaranth.back import verilog
 
 PROJECT = "ita-cluster"
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,7 +184,6 @@ def emit_verilog(component, name: str, path: str | os.PathLike, *,
     keeps its mtime and its build hash. ``banner`` (comment lines ending in a newline)
     replaces the default first line naming the component's class.
     """
-    from amaranth.back import verilog
 
     cls = type(component)
     if banner is None:
@@ -200,10 +203,6 @@ def emit_verilog(component, name: str, path: str | os.PathLike, *,
 def source_digest(*packages: str, extra: str = "") -> str:
     """Hash of every Python file in ``packages`` (dotted names) plus ``extra`` and Amaranth's
     version: what determines the Verilog an elaboration produces."""
-    import importlib
-
-    import amaranth
-
     h = hashlib.sha256(f"{amaranth.__version__}\0{extra}".encode())
     for package in packages:
         root = Path(importlib.import_module(package).__file__).parent

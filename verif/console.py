@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hw.toolchain import relative
+from ita.cluster_config import get
 
 #: The make sim word that keeps the simulator's full output on the terminal.
 VERBOSE = "VERBOSE"
@@ -41,8 +42,6 @@ def take_verbose(words: Sequence[str]) -> tuple[list[str], bool]:
 
 
 def _configuration(options: Mapping[str, object]) -> str:
-    from ita.cluster_config import get
-
     name = str(options.get("CONFIG") or "default")
     try:
         cfg = get(name)
