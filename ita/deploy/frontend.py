@@ -22,6 +22,17 @@ import numpy as np
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.golden.encoder import EncoderParams, EncoderShape, random_encoder
+from ita.models.ir import (
+    Attention,
+    DecoderLayer,
+    Embedding,
+    GatedFeedForward,
+    LMHead,
+    Model,
+    RMSNorm,
+    RoPE,
+)
+from ita.quant import llama as ql
 
 from .ir import TensorSpec
 
@@ -202,17 +213,6 @@ class RandomLlama:
     seed: int = 1
 
     def float_model(self):
-        from ita.models.ir import (
-            Attention,
-            DecoderLayer,
-            Embedding,
-            GatedFeedForward,
-            LMHead,
-            Model,
-            RMSNorm,
-            RoPE,
-        )
-
         rng = np.random.default_rng(self.seed)
         E, H, KV, D, F = self.E, self.heads, self.kv_heads, self.head_dim, self.F
 
@@ -235,8 +235,6 @@ class RandomLlama:
 
     def draw(self):
         """(integer model, int32 residual rows x of S random tokens)."""
-        from ita.quant import llama as ql
-
         rng = np.random.default_rng([self.seed, 1])
         calibration = [rng.integers(0, self.vocab, self.S) for _ in range(6)]
         imodel = ql.quantise(self.float_model(), calibration,
