@@ -13,8 +13,8 @@ every port is reported beside its bound. ``CASE=before`` is the arbitration the 
 (one-word DMA port, cores and DMA winning 3 of 4 conflicts), ``CASE=after`` the cluster
 configuration's.
 
-    python -m bench.dma_rate copy WIDTH=128 BYTES=65536 ROWS=1
-    python -m bench.dma_rate arbitration CASE=after CYCLES=2000 ACTIVITY=0.3
+    python -m bench.dma_rate MODE=copy WIDTH=128 BYTES=65536 ROWS=1
+    python -m bench.dma_rate MODE=arbitration CASE=after CYCLES=2000 ACTIVITY=0.3
 
 Each prints one RESULT line (``verif/result.py``).
 """
@@ -29,6 +29,7 @@ from amaranth.sim import Simulator
 from cluster_integration import memory_map
 from cluster_integration.dma import Dma
 from cluster_integration.l1 import L1Memory
+from ita import cli
 from ita.cluster_config import DEFAULT
 from verif.result import format_result
 
@@ -153,25 +154,39 @@ def arbitration(*, case="after", cycles=2000, activity=0.3, seed=1, cluster=DEFA
             "bounds": {"wide": wide_bound, "dma": dma_bound, "core": core_bound}}
 
 
-def _options(words):
-    options = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep:
-            raise SystemExit(f"dma_rate: expected KEY=VALUE, not {word!r}")
-        options[key] = value
-    return options
+def _fraction(name, default, help):
+    """A number in [0, 1] (a core's chance per cycle to issue an access)."""
+
+    def parse(text):
+        value = float(text)
+        if not 0 <= value <= 1:
+            raise ValueError(text)
+        return value
+
+    return cli.Key(name, default, parse, "a number from 0 to 1", help)
+
+
+KEYS = (cli.choice_key("MODE", None, ("copy", "arbitration"), required=True,
+                       help="copy: the DMA alone; arbitration: the L1 under load"),
+        cli.int_key("WIDTH", DEFAULT.dma_width, minimum=32, help="copy: DMA beat width, bits"),
+        cli.int_key("BYTES", 64 * 1024, minimum=4, help="copy: bytes per row"),
+        cli.int_key("ROWS", 1, minimum=1, help="copy: rows (2-D when above 1)"),
+        cli.choice_key("CASE", "after", ("before", "after"),
+                       help="arbitration: the earlier L1 arbitration or the configuration's"),
+        cli.int_key("CYCLES", 2000, minimum=1, help="arbitration: cycles simulated"),
+        _fraction("ACTIVITY", 0.3, "arbitration: a core's chance per cycle to access L1"),
+        cli.SEED)
+USAGE = cli.usage("python -m bench.dma_rate MODE=copy|arbitration [KEY=VALUE ...]", KEYS)
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("copy", "arbitration"):
-        raise SystemExit("usage: python -m bench.dma_rate copy|arbitration KEY=VALUE ...")
-    mode, options = argv[0], _options(argv[1:])
-    if mode == "copy":
-        width = int(options.get("WIDTH", DEFAULT.dma_width))
-        length = int(options.get("BYTES", 64 * 1024))
-        rows = int(options.get("ROWS", 1))
+    return cli.main("dma_rate", _command, argv, usage_text=USAGE)
+
+
+def _command(words):
+    options = cli.parse(words, KEYS)
+    if options["MODE"] == "copy":
+        width, length, rows = options["WIDTH"], options["BYTES"], options["ROWS"]
         cycles = copy_cycles(width=width, length=length, rows=rows)
         moved = length * rows
         print(format_result(f"dma_copy_w{width}", "PASS", cycles=cycles,
@@ -179,16 +194,14 @@ def main(argv=None):
                             bytes=moved, rows=rows,
                             bytes_per_cycle=f"{moved / cycles:.2f}"))
         return 0
-    case = options.get("CASE", "after")
-    cycles = int(options.get("CYCLES", 2000))
-    activity = float(options.get("ACTIVITY", 0.3))
+    case, cycles, activity = options["CASE"], options["CYCLES"], options["ACTIVITY"]
     figures = arbitration(case=case, cycles=cycles, activity=activity,
-                          seed=int(options.get("SEED", 1)))
+                          seed=options["SEED"])
     slowdown = cycles / max(figures["wide_grants"], 1) - 1
     within = all(figures["max_refusals"][k] <= figures["bounds"][k] for k in figures["bounds"])
     print(format_result(
         f"l1_arbitration_{case}", "PASS" if within else "FAIL", cycles=cycles,
-        ideal_cycles=figures["wide_grants"], seed=int(options.get("SEED", 1)),
+        ideal_cycles=figures["wide_grants"], seed=options["SEED"],
         activity=activity, wide_slowdown_pct=f"{100 * slowdown:.1f}",
         dma_bytes_per_cycle=f"{figures['dma_grants'] * figures['dma_beat_bytes'] / cycles:.2f}",
         core_grants=figures["core_grants"],

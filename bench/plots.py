@@ -181,7 +181,7 @@ def dma_rate(dma: dict, path: Path) -> Path | None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("bytes per transfer")
     ax.set_ylabel("bytes per cycle (START grant to event)")
-    ax.set_title("DMA L2 -> L1 by beat width (python -m bench.dma_rate copy)", fontsize=9)
+    ax.set_title("DMA L2 -> L1 by beat width (python -m bench.dma_rate MODE=copy)", fontsize=9)
     ax.legend(fontsize=7, loc="center right")
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -73,7 +73,7 @@ QUICK = Plan(repeats=1, attention_diag=(32, 64), attention_sweep=(), ffn_f=(), f
              speed_engine=64, speed_gemm=(32, 32, 32), dma_widths=(), arbitration_cycles=0)
 
 SECTIONS = ("engine", "hwpe", "cluster", "kernels", "dma", "encoder", "speed")
-#: The two L1 arbitrations ``bench.dma_rate arbitration`` compares.
+#: The two L1 arbitrations ``bench.dma_rate MODE=arbitration`` compares.
 ARBITRATION_CASES = ("before", "after")
 
 
@@ -249,13 +249,13 @@ class Bench:
         for width in p.dma_widths:
             shapes = [(size, 1) for size in p.dma_sizes] + list(p.dma_rows)
             for length, rows in shapes:
-                m = self._dma_rate(["copy", f"WIDTH={width}", f"BYTES={length}",
+                m = self._dma_rate(["MODE=copy", f"WIDTH={width}", f"BYTES={length}",
                                     f"ROWS={rows}"])
                 dma["copies"].append({"width": width, "row_bytes": length, "rows": rows,
                                       "bytes": length * rows, **m.to_json()})
         if p.arbitration_cycles:
             for case in ARBITRATION_CASES:
-                m = self._dma_rate(["arbitration", f"CASE={case}",
+                m = self._dma_rate(["MODE=arbitration", f"CASE={case}",
                                     f"CYCLES={p.arbitration_cycles}",
                                     f"ACTIVITY={p.arbitration_activity}", f"SEED={p.seed}"])
                 dma["arbitration"].append({"case": case, **m.to_json()})
@@ -413,7 +413,7 @@ def dma_tables(dma: dict, plan: Plan) -> list[str]:
     header = ["width (bits)", *(f"{n} B" if rows == 1 else f"{rows} x {n} B (2-D)"
                                 for n, rows in shapes)]
     lines = ["## DMA: L2 -> L1 bytes per cycle", "",
-             "`python -m bench.dma_rate copy WIDTH=<w> BYTES=<n> ROWS=<r>` (START grant to "
+             "`python -m bench.dma_rate MODE=copy WIDTH=<w> BYTES=<n> ROWS=<r>` (START grant to "
              "event, memories granting every beat).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for width in plan.dma_widths:

@@ -23,6 +23,7 @@ ENTRY_POINTS = {
     "verif.harness.run": ["APP=hello"],
     "bench": [],
     "bench.cluster_image": [],
+    "bench.dma_rate": ["MODE=copy"],
     "ita.golden": [],
     "sw.build": ["APP=hello"],
 }

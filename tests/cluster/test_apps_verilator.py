@@ -8,6 +8,7 @@ Every case shares the cluster's Verilator model with the other cluster tests.
 import numpy as np
 import pytest
 
+from ita.cluster_config import DEFAULT
 from verif.sim import REGISTRY, load_tests
 
 pytestmark = pytest.mark.verilator
@@ -62,7 +63,7 @@ def test_gemm_layout_in_l2(tmp_path):
 def test_gemm_refuses_shapes_that_do_not_fit_l1(tmp_path):
     from verif.cluster.kernels import prepare_gemm
     with pytest.raises(ValueError, match="L1"):
-        prepare_gemm(tmp_path, M=256, K=256, N=256)
+        prepare_gemm(tmp_path, M=512, K=256, N=256)
 
 
 # --- barrier -----------------------------------------------------------------------------------
@@ -94,11 +95,15 @@ def test_dma_copies_checked_and_timed():
     status, fields = run("dma")
     assert status == "PASS", fields
     assert fields["outcome"] == "exit:0"
-    # one word per cycle at best: a long 1-D copy comes close
+    # one beat per cycle at best; the sustained copies come close (the memory system's
+    # targets: >= 14 B/cycle on 64 KiB 1-D copies, >= 12 on 2-D copies of 64-byte rows)
+    beat = DEFAULT.dma_width // 8
     for key in ("l2_l1_1d", "l1_l2_1d"):
-        assert 3.0 < fields[key] <= 4.0, fields
+        assert 0.6 * beat < fields[key] <= beat, fields
     for key in ("l2_l1_2d", "l1_l2_2d", "all_cores"):
-        assert 2.0 < fields[key] <= 4.0, fields
+        assert 0.4 * beat < fields[key] <= beat, fields
+    assert 14 <= fields["l2_l1_64k"] <= beat and 12 <= fields["l2_l1_2d_64b"] <= beat, fields
+    assert 0.8 * DEFAULT.l3_bytes_per_cycle < fields["l3_l1"] <= DEFAULT.l3_bytes_per_cycle
 
 
 # --- gemm --------------------------------------------------------------------------------------

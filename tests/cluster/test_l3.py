@@ -16,6 +16,9 @@ from ita.cluster_config import DEFAULT as CLUSTER
 
 from .test_dma import Harness, Memory, Transfer, contents, expected_after
 
+#: An L3 offset past the first few MiB: transfers far from the base.
+FAR = 1 << 22
+
 L1, L2, L3 = (CLUSTER.region(name) for name in ("L1", "L2", "L3"))
 WIDTH, RATE, LATENCY = CLUSTER.dma_width, CLUSTER.l3_bytes_per_cycle, CLUSTER.l3_latency
 BEAT_BYTES = WIDTH // 8
@@ -118,10 +121,10 @@ def test_copies_through_l3(stall):
     """L2 -> L3 (1-D), L3 -> L1 (2-D, rows not beat-aligned), L3 -> L2 and L1 -> L3: every
     word lands, nothing is written outside the destinations, one event per transfer."""
     transfers = [
-        Transfer(L2.base + 0x1000, L3.base + 0x40_0000, 96 * 4, core=1),
-        Transfer(L3.base + 0x40_0000 + 4, L1.base + 0x200, 40, rows=5, src_stride=64,
+        Transfer(L2.base + 0x1000, L3.base + FAR, 96 * 4, core=1),
+        Transfer(L3.base + FAR + 4, L1.base + 0x200, 40, rows=5, src_stride=64,
                  dst_stride=48, core=2),
-        Transfer(L3.base + 0x40_0000, L2.base + 0x8000, 64 * 4, core=3),
+        Transfer(L3.base + FAR, L2.base + 0x8000, 64 * 4, core=3),
         Transfer(L1.base + 0x3000, L3.base + 0x100_0000, 20 * 4, rows=2, src_stride=0x100,
                  dst_stride=0x200, core=4),
     ]

@@ -39,8 +39,9 @@ module l3_ram_bench;
   end
 endmodule
 """
-CONTENTS = {0: 0x10, 1: 0x11, 2: 0x12, 3: 0x13, 0xFFFFF: 0xFFFF, 0x100000: 0x100000,
-            0x100001: 0x100001}
+#: A word address past the first 2**20 words: the store must not be a flat array.
+FAR = 1 << 20
+CONTENTS = {0: 0x10, 1: 0x11, 2: 0x12, 3: 0x13, FAR - 1: 0xFFFF, FAR: FAR, FAR + 1: FAR + 1}
 
 
 def _beat(words):
@@ -63,6 +64,6 @@ def test_loads_from_file_pages_sparsely_and_writes_bytes(tmp_path):
     reads = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("read ")]
     assert reads == [
         _beat([0x10, 0x11, 0x12, 0x13]),
-        _beat([0xFFFF, 0x100000, 0x100001, 0]),            # 4 MiB apart, and a hole
+        _beat([0xFFFF, FAR, FAR + 1, 0]),                  # 2**20 words apart, and a hole
         _beat([0x11, 0x3344, 0xAABBCCDD, 0]),              # bytes 0-1 of lane 0, all of lane 1
     ], run.stdout

@@ -328,11 +328,17 @@ def run_barrier(*, rounds=100, count_override=None, max_cycles=None, waves=False
     return status, fields, run
 
 
+#: The dma program's timed copies, in bytes per cycle.
+DMA_RATES = ("l2_l1_1d", "l2_l1_2d", "l1_l2_1d", "l1_l2_2d", "all_cores", "l2_l1_64k",
+             "l2_l1_2d_64b", "l3_l1")
+
+
 def run_dma(*, seed=1, max_cycles=None, waves=False):
     """Build and run ``dma``; (status, RESULT fields, ClusterRun).
 
     RESULT: ``cycles`` of the whole run; bytes per cycle of each timed copy
-    (``l2_l1_1d``, ``l2_l1_2d``, ``l1_l2_1d``, ``l1_l2_2d``, ``all_cores``).
+    (:data:`DMA_RATES`: the short copies, the sustained 64 KiB 1-D and 64-byte-row 2-D
+    copies, and L2 -> L3 -> L1 through the off-chip link).
     """
 
     tag = f"seed{seed}"
@@ -344,7 +350,7 @@ def run_dma(*, seed=1, max_cycles=None, waves=False):
                       max_cycles=max_cycles or DEFAULT_MAX_CYCLES, waves=waves)
     got = program_fields(_output(run), "dma")
     fields = dict(run.fields)
-    for key in ("l2_l1_1d", "l2_l1_2d", "l1_l2_1d", "l1_l2_2d", "all_cores"):
+    for key in DMA_RATES:
         if key in got:
             fields[key] = got[key]
     fields["seed"] = seed
