@@ -1,0 +1,83 @@
+"""Random encoder shapes and memory sizes through the deploy compiler: a plan or a CompileError.
+
+A model that does not fit the cluster must be refused with one line saying what does not
+fit, never an internal exception, and a plan that is returned must keep its simultaneously
+live buffers apart inside the L1 arena (checked from the plan's own buffer table).
+"""
+
+import re
+
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from ita.deploy import ClusterSpec, CompileError, RandomEncoder, compile_model
+from ita.golden.encoder import EncoderShape
+
+SPEC = ClusterSpec()
+M = SPEC.config.M
+#: What a refusal names: a tensor or buffer, a size, or a shape parameter.
+NAMED = re.compile(r"\btensor\b|\d+ B\b|\b[SEPHF]=|multiple of|\bL[12]\b")
+
+
+@st.composite
+def _shapes(draw):
+    shape = EncoderShape(S=M * draw(st.integers(1, 3)), E=M * draw(st.integers(1, 3)),
+                         P=draw(st.sampled_from([M // 2, M, 2 * M])), H=draw(st.integers(1, 4)),
+                         F=M * draw(st.integers(1, 4)))
+    try:
+        shape.validate(SPEC.config)
+    except ValueError:
+        shape = EncoderShape(M, M, M, 1, M)
+    return shape
+
+
+_specs = st.builds(
+    lambda l1, l2: ClusterSpec(l1_size=SPEC.l1_reserved + l1 * 1024,
+                               l2_size=SPEC.l2_data_offset + l2 * 1024),
+    # mostly room for a plan, sometimes too little of one memory or the other
+    st.sampled_from([16, 48, 96, 160, 250, 250, 250]),
+    st.sampled_from([64, 512, 3840, 3840, 3840]))
+
+
+def _live_together(a, b):
+    return a.first <= b.last and b.first <= a.last
+
+
+def _check_plan(schedule):
+    spec = schedule.spec
+    roots = [b for b in schedule.buffers.values() if not b.parent]
+    for b in roots:
+        assert b.offset >= 0 and b.offset % spec.align == 0, b.name
+        assert b.offset + max(b.size, b.reach) <= spec.arena_bytes, b.name
+    for lane in (b for b in schedule.buffers.values() if b.parent):
+        parent = schedule.buffers[lane.parent]
+        assert parent.offset <= lane.offset
+        assert lane.offset + lane.reach <= parent.offset + parent.reach, lane.name
+    for i, a in enumerate(roots):
+        for b in roots[i + 1:]:
+            if _live_together(a, b):
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, \
+                    f"{a.name} and {b.name} overlap while both are live"
+    tensors = sorted(schedule.l2.values(), key=lambda t: t.offset)
+    for a, b in zip(tensors, tensors[1:], strict=False):
+        assert a.offset + a.size <= b.offset, f"L2 tensors {a.name} and {b.name} overlap"
+    assert spec.l2_data_base + schedule.l2_bytes <= spec.l2_base + spec.l2_size
+
+
+@settings(derandomize=True, max_examples=25, deadline=None)
+@given(_shapes(), _specs, st.integers(0, 3))
+def test_compiler_gives_a_fitting_plan_or_a_one_line_compile_error(shape, spec, seed):
+    """Whatever the shape and memory sizes, compile_model either returns a program whose
+    buffers fit or raises a CompileError that says, on one line, what does not fit."""
+    model = RandomEncoder(shape, seed).integer_model()
+    try:
+        program = compile_model(model, spec)
+    except CompileError as exc:
+        message = str(exc)
+        assert message and "\n" not in message, message
+        assert NAMED.search(message), message
+        event("CompileError")
+        return
+    event("plan")
+    _check_plan(program.schedule)
+    assert len(program.image) <= spec.l2_size - spec.l2_data_offset
