@@ -24,7 +24,7 @@ __all__ = ["UsageError", "Key", "int_key", "flag_key", "choice_key", "list_key",
            "parse", "usage", "main"]
 
 #: What a key name looks like (make variables in capitals).
-KEY_NAME = re.compile(r"[A-Z][A-Z0-9_]*$")
+KEY_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")  # \Z, not $: "N\n" is no key
 #: Words that ask for the key listing instead of a run.
 HELP_WORDS = ("help", "-h", "--help", "HELP=1")
 
