@@ -37,15 +37,7 @@ int dl_check(unsigned core, const char *name, const int8_t *got, const int8_t *e
             }
         }
     }
-    mismatches[core] = count;
-    barrier();
-    int total = 0;
-    for (unsigned i = 0; i < num_cores(); i++)
-        total += mismatches[i];
-    barrier();
-    if (core == 0)
-        printf("check: tensor=%s elements=%d mismatches=%d\n", name, rows * cols, total);
-    return total != 0;
+    return dl_check_total(core, name, rows * cols, count);
 }
 
 int dl_check32(unsigned core, const char *name, const int32_t *got, const int32_t *expected,
