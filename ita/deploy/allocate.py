@@ -103,18 +103,22 @@ def peak_live(buffers):
 
 
 def layout_l2(tensors, spec):
-    """Offsets of the L2 tensors from the data base, in declaration order, L2_ALIGN-aligned;
-    builds the constants' bytes. CompileError when they do not fit in L2."""
-    cursor = 0
+    """Offsets of the data tensors, in declaration order, L2_ALIGN-aligned: from the L2 data
+    base, or from the L3 base for constants kept off chip (``memory == "l3"``); builds the
+    constants' bytes. CompileError when they do not fit."""
+    cursors = {"l2": 0, "l3": 0}
     for t in tensors.values():
         if t.make is not None:
             data = np.ascontiguousarray(t.make(), dtype=np.uint8).ravel()
             if len(data) > t.size:
                 raise ValueError(f"L2 tensor {t.name}: {len(data)} B built, {t.size} declared")
             t.data = np.concatenate([data, np.zeros(t.size - len(data), np.uint8)])
-        t.offset = cursor
-        cursor += pad(max(t.size, 4), L2_ALIGN)
-    if spec.l2_data_offset + cursor > spec.l2_size:
-        raise CompileError(f"the program needs {cursor} B of L2 data above offset "
+        t.offset = cursors[t.memory]
+        cursors[t.memory] += pad(max(t.size, 4), L2_ALIGN)
+    if spec.l2_data_offset + cursors["l2"] > spec.l2_size:
+        raise CompileError(f"the program needs {cursors['l2']} B of L2 data above offset "
                            f"{spec.l2_data_offset:#x}, but L2 holds {spec.l2_size} B")
+    if cursors["l3"] > spec.l3_size:
+        raise CompileError(f"the program needs {cursors['l3']} B of L3 data, but L3 holds "
+                           f"{spec.l3_size} B")
     return tensors

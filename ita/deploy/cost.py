@@ -2,28 +2,24 @@
 
 Every constant is a measured figure of the cluster (``docs/deploy.md``, "Measured"): the
 kernels' cycles per element on one core as run inside the layer, core 0's cost of
-programming a job and of a phase boundary, the L2 -> L1 DMA rate
-(:attr:`ClusterSpec.dma_bytes_per_cycle`) and the engine's speed beside a transfer. The
-model only ranks plans; the cycles a program takes are what the simulation measures.
+programming a job and of a phase boundary. The cluster's own figures come from the
+:class:`~ita.deploy.target.ClusterSpec`: the L2 -> L1 and L3 -> L1 DMA rates
+(:meth:`~ita.deploy.target.ClusterSpec.rate`) and the engine's speed beside a transfer
+(``engine_speed_beside_dma``: the share of L1 bank conflicts its wide port wins). The model
+only ranks plans; the cycles a program takes are what the simulation measures.
 """
 
 from __future__ import annotations
 
 from .ir import tiles
 
-__all__ = ["KERNEL_COSTS", "JOB_OVERHEAD", "PHASE_OVERHEAD", "DMA_CONTENDED_SPEED",
-           "gemm_cycles", "attention_cycles", "kernel_cycles", "phase_cost", "estimate"]
+__all__ = ["KERNEL_COSTS", "JOB_OVERHEAD", "PHASE_OVERHEAD", "gemm_cycles", "attention_cycles", "kernel_cycles", "phase_cost", "estimate"]
 
 #: Cycles per element on one core, by kernel kind (measured in the layer).
 KERNEL_COSTS = {"head_acc": 5.0, "head_final": 5.5, "relayout": 2.5, "add_layernorm": 18.0}
 #: Cycles core 0 spends programming one job, and per phase on barriers and bookkeeping.
 JOB_OVERHEAD = 400
 PHASE_OVERHEAD = 300
-#: Engine progress while the DMA moves data in L1: the DMA and the cores (narrow side) win
-#: 3 of every 4 conflicting cycles, and the engine's 1024-bit access needs all 32 banks, so a
-#: job runs at about a third of its speed while a transfer streams (measured in MiniLM:
-#: 31 % to 44 % per job).
-DMA_CONTENDED_SPEED = 1 / 3
 
 
 def gemm_cycles(rows, cols, inner, cfg):
@@ -44,14 +40,16 @@ def kernel_cycles(kernels, spec):
 
 
 def _dma_cycles(ph, spec):
-    return sum(d.bytes for d in ph.loads + ph.stores) / spec.dma_bytes_per_cycle
+    """The phase's transfers one after the other, each at the rate of its memory."""
+    return sum(d.bytes / spec.rate(d.memory) for d in ph.loads + ph.stores)
 
 
-def _contended(job, dma):
-    """Cycles of a job of ``job`` engine cycles started together with ``dma`` DMA cycles."""
-    if job <= dma * DMA_CONTENDED_SPEED:
-        return job / DMA_CONTENDED_SPEED
-    return dma + job - dma * DMA_CONTENDED_SPEED
+def _contended(job, dma, speed):
+    """Cycles of a job of ``job`` engine cycles started together with ``dma`` DMA cycles,
+    the engine running at ``speed`` of its own while the transfers stream."""
+    if job <= dma * speed:
+        return job / speed
+    return dma + job - dma * speed
 
 
 def phase_cost(ph, spec, choose=False):
@@ -60,17 +58,19 @@ def phase_cost(ph, spec, choose=False):
 
     A sequential phase (kernels after the job) whose transfers would stretch the job is
     cheaper with its transfers moved after the job, where they overlap the kernels instead
-    (cores and DMA share the banks fairly) -- e.g. an attention head with the next head's
-    51 KiB of weights: 16.2k engine cycles with the load beside it, 6.9k without.
+    (cores and DMA share the banks fairly). With the wide port winning 7 of 8 conflicts this
+    rarely pays; it did when the narrow side won 3 of 4 (an attention head with the next
+    head's 51 KiB of weights: 16.2k engine cycles beside the load, 6.9k without).
     """
     job = ph.job.cycles + JOB_OVERHEAD if ph.job else 0
     kern = kernel_cycles(ph.kernels, spec)
     moved = _dma_cycles(ph, spec)
     if not ph.job:
         return max(kern, moved), False
+    speed = spec.engine_speed_beside_dma
     if not ph.after_ita:
-        return max(_contended(job, moved), kern, moved), False
-    now = max(_contended(job, moved) + kern, moved)
+        return max(_contended(job, moved, speed), kern, moved), False
+    now = max(_contended(job, moved, speed) + kern, moved)
     deferred = job + max(kern, moved)
     defer = deferred < now if choose else ph.defer_dma
     return (deferred, True) if defer else (now, False)

@@ -54,13 +54,17 @@ class Program:
     c_source: str
     image: bytes           #: L2 bytes from spec.l2_data_base (input and outputs zero)
     manifest: dict
+    l3_image: bytes = b""  #: L3 bytes from spec.l3_base (constants kept off chip)
 
     def write(self, out_dir):
-        """Write ``encoder_layer.c``, ``data.bin`` and ``manifest.json`` into ``out_dir``."""
+        """Write ``encoder_layer.c``, ``data.bin`` (``data_l3.bin`` when constants live in
+        L3) and ``manifest.json`` into ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "encoder_layer.c").write_text(self.c_source)
         (out / "data.bin").write_bytes(self.image)
+        if self.l3_image:
+            (out / "data_l3.bin").write_bytes(self.l3_image)
         (out / "manifest.json").write_text(json.dumps(self.manifest, indent=1) + "\n")
         return out
 
@@ -73,19 +77,23 @@ def compile_model(model, spec: ClusterSpec | None = None, *, probes=("out",),
     to check); ``forced``: tiling choices (:func:`ita.deploy.search.plan`).
     """
     schedule = plan(model, spec or ClusterSpec(), probes=probes, **forced)
-    return Program(schedule, emit_c(schedule), l2_image(schedule), manifest(schedule))
+    return Program(schedule, emit_c(schedule), l2_image(schedule), manifest(schedule),
+                   l2_image(schedule, "l3"))
 
 
 def l2_address(schedule, name, offset=0):
-    """Absolute address of L2 tensor ``name`` (+ ``offset``)."""
-    return schedule.spec.l2_data_base + schedule.l2[name].offset + offset
+    """Absolute address of data tensor ``name`` (+ ``offset``), in L2 or in L3."""
+    t = schedule.l2[name]
+    base = schedule.spec.l3_base if t.memory == "l3" else schedule.spec.l2_data_base
+    return base + t.offset + offset
 
 
-def l2_image(schedule: Schedule) -> bytes:
-    """The data image: constants at their offsets, zeros elsewhere, whole words."""
-    image = np.zeros(-(-schedule.l2_bytes // 4) * 4, np.uint8)
+def l2_image(schedule: Schedule, memory="l2") -> bytes:
+    """The data image of ``memory``: constants at their offsets, zeros elsewhere, whole
+    words (empty when nothing lives there)."""
+    image = np.zeros(-(-schedule.data_bytes(memory) // 4) * 4, np.uint8)
     for t in schedule.l2.values():
-        if t.data is not None:
+        if t.data is not None and t.memory == memory:
             image[t.offset:t.offset + t.size] = t.data
     return image.tobytes()
 
@@ -239,6 +247,8 @@ def manifest(schedule: Schedule) -> dict:
         "ops": 2 * model.macs,
         "l1": {"arena_bytes": spec.arena_bytes, "used": schedule.arena_used},
         "l2_data": {"address": spec.l2_data_base, "bytes": schedule.l2_bytes},
+        "l3_data": {"address": spec.l3_base, "bytes": schedule.data_bytes("l3")},
+        "weights": spec.weights,
         "inputs": {name: _io(schedule, io) for name, io in schedule.inputs.items()},
         "outputs": {name: _io(schedule, io) for name, io in schedule.outputs.items()},
         "choices": schedule.choices,
@@ -248,7 +258,7 @@ def manifest(schedule: Schedule) -> dict:
                                         b.last // schedule.slot_width]}
                     for b in sorted(schedule.buffers.values(), key=lambda b: b.offset)},
         "l2": {t.name: {"address": l2_address(schedule, t.name), "bytes": t.size,
-                        "role": t.role} for t in schedule.l2.values()},
+                        "role": t.role, "memory": t.memory} for t in schedule.l2.values()},
         "phases": [{"index": ph.index, "label": ph.label,
                     "job": ph.job.name if ph.job else None,
                     "job_cycles": ph.job.cycles if ph.job else 0,

@@ -67,6 +67,9 @@ class L2Tensor:
     make: object = None
     offset: int | None = None
     data: np.ndarray | None = None
+    #: ``"l2"``, or ``"l3"`` for a constant kept off chip (``ClusterSpec.weights``); the
+    #: offset is then from the L3 base.
+    memory: str = "l2"
 
     def __post_init__(self):
         if self.role not in L2_ROLES:
@@ -101,7 +104,7 @@ class Dma:
     """One DMA transfer between an L2 tensor and an L1 buffer (2-D when rows > 1)."""
 
     load: bool          #: L2 -> L1 (else L1 -> L2)
-    l2: str             #: L2 tensor name
+    l2: str             #: L2 tensor name (its ``memory`` may be L3)
     buffer: str
     row_bytes: int
     rows: int = 1
@@ -109,6 +112,7 @@ class Dma:
     l1_stride: int = 0
     l2_offset: int = 0
     l1_offset: int = 0
+    memory: str = "l2"  #: where the tensor lives: the rate of the cost model
 
     @property
     def bytes(self):
@@ -221,5 +225,10 @@ class Schedule:
 
     @property
     def l2_bytes(self):
-        """Bytes of the data image: up to the end of the last L2 tensor."""
-        return max((t.offset + t.size for t in self.l2.values()), default=0)
+        """Bytes of the L2 data image: up to the end of the last tensor in L2."""
+        return self.data_bytes("l2")
+
+    def data_bytes(self, memory):
+        """Bytes of the data image of ``memory`` (``"l2"`` or ``"l3"``)."""
+        return max((t.offset + t.size for t in self.l2.values() if t.memory == memory),
+                   default=0)

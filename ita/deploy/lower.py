@@ -20,7 +20,7 @@ each head in its own columns (:func:`interleave_lanes`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from .ir import Buffer, CompileError, Dma, Io, ItaJob, Kernel, L2Tensor, Lowered
 from .lower_decoder import decoder_tilings, lower_decoder_layer
 
 __all__ = ["EncoderTiling", "LOWERINGS", "TILINGS", "lower", "tilings", "interleave_lanes",
-           "chunk_candidates"]
+           "chunk_candidates", "place_constants"]
 
 
 def _i8(a):
@@ -344,7 +344,25 @@ def _of(table, block):
 
 
 def lower(block, spec, tiling, probes=("out",)) -> Lowered:
-    return _of(LOWERINGS, block)(block, spec, tiling, probes)
+    return place_constants(_of(LOWERINGS, block)(block, spec, tiling, probes), spec)
+
+
+def place_constants(low: Lowered, spec) -> Lowered:
+    """Move the constants to L3 when ``spec.weights`` says so, and mark their loads.
+
+    The DMA reads L3 straight into L1: the off-chip link, not L2, is the bottleneck, so a
+    copy through L2 would add a transfer without adding bandwidth to a program that reads
+    every weight once.
+    """
+    if spec.weights != "l3":
+        return low
+    for t in low.l2.values():
+        if t.role == "const":
+            t.memory = "l3"
+    for table in (low.loads, low.stores):
+        for buffer, dmas in table.items():
+            table[buffer] = [replace(d, memory=low.l2[d.l2].memory) for d in dmas]
+    return low
 
 
 def tilings(block, spec, **forced):

@@ -31,7 +31,7 @@ from sw.build import KERNEL_SOURCES, build_app, read_hex
 from verif.deploy import C_DIR as CHECK_DIR
 from verif.deploy import C_SOURCES as CHECK_SOURCES
 from verif.deploy import expected_tensors, self_checking
-from verif.harness.run import run_image
+from verif.harness.run import l3_image, run_image
 
 __all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "parse",
            "job_table", "run_layer", "Prepared"]
@@ -40,9 +40,10 @@ __all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "
 MODELS = ("tiny", "mobilebert", "minilm")
 
 
-def cluster_spec(config=DEFAULT_CONFIG, cluster=DEFAULT) -> ClusterSpec:
-    """The compiler's view of the simulated cluster (its engine replaced by ``config``)."""
-    return ClusterSpec.for_cluster(cluster, config=config)
+def cluster_spec(config=DEFAULT_CONFIG, cluster=DEFAULT, weights="l2") -> ClusterSpec:
+    """The compiler's view of the simulated cluster (its engine replaced by ``config``;
+    ``weights``: where the constants live, ``"l2"`` or ``"l3"``)."""
+    return ClusterSpec.for_cluster(cluster, config=config, weights=weights)
 
 
 def shape_for(model, *, S=None, E=None, P=None, H=None, F=None):
@@ -62,6 +63,7 @@ class Prepared:
     app: object          #: sw.build.App
     image: Path          #: the combined L2 image for +L2_HEX
     work: Path
+    l3_hex: Path | None = None  #: the L3 contents for +L3_HEX (weights in L3)
 
 
 def combined_image(app, data: bytes, spec: ClusterSpec, path: Path) -> Path:
@@ -83,14 +85,14 @@ def combined_image(app, data: bytes, spec: ClusterSpec, path: Path) -> Path:
 
 
 def prepare(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
-            config=DEFAULT_CONFIG) -> Prepared:
+            config=DEFAULT_CONFIG, weights="l2") -> Prepared:
     """Compile and build one layer into ``work``. ``corrupt`` = (tensor, row, col) flips
-    one expected byte (to show that the check can fail)."""
+    one expected byte (to show that the check can fail); ``weights``: ``"l2"`` or ``"l3"``."""
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     shape = shape_for(model, **(sizes or {}))
-    spec = cluster_spec(config)
+    spec = cluster_spec(config, weights=weights)
     integer_model, x = RandomEncoder(shape, seed, config).draw()
     (layer,) = integer_model.blocks
     probes = (*layer.INTERMEDIATES, "out") if debug else ("out",)
@@ -106,7 +108,8 @@ def prepare(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None
                     extra_sources=(work / "encoder_layer.c", *C_SOURCES, *CHECK_SOURCES,
                                    *KERNEL_SOURCES, work / "checks.c"))
     image = combined_image(app, checked.image, spec, work / "encoder_layer.l2.hex")
-    return Prepared(program, checked, app, image, work)
+    l3 = l3_image(program.l3_image, work / "encoder_layer.l3.hex") if program.l3_image else None
+    return Prepared(program, checked, app, image, work, l3)
 
 
 def parse(output: str, manifest: dict, config=DEFAULT_CONFIG):
@@ -177,16 +180,18 @@ def job_table(output: str, manifest: dict) -> str:
 
 
 def run_layer(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
-              max_cycles=20_000_000, stream=False):
+              max_cycles=20_000_000, stream=False, weights="l2"):
     """Prepare and run on the C++ harness; returns (status, fields, output, prepared)."""
 
     prepared = prepare(work, model=model, seed=seed, sizes=sizes, debug=debug,
-                       corrupt=corrupt)
-    run = run_image("encoder_layer", prepared.image, max_cycles=max_cycles, stream=stream)
+                       corrupt=corrupt, weights=weights)
+    run = run_image("encoder_layer", prepared.image, max_cycles=max_cycles, stream=stream,
+                    l3_hex=prepared.l3_hex)
     manifest = prepared.program.manifest
     rows, fields, _checks = parse(run.output, manifest)
     shape = manifest["shape"]
     result = {"model": model, **{k: shape[k] for k in ("S", "E", "P", "H", "F")},
+              "weights": weights,
               "cycles": run.fields.get("cycles"), **fields,
               "estimate": manifest["estimate"]["cycles"], "outcome": run.fields["outcome"]}
     status = run.status if fields else "FAIL"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hw import toolchain
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
 from ita.deploy import CompileError
+from ita.deploy.target import WEIGHT_HOMES
 from sw.build import build_app
 from verif.cluster.attention import prepare
 from verif.cluster.encoder import MODELS, run_layer
@@ -170,23 +171,28 @@ def _model(text):
           "jobs, core kernels; double-buffered) and run from L2 on the C++ harness; every "
           "output byte checked in C against ita.golden.encoder; cycle breakdown, RESULT "
           "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override "
-          "its sizes (0: keep); DEBUG=1 also stores and checks every intermediate",
+          "its sizes (0: keep); DEBUG=1 also stores and checks every intermediate; "
+          "WEIGHTS=l3 keeps the weights in off-chip L3 (read over its link) instead of L2",
           keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert or minilm"),
                 int_key("S", 0, minimum=0), int_key("E", 0, minimum=0),
                 int_key("P", 0, minimum=0), int_key("H", 0, minimum=0),
                 int_key("F", 0, minimum=0),
                 flag_key("DEBUG", help="also store and check every intermediate"),
+                choice_key("WEIGHTS", "l2", WEIGHT_HOMES, help="where the weights live"),
                 SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1)))
 def _run_encoder_layer(options):
 
     model = options["MODEL"]
     sizes = {k: options[k] for k in ("S", "E", "P", "H", "F") if options[k]}
-    tag = "_".join([model, *(f"{k}{v}" for k, v in sizes.items()), f"seed{options['SEED']}"])
+    weights = options["WEIGHTS"]
+    tag = "_".join([model, *(f"{k}{v}" for k, v in sizes.items()), f"seed{options['SEED']}",
+                    *([f"weights_{weights}"] if weights != "l2" else [])])
     work = toolchain.BUILD_ROOT / "deploy" / tag
     try:
         status, result, output, breakdown, _ = run_layer(
             work, model=model, seed=options["SEED"], sizes=sizes,
-            debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True)
+            debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True,
+            weights=weights)
     except (CompileError, ValueError) as exc:  # a layer the compiler or the model refuses
         raise UsageError(str(exc).splitlines()[0]) from None
     print(breakdown, flush=True)

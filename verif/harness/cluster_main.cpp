@@ -1,7 +1,7 @@
 // Fast Verilator C++ harness for the cluster test top (verif/tops/cluster.py, `cluster_test_top`):
 // pure-software runs without cocotb. Built and run by `python -m verif.harness.run` (`make run`).
 //
-//   Vcluster_test_top +L2_HEX=<file> [+MAX_CYCLES=<n>]
+//   Vcluster_test_top +L2_HEX=<file> [+L3_HEX=<file>] [+MAX_CYCLES=<n>]
 //
 // L2 is loaded by the RAM's own `initial` block ($readmemh of +L2_HEX, word addresses counted
 // from the start of L2; cluster_integration/sv/cluster_l2_ram.sv). Reset is held for 3 cycles
@@ -72,6 +72,7 @@ void check_args(int argc, char** argv) {
         const char* arg = argv[i];
         if (!std::strncmp(arg, "+verilator+", 11)) continue;  // Verilator's runtime options
         if (!std::strncmp(arg, "+L2_HEX=", 8) && arg[8]) continue;
+        if (!std::strncmp(arg, "+L3_HEX=", 8) && arg[8]) continue;  // read by the L3 RAM
         if (!std::strncmp(arg, "+MAX_CYCLES=", 12) && arg[12]) continue;
         std::string msg = std::string("unexpected argument '") + arg + "'";
         usage_error(msg.c_str());

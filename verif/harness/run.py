@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
 from cluster_integration.l2 import L2_RAM_SOURCE
 from cluster_integration.memory_map import region
@@ -211,6 +213,17 @@ def l2_image(hex_path: str | os.PathLike, out_dir: str | os.PathLike | None = No
     return target
 
 
+def l3_image(data: bytes, path: str | os.PathLike) -> Path:
+    """A ``+L3_HEX`` file of ``data`` from the start of L3: ``<word address> <word>`` lines
+    (the L3 RAM is sparse, so words that are zero are left out)."""
+
+    words = np.frombuffer(bytes(data) + b"\0" * (-len(data) % 4), "<u4")
+    lines = [f"{i:x} {int(words[i]):08x}" for i in np.flatnonzero(words)]
+    target = Path(path)
+    target.write_text("\n".join(lines) + ("\n" if lines else ""))
+    return target
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
@@ -240,12 +253,15 @@ def _outcome(report: dict) -> str:
 
 
 def run_image(name: str, hex_path: str | os.PathLike, *, max_cycles: int = DEFAULT_MAX_CYCLES,
-              stream: bool = True) -> HarnessRun:
-    """Run a ``sw.build`` image on the C++ model; ``stream`` echoes its output as it comes."""
+              stream: bool = True, l3_hex: str | os.PathLike | None = None) -> HarnessRun:
+    """Run a ``sw.build`` image on the C++ model; ``stream`` echoes its output as it comes;
+    ``l3_hex``: the L3 contents (:func:`l3_image`)."""
 
     handle = build_harness()
     image = l2_image(hex_path)
     cmd = [str(handle.executable), f"+L2_HEX={image}", f"+MAX_CYCLES={max_cycles}"]
+    if l3_hex is not None:
+        cmd.append(f"+L3_HEX={l3_hex}")
     returncode, lines, report = run_model(cmd, stream=stream)
     output = "".join(line for line in lines if not line.startswith("cluster_main: "))
     fields: dict[str, object] = {}
