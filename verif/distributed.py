@@ -17,9 +17,10 @@ What this module guarantees:
   tasks in threads, so jobs in the worker's own process would see each other's environment.
   The job builds or reuses its content-hashed Verilator model itself, under the build's lock.
 
-``python -m verif.distributed <module>:<function> <argument.json> <result.json>`` is the entry
-point of that fresh process: it calls the function with the decoded argument and writes its
-JSON-able result.
+:func:`main` is what that fresh process runs (``<module>:<function> <argument.json>
+<result.json>``): it calls the function with the decoded argument and writes its JSON-able
+result. It is started with ``python -c`` rather than as a ``python -m`` tool: it is no command
+for users.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def call_isolated(target: str, argument) -> dict:
     with tempfile.TemporaryDirectory(prefix="dask-job-") as tmp:
         given, result = Path(tmp) / "argument.json", Path(tmp) / "result.json"
         given.write_text(json.dumps(argument))
-        proc = subprocess.run([sys.executable, "-m", __spec__.name, target, str(given),
+        proc = subprocess.run([sys.executable, "-c", _JOB_MAIN, target, str(given),
                                str(result)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               errors="replace")
@@ -206,6 +207,10 @@ def call_isolated(target: str, argument) -> dict:
                                      f"{socket.gethostname()} without a result: {last}")
         value = json.loads(result.read_text())
     return {"result": value, "output": tail, "worker": socket.gethostname()}
+
+
+#: The program of a job's process: :func:`main` of this module.
+_JOB_MAIN = f"import sys; from {__name__} import main; sys.exit(main(sys.argv[1:]))"
 
 
 class Submission:
@@ -237,12 +242,11 @@ class Submission:
         self.client.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else list(argv)
+def main(words: Sequence[str]) -> int:
+    """A job's process: ``<module>:<function> <argument.json> <result.json>``."""
     try:
         if len(words) != 3 or words[0].count(":") != 1:
-            raise UsageError("usage: python -m verif.distributed <module>:<function> "
-                             "<argument.json> <result.json>")
+            raise UsageError("expected <module>:<function> <argument.json> <result.json>")
         module, name = words[0].split(":")
         try:
             function = getattr(importlib.import_module(module), name)
@@ -257,7 +261,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     partial.write_text(json.dumps(value))
     partial.replace(words[2])
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
