@@ -21,8 +21,14 @@ import pytest
 
 from verif.channel import receive
 from verif.distributed import Submission
-from verif.regress import (RegressOptions, case_id, load_cases, record_from_reply, run_case,
-                           run_case_portable)
+from verif.regress import (
+    RegressOptions,
+    case_id,
+    load_cases,
+    record_from_reply,
+    run_case,
+    run_case_portable,
+)
 
 OPTIONS = receive(RegressOptions, keep_copy=False)
 CASES = load_cases(OPTIONS.cases_file)
