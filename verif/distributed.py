@@ -178,14 +178,23 @@ def open_cluster(target: Target) -> Iterator[Cluster]:
             client = stack.enter_context(
                 distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False))
             client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
-            workers = client.run(fingerprint)
             threads = sum(w["nthreads"] for w in
                           client.scheduler_info(n_workers=-1)["workers"].values())
-        except (OSError, TimeoutError, distributed.TimeoutError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DistributedError(f"Dask scheduler {target.text}: {reason}") from None
+        except (OSError, TimeoutError) as exc:
+            raise DistributedError(f"Dask scheduler {target.text}: {_reason(exc)}") from None
+        try:
+            workers = client.run(fingerprint)
+        except Exception as exc:  # e.g. a worker whose checkout lacks this module
+            raise DistributedError(f"a worker of {target.text} cannot run this checkout's "
+                                   f"code ({_reason(exc)}): start the workers from a checkout "
+                                   f"of the same commit") from None
         _check_workers(workers, here)
         yield Cluster(target, address, workers, threads)
+
+
+def _reason(exc: BaseException) -> str:
+    text = (str(exc).splitlines() or [""])[0]
+    return text or type(exc).__name__
 
 
 def call_isolated(target: str, argument) -> dict:
