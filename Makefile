@@ -9,6 +9,8 @@ STAMP   := $(VENV)/.bootstrap-stamp
 JOBS    ?= 2
 # Command-line KEY=VALUE pairs, e.g. "TEST=ita_attention S=128".
 ARGS    := $(MAKEOVERRIDES)
+# make regress on a Dask cluster: DASK may also come from the environment.
+DASK_ARG := $(if $(filter environment,$(origin DASK)),DASK=$(DASK))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run bench formal
@@ -28,6 +30,7 @@ help:
 	@echo "make regs                          regenerate the ITA HWPE register header, model, docs,"
 	@echo "                                   the cluster memory map header and linker script"
 	@echo "make regress [SEEDS=n] [JOBS=n]    the regression list, n seeds each (JUnit, summary, waves of failures)"
+	@echo "                                   DASK=tcp://host:8786 or DASK=local:<n>: on a Dask cluster"
 	@echo "make coverage [SEEDS=n] [JOBS=n]   functional + line/toggle coverage reports in build/coverage/"
 	@echo "make bench [QUICK=1] [ONLY=engine,hwpe,cluster,kernels,encoder,speed] [REPEATS=n]"
 	@echo "                                   benchmarks: build/bench/report.md, PNG plots, results.json"
@@ -65,7 +68,7 @@ regs: $(STAMP)
 	@$(PY) -m cluster_integration.memory_map_gen
 
 regress: $(STAMP)
-	@$(PY) -m verif.regress $(ARGS)
+	@$(PY) -m verif.regress $(ARGS) $(DASK_ARG)
 
 coverage: $(STAMP)
 	@$(PY) -m verif.coverage_cli $(ARGS)

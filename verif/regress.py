@@ -1,13 +1,18 @@
 """The regression: every test of the list in ``verif/testplan.yaml`` with n seeds, in parallel.
 
-    python -m verif.regress [SEEDS=n] [JOBS=n] [TESTS=a,b] [FIRST_SEED=k] [MAX_WAVES=n]
+    python -m verif.regress [SEEDS=n] [JOBS=n] [TESTS=a,b] [FIRST_SEED=k] [MAX_WAVES=n] [DASK=...]
     make regress SEEDS=20 JOBS=2
+    make regress SEEDS=20 DASK=tcp://scheduler:8786     # on the workers of a Dask cluster
 
 * Seeds are ``FIRST_SEED .. FIRST_SEED + n - 1`` (times the test's ``reseed`` factor, at least
   one), so a run is reproducible and a failing seed replays with
   ``make sim TEST=<test> SEED=<seed>``.
 * The cases run under pytest-xdist (``verif/regress_cases.py``); pytest writes the JUnit XML
   ``build/regress/junit.xml``. A negative test (``expect: fail``) passes when it fails.
+* ``DASK=tcp://host:port`` sends the same cases to the workers of a Dask cluster instead,
+  ``DASK=local:<n>`` to n worker processes started here (:mod:`verif.distributed`): pytest
+  still drives them one test per case, so the JUnit XML, the summary and the rerun lines are
+  the same; the cases build or reuse their models on the workers.
 * Afterwards: ``build/regress/summary.txt`` (test, seed, status, cycles, seconds, one line per
   run), the functional coverage merged over the passing runs (``funcov.yml`` and
   ``funcov.txt``), failing seeds re-run with waves (at most ``MAX_WAVES``), every failing line
@@ -15,7 +20,8 @@
 
       REGRESSION passed=<runs> failed=<runs> seeds=<seeds per test>
 
-Exit status 0 when nothing failed, 1 otherwise, 2 on a bad command line.
+Exit status 0 when nothing failed, 1 otherwise, 2 on a bad command line or a Dask cluster
+that cannot be used (unreachable, or a worker on other code).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import yaml
 from ita import cli
 from ita.cli import Key, UsageError, int_key, text_key
 from ita.config import ITAConfig
-from verif import engine_uvm, sim
+from verif import distributed, engine_uvm, sim
 from verif.channel import publish
 from verif.coverage import compact_run, functional_report, merge_funcov
 from verif.uvm import build_selftest, run_selftest
@@ -52,6 +58,7 @@ class RegressOptions:
 
     cases_file: str  #: JSON list of the cases (test, seed, expect, coverage)
     out: str         #: the regression's output directory (per-case records go below it)
+    dask: str = ""   #: the Dask scheduler's address; empty: run the cases in pytest's workers
 
 
 def seeds_key(default: int) -> Key:
@@ -64,7 +71,8 @@ TESTS = text_key("TESTS", "", expect="test names, comma-separated", empty=True,
                  help="only these tests of the list (default: all)")
 FIRST_SEED = int_key("FIRST_SEED", 1, minimum=1, help="seeds are FIRST_SEED, FIRST_SEED + 1, ...")
 KEYS = (seeds_key(10), JOBS, TESTS, FIRST_SEED,
-        int_key("MAX_WAVES", 5, minimum=0, help="failing seeds re-run with waves"))
+        int_key("MAX_WAVES", 5, minimum=0, help="failing seeds re-run with waves"),
+        distributed.DASK)
 SYNOPSIS = "make regress [KEY=VALUE ...]"
 
 
@@ -105,6 +113,11 @@ def load_cases(path: str | None) -> list[dict]:
     if not path:
         return []
     return json.loads(Path(path).read_text())
+
+
+def case_id(case: dict) -> str:
+    """The name of a case: its pytest id, record file and Dask job."""
+    return f"{case['test']}-seed{case['seed']}"
 
 
 def rerun_command(case: dict, waves: bool = False) -> str:
@@ -160,19 +173,50 @@ def run_case(case: dict, *, waves: bool = False) -> dict:
     return record
 
 
+def run_case_portable(case: dict) -> dict:
+    """:func:`run_case` on a Dask worker: the record also carries the run's functional
+    coverage (``funcov_text``), since its files stay on the worker's disk."""
+    record = run_case(case)
+    if record.get("funcov"):
+        record["funcov_text"] = Path(record["funcov"]).read_text()
+    return record
+
+
+def record_from_reply(case: dict, reply, out: Path) -> dict:
+    """The record of a case run on a worker: ``reply()`` gives :func:`run_case_portable`'s
+    result through :func:`verif.distributed.call_isolated`; a job that died is a FAIL."""
+    try:
+        answer = reply()
+    except Exception as exc:  # the worker or the job's process died: a FAIL with the reason
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return {"test": case["test"], "seed": case["seed"], "expect": case["expect"],
+                "status": "FAIL", "ok": False, "cycles": None, "seconds": None,
+                "message": f"Dask job failed: {type(exc).__name__}: {why}"[:400],
+                "run_dir": None, "rerun": rerun_command(case)}
+    print(answer["output"])  # pytest keeps it with the case, as for a local run
+    record = dict(answer["result"], worker=answer["worker"])
+    text = record.pop("funcov_text", None)
+    if text is not None:  # the worker's coverage file, copied here for the merge
+        funcov = out / "funcov" / f"{case_id(case)}.yml"
+        funcov.parent.mkdir(parents=True, exist_ok=True)
+        funcov.write_text(text)
+        record["funcov"] = str(funcov)
+    return record
+
+
 # --- reporting -----------------------------------------------------------------------------------
 
 
 def read_records(out: Path, cases: list[dict]) -> list[dict]:
     records = []
     for case in cases:
-        path = out / "records" / f"{case['test']}-seed{case['seed']}.json"
+        path = out / "records" / f"{case_id(case)}.json"
         if path.is_file():
             records.append(json.loads(path.read_text()))
         else:  # the worker died before writing it
             records.append({"test": case["test"], "seed": case["seed"], "expect": case["expect"],
                             "status": "FAIL", "ok": False, "cycles": None, "seconds": None,
-                            "message": "no record (the pytest worker crashed?)",
+                            "message": "no record (the pytest or Dask worker crashed?)",
                             "run_dir": None, "rerun": rerun_command(case)})
     return records
 
@@ -224,10 +268,13 @@ def merge_functional(records: list[dict], out: Path) -> tuple[float, str] | None
     return pct, str(out / "funcov.txt")
 
 
-def run_pytest(cases: list[dict], out: Path, jobs: int) -> int:
+def run_pytest(cases: list[dict], out: Path, jobs: int, dask: str = "") -> int:
+    """pytest over the cases: ``jobs`` xdist workers, or one process handing them to the Dask
+    scheduler at ``dask``."""
     cases_file = out / "cases.json"
     cases_file.write_text(json.dumps(cases))
-    env = dict(os.environ, **publish(RegressOptions(cases_file=str(cases_file), out=str(out))),
+    options = RegressOptions(cases_file=str(cases_file), out=str(out), dask=dask)
+    env = dict(os.environ, **publish(options),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for key in ("MAKEFLAGS", "MAKEOVERRIDES", "MFLAGS", "MAKELEVEL"):
         env.pop(key, None)
@@ -263,13 +310,21 @@ def regress(options: dict, *, coverage: bool = False, out: Path = OUT,
         tests = [t for t in tests if t["name"] in wanted]
     cases = make_cases(tests, options["SEEDS"], options["FIRST_SEED"], coverage=coverage)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (out / "records").glob("*.json"):
+    for stale in (*(out / "records").glob("*.json"), *(out / "funcov").glob("*.yml")):
         stale.unlink()
-    print(f"regress: {len(cases)} runs ({len(tests)} tests, {options['SEEDS']} seeds from "
-          f"{options['FIRST_SEED']}), {options['JOBS']} in parallel, results in {out}",
-          flush=True)
-    prebuild(cases, coverage)
-    run_pytest(cases, out, options["JOBS"])
+    what = (f"regress: {len(cases)} runs ({len(tests)} tests, {options['SEEDS']} seeds from "
+            f"{options['FIRST_SEED']})")
+    dask = options.get("DASK", "")
+    if dask:
+        # No prebuild here: the workers may not share this disk; each case builds or reuses
+        # its model on its worker, under the build's lock.
+        with distributed.open_cluster(distributed.parse_target(dask)) as cluster:
+            print(f"{what} on the {cluster.describe()}, results in {out}", flush=True)
+            run_pytest(cases, out, 1, dask=cluster.address)
+    else:
+        print(f"{what}, {options['JOBS']} in parallel, results in {out}", flush=True)
+        prebuild(cases, coverage)
+        run_pytest(cases, out, options["JOBS"])
     records = read_records(out, cases)
     (out / "summary.txt").write_text(summary_table(records))
     info = {"seconds": time.monotonic() - t0, "runs": len(records)}
@@ -291,17 +346,24 @@ def rerun_with_waves(records: list[dict], limit: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main("regress", _command, argv, usage_text=cli.usage(SYNOPSIS, KEYS))
+    return cli.main("regress", _command, argv, usage_text=cli.usage(SYNOPSIS, KEYS),
+                    failures=(distributed.DistributedError,))
 
 
 def _command(words: list[str]) -> int:
     options = parse_args(words)
     records, info = regress(options)
+    return finish(records, info, options)
+
+
+def finish(records: list[dict], info: dict, options: dict, out: Path = OUT) -> int:
+    """Print the per-test table, coverage, waves of failures, the failing lines with their
+    rerun commands and the REGRESSION line; return the exit status."""
     failed = [r for r in records if not r["ok"]]
     print()
     print(per_test_table(records))
-    print(f"\nregress: summary table {OUT / 'summary.txt'}, JUnit {OUT / 'junit.xml'}")
-    functional = merge_functional(records, OUT)
+    print(f"\nregress: summary table {out / 'summary.txt'}, JUnit {out / 'junit.xml'}")
+    functional = merge_functional(records, out)
     if functional:
         print(f"regress: functional coverage {functional[0]:.1f}% of bins ({functional[1]})")
     if failed:
