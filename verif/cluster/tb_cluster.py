@@ -3,7 +3,10 @@
 Options: :class:`verif.cluster.model.ClusterOptions` through :mod:`verif.channel`.
 
 The testbench sleeps in one trigger until the top raises ``done`` (no per-cycle Python),
-compares the expected L2 regions word by word and writes ``outcome.json``.
+compares the expected L2 regions word by word and writes ``outcome.json``. With
+``trace_elf`` set (``TRACE=1``) a monitor also samples the engine, the DMA, the event unit
+and the cores' PCs once per cycle and writes the run's timeline (:mod:`verif.cluster.trace`);
+without it the monitor is not started and costs nothing.
 """
 
 import json
@@ -14,9 +17,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from cluster_integration.memory_map import region
+from ita.cluster_config import DEFAULT
 from sw.build import read_hex
 from verif.channel import receive
 from verif.cluster.model import ClusterOptions
+from verif.cluster.trace import FILE_NAME as TRACE_FILE
+from verif.cluster.trace import Recorder, Symbols, wait_name
 from verif.result import format_result, record_result
 from verif.uvm.watchdog import within_cycles
 
@@ -35,6 +41,71 @@ def _words(address, blob):
     padded = np.zeros(-(-len(blob) // 4) * 4, dtype=np.uint8)
     padded[:len(blob)] = blob
     return address, padded.view("<u4")
+
+
+class _Monitor:
+    """Samples, once per cycle after the clock edge, what the timeline shows; hands every
+    change to a :class:`Recorder`. Signals of a rare event (a waiting core's address and
+    mask, a DMA transfer's registers) are read only in the cycle they matter."""
+
+    def __init__(self, dut, recorder, cores):
+        cluster = dut.cluster
+        self.dut, self.recorder, self.cores = dut, recorder, cores
+        ita, dma, eu = cluster.ita, cluster.dma, cluster.event_unit
+        controller = ita.engine.core.controller
+        self.busy, self.running, self.step = ita.control.busy, controller.running, \
+            controller.step
+        self.dma = dma
+        self.accept, self.load, self.events = dma.queue.w_en, dma.queue.r_en, dma.events
+        self.pcs = [getattr(cluster, f"core{c}").core.core_i.pc_id for c in range(cores)]
+        self.requests = [getattr(eu, f"core{c}__req") for c in range(cores)]
+        self.grants = [getattr(eu, f"core{c}_granted") for c in range(cores)]
+        self.addresses = [getattr(eu, f"core{c}__addr") for c in range(cores)]
+        self.masks = [getattr(eu, f"core{c}_mask") for c in range(cores)]
+        self.last = 0  # the last cycle sampled
+
+    async def run(self):
+        rec, dut, dma = self.recorder, self.dut, self.dma
+        busy, running, step = self.busy, self.running, self.step
+        accept, load, events = self.accept, self.load, self.events
+        pcs, requests, grants = self.pcs, self.requests, self.grants
+        cores = range(self.cores)
+        last_pc = [-1] * self.cores
+        waiting = [False] * self.cores
+        job = False
+        edge, done, counter = RisingEdge(dut.clk), dut.done, dut.cycle
+        while True:
+            await edge
+            if int(done.value):  # the run ended in the cycle before
+                return
+            cycle = self.last = int(counter.value)
+            if int(busy.value):
+                if not job:
+                    rec.job_at(cycle, True)
+                    job = True
+                rec.step_at(cycle, int(step.value) if int(running.value) else None)
+            elif job:
+                rec.job_at(cycle, False)
+                job = False
+            if int(events.value):
+                rec.dma_complete_at(cycle)
+            if int(accept.value):
+                rec.dma_accept_at(cycle, src=int(dma.src.value), dst=int(dma.dst.value),
+                                  length=int(dma.length.value), rows=int(dma.rows.value),
+                                  core=int(dma.regs__id.value))
+            if int(load.value):
+                rec.dma_load_at(cycle)
+            for c in cores:
+                pc = int(pcs[c].value)
+                if pc != last_pc[c]:
+                    last_pc[c] = pc
+                    rec.pc_at(cycle, c, pc)
+                held = int(requests[c].value) and not int(grants[c].value)
+                if held != waiting[c]:
+                    waiting[c] = held
+                    what = wait_name(int(self.addresses[c].value),
+                                     int(self.masks[c].value)) if held else None
+                    rec.wait_at(cycle, c, what)
 
 
 @cocotb.test()
@@ -63,6 +134,10 @@ async def run_program(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     dut.fetch_enable.value = 1
+    monitor = None
+    if options.trace_elf:
+        monitor = _Monitor(dut, Recorder(Symbols.from_elf(options.trace_elf)), DEFAULT.cores)
+        task = cocotb.start_soon(monitor.run())
     await within_cycles(RisingEdge(dut.done), max_cycles, PERIOD_NS)
     await ReadOnly()
 
@@ -122,6 +197,14 @@ async def run_program(dut):
           and not outcome["mismatches"])
     with open("outcome.json", "w") as fh:
         json.dump(outcome, fh, indent=1)
+    if monitor is not None:
+        if task.done():
+            task.result()  # the monitor's own failure, if any, fails the run
+        else:  # a time-out: the run did not end
+            task.cancel()
+        end = outcome["cycles"] if not timed_out else monitor.last + 1
+        monitor.recorder.finish(end, TRACE_FILE, {"test": name, "timed_out": timed_out,
+                                                  "clock_period_ns": PERIOD_NS})
     for mismatch in outcome["mismatches"]:
         dut._log.error(mismatch)
     fields = {"cycles": outcome["cycles"], "outcome": got.replace(" ", "_")}
