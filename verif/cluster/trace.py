@@ -42,7 +42,7 @@ from ita.cluster_config import DEFAULT, ClusterConfig
 from ita.rtl.layouts import Step
 
 __all__ = ["FILE_NAME", "TIME_UNIT", "TraceError", "Symbols", "Timeline", "Recorder",
-           "Track", "check", "wait_name", "memory_of"]
+           "Track", "check", "summary", "wait_name", "memory_of"]
 
 #: The timeline's name in the run directory, next to ``sim.log`` and ``outcome.json``.
 FILE_NAME = "trace.json"
@@ -384,3 +384,21 @@ def check(path: str | Path) -> dict[str, dict]:
         out[label] = {"spans": len(track_spans), "busy": busy, "names": counts,
                       "events": track_spans}
     return out
+
+
+def summary(path: str | Path) -> dict[str, object]:
+    """The headline figures of a valid trace file (:func:`check`): run cycles, engine jobs
+    and busy cycles, DMA transfers and bytes, and the cores' cycles asleep in the event unit
+    as a share of all core cycles."""
+    tracks = check(path)
+    cycles = tracks.get(f"{_CLUSTER} / run", {}).get("busy", 0)
+    engine = tracks.get(f"{_ITA} / engine", {"busy": 0, "names": {}})
+    transfers = [e for label, t in tracks.items() if label.startswith(f"{_DMA} / ")
+                 for e in t["events"] if "bytes" in e.get("args", {})]
+    asleep = sum(t["busy"] for label, t in tracks.items() if label.endswith(" / event unit"))
+    cores = json.loads(Path(path).read_text())["otherData"].get("cores") or 0
+    return {"cycles": cycles, "ita_jobs": sum(n for name, n in engine["names"].items()
+                                              if name.startswith("job ")),
+            "ita_busy": engine["busy"], "dma_transfers": len(transfers),
+            "dma_bytes": sum(e["args"]["bytes"] for e in transfers),
+            "asleep_pct": round(100 * asleep / (cycles * cores), 1) if cycles and cores else 0.0}
