@@ -80,9 +80,11 @@ def test_check_rejects_other_time_units_and_non_json(tmp_path):
 
 
 def test_recorder_keeps_overlapping_transfers_on_separate_slots(tmp_path):
+    from ita.cluster_config import DEFAULT
+    l1, l2 = DEFAULT.region("L1").base, DEFAULT.region("L2").base + 0x10000
     rec = Recorder(Symbols([(0x100, 0x10, "f"), (0x110, 0x20, "g")]))
-    rec.dma_accept_at(5, src=0x1C010000, dst=0x10000000, length=4099, rows=2, core=0)
-    rec.dma_accept_at(6, src=0x10000000, dst=0x1C010000, length=64, rows=1, core=3)
+    rec.dma_accept_at(5, src=l2, dst=l1, length=4099, rows=2, core=0)
+    rec.dma_accept_at(6, src=l1, dst=l2, length=64, rows=1, core=3)
     rec.dma_load_at(6)
     rec.dma_complete_at(40)
     rec.dma_load_at(41)
