@@ -43,6 +43,19 @@ def _words(address, blob):
     return address, padded.view("<u4")
 
 
+def _reader(handle):
+    """A function that reads ``handle`` (at most 32 bits) as an unsigned integer. cocotb's
+    ``handle.value`` builds a LogicArray on every read; the monitor reads about 30 signals a
+    cycle, so it uses the GPI handle's integer read behind it (cocotb is pinned in
+    requirements.txt) and masks off the sign that read gives 32-bit values."""
+    read, width = handle._handle.get_signal_val_long, len(handle)
+    if width > 32:
+        raise ValueError(f"{handle._path}: {width} bits, the monitor reads at most 32")
+    if width < 32:
+        return read
+    return lambda: read() & 0xFFFFFFFF
+
+
 class _Monitor:
     """Samples, once per cycle after the clock edge, what the timeline shows; hands every
     change to a :class:`Recorder`. Signals of a rare event (a waiting core's address and
@@ -53,59 +66,63 @@ class _Monitor:
         self.dut, self.recorder, self.cores = dut, recorder, cores
         ita, dma, eu = cluster.ita, cluster.dma, cluster.event_unit
         controller = ita.engine.core.controller
-        self.busy, self.running, self.step = ita.control.busy, controller.running, \
-            controller.step
-        self.dma = dma
-        self.accept, self.load, self.events = dma.queue.w_en, dma.queue.r_en, dma.events
-        self.pcs = [getattr(cluster, f"core{c}").core.core_i.pc_id for c in range(cores)]
-        self.requests = [getattr(eu, f"core{c}__req") for c in range(cores)]
-        self.grants = [getattr(eu, f"core{c}_granted") for c in range(cores)]
-        self.addresses = [getattr(eu, f"core{c}__addr") for c in range(cores)]
-        self.masks = [getattr(eu, f"core{c}_mask") for c in range(cores)]
+        self.done, self.cycle = _reader(dut.done), _reader(dut.cycle)
+        self.busy, self.running, self.step = (_reader(ita.control.busy),
+                                              _reader(controller.running),
+                                              _reader(controller.step))
+        self.accept, self.load, self.events = (_reader(dma.queue.w_en), _reader(dma.queue.r_en),
+                                               _reader(dma.events))
+        self.transfer = {name: _reader(getattr(dma, name))
+                         for name in ("src", "dst", "length", "rows")}
+        self.transfer["core"] = _reader(dma.regs__id)
+        self.pcs = [_reader(getattr(cluster, f"core{c}").core.core_i.pc_id)
+                    for c in range(cores)]
+        self.requests = [_reader(getattr(eu, f"core{c}__req")) for c in range(cores)]
+        self.grants = [_reader(getattr(eu, f"core{c}_granted")) for c in range(cores)]
+        self.addresses = [_reader(getattr(eu, f"core{c}__addr")) for c in range(cores)]
+        self.masks = [_reader(getattr(eu, f"core{c}_mask")) for c in range(cores)]
         self.last = 0  # the last cycle sampled
 
     async def run(self):
-        rec, dut, dma = self.recorder, self.dut, self.dma
+        rec = self.recorder
+        done, counter = self.done, self.cycle
         busy, running, step = self.busy, self.running, self.step
-        accept, load, events = self.accept, self.load, self.events
+        accept, load, events, transfer = self.accept, self.load, self.events, self.transfer
         pcs, requests, grants = self.pcs, self.requests, self.grants
         cores = range(self.cores)
         last_pc = [-1] * self.cores
         waiting = [False] * self.cores
         job = False
-        edge, done, counter = RisingEdge(dut.clk), dut.done, dut.cycle
+        edge = RisingEdge(self.dut.clk)
         while True:
             await edge
-            if int(done.value):  # the run ended in the cycle before
+            if done():  # the run ended in the cycle before
                 return
-            cycle = self.last = int(counter.value)
-            if int(busy.value):
+            cycle = self.last = counter()
+            if busy():
                 if not job:
                     rec.job_at(cycle, True)
                     job = True
-                rec.step_at(cycle, int(step.value) if int(running.value) else None)
+                rec.step_at(cycle, step() if running() else None)
             elif job:
                 rec.job_at(cycle, False)
                 job = False
-            if int(events.value):
+            if events():
                 rec.dma_complete_at(cycle)
-            if int(accept.value):
-                rec.dma_accept_at(cycle, src=int(dma.src.value), dst=int(dma.dst.value),
-                                  length=int(dma.length.value), rows=int(dma.rows.value),
-                                  core=int(dma.regs__id.value))
-            if int(load.value):
+            if accept():
+                rec.dma_accept_at(cycle, **{k: read() for k, read in transfer.items()})
+            if load():
                 rec.dma_load_at(cycle)
             for c in cores:
-                pc = int(pcs[c].value)
+                pc = pcs[c]()
                 if pc != last_pc[c]:
                     last_pc[c] = pc
                     rec.pc_at(cycle, c, pc)
-                held = int(requests[c].value) and not int(grants[c].value)
+                held = requests[c]() and not grants[c]()
                 if held != waiting[c]:
                     waiting[c] = held
-                    what = wait_name(int(self.addresses[c].value),
-                                     int(self.masks[c].value)) if held else None
-                    rec.wait_at(cycle, c, what)
+                    rec.wait_at(cycle, c, wait_name(self.addresses[c](), self.masks[c]())
+                                if held else None)
 
 
 @cocotb.test()
