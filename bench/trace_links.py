@@ -32,8 +32,10 @@ _KINDS = ("cluster", "encoder")
 
 
 def _slug(command: str) -> str:
+    """``make sim TEST=attention_head S=64 H=1 SEED=1`` -> ``attention_head_S64_H1``."""
     words = [w for w in command.split()[2:] if not w.startswith("SEED=")]
-    return re.sub(r"[^A-Za-z0-9=_-]+", "_", "_".join(w.removeprefix("TEST=") for w in words))
+    text = "_".join(w.removeprefix("TEST=").replace("=", "") for w in words)
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)
 
 
 def record(results: dict, out: Path, *, log: Callable[[str], None] = print,

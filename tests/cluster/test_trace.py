@@ -127,6 +127,26 @@ def test_symbols_name_the_functions_of_a_built_program():
     assert symbols.name(app.entry) == "_start"
 
 
+def test_bench_lists_long_workloads_untraced_and_links_traces(tmp_path):
+    from bench import trace_links
+    results = {"cluster": [{"command": "make sim TEST=attention_head S=64 SEED=1",
+                            "status": "PASS", "result": {"cycles": 10 ** 9}}],
+               "encoder": [{"command": "make sim TEST=encoder_layer MODEL=tiny",
+                            "status": "FAIL", "result": {}}]}
+    rows = trace_links.record(results, tmp_path, log=lambda text: None)  # nothing runs
+    assert len(rows) == 1 and "not traced" in rows[0]["note"]
+    assert rows[0]["command"] == "make sim TEST=attention_head S=64 SEED=1 TRACE=1"
+    assert not (tmp_path / "traces").exists()
+    lines = trace_links.section([{**rows[0], "note": ""}, {
+        "command": "make sim TEST=hello TRACE=1", "trace": "traces/hello.json", "cycles": 4902,
+        "ita_jobs": 0, "ita_busy": 0, "dma_transfers": 0, "dma_bytes": 0, "asleep_pct": 72.3}])
+    assert lines[0] == "## Timelines"
+    assert "| [hello.json](traces/hello.json) | 4,902 | 0 | 0 | 0 | 0 | 72.3 % |" in lines[-2]
+    assert trace_links._slug("make sim TEST=attention_head S=64 H=1 SEED=1") == \
+        "attention_head_S64_H1"
+    assert trace_links.section([]) == []
+
+
 # --- simulation --------------------------------------------------------------------------------
 
 
