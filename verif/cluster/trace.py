@@ -124,7 +124,7 @@ class Timeline:
 
     def write(self, path: str | Path, other: Mapping[str, object]) -> Path:
         path = Path(path)
-        data = {"traceEvents": self.events(), "displayTimeUnit": "ns",
+        data = {"traceEvents": self.events(),
                 "otherData": {"time_unit": TIME_UNIT,
                               "note": "ts and dur count clock cycles: a viewer's 1 us is 1 cycle",
                               **other}}
