@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from bench import plots, report
+from bench import plots, report, trace_links
 from bench.runner import children_cpu_seconds
 from bench.suite import FULL, QUICK, SECTIONS, Bench
 from hw import toolchain
@@ -59,6 +59,7 @@ def _command(argv: list[str]) -> int:
     t0, cpu0 = time.monotonic(), children_cpu_seconds()
     bench = Bench(plan, sections=options["ONLY"], out=out)
     results = bench.run()
+    results["traces"] = trace_links.record(results, out, log=bench.log)
     wall, cpu = time.monotonic() - t0, children_cpu_seconds() - cpu0
     command = "make bench" + "".join(f" {w}" for w in argv)
     meta = {"command": command, "seed": plan.seed, "repeats": plan.repeats,

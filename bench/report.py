@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import model
+from bench import model, trace_links
 
 __all__ = ["cluster_rows", "write_json", "write_markdown"]
 
@@ -274,6 +274,7 @@ def write_markdown(path: Path, results: dict, meta: dict, figures: dict, crow: l
     lines += _hwpe_cluster_section(results, figures, crow)
     lines += _kernel_section(results, figures, notes, seed)
     lines += _encoder_section(results, notes)
+    lines += trace_links.section(results.get("traces", []))
     lines += _speed_section(results, figures)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")

@@ -10,6 +10,7 @@ from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
 from cluster_integration.l2 import L2_RAM_SOURCE
 from hw import toolchain
 from verif.channel import publish
+from verif.cluster.trace import FILE_NAME as TRACE_FILE
 from verif.sim import cocotb_result
 from verif.tops.cluster import ClusterTestTop
 from verif.tops.core import RAM_SV
@@ -42,6 +43,7 @@ class ClusterOptions:
     data: str | None       #: ``.npz`` of extra L2 contents (arrays ``addr_<hex>``, uint8)
     check: str | None      #: ``.npz`` of expected L2 contents after the run, same naming
     ideal: float | None    #: ideal cycles of the work (for the utilisation figure)
+    trace_elf: str | None  #: TRACE=1: the program's ELF (names the cores' functions); None: off
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,27 @@ class ClusterRun:
 
 
 def run_program(app, *, test_name, expect="exit:0", data=None, check=None, ideal=None,
-                waves=False, max_cycles=DEFAULT_MAX_CYCLES) -> ClusterRun:
+                waves=False, max_cycles=DEFAULT_MAX_CYCLES, trace=False) -> ClusterRun:
     """Run a built ``sw.build.App`` on the cluster; ``data``/``check`` are npz paths of L2
-    contents to load before and to compare after the run."""
+    contents to load before and to compare after the run. ``trace``: record the run's
+    timeline (:mod:`verif.cluster.trace`) into ``trace.json`` next to its log, named by the
+    RESULT field ``trace``; without it no such file is left in the run directory."""
     handle = build_model(waves=waves)
+    run_dir = handle.build_dir / "runs" / test_name
+    timeline = run_dir / TRACE_FILE
+    timeline.unlink(missing_ok=True)  # never let an earlier run's timeline pass for this one
     env = publish(ClusterOptions(test_name=test_name, app_hex=str(app.hex), expect=expect,
                                  max_cycles=max_cycles, data=str(data) if data else None,
                                  check=str(check) if check else None,
-                                 ideal=float(ideal) if ideal else None))
+                                 ideal=float(ideal) if ideal else None,
+                                 trace_elf=str(app.elf) if trace else None))
     status, fields = cocotb_result(handle, TB_MODULE, seed=None, waves=waves, extra_env=env,
                                    results_name=test_name)
-    path = handle.build_dir / "runs" / test_name / "outcome.json"
+    if trace and timeline.is_file():
+        fields["trace"] = toolchain.relative(timeline)
+    elif trace:
+        status = "FAIL"
+        fields.setdefault("error", "no_trace_written")
+    path = run_dir / "outcome.json"
     outcome = json.loads(path.read_text()) if path.is_file() else None
     return ClusterRun(status, fields, outcome)

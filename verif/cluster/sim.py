@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hw import toolchain
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
 from ita.deploy import CompileError
@@ -17,13 +19,26 @@ from verif.sim import register
 
 _CYCLES = int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up after this many")
 
+#: Record the run's timeline (verif/cluster/trace.py, docs/trace.md) on the cocotb model.
+TRACE = flag_key("TRACE", help="write the run's timeline, trace.json next to its log "
+                 "(Chrome trace events for Perfetto; docs/trace.md)")
+
+
+def _trace_summary(options, fields) -> list[str]:
+    """The summary line that says where the timeline is (or how to get one)."""
+    if fields.get("trace"):
+        return [f"trace          {fields['trace']}"]
+    return [] if options.get("TRACE") else ["trace          none (TRACE=1 writes one)"]
+
 
 @register("hello", "sw/apps/hello on the 8-core cluster: every core prints in turn",
-          keys=(_CYCLES, WAVES))
+          keys=(_CYCLES, WAVES, TRACE))
 def _run_hello(options):
     run = run_program(build_app("hello"), test_name="hello", waves=bool(options["WAVES"]),
-                      max_cycles=options["MAX_CYCLES"])
-    return run.status, run.fields
+                      max_cycles=options["MAX_CYCLES"], trace=bool(options["TRACE"]))
+    fields = dict(run.fields)
+    fields[SUMMARY_FIELD] = _trace_summary(options, fields)
+    return run.status, fields
 
 
 #: Named shapes of attention_head; S=, E=, P=, H= given on the command line override one
@@ -67,7 +82,7 @@ def _engine_summary(fields) -> list[str]:
                 int_key("E", None, minimum=1, help="overrides SHAPE"),
                 int_key("P", None, minimum=1, help="overrides SHAPE"),
                 int_key("H", None, minimum=1, maximum=8, help="overrides SHAPE"),
-                flag_key("CAUSAL"), SEED, _CYCLES, WAVES))
+                flag_key("CAUSAL"), SEED, _CYCLES, WAVES, TRACE))
 def _run_attention(options):
 
     shape = attention_shape(options)
@@ -78,12 +93,12 @@ def _run_attention(options):
     app = build_app("attention_head", out_dir=work, include_dirs=(include,))
     run = run_program(app, test_name=f"attention_head-{tag}", data=data, check=check,
                       ideal=ideal, waves=bool(options["WAVES"]),
-                      max_cycles=options["MAX_CYCLES"])
+                      max_cycles=options["MAX_CYCLES"], trace=bool(options["TRACE"]))
     fields = dict(run.fields)
     fields["seed"] = options["SEED"]
     dims = " ".join(f"{k}={v}" for k, v in shape.items())
     fields[SUMMARY_FIELD] = [f"shape          {dims} (SHAPE={options['SHAPE']})",
-                             *_engine_summary(fields)]
+                             *_engine_summary(fields), *_trace_summary(options, fields)]
     return run.status, fields
 
 
@@ -172,24 +187,28 @@ def _model(text):
           "output byte checked in C against ita.golden.encoder; cycle breakdown, RESULT "
           "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override "
           "its sizes (0: keep); DEBUG=1 also stores and checks every intermediate; "
-          "WEIGHTS=l3 keeps the weights in off-chip L3 (read over its link) instead of L2",
+          "WEIGHTS=l3 keeps the weights in off-chip L3 (read over its link) instead of L2; "
+          "TRACE=1 also runs the same image on the cocotb model to record its timeline",
           keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert or minilm"),
                 int_key("S", 0, minimum=0), int_key("E", 0, minimum=0),
                 int_key("P", 0, minimum=0), int_key("H", 0, minimum=0),
                 int_key("F", 0, minimum=0),
                 flag_key("DEBUG", help="also store and check every intermediate"),
                 choice_key("WEIGHTS", "l2", WEIGHT_HOMES, help="where the weights live"),
-                SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1)))
+                SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1), TRACE))
 def _run_encoder_layer(options):
 
     model = options["MODEL"]
     sizes = {k: options[k] for k in ("S", "E", "P", "H", "F") if options[k]}
     weights = options["WEIGHTS"]
+    if options["TRACE"] and weights != "l2":
+        raise UsageError("TRACE=1 needs WEIGHTS=l2: the traced rerun on the cocotb model "
+                         "loads L2 only")
     tag = "_".join([model, *(f"{k}{v}" for k, v in sizes.items()), f"seed{options['SEED']}",
                     *([f"weights_{weights}"] if weights != "l2" else [])])
     work = toolchain.BUILD_ROOT / "deploy" / tag
     try:
-        status, result, output, breakdown, _ = run_layer(
+        status, result, output, breakdown, prepared = run_layer(
             work, model=model, seed=options["SEED"], sizes=sizes,
             debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True,
             weights=weights)
@@ -198,4 +217,25 @@ def _run_encoder_layer(options):
     print(breakdown, flush=True)
     result["seed"] = options["SEED"]
     result.pop("estimate", None)
+    if options["TRACE"]:
+        status = _trace_encoder_layer(status, result, prepared, tag, options["MAX_CYCLES"])
+    result[SUMMARY_FIELD] = _trace_summary(options, result)
     return status, result
+
+
+def _trace_encoder_layer(status, result, prepared, tag, max_cycles) -> str:
+    """The timeline of an encoder layer: the C++ harness has no monitor, so the same L2 image
+    runs once more on the cocotb model with TRACE on. Both models come from the same Verilog
+    and must count the same cycles; a difference fails the run."""
+    app = dataclasses.replace(prepared.app, hex=prepared.image)
+    run = run_program(app, test_name=f"encoder_layer-{tag}", max_cycles=max_cycles, trace=True)
+    if run.fields.get("trace"):
+        result["trace"] = run.fields["trace"]
+    if run.status != "PASS":
+        result["error"] = f"trace_run_{run.fields.get('outcome') or run.fields.get('error')}"
+        return "FAIL"
+    if run.fields.get("cycles") != result.get("cycles"):
+        result["error"] = (f"trace_run_cycles_{run.fields.get('cycles')}"
+                           f"_not_{result.get('cycles')}")
+        return "FAIL"
+    return status

@@ -3,7 +3,10 @@
 Options: :class:`verif.cluster.model.ClusterOptions` through :mod:`verif.channel`.
 
 The testbench sleeps in one trigger until the top raises ``done`` (no per-cycle Python),
-compares the expected L2 regions word by word and writes ``outcome.json``.
+compares the expected L2 regions word by word and writes ``outcome.json``. With
+``trace_elf`` set (``TRACE=1``) a monitor also samples the engine, the DMA, the event unit
+and the cores' PCs once per cycle and writes the run's timeline (:mod:`verif.cluster.trace`);
+without it the monitor is not started and costs nothing.
 """
 
 import json
@@ -14,9 +17,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from cluster_integration.memory_map import region
+from ita.cluster_config import DEFAULT
 from sw.build import read_hex
 from verif.channel import receive
 from verif.cluster.model import ClusterOptions
+from verif.cluster.trace import FILE_NAME as TRACE_FILE
+from verif.cluster.trace import Recorder, Symbols, wait_name
 from verif.result import format_result, record_result
 from verif.uvm.watchdog import within_cycles
 
@@ -35,6 +41,88 @@ def _words(address, blob):
     padded = np.zeros(-(-len(blob) // 4) * 4, dtype=np.uint8)
     padded[:len(blob)] = blob
     return address, padded.view("<u4")
+
+
+def _reader(handle):
+    """A function that reads ``handle`` (at most 32 bits) as an unsigned integer. cocotb's
+    ``handle.value`` builds a LogicArray on every read; the monitor reads about 30 signals a
+    cycle, so it uses the GPI handle's integer read behind it (cocotb is pinned in
+    requirements.txt) and masks off the sign that read gives 32-bit values."""
+    read, width = handle._handle.get_signal_val_long, len(handle)
+    if width > 32:
+        raise ValueError(f"{handle._path}: {width} bits, the monitor reads at most 32")
+    if width < 32:
+        return read
+    return lambda: read() & 0xFFFFFFFF
+
+
+class _Monitor:
+    """Samples, once per cycle after the clock edge, what the timeline shows; hands every
+    change to a :class:`Recorder`. Signals of a rare event (a waiting core's address and
+    mask, a DMA transfer's registers) are read only in the cycle they matter."""
+
+    def __init__(self, dut, recorder, cores):
+        cluster = dut.cluster
+        self.dut, self.recorder, self.cores = dut, recorder, cores
+        ita, dma, eu = cluster.ita, cluster.dma, cluster.event_unit
+        controller = ita.engine.core.controller
+        self.done, self.cycle = _reader(dut.done), _reader(dut.cycle)
+        self.busy, self.running, self.step = (_reader(ita.control.busy),
+                                              _reader(controller.running),
+                                              _reader(controller.step))
+        self.accept, self.load, self.events = (_reader(dma.queue.w_en), _reader(dma.queue.r_en),
+                                               _reader(dma.events))
+        self.transfer = {name: _reader(getattr(dma, name))
+                         for name in ("src", "dst", "length", "rows")}
+        self.transfer["core"] = _reader(dma.regs__id)
+        self.pcs = [_reader(getattr(cluster, f"core{c}").core.core_i.pc_id)
+                    for c in range(cores)]
+        self.requests = [_reader(getattr(eu, f"core{c}__req")) for c in range(cores)]
+        self.grants = [_reader(getattr(eu, f"core{c}_granted")) for c in range(cores)]
+        self.addresses = [_reader(getattr(eu, f"core{c}__addr")) for c in range(cores)]
+        self.masks = [_reader(getattr(eu, f"core{c}_mask")) for c in range(cores)]
+        self.last = 0  # the last cycle sampled
+
+    async def run(self):
+        rec = self.recorder
+        done, counter = self.done, self.cycle
+        busy, running, step = self.busy, self.running, self.step
+        accept, load, events, transfer = self.accept, self.load, self.events, self.transfer
+        pcs, requests, grants = self.pcs, self.requests, self.grants
+        cores = range(self.cores)
+        last_pc = [-1] * self.cores
+        waiting = [False] * self.cores
+        job = False
+        edge = RisingEdge(self.dut.clk)
+        while True:
+            await edge
+            if done():  # the run ended in the cycle before
+                return
+            cycle = self.last = counter()
+            if busy():
+                if not job:
+                    rec.job_at(cycle, True)
+                    job = True
+                rec.step_at(cycle, step() if running() else None)
+            elif job:
+                rec.job_at(cycle, False)
+                job = False
+            if events():
+                rec.dma_complete_at(cycle)
+            if accept():
+                rec.dma_accept_at(cycle, **{k: read() for k, read in transfer.items()})
+            if load():
+                rec.dma_load_at(cycle)
+            for c in cores:
+                pc = pcs[c]()
+                if pc != last_pc[c]:
+                    last_pc[c] = pc
+                    rec.pc_at(cycle, c, pc)
+                held = requests[c]() and not grants[c]()
+                if held != waiting[c]:
+                    waiting[c] = held
+                    rec.wait_at(cycle, c, wait_name(self.addresses[c](), self.masks[c]())
+                                if held else None)
 
 
 @cocotb.test()
@@ -63,6 +151,10 @@ async def run_program(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     dut.fetch_enable.value = 1
+    monitor = None
+    if options.trace_elf:
+        monitor = _Monitor(dut, Recorder(Symbols.from_elf(options.trace_elf)), DEFAULT.cores)
+        task = cocotb.start_soon(monitor.run())
     await within_cycles(RisingEdge(dut.done), max_cycles, PERIOD_NS)
     await ReadOnly()
 
@@ -122,6 +214,14 @@ async def run_program(dut):
           and not outcome["mismatches"])
     with open("outcome.json", "w") as fh:
         json.dump(outcome, fh, indent=1)
+    if monitor is not None:
+        if task.done():
+            task.result()  # the monitor's own failure, if any, fails the run
+        else:  # a time-out: the run did not end
+            task.cancel()
+        end = outcome["cycles"] if not timed_out else monitor.last + 1
+        monitor.recorder.finish(end, TRACE_FILE, {"test": name, "timed_out": timed_out,
+                                                  "clock_period_ns": PERIOD_NS})
     for mismatch in outcome["mismatches"]:
         dut._log.error(mismatch)
     fields = {"cycles": outcome["cycles"], "outcome": got.replace(" ", "_")}
