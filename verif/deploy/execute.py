@@ -24,12 +24,12 @@ from itertools import permutations
 import numpy as np
 
 from cluster_integration.hwpe.regmap import TENSOR_POINTERS
+from ita.deploy.ir import Ref
 from ita.golden import linear
 from ita.golden.arith import requant
 from ita.golden.encoder import layer_norm, residual_add
 from ita.golden.layers import attention_mask, gemm_step
 from ita.golden.softmax import itamax
-from ita.deploy.ir import Ref
 from ita.rtl.layouts import Mode
 from ita.rtl.schedule import tensor_shapes
 from verif.deploy.harness import expected_tensors
