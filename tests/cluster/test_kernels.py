@@ -183,10 +183,13 @@ def _past_limit(name):
     if name == "layernorm_cols":     # arguments only: the kernel must not touch the row
         case = kt.draw_case("layernorm", "1x4", 1)
         return replace(_placeholder(case), dims=(1, C["K_LN_MAX_COLS"] + 1)), "K_ERR_LN_COLS"
-    if name == "itamax_cols":        # all-equal logits: 256 per column
-        case = kt.draw_case("itamax", f"2x{C['K_SOFTMAX_MAX_COLS'] + 1}", 1)
-        return replace(_placeholder(case), inputs=(np.zeros_like(case.inputs[0]),)), \
-            "K_ERR_SOFTMAX_COLS"
+    if name == "itamax_cols":        # all-equal logits: 256 per column, one column too many
+        cols = C["K_SOFTMAX_MAX_COLS"] + 1
+        with pytest.raises(AccumulatorOverflowError):
+            core_softmax(np.zeros((2, cols), np.int8))
+        case = kt.draw_case("itamax", "2x4", 1)
+        return replace(_placeholder(case), size=f"2x{cols}", dims=(2, cols, cols, 0),
+                       inputs=(np.zeros((2, cols), np.int8),)), "K_ERR_SOFTMAX_COLS"
     if name == "gemm_sum":           # k * 2^14 reaches 2^31
         case = kt.draw_case("gemm_rq", "1x4x1_nobias", 1)
         return replace(_placeholder(case), dims=(1, 1 << 17, 1)), "K_ERR_GEMM_SUM"
