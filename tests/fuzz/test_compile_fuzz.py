@@ -116,4 +116,5 @@ def test_fuzzed_shapes_pass_on_the_cluster(shape, tmp_path):
     sizes = {k: getattr(shape, k) for k in ("S", "E", "P", "H", "F")}
     status, result, output, _, _ = run_layer(tmp_path, model="tiny", seed=3, sizes=sizes)
     assert status == "PASS", output[-2000:]
-    assert "mismatch" not in output
+    assert "mismatch:" not in output and "check: tensor=out elements=" in output
+    assert re.search(r"check: tensor=out elements=\d+ mismatches=0\b", output), output[-2000:]
