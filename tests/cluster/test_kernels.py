@@ -1,7 +1,9 @@
 """The encoder kernels (sw/kernels) on the cluster: ``make sim TEST=kernels SIZE=small``.
 
 The program compares every output byte with ita.golden in C; a run with one expected byte
-flipped must fail and name the kernel, size, row and column. Runs use the fast C++ harness
+flipped must fail and name the kernel, size, row and column. A kernel driven past one of its
+documented limits must report the limit's K_ERR_* code (kernels.h) and end the program with
+exit code 3; just inside the limits the kernels stay bit-exact. Runs use the fast C++ harness
 (one cached model build shared with tests/harness).
 """
 
