@@ -34,7 +34,7 @@ int k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int 
 {
     if (k_rq_check(mult, shift, add))
         return K_ERR_REQUANT;
-    if ((uint32_t)(b + 32768) > 65535u || (uint32_t)(c + 32768) > 65535u)
+    if ((uint32_t)b + 32768u > 65535u || (uint32_t)c + 32768u > 65535u)
         return K_ERR_GELU_CONST;
     const k_rq_t rq = k_rq_make(mult, shift, add, 1u << 25);
     int lo, hi;

@@ -15,7 +15,7 @@
  * raises outside them; a larger mult can overflow the 32-bit paths). */
 static inline int k_rq_check(int mult, int shift, int add)
 {
-    return (uint32_t)mult > 255u || (uint32_t)shift > 255u || (uint32_t)(add + 128) > 255u
+    return (uint32_t)mult > 255u || (uint32_t)shift > 255u || (uint32_t)add + 128u > 255u
                ? K_ERR_REQUANT
                : K_OK;
 }

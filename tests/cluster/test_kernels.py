@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from ita.config import DEFAULT_CONFIG
-from ita.golden import AccumulatorOverflowError, linear
+from ita.golden import AccumulatorOverflowError, i_gelu, linear
 from ita.golden import decoder as dec
 from ita.golden import encoder as enc
-from ita.golden.encoder import core_softmax, layer_norm_stats, residual_add
+from ita.golden.encoder import core_softmax, head_sum, layer_norm_stats, residual_add
 from verif.cluster import kernel_tests as kt
 from verif.sim import main as sim_main
 
@@ -198,6 +198,17 @@ def _past_limit(name):
     if name == "residual_mult":
         case = kt.draw_case("residual_add", "4x9", 1)
         return replace(_placeholder(case), params=(256, *case.params[1:])), "K_ERR_REQUANT"
+    if name == "head_count":
+        case = kt.draw_case("head_sum", "2h4x4", 1)
+        with pytest.raises(ValueError, match="at least one head"):
+            head_sum(case.inputs[0][:0], case.params)
+        return replace(_placeholder(case), dims=(0, *case.dims[1:])), "K_ERR_HEADS"
+    if name == "gelu_const":
+        case = kt.draw_case("gelu", "2x8", 1)
+        b = -(1 << 15) - 1
+        with pytest.raises(ValueError, match="does not fit int16"):
+            i_gelu(case.inputs[0], b, case.params[1], case.params[2:])
+        return replace(_placeholder(case), params=(b, *case.params[1:])), "K_ERR_GELU_CONST"
     if name == "wide_input":         # found in the scan of row 2, after rows 0 and 1
         case = kt.draw_case("decomposed_gemm", "4x12x5", 1)
         x = case.inputs[0].astype(np.int64)
@@ -214,18 +225,18 @@ def _past_limit(name):
         "K_ERR_SHIFT"
 
 
-LIMITS = ("layernorm_cols", "itamax_cols", "gemm_sum", "residual_mult", "wide_input",
-          "silu_shift")
+LIMITS = ("layernorm_cols", "itamax_cols", "gemm_sum", "residual_mult", "head_count",
+          "gelu_const", "wide_input", "silu_shift")
 
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("name", LIMITS)
 def test_a_kernel_past_its_limit_reports_the_code(name):
     case, code = _past_limit(name)
-    fine = kt.draw_case("gelu", "2x8", 1)          # runs and passes before the broken case
+    fine = kt.draw_case("rope", "5x8_l2", 1)       # runs and passes before the broken case
     run = kt.run_cases([fine, case], tag=f"test_limit_{name}")
     assert run.status == "FAIL" and run.fields["outcome"] == "exit:3", run.output[-1500:]
-    assert [r["kernel"] for r in run.rows] == ["gelu"] and run.mismatch is None
+    assert [r["kernel"] for r in run.rows] == ["rope"] and run.mismatch is None
     found = _LIMIT.search(run.output)
     assert found, run.output[-1500:]
     assert (found["kernel"], found["size"]) == (case.kernel, case.size)
