@@ -314,3 +314,25 @@ def test_interpreter_refuses_an_access_outside_the_arena():
     program.schedule.buffers[name].offset = program.schedule.spec.arena_bytes - 4
     with pytest.raises(ExecutionError, match="outside the .*-byte L1 arena"):
         check_plan(program, model, x)
+
+
+def test_interpreted_decoder_plan_equals_the_integer_llama_and_bites():
+    """The decoder layer's plan (qkav jobs, RMSNorm, RoPE, SiLU x up, residual kernels) in
+    numpy equals the integer Llama; one row short in the last residual add is a mismatch."""
+    from dataclasses import replace
+
+    from ita.deploy.frontend import RandomLlama
+    from verif.deploy.execute import check_decoder_plan
+
+    model, x = RandomLlama(seed=2).draw()
+    program = compile_model(model, ClusterSpec(), probes=("out", "k_cache0", "v_cache0"))
+    assert check_decoder_plan(program, model, x) is None
+    kinds = {k.kind for ph in program.schedule.phases for k in ph.kernels}
+    assert {"rmsnorm", "rope", "silu_mul", "dequant_add"} <= kinds
+    phase, i = next((ph, i) for ph in program.schedule.phases
+                    for i, k in enumerate(ph.kernels) if k.name == "residual_down")
+    args = list(phase.kernels[i].args)
+    args[4] -= 1                                     # rows
+    phase.kernels[i] = replace(phase.kernels[i], args=tuple(args))
+    rows = model.blocks[0].shape.S
+    assert check_decoder_plan(program, model, x).startswith(f"tensor=out row={rows - 1} ")

@@ -8,7 +8,8 @@ transfers name, engine jobs that read their operands at their pointers and write
 output (step by step, so a step reads what an earlier one wrote), and core kernels that read
 and write at their arguments. The outputs read back from L2 are the plan's results, so a plan
 whose buffers collide, whose transfers miss a row or whose pointers are off gives values
-different from the integer model. :func:`check_plan` compares them with it.
+different from the integer model. :func:`check_plan` compares them with it for an encoder
+layer, :func:`check_decoder_plan` with the integer Llama for a decoder layer.
 
 A phase runs its transfers concurrently with its job, and its kernels concurrently with the
 job unless they wait for it (``after_ita``). The interpreter runs a phase in every order the
@@ -25,6 +26,7 @@ import numpy as np
 
 from cluster_integration.hwpe.regmap import TENSOR_POINTERS
 from ita.deploy.ir import Ref
+from ita.golden import decoder as dec
 from ita.golden import linear
 from ita.golden.arith import requant
 from ita.golden.encoder import layer_norm, residual_add
@@ -34,7 +36,7 @@ from ita.rtl.layouts import Mode
 from ita.rtl.schedule import tensor_shapes
 from verif.deploy.harness import expected_tensors
 
-__all__ = ["ExecutionError", "execute", "check_plan", "first_mismatch"]
+__all__ = ["ExecutionError", "execute", "check_plan", "check_decoder_plan", "first_mismatch"]
 
 #: What a byte of L1 holds before anything writes it (any value but zero would do).
 GARBAGE_SEED = 0xA5
@@ -131,7 +133,7 @@ def _job(mem, job, config):
     """One engine job from memory: inputs read at their pointers (padded, row-major; biases
     int32 words), each step's padded output written at its pointer before the next step
     reads it."""
-    mode = {"attention": Mode.ATTENTION, "linear": Mode.LINEAR}.get(job.mode)
+    mode = {"attention": Mode.ATTENTION, "linear": Mode.LINEAR, "qkav": Mode.QKAV}.get(job.mode)
     if mode is None:
         raise ExecutionError(f"{job.name}: no interpreter for engine mode {job.mode!r}")
     d = job.dims
@@ -166,19 +168,27 @@ def _job(mem, job, config):
                           gelu_b=job.gelu[0], gelu_c=job.gelu[1], act_rq=job.act_rq,
                           config=config))
         return
+    if mode == Mode.QKAV:   # Q and K (rotated) and V^T come from the cores
+        _qk_av(load, store, job, S, P, rq, config)
+        return
     store("qp", gemm_step("Q", load("q_in", S, E), load("wq_t", P, E).T, load("bq", P, 0),
                           rq[0], config))
     store("kp", gemm_step("K", load("kv_in", S, E), load("wk_t", P, E).T, load("bk", P, 0),
                           rq[1], config))
     store("vp_t", gemm_step("V", load("kv_in", S, E), load("wv_t", P, E).T, load("bv", P, 0),
                             rq[2], config).T)
+    _qk_av(load, store, job, S, P, rq, config)
+    store("out", gemm_step("OW", load("o", S, P), load("wo_t", E, P).T, load("bo", E, 0),
+                           rq[5], config))
+
+
+def _qk_av(load, store, job, S, P, rq, config):
+    """Steps QK (with the softmax) and AV of a job, from and to memory."""
     a = gemm_step("QK", load("qp", S, P), load("kp", S, P).T, None, rq[3], config)
     mask = attention_mask(S, causal=job.causal, valid_keys=job.valid_keys or None)
     store("a", itamax(a, config.N, mask, config=config))
     store("o", gemm_step("AV", load("a", S, S, np.uint8), load("vp_t", P, S).T, None, rq[4],
                          config))
-    store("out", gemm_step("OW", load("o", S, P), load("wo_t", E, P).T, load("bo", E, 0),
-                           rq[5], config))
 
 
 def _args(mem, kernel):
@@ -230,8 +240,68 @@ def _kernel(mem, kernel):
             mem.write(scratch, (coef & 0xFFFFFFFF).astype(np.uint32), np.uint32, what)
         mem.write(total, s, np.int8, what)
         mem.write(out, layer_norm(s, g, b, mult=mult, shift=shift, add=add), np.int8, what)
+    elif kernel.kind in _DECODER_KERNELS:
+        _DECODER_KERNELS[kernel.kind](mem, a, what)
     else:
         raise ExecutionError(f"{what}: no interpreter for kernel kind {kernel.kind!r}")
+
+
+def _rows(mem, start, pitch, rows, cols, dtype, what):
+    """``rows`` rows of ``cols`` elements, ``pitch`` bytes apart."""
+    return np.stack([mem.read(start + r * pitch, cols, dtype, what) for r in range(rows)]) \
+        if rows else np.zeros((0, cols), np.int64)
+
+
+def _put_rows(mem, start, pitch, values, dtype, what):
+    for r, row in enumerate(values):
+        mem.write(start + r * pitch, row, dtype, what)
+
+
+def _clip8(v):
+    return np.clip(v, -128, 127)
+
+
+def _rmsnorm(mem, a, what):
+    x, out, rows, cols, pitch, consts, eps = a
+    xs = mem.read(x, rows * cols, np.int32, what).reshape(rows, cols)
+    c = mem.read(consts, 2 * cols, np.int32, what)
+    _put_rows(mem, out, pitch, _clip8(dec.rms_norm(xs, c[:cols], c[cols:], eps)), np.int8, what)
+
+
+def _rope(mem, a, what):
+    x, x_pitch, out, out_pitch, rows, dim, consts, cos, sin = a
+    xs = _rows(mem, x, x_pitch, rows, dim, np.int8, what)
+    c = mem.read(consts, 2 * dim, np.int32, what)
+    half = dim // 2
+    cs = mem.read(cos, rows * half, np.int16, what).reshape(rows, half)
+    sn = mem.read(sin, rows * half, np.int16, what).reshape(rows, half)
+    y = dec.rope(xs[None], c[:dim][None], c[dim:][None], cs, sn)[0]
+    _put_rows(mem, out, out_pitch, y, np.int8, what)
+
+
+def _silu_mul(mem, a, what):
+    gate, up, in_pitch, out, out_pitch, rows, cols, consts, table = a
+    g = _rows(mem, gate, in_pitch, rows, cols, np.int8, what)
+    u = _rows(mem, up, in_pitch, rows, cols, np.int8, what)
+    c = mem.read(consts, 4 * cols, np.int32, what).reshape(4, cols)
+    want = dec.sigmoid_table()
+    if not np.array_equal(mem.read(table, want.size, np.int32, what), want):
+        raise ExecutionError(f"{what}: the sigmoid table in L1 is not "
+                             "ita.golden.decoder.sigmoid_table()")
+    _put_rows(mem, out, out_pitch, _clip8(dec.gated(g, u, *c)), np.int8, what)
+
+
+def _dequant_add(mem, a, what):
+    residual, y, y_pitch, out, rows, cols, consts = a
+    res = mem.read(residual, rows * cols, np.int32, what).reshape(rows, cols)
+    ys = _rows(mem, y, y_pitch, rows, cols, np.int8, what)
+    c = mem.read(consts, 2 * cols, np.int32, what)
+    mem.write(out, dec.dequantise_add(res, ys, c[:cols], c[cols:]), np.int32, what)
+
+
+#: The decoder's kernels (``sw/kernels/kernels.h``), with ``ita.golden.decoder``.
+_DECODER_KERNELS = {"rmsnorm": _rmsnorm, "rope": _rope, "silu_mul": _silu_mul,
+                    "dequant_add": _dequant_add}
 
 
 def _run_phase(mem, phase, config):
@@ -298,3 +368,22 @@ def check_plan(program, model, x) -> str | None:
     names = list(program.manifest["outputs"])
     expected = expected_tensors(model, x, names, program.schedule.spec.config)
     return first_mismatch(execute(program, {"x": x}), expected)
+
+
+def check_decoder_plan(program, model, x) -> str | None:
+    """As :func:`check_plan` for a decoder-layer ``program`` on int32 rows ``x``, against the
+    integer Llama (:func:`verif.deploy.decoder.expected_decoder_tensors`); int32 tensors are
+    compared element by element."""
+    from verif.deploy.decoder import _bytes, expected_decoder_tensors
+
+    names = list(program.manifest["outputs"])
+    expected = expected_decoder_tensors(model, x, names)
+    got = execute(program, {"x": _bytes(np.asarray(x, np.int32))})
+    as_stored = {}
+    for name, want in expected.items():
+        want = np.asarray(want)
+        value = got[name]
+        if want.dtype == np.int32:
+            value = np.ascontiguousarray(value).view(np.int32)
+        as_stored[name] = value
+    return first_mismatch(as_stored, expected)
