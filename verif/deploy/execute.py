@@ -34,6 +34,7 @@ from ita.golden.layers import attention_mask, gemm_step
 from ita.golden.softmax import itamax
 from ita.rtl.layouts import Mode
 from ita.rtl.schedule import tensor_shapes
+from verif.deploy.decoder import expected_decoder_tensors
 from verif.deploy.harness import expected_tensors
 
 __all__ = ["ExecutionError", "execute", "check_plan", "check_decoder_plan", "first_mismatch"]
@@ -374,11 +375,9 @@ def check_decoder_plan(program, model, x) -> str | None:
     """As :func:`check_plan` for a decoder-layer ``program`` on int32 rows ``x``, against the
     integer Llama (:func:`verif.deploy.decoder.expected_decoder_tensors`); int32 tensors are
     compared element by element."""
-    from verif.deploy.decoder import _bytes, expected_decoder_tensors
-
     names = list(program.manifest["outputs"])
     expected = expected_decoder_tensors(model, x, names)
-    got = execute(program, {"x": _bytes(np.asarray(x, np.int32))})
+    got = execute(program, {"x": np.ascontiguousarray(np.asarray(x, np.int32)).view(np.int8)})
     as_stored = {}
     for name, want in expected.items():
         want = np.asarray(want)
