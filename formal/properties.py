@@ -76,7 +76,7 @@ PROPERTIES = (
              "no port (cores, DMA, wide) is refused more times in a row than "
              "L1Memory.refusal_bounds, either priority",
              lambda block: l1.StarvationHarness(block or l1.l1), l1.never_yields,
-             _doc(l1.never_yields), 16, None),
+             _doc(l1.never_yields), 16, 8),
     Property("dma.transfer",
              "every write lies in the destination range of the transfer in flight; each "
              "transfer raises one event, on its starting core's line",

@@ -21,17 +21,30 @@ static inline int32_t clip8(int32_t v)
     return v < -128 ? -128 : v > 127 ? 127 : v;
 }
 
-void k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
-                       const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
-                       int shift)
+int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
+                      const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
+                      int shift)
 {
-    int lo, hi;
+    if (k_rq_check(mult, shift, 0))
+        return K_ERR_REQUANT;
+    if (shift + FINE_BITS > K_SHIFT_MAX)
+        return K_ERR_SHIFT;
+    int lo, hi, status = K_OK;
     k_cols(n, &lo, &hi);
     for (int r = 0; r < rows; r++) {
         const int32_t *xr = x + r * k;
-        int clipped = 0;
-        for (int i = 0; i < k; i++)
-            clipped |= xr[i] != clip8(xr[i]);
+        /* the row's range: clipped inputs, and inputs beyond 24 bits (then every core, as
+         * each scans the whole row, stops at the same row) */
+        int32_t low = 0, high = 0;
+        for (int i = 0; i < k; i++) {
+            low = xr[i] < low ? xr[i] : low;
+            high = xr[i] > high ? xr[i] : high;
+        }
+        if (low < -K_WIDE_MAX || high > K_WIDE_MAX) {
+            status = K_ERR_WIDE_INPUT;
+            break;
+        }
+        const int clipped = low < -128 || high > 127;
         for (int c = lo; c < hi; c++) {
             int64_t corr = 0;
             if (clipped)
@@ -54,4 +67,5 @@ void k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *
         }
     }
     barrier();
+    return status;
 }

@@ -7,10 +7,16 @@
 #include "k_wide.h"
 #include "kernels.h"
 
-void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
-                   int rows, int cols, const int32_t *consts)
+int k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
+                  int rows, int cols, const int32_t *consts)
 {
+    static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + cols;
+    const int status = k_shifts_agree(slots, shift, 1, 0, cols);
+    if (status) {
+        barrier();
+        return status;
+    }
     int lo, hi;
     k_cols(cols, &lo, &hi);
     for (int c = lo; c < hi; c++) { /* a column's constants once for all rows */
@@ -21,4 +27,5 @@ void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_
         }
     }
     barrier();
+    return K_OK;
 }

@@ -29,9 +29,13 @@ static int8_t gelu_one(int32_t q, int32_t b, int32_t c, const k_rq_t *rq)
     return k_requant(wrap26((uint32_t)q * (uint32_t)sum), rq);   /* q * (e + c) */
 }
 
-void k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int shift,
-            int add)
+int k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int shift,
+           int add)
 {
+    if (k_rq_check(mult, shift, add))
+        return K_ERR_REQUANT;
+    if ((uint32_t)b + 32768u > 65535u || (uint32_t)c + 32768u > 65535u)
+        return K_ERR_GELU_CONST;
     const k_rq_t rq = k_rq_make(mult, shift, add, 1u << 25);
     int lo, hi;
     k_span(256, 4, &lo, &hi);
@@ -45,4 +49,5 @@ void k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int
     for (int i = lo; i < lo + rot; i++)
         out[i] = gelu_table[x[i] + 128];
     barrier();
+    return K_OK;
 }

@@ -156,21 +156,27 @@ gemm_share(const int8_t *a, const int8_t *bt, const int32_t *bias, int8_t *c, in
     }
 }
 
-void k_gemm_rq(const int8_t *a, const int8_t *bt, const int32_t *bias, int8_t *c, int m, int k,
-               int n, int mult, int shift, int add)
+int k_gemm_rq(const int8_t *a, const int8_t *bt, const int32_t *bias, int8_t *c, int m, int k,
+              int n, int mult, int shift, int add)
 {
-    /* Largest |sum|: k products of at most 128 * 128, plus the largest |bias|. */
-    uint32_t bound = (uint32_t)k * 128u * 128u;
+    if (k_rq_check(mult, shift, add))
+        return K_ERR_REQUANT;
+    /* Largest |sum|: k products of at most 128 * 128, plus the largest |bias|; it must fit
+     * int32 (K_ERR_GEMM_SUM). */
     uint32_t top = 0;
     if (bias)
         for (int j = 0; j < n; j++) {
             uint32_t v = bias[j] < 0 ? 0u - (uint32_t)bias[j] : (uint32_t)bias[j];
             top = v > top ? v : top;
         }
-    k_rq_t rq = k_rq_make(mult, shift, add, bound + top);
+    const uint64_t bound = (uint64_t)(uint32_t)k * 128u * 128u + top;
+    if (bound > INT32_MAX)
+        return K_ERR_GEMM_SUM;
+    k_rq_t rq = k_rq_make(mult, shift, add, (uint32_t)bound);
     if (k_aligned(a) && k_aligned(bt) && (k & 3) == 0)
         gemm_share(a, bt, bias, c, m, k, n, 1, &rq);
     else
         gemm_share(a, bt, bias, c, m, k, n, 0, &rq);
     barrier();
+    return K_OK;
 }

@@ -9,9 +9,13 @@
 #include "k_common.h"
 #include "kernels.h"
 
-void k_head_sum(const int8_t *heads, int heads_count, int head_stride, int count, int8_t *out,
-                int mult, int shift, int add)
+int k_head_sum(const int8_t *heads, int heads_count, int head_stride, int count, int8_t *out,
+               int mult, int shift, int add)
 {
+    if (k_rq_check(mult, shift, add))
+        return K_ERR_REQUANT;
+    if (heads_count < 1 || heads_count > K_HEADS_MAX)
+        return K_ERR_HEADS;
     int lo, hi;
     k_span(count, 4, &lo, &hi);
     const k_rq_t rq = k_rq_make(mult, shift, add, 128u * (uint32_t)heads_count);
@@ -27,4 +31,5 @@ void k_head_sum(const int8_t *heads, int heads_count, int head_stride, int count
         }
     }
     barrier();
+    return K_OK;
 }

@@ -43,13 +43,17 @@ static void itamax_row(const int8_t *a, uint8_t *out, int cols, int kept)
         out[j] = 0;
 }
 
-void k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal)
+int k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal)
 {
     const int cores = (int)num_cores(), core = (int)core_id();
     const int valid = valid_cols < cols ? valid_cols : cols;
+    /* the most logits a row keeps: the 19-bit running sum holds 256 per logit */
+    if ((causal && rows < valid ? rows : valid) > K_SOFTMAX_MAX_COLS)
+        return K_ERR_SOFTMAX_COLS;
     for (int r = core; r < rows; r += cores) {
         int kept = causal && r + 1 < valid ? r + 1 : valid;
         itamax_row(a + r * cols, out + r * cols, cols, kept < 0 ? 0 : kept);
     }
     barrier();
+    return K_OK;
 }

@@ -8,7 +8,32 @@
 
 #include <stdint.h>
 
+#include "kernels.h"
 #include "runtime.h"
+
+/* K_ERR_REQUANT unless mult, shift and add lie in the engine's ranges (ita.golden.requant
+ * raises outside them; a larger mult can overflow the 32-bit paths). */
+static inline int k_rq_check(int mult, int shift, int add)
+{
+    return (uint32_t)mult > 255u || (uint32_t)shift > 255u || (uint32_t)add + 128u > 255u
+               ? K_ERR_REQUANT
+               : K_OK;
+}
+
+/* The status of a call from each core's finding `mine` (on its share of the data): every
+ * core stores it in its slot of `slots` (one array of num_cores() per kernel, in L1), meets
+ * the others in a barrier and takes the first non-zero slot, so all return the same code.
+ * One set of slots suffices: a core writes its slot again only in the kernel's next call,
+ * after the final barrier of this one, which waits for every core's reads. */
+static inline int k_agree(volatile int32_t *slots, int mine)
+{
+    slots[core_id()] = mine;
+    barrier();
+    int status = K_OK;
+    for (unsigned c = 0; c < num_cores() && !status; c++)
+        status = slots[c];
+    return status;
+}
 
 /* A requantization prepared once per call: `fast` when every reachable value v gives
  * |mult * v| + 2^(shift-1) < 2^31, so that 32-bit arithmetic is exact. */

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "k_common.h"
 #include "runtime.h"
 
 /* clamp(v, lo, hi) */
@@ -54,6 +55,28 @@ static inline void k_cols(int cols, int *lo, int *hi)
     int per = (cols + cores - 1) / cores;
     *lo = core * per < cols ? core * per : cols;
     *hi = *lo + per < cols ? *lo + per : cols;
+}
+
+/* K_ERR_SHIFT if a shift of the columns [lo, hi) lies outside 0..K_SHIFT_MAX (scale_round's
+ * range; C shifts of 64 or more are undefined). */
+static inline int k_shift_check(const int32_t *shift, int lo, int hi)
+{
+    uint32_t bad = 0;
+    for (int c = lo; c < hi; c++)
+        bad |= (uint32_t)shift[c] > (uint32_t)K_SHIFT_MAX;
+    return bad ? K_ERR_SHIFT : K_OK;
+}
+
+/* k_shift_check of this core's share of each of `sets` consecutive rows of `cols` shifts,
+ * agreed by all cores (k_agree: one barrier). */
+static inline int k_shifts_agree(volatile int32_t *slots, const int32_t *shift, int sets,
+                                 int stride, int cols)
+{
+    int lo, hi, mine = K_OK;
+    k_cols(cols, &lo, &hi);
+    for (int s = 0; s < sets && !mine; s++)
+        mine = k_shift_check(shift + s * stride, lo, hi);
+    return k_agree(slots, mine);
 }
 
 #endif /* K_WIDE_H */

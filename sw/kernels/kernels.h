@@ -14,6 +14,13 @@
  *
  * Requantization (mult, shift, add) is the engine's: clamp(floor((mult * v + 2^(shift-1)) /
  * 2^shift) + add, -128, 127), mult in 0..255, shift in 0..255, add in -128..127.
+ *
+ * Status: every kernel returns K_OK (0), or the K_ERR_* code of a documented limit that its
+ * arguments or inputs break, where ita.golden raises instead of computing: the same code on
+ * every core, and then the output is not valid. Limits of the arguments are checked once per
+ * call before any work; those of per-column constants by every core on its share of the
+ * columns (then one more barrier agrees the code); the wide inputs of k_decomposed_gemm in
+ * the scan of each row that the kernel makes anyway. k_status_text names a code.
  */
 
 #ifndef KERNELS_H
@@ -21,23 +28,62 @@
 
 #include <stdint.h>
 
+enum {
+    K_OK = 0,
+    K_ERR_REQUANT = 1,      /* a requantization constant outside the ranges above */
+    K_ERR_GEMM_SUM = 2,     /* k_gemm_rq: k * 2^14 + max |bias| can leave int32 */
+    K_ERR_HEADS = 3,        /* k_head_sum: heads_count outside 1..K_HEADS_MAX */
+    K_ERR_LN_COLS = 4,      /* LayerNorm: cols outside 1..K_LN_MAX_COLS (32-bit sum of squares) */
+    K_ERR_SOFTMAX_COLS = 5, /* k_itamax: a row keeps more than K_SOFTMAX_MAX_COLS logits */
+    K_ERR_GELU_CONST = 6,   /* k_gelu: b or c outside int16 */
+    K_ERR_WIDE_INPUT = 7,   /* k_decomposed_gemm: an input outside 24 bits */
+    K_ERR_SHIFT = 8,        /* a decoder fixed-point shift outside 0..K_SHIFT_MAX */
+};
+
+/* The limits (ita.golden: encoder._LN_MAX_COLS, the softmax_sum_width of ita.config with
+ * 256 per kept logit, decoder.WIDE + 1 and scale_round's shifts). */
+#define K_LN_MAX_COLS 66051        /* (2^32 - 1) / 255^2 */
+#define K_SOFTMAX_MAX_COLS 2047    /* 2^19 / 256 - 1 */
+#define K_HEADS_MAX (1 << 24)      /* 128 * heads fits int32 */
+#define K_WIDE_MAX (1 << 23)       /* wide inputs: |x| <= K_WIDE_MAX */
+#define K_SHIFT_MAX 62
+
+/* The limit a K_ERR_* code stands for, as a short phrase for reports. */
+static inline const char *k_status_text(int status)
+{
+    switch (status) {
+    case K_OK: return "ok";
+    case K_ERR_REQUANT: return "requant constant out of range";
+    case K_ERR_GEMM_SUM: return "int32 sum overflow";
+    case K_ERR_HEADS: return "head count out of range";
+    case K_ERR_LN_COLS: return "LayerNorm columns beyond the 32-bit sum of squares";
+    case K_ERR_SOFTMAX_COLS: return "softmax columns beyond the 19-bit running sum";
+    case K_ERR_GELU_CONST: return "GELU constant outside int16";
+    case K_ERR_WIDE_INPUT: return "wide input outside 24 bits";
+    case K_ERR_SHIFT: return "shift outside 0..62";
+    default: return "unknown status";
+    }
+}
+
 /* c(m, n) = requant(a(m, k) @ bt(n, k)^T + bias(n)); bias may be NULL. == ita.golden.linear
- * for every sum that fits int32 (the engine's 26-bit accumulator always does). */
-void k_gemm_rq(const int8_t *a, const int8_t *bt, const int32_t *bias, int8_t *c, int m, int k,
-               int n, int mult, int shift, int add);
+ * for every sum that fits int32 (the engine's 26-bit accumulator always does): K_ERR_GEMM_SUM
+ * when k * 2^14 + max |bias| does not. */
+int k_gemm_rq(const int8_t *a, const int8_t *bt, const int32_t *bias, int8_t *c, int m, int k,
+              int n, int mult, int shift, int add);
 
 /* out[i] = requant(x[i] * mult_x + y[i] * mult_y, 1, shift, add): ita.golden.residual_add. */
-void k_residual_add(const int8_t *x, const int8_t *y, int8_t *out, int count, int mult_x,
-                    int mult_y, int shift, int add);
+int k_residual_add(const int8_t *x, const int8_t *y, int8_t *out, int count, int mult_x,
+                   int mult_y, int shift, int add);
 
-/* out[i] = requant(sum over h < heads_count of heads[h * head_stride + i]): ita.golden.head_sum. */
-void k_head_sum(const int8_t *heads, int heads_count, int head_stride, int count, int8_t *out,
-                int mult, int shift, int add);
+/* out[i] = requant(sum over h < heads_count of heads[h * head_stride + i]): ita.golden.head_sum;
+ * heads_count in 1..K_HEADS_MAX (K_ERR_HEADS). */
+int k_head_sum(const int8_t *heads, int heads_count, int head_stride, int count, int8_t *out,
+               int mult, int shift, int add);
 
 /* Integer LayerNorm of rows x cols int8 values with int8 gamma and 24-bit beta (cols entries
- * each): ita.golden.layer_norm. cols <= 66051. */
-void k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t *gamma,
-                 const int32_t *beta, int mult, int shift, int add);
+ * each): ita.golden.layer_norm. cols in 1..K_LN_MAX_COLS (K_ERR_LN_COLS). */
+int k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t *gamma,
+                const int32_t *beta, int mult, int shift, int add);
 
 /* The add & norm step of an encoder layer fused row by row: sum = residual_add(x, y) (as
  * k_residual_add with mult_x, mult_y, shift_a, add_a) and out = layer_norm(sum) (as
@@ -45,55 +91,57 @@ void k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t 
  * not overlap the other tensors; rows go round-robin over the cores. `scratch` (2 cols
  * int32, or NULL) receives the per-column constants of the requantization, which saves two
  * instructions per value. */
-void k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out, int rows,
-                     int cols, int mult_x, int mult_y, int shift_a, int add_a,
-                     const int8_t *gamma, const int32_t *beta, int mult, int shift, int add,
-                     int32_t *scratch);
+int k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out, int rows,
+                    int cols, int mult_x, int mult_y, int shift_a, int add_a,
+                    const int8_t *gamma, const int32_t *beta, int mult, int shift, int add,
+                    int32_t *scratch);
 
 /* ITAmax of each row (groups of ITA_N columns): ita.golden.itamax with the mask "column <
- * valid_cols, and column <= row if causal" (row counted from 0 in this call). cols <= 2047. */
-void k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal);
+ * valid_cols, and column <= row if causal" (row counted from 0 in this call). At most
+ * K_SOFTMAX_MAX_COLS kept columns per row (K_ERR_SOFTMAX_COLS). */
+int k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal);
 
 /* out[i] = requant(i_gelu_poly(x[i], b, c), mult, shift, add): ita.golden.i_gelu (26-bit
- * intermediates, b and c int16). */
-void k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int shift,
-            int add);
+ * intermediates, b and c int16: K_ERR_GELU_CONST). */
+int k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int shift,
+           int add);
 
 /*
  * Decoder kernels (ita.golden.decoder), bit-exact with the integer Llama model
  * (ita.quant.llama) where its GEMM inputs stay inside int8 (no decomposition): the outputs
  * that feed the engine saturate to int8. Per-column constants come as one int32 array of
  * consecutive rows of `cols` (or `dim`) entries each, in the order named; multipliers may
- * reach 2^31 and shifts 62 (the 64-bit scale_round).
+ * reach 2^31 and shifts 62 (the 64-bit scale_round; a larger shift: K_ERR_SHIFT).
  */
 
 /* out(r, :) = clip8(rms_norm(x(r, :))): int32 rows, consts = mult | shift, eps in units of
  * x's LSB squared times cols. */
-void k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
-               const int32_t *consts, int64_t eps);
+int k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
+              const int32_t *consts, int64_t eps);
 
 /* out = rope(x) of ita.golden.decoder for one head: rows of dim values (pairs (i, i + dim /
  * 2)), consts = mult | shift (dim each), cos / sin the Q14 tables (rows x dim / 2) of the
  * rows' positions. */
-void k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
-            const int32_t *consts, const int16_t *cos, const int16_t *sin);
+int k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
+           const int32_t *consts, const int16_t *cos, const int16_t *sin);
 
 /* out = clip8(gated(gate, up)): consts = gate_mult | gate_shift | out_mult | out_shift,
  * table the 513-entry Q15 sigmoid (ita.golden.decoder.sigmoid_table). */
-void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
-                int out_pitch, int rows, int cols, const int32_t *consts,
-                const int32_t *table);
+int k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
+               int out_pitch, int rows, int cols, const int32_t *consts,
+               const int32_t *table);
 
 /* out = dequantise_add(residual, y): int32 rows x cols (out == residual allowed), consts =
  * mult | shift. */
-void k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
-                   int rows, int cols, const int32_t *consts);
+int k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
+                  int rows, int cols, const int32_t *consts);
 
 /* y = decomposed_gemm(x, w, (mult, shift), fine) of ita.golden.decoder from the engine's
  * y8 = requant(clip8(x) @ w): x rows x k wide inputs (24 bits), w k x n int8, wf k x n the
- * int16 weights at 8 more fraction bits (w << 8 except the fine rows), y rows x n int32. */
-void k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
-                       const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
-                       int shift);
+ * int16 weights at 8 more fraction bits (w << 8 except the fine rows), y rows x n int32;
+ * |x| <= K_WIDE_MAX (K_ERR_WIDE_INPUT), (mult, shift) a requantization with shift + 8 <= 62. */
+int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
+                      const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
+                      int shift);
 
 #endif /* KERNELS_H */

@@ -227,14 +227,19 @@ static k_rq_t ln_rq(int cols, const int32_t *beta, int mult, int shift, int add)
     return k_rq_make(mult, shift, add, ((1u << LN_FRACTION_BITS) + 1) * 128u + top);
 }
 
-void k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t *gamma,
-                 const int32_t *beta, int mult, int shift, int add)
+int k_layernorm(const int8_t *x, int8_t *out, int rows, int cols, const int8_t *gamma,
+                const int32_t *beta, int mult, int shift, int add)
 {
+    if (k_rq_check(mult, shift, add))
+        return K_ERR_REQUANT;
+    if (cols < 1 || cols > K_LN_MAX_COLS)
+        return K_ERR_LN_COLS;
     const int cores = (int)num_cores(), core = (int)core_id();
     const k_rq_t rq = ln_rq(cols, beta, mult, shift, add);
     for (int r = core; r < rows; r += cores)
         layernorm_row(x + r * cols, out + r * cols, cols, gamma, beta, &rq);
     barrier();
+    return K_OK;
 }
 
 /*
@@ -303,11 +308,16 @@ static void ln_coef(int32_t *coef, int cols, const int8_t *gamma, const int32_t 
     }
 }
 
-void k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out, int rows,
-                     int cols, int mult_x, int mult_y, int shift_a, int add_a,
-                     const int8_t *gamma, const int32_t *beta, int mult, int shift, int add,
-                     int32_t *scratch)
+int k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out, int rows,
+                    int cols, int mult_x, int mult_y, int shift_a, int add_a,
+                    const int8_t *gamma, const int32_t *beta, int mult, int shift, int add,
+                    int32_t *scratch)
 {
+    if (k_rq_check(mult, shift, add) || k_rq_check(mult_x, shift_a, add_a)
+        || k_rq_check(mult_y, 0, 0))
+        return K_ERR_REQUANT;
+    if (cols < 1 || cols > K_LN_MAX_COLS)
+        return K_ERR_LN_COLS;
     const int cores = (int)num_cores(), core = (int)core_id();
     const k_rq_t rq = ln_rq(cols, beta, mult, shift, add);
     const int32_t *coef = rq.fold ? scratch : 0;
@@ -336,4 +346,5 @@ void k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out,
         ln_apply(row, out + r * cols, cols, gamma, beta, coef, &rq, s1);
     }
     barrier();
+    return K_OK;
 }

@@ -9,9 +9,11 @@
 #include "k_common.h"
 #include "kernels.h"
 
-void k_residual_add(const int8_t *x, const int8_t *y, int8_t *out, int count, int mult_x,
-                    int mult_y, int shift, int add)
+int k_residual_add(const int8_t *x, const int8_t *y, int8_t *out, int count, int mult_x,
+                   int mult_y, int shift, int add)
 {
+    if (k_rq_check(mult_x, shift, add) || k_rq_check(mult_y, 0, 0))
+        return K_ERR_REQUANT;
     int lo, hi;
     k_span(count, 4, &lo, &hi);
     const int s = shift > 18 ? 18 : shift;
@@ -25,4 +27,5 @@ void k_residual_add(const int8_t *x, const int8_t *y, int8_t *out, int count, in
         }
     }
     barrier();
+    return K_OK;
 }

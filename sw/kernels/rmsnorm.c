@@ -36,10 +36,16 @@ static uint32_t isqrt32(uint32_t v)
     return root;
 }
 
-void k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
-               const int32_t *consts, int64_t eps)
+int k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
+              const int32_t *consts, int64_t eps)
 {
+    static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + cols;
+    const int status = k_shifts_agree(slots, shift, 1, 0, cols);
+    if (status) {
+        barrier();
+        return status;
+    }
     for (int r = (int)core_id(); r < rows; r += (int)num_cores()) {
         const int32_t *row = x + r * cols;
         uint32_t top = 0;
@@ -71,4 +77,5 @@ void k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
         }
     }
     barrier();
+    return K_OK;
 }

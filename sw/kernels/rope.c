@@ -15,10 +15,16 @@
 #define ROPE_OPERAND 65535
 #define ROPE_SHIFT (14 + 8)
 
-void k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
-            const int32_t *consts, const int16_t *cos, const int16_t *sin)
+int k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
+           const int32_t *consts, const int16_t *cos, const int16_t *sin)
 {
+    static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + dim;
+    const int status = k_shifts_agree(slots, shift, 1, 0, dim);
+    if (status) {
+        barrier();
+        return status;
+    }
     const int half = dim / 2;
     const int64_t round = (int64_t)1 << (ROPE_SHIFT - 1);
     for (int p = (int)core_id(); p < half; p += (int)num_cores()) {
@@ -38,4 +44,5 @@ void k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, 
         }
     }
     barrier();
+    return K_OK;
 }

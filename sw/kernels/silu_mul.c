@@ -36,12 +36,18 @@ static inline int32_t silu(int64_t wide, const int32_t *table)
     return (int32_t)k_scale_round32(g, s, SIGMOID_BITS);
 }
 
-void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
-                int out_pitch, int rows, int cols, const int32_t *consts,
-                const int32_t *table)
+int k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
+               int out_pitch, int rows, int cols, const int32_t *consts,
+               const int32_t *table)
 {
     const int32_t *gm = consts, *gs = consts + cols, *om = consts + 2 * cols,
                   *os = consts + 3 * cols;
+    static volatile int32_t slots[RT_CORES] L1_BSS;
+    const int status = k_shifts_agree(slots, gs, 2, 2 * cols, cols); /* gs and os */
+    if (status) {
+        barrier();
+        return status;
+    }
     int lo, hi;
     k_cols(cols, &lo, &hi);
     for (int c = lo; c < hi; c++) { /* a column's constants once for all rows */
@@ -56,4 +62,5 @@ void k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
         }
     }
     barrier();
+    return K_OK;
 }

@@ -1,14 +1,24 @@
 """The encoder kernels (sw/kernels) on the cluster: ``make sim TEST=kernels SIZE=small``.
 
 The program compares every output byte with ita.golden in C; a run with one expected byte
-flipped must fail and name the kernel, size, row and column. Runs use the fast C++ harness
+flipped must fail and name the kernel, size, row and column. A kernel driven past one of its
+documented limits must report the limit's K_ERR_* code (kernels.h) and end the program with
+exit code 3; just inside the limits the kernels stay bit-exact. Runs use the fast C++ harness
 (one cached model build shared with tests/harness).
 """
+
+import re
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ita.golden import linear
+from ita.config import DEFAULT_CONFIG
+from ita.golden import AccumulatorOverflowError, i_gelu, linear
+from ita.golden import decoder as dec
+from ita.golden import encoder as enc
+from ita.golden.encoder import core_softmax, head_sum, layer_norm_stats, residual_add
 from verif.cluster import kernel_tests as kt
 from verif.sim import main as sim_main
 
@@ -91,8 +101,6 @@ def test_a_corrupted_expected_byte_fails_with_its_position():
 
 
 def test_decoder_cases_are_golden():
-    from ita.golden import decoder as dec
-
     case = kt.draw_case("dequant_add", "3x13_l2", 2)
     residual, y, consts = case.inputs
     np.testing.assert_array_equal(case.expected, dec.dequantise_add(
@@ -112,3 +120,138 @@ def test_a_corrupted_residual_element_fails_with_its_position():
     assert run.status == "FAIL"
     assert run.mismatch == (f"kernel=dequant_add size=4x40 row={row} col={col} "
                             f"expected={want ^ 0xFF} got={want}")  # the low byte flipped
+
+
+# --- limits: a kernel past a documented limit reports its K_ERR_* code -------------------------
+
+_KERNELS_H = Path(__file__).resolve().parents[2] / "sw" / "kernels" / "kernels.h"
+_LIMIT = re.compile(r"^kernels: LIMIT kernel=(?P<kernel>\w+) size=(?P<size>\S+) "
+                    r"status=(?P<status>\d+) \((?P<text>[^)]*)\)$", re.M)
+
+
+def _c_names():
+    """The status codes and limits as kernels.h defines them (one source for the C side)."""
+    text = _KERNELS_H.read_text()
+    names = {m[1]: int(m[2]) for m in re.finditer(r"\b(K_(?:OK|ERR_\w+)) = (\d+),", text)}
+    for m in re.finditer(r"^#define (K_[A-Z_]+) (\(1 << \d+\)|\d+)", text, re.M):
+        names[m[1]] = eval(m[2])   # noqa: S307 -- an integer literal or (1 << n)
+    return names
+
+
+C = _c_names()
+
+
+def test_c_limits_are_the_golden_models():
+    """Each C limit is where ita.golden starts to raise: in range it computes, one past raises."""
+    assert C["K_OK"] == 0 and len({v for k, v in C.items() if k.startswith("K_ERR_")}) == 8
+    assert C["K_LN_MAX_COLS"] == enc._LN_MAX_COLS
+    layer_norm_stats(np.zeros((1, C["K_LN_MAX_COLS"]), np.int8))
+    with pytest.raises(ValueError, match="sum of squares"):
+        layer_norm_stats(np.zeros((1, C["K_LN_MAX_COLS"] + 1), np.int8))
+    assert C["K_SOFTMAX_MAX_COLS"] == (1 << DEFAULT_CONFIG.softmax_sum_width) // 256 - 1
+    core_softmax(np.zeros((1, C["K_SOFTMAX_MAX_COLS"]), np.int8))
+    with pytest.raises(AccumulatorOverflowError):
+        core_softmax(np.zeros((1, C["K_SOFTMAX_MAX_COLS"] + 1), np.int8))
+    assert C["K_WIDE_MAX"] == dec.WIDE + 1
+    w = np.ones((1, 1), np.int8)
+    dec.decomposed_gemm(np.array([[-C["K_WIDE_MAX"]]]), w, (1, 0))
+    with pytest.raises(ValueError, match="24 bits"):
+        dec.decomposed_gemm(np.array([[C["K_WIDE_MAX"] + 1]]), w, (1, 0))
+    dec.scale_round(1, 1, C["K_SHIFT_MAX"])
+    with pytest.raises(ValueError, match="shift"):
+        dec.scale_round(1, 1, C["K_SHIFT_MAX"] + 1)
+    with pytest.raises(ValueError, match="mult"):
+        residual_add(np.zeros(4, np.int8), np.zeros(4, np.int8), mult_x=256, mult_y=1, shift=0,
+                     add=0)
+
+
+def _placeholder(case, rows=1, cols=4):
+    """A case whose kernel must refuse before writing: any expected bytes do."""
+    return replace(case, expected=np.zeros((rows, cols), case.expected.dtype))
+
+
+def _decomposed_with(case, x):
+    """The decomposed_gemm case with inputs ``x`` and its golden output."""
+    _, w, wf, _ = case.inputs
+    mult, shift = case.params
+    fine_rows = np.array([0, w.shape[0] - 1])
+    y8 = linear(np.clip(x, -128, 127).astype(np.int8), w, None, rq=(mult, shift, 0))
+    y, _ = dec.decomposed_gemm(x, w, (mult, shift), fine=(fine_rows, wf[fine_rows]))
+    return replace(case, inputs=(x.astype(np.int32), w, wf, y8), expected=y.astype(np.int32))
+
+
+def _past_limit(name):
+    """(case past one limit, the expected code name); the golden model raises for each."""
+    if name == "layernorm_cols":     # arguments only: the kernel must not touch the row
+        case = kt.draw_case("layernorm", "1x4", 1)
+        return replace(_placeholder(case), dims=(1, C["K_LN_MAX_COLS"] + 1)), "K_ERR_LN_COLS"
+    if name == "itamax_cols":        # all-equal logits: 256 per column, one column too many
+        cols = C["K_SOFTMAX_MAX_COLS"] + 1
+        with pytest.raises(AccumulatorOverflowError):
+            core_softmax(np.zeros((2, cols), np.int8))
+        case = kt.draw_case("itamax", "2x4", 1)
+        return replace(_placeholder(case), size=f"2x{cols}", dims=(2, cols, cols, 0),
+                       inputs=(np.zeros((2, cols), np.int8),)), "K_ERR_SOFTMAX_COLS"
+    if name == "gemm_sum":           # k * 2^14 reaches 2^31
+        case = kt.draw_case("gemm_rq", "1x4x1_nobias", 1)
+        return replace(_placeholder(case), dims=(1, 1 << 17, 1)), "K_ERR_GEMM_SUM"
+    if name == "residual_mult":
+        case = kt.draw_case("residual_add", "4x9", 1)
+        return replace(_placeholder(case), params=(256, *case.params[1:])), "K_ERR_REQUANT"
+    if name == "head_count":
+        case = kt.draw_case("head_sum", "2h4x4", 1)
+        with pytest.raises(ValueError, match="at least one head"):
+            head_sum(case.inputs[0][:0], case.params)
+        return replace(_placeholder(case), dims=(0, *case.dims[1:])), "K_ERR_HEADS"
+    if name == "gelu_const":
+        case = kt.draw_case("gelu", "2x8", 1)
+        b = -(1 << 15) - 1
+        with pytest.raises(ValueError, match="does not fit int16"):
+            i_gelu(case.inputs[0], b, case.params[1], case.params[2:])
+        return replace(_placeholder(case), params=(b, *case.params[1:])), "K_ERR_GELU_CONST"
+    if name == "wide_input":         # found in the scan of row 2, after rows 0 and 1
+        case = kt.draw_case("decomposed_gemm", "4x12x5", 1)
+        x = case.inputs[0].astype(np.int64)
+        x[2, 3] = C["K_WIDE_MAX"] + 1
+        with pytest.raises(ValueError, match="24 bits"):
+            _decomposed_with(case, x)
+        return replace(_placeholder(case), inputs=(x.astype(np.int32), *case.inputs[1:])), \
+            "K_ERR_WIDE_INPUT"
+    # silu_shift: only the core that owns the last column sees it, all must report it
+    case = kt.draw_case("silu_mul", "3x13_l2", 1)
+    consts = case.inputs[2].copy()
+    consts[4 * 13 - 1] = C["K_SHIFT_MAX"] + 1    # out_shift of column 12
+    return replace(_placeholder(case), inputs=(*case.inputs[:2], consts, case.inputs[3])), \
+        "K_ERR_SHIFT"
+
+
+LIMITS = ("layernorm_cols", "itamax_cols", "gemm_sum", "residual_mult", "head_count",
+          "gelu_const", "wide_input", "silu_shift")
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("name", LIMITS)
+def test_a_kernel_past_its_limit_reports_the_code(name):
+    case, code = _past_limit(name)
+    fine = kt.draw_case("rope", "5x8_l2", 1)       # runs and passes before the broken case
+    run = kt.run_cases([fine, case], tag=f"test_limit_{name}")
+    assert run.status == "FAIL" and run.fields["outcome"] == "exit:3", run.output[-1500:]
+    assert [r["kernel"] for r in run.rows] == ["rope"] and run.mismatch is None
+    found = _LIMIT.search(run.output)
+    assert found, run.output[-1500:]
+    assert (found["kernel"], found["size"]) == (case.kernel, case.size)
+    assert int(found["status"]) == C[code], (found["status"], code)
+
+
+@pytest.mark.verilator
+def test_kernels_at_their_limits_report_none_and_stay_exact():
+    """Just inside each limit the kernels compute the golden bytes and report K_OK."""
+    itamax = kt.draw_case("itamax", f"2x{C['K_SOFTMAX_MAX_COLS']}", 1)   # row 0 all equal
+    wide = kt.draw_case("decomposed_gemm", "4x12x5", 1)
+    x = wide.inputs[0].astype(np.int64)
+    x[1, 2], x[2, 5] = C["K_WIDE_MAX"], -C["K_WIDE_MAX"]
+    cases = [itamax, _decomposed_with(wide, x)]
+    run = kt.run_cases(cases, tag="test_limits_in_range")
+    assert run.status == "PASS", run.output[-1500:]
+    assert not _LIMIT.search(run.output) and run.mismatch is None
+    assert [(r["kernel"], r["size"]) for r in run.rows] == [(c.kernel, c.size) for c in cases]

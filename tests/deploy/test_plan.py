@@ -258,3 +258,81 @@ def test_sequential_heads_defer_the_next_heads_load():
     # a deferred job holds its weights for slot 0 only: the next head's load may reuse them
     w0, w1 = low.buffers["w_head0"], low.buffers["w_head1"]
     assert w0.last < w1.first
+
+
+# --- the plan interpreter (verif.deploy.execute) ----------------------------------------------
+
+
+def _tiny_program(probes=("out",)):
+    model, x = RandomEncoder(TINY, 5).draw()
+    return compile_model(model, ClusterSpec(), probes=probes), model, x
+
+
+def test_interpreted_plan_equals_the_integer_model():
+    from verif.deploy.execute import check_plan
+
+    program, model, x = _tiny_program(probes=("attn", "ln1", "f1", "out"))
+    assert check_plan(program, model, x) is None
+
+
+def test_interpreter_catches_a_short_transfer():
+    """One row fewer of a 2-D load (head 0's Wo^T) leaves garbage in L1: a mismatch."""
+    from dataclasses import replace
+
+    from verif.deploy.execute import check_plan
+
+    program, model, x = _tiny_program()
+    phase, i = next((ph, i) for ph in program.schedule.phases
+                    for i, d in enumerate(ph.loads) if d.rows > 1)
+    phase.loads[i] = replace(phase.loads[i], rows=phase.loads[i].rows - 1)
+    assert check_plan(program, model, x).startswith("tensor=out row=")
+
+
+def test_interpreter_catches_overlapping_buffers():
+    """A job's output moved onto a buffer the same phase loads: a race or a mismatch."""
+    from verif.deploy.execute import ExecutionError, check_plan
+
+    program, model, x = _tiny_program()
+    schedule = program.schedule
+    phase = next(ph for ph in schedule.phases if ph.job and ph.loads)
+    target = schedule.buffers[phase.loads[0].buffer]
+    out = schedule.buffers[phase.job.pointers["QP" if phase.job.mode == "linear" else "OUT"]
+                           .buffer]
+    out.offset = target.offset
+    try:
+        report = check_plan(program, model, x)
+    except ExecutionError as exc:
+        report = str(exc)
+    assert report is not None and ("race" in report or report.startswith("tensor=")), report
+
+
+def test_interpreter_refuses_an_access_outside_the_arena():
+    from verif.deploy.execute import ExecutionError, check_plan
+
+    program, model, x = _tiny_program()
+    name = program.schedule.phases[0].loads[0].buffer
+    program.schedule.buffers[name].offset = program.schedule.spec.arena_bytes - 4
+    with pytest.raises(ExecutionError, match="outside the .*-byte L1 arena"):
+        check_plan(program, model, x)
+
+
+def test_interpreted_decoder_plan_equals_the_integer_llama_and_bites():
+    """The decoder layer's plan (qkav jobs, RMSNorm, RoPE, SiLU x up, residual kernels) in
+    numpy equals the integer Llama; one row short in the last residual add is a mismatch."""
+    from dataclasses import replace
+
+    from ita.deploy.frontend import RandomLlama
+    from verif.deploy.execute import check_decoder_plan
+
+    model, x = RandomLlama(seed=2).draw()
+    program = compile_model(model, ClusterSpec(), probes=("out", "k_cache0", "v_cache0"))
+    assert check_decoder_plan(program, model, x) is None
+    kinds = {k.kind for ph in program.schedule.phases for k in ph.kernels}
+    assert {"rmsnorm", "rope", "silu_mul", "dequant_add"} <= kinds
+    phase, i = next((ph, i) for ph in program.schedule.phases
+                    for i, k in enumerate(ph.kernels) if k.name == "residual_down")
+    args = list(phase.kernels[i].args)
+    args[4] -= 1                                     # rows
+    phase.kernels[i] = replace(phase.kernels[i], args=tuple(args))
+    rows = model.blocks[0].shape.S
+    assert check_decoder_plan(program, model, x).startswith(f"tensor=out row={rows - 1} ")

@@ -1,17 +1,24 @@
 """Random encoder shapes and memory sizes through the deploy compiler: a plan or a CompileError.
 
 A model that does not fit the cluster must be refused with one line saying what does not
-fit, never an internal exception, and a plan that is returned must keep its simultaneously
-live buffers apart inside the L1 arena (checked from the plan's own buffer table).
+fit, never an internal exception. A plan that is returned must keep its simultaneously live
+buffers apart inside the L1 arena (checked from the plan's own buffer table) and must
+compute the integer model's bytes: it is run in numpy (:mod:`verif.deploy.execute`: the
+transfers, engine jobs and kernels on L1 and L2 images, each phase in every order the
+program allows) and every output it stores is compared with ``ita.golden``. Two fuzzed shapes
+also run on the simulated cluster (``test_fuzzed_shapes_pass_on_the_cluster``).
 """
 
+import random
 import re
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from ita.deploy import ClusterSpec, CompileError, RandomEncoder, compile_model
 from ita.golden.encoder import EncoderShape
+from verif.deploy.execute import check_plan
 
 SPEC = ClusterSpec()
 M = SPEC.config.M
@@ -19,16 +26,22 @@ M = SPEC.config.M
 NAMED = re.compile(r"\btensor\b|\d+ B\b|\b[SEPHF]=|multiple of|\bL[12]\b")
 
 
-@st.composite
-def _shapes(draw):
-    shape = EncoderShape(S=M * draw(st.integers(1, 3)), E=M * draw(st.integers(1, 3)),
-                         P=draw(st.sampled_from([M // 2, M, 2 * M])), H=draw(st.integers(1, 4)),
-                         F=M * draw(st.integers(1, 4)))
+def _shape(s, e, p, h, f):
+    shape = EncoderShape(S=M * s, E=M * e, P=p, H=h, F=M * f)
     try:
         shape.validate(SPEC.config)
     except ValueError:
         shape = EncoderShape(M, M, M, 1, M)
     return shape
+
+
+_P = (M // 2, M, 2 * M)
+
+
+@st.composite
+def _shapes(draw):
+    return _shape(draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.sampled_from(_P)),
+                  draw(st.integers(1, 4)), draw(st.integers(1, 4)))
 
 
 _specs = st.builds(
@@ -66,12 +79,13 @@ def _check_plan(schedule):
 
 @settings(derandomize=True, max_examples=25, deadline=None)
 @given(_shapes(), _specs, st.integers(0, 3))
-def test_compiler_gives_a_fitting_plan_or_a_one_line_compile_error(shape, spec, seed):
+def test_compiler_gives_a_golden_plan_or_a_one_line_compile_error(shape, spec, seed):
     """Whatever the shape and memory sizes, compile_model either returns a program whose
-    buffers fit or raises a CompileError that says, on one line, what does not fit."""
-    model = RandomEncoder(shape, seed).integer_model()
+    buffers fit and whose outputs equal the integer model's, or raises a CompileError that
+    says, on one line, what does not fit."""
+    model, x = RandomEncoder(shape, seed).draw()
     try:
-        program = compile_model(model, spec)
+        program = compile_model(model, spec, probes=("attn", "out"))
     except CompileError as exc:
         message = str(exc)
         assert message and "\n" not in message, message
@@ -81,3 +95,26 @@ def test_compiler_gives_a_fitting_plan_or_a_one_line_compile_error(shape, spec, 
     event("plan")
     _check_plan(program.schedule)
     assert len(program.image) <= spec.l2_size - spec.l2_data_offset
+    mismatch = check_plan(program, model, x)
+    assert mismatch is None, f"{shape} on {spec}: {mismatch}"
+
+
+def fuzzed_cluster_shapes(count=2, seed=19):
+    """``count`` shapes drawn (with ``seed``) from the fuzz test's space, each small enough
+    for a cluster run of well under a minute (at most 2 M tokens and 2 heads)."""
+    rng = random.Random(seed)
+    return [_shape(rng.randint(1, 2), rng.randint(1, 2), rng.choice(_P), rng.randint(1, 2),
+                   rng.randint(1, 3)) for _ in range(count)]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("shape", fuzzed_cluster_shapes(), ids=str)
+def test_fuzzed_shapes_pass_on_the_cluster(shape, tmp_path):
+    """A fuzzed shape compiled for the simulated cluster, run self-checking there."""
+    from verif.cluster.encoder import run_layer
+
+    sizes = {k: getattr(shape, k) for k in ("S", "E", "P", "H", "F")}
+    status, result, output, _, _ = run_layer(tmp_path, model="tiny", seed=3, sizes=sizes)
+    assert status == "PASS", output[-2000:]
+    assert "mismatch:" not in output and "check: tensor=out elements=" in output
+    assert re.search(r"check: tensor=out elements=\d+ mismatches=0\b", output), output[-2000:]

@@ -12,7 +12,12 @@
  *
  *     kernels: MISMATCH kernel=<name> size=<size> row=<r> col=<c> expected=<e> got=<g>
  *
- * and exit code 1. Otherwise it prints one line per case,
+ * and exit code 1. A kernel that reports a broken limit (a K_ERR_* status, kernels.h) ends the
+ * program with
+ *
+ *     kernels: LIMIT kernel=<name> size=<size> status=<code> (<limit>)
+ *
+ * and exit code 3. Otherwise it prints one line per case,
  *
  *     kernels: <name> <size> cycles=<n> elements=<n> cycles_per_element=<x.xx>
  *     stats: <name>_<size>=<cycles>
@@ -97,60 +102,51 @@ static void stage(const kcase_t *kc)
     dma_wait();
 }
 
-static void run_case(const kcase_t *kc)
+/* Every core: the kernel's status (the same on all of them). */
+static int run_case(const kcase_t *kc)
 {
     const int *d = kc->dims, *p = kc->params;
     switch (kc->kernel) {
     case K_GEMM_RQ: /* m, k, n; mult, shift, add; a, bt, bias (or none) */
-        k_gemm_rq(operand(kc, 0), operand(kc, 1), operand(kc, 2), (int8_t *)output(kc), d[0],
-                  d[1], d[2], p[0], p[1], p[2]);
-        break;
+        return k_gemm_rq(operand(kc, 0), operand(kc, 1), operand(kc, 2), (int8_t *)output(kc),
+                         d[0], d[1], d[2], p[0], p[1], p[2]);
     case K_RESIDUAL_ADD: /* count; mult_x, mult_y, shift, add; x, y */
-        k_residual_add(operand(kc, 0), operand(kc, 1), (int8_t *)output(kc), d[0], p[0], p[1],
-                       p[2], p[3]);
-        break;
+        return k_residual_add(operand(kc, 0), operand(kc, 1), (int8_t *)output(kc), d[0], p[0],
+                              p[1], p[2], p[3]);
     case K_HEAD_SUM: /* heads, head_stride, count; mult, shift, add; heads */
-        k_head_sum(operand(kc, 0), d[0], d[1], d[2], (int8_t *)output(kc), p[0], p[1], p[2]);
-        break;
+        return k_head_sum(operand(kc, 0), d[0], d[1], d[2], (int8_t *)output(kc), p[0], p[1],
+                          p[2]);
     case K_LAYERNORM: /* rows, cols; mult, shift, add; x, gamma, beta */
-        k_layernorm(operand(kc, 0), (int8_t *)output(kc), d[0], d[1], operand(kc, 1),
-                    operand(kc, 2), p[0], p[1], p[2]);
-        break;
+        return k_layernorm(operand(kc, 0), (int8_t *)output(kc), d[0], d[1], operand(kc, 1),
+                           operand(kc, 2), p[0], p[1], p[2]);
     case K_ITAMAX: /* rows, cols, valid_cols, causal; a */
-        k_itamax(operand(kc, 0), output(kc), d[0], d[1], d[2], d[3]);
-        break;
+        return k_itamax(operand(kc, 0), output(kc), d[0], d[1], d[2], d[3]);
     case K_GELU: /* count; b, c, mult, shift, add; x */
-        k_gelu(operand(kc, 0), (int8_t *)output(kc), d[0], p[0], p[1], p[2], p[3], p[4]);
-        break;
+        return k_gelu(operand(kc, 0), (int8_t *)output(kc), d[0], p[0], p[1], p[2], p[3], p[4]);
     case K_ADD_LAYERNORM: /* rows, cols; x, y rq (4), LayerNorm rq (3); x, y, gamma, beta;
                              the output holds the sum's rows, then the LayerNorm's */
-        k_add_layernorm(operand(kc, 0), operand(kc, 1), (int8_t *)output(kc),
-                        (int8_t *)output(kc) + d[0] * d[1], d[0], d[1], p[0], p[1], p[2], p[3],
-                        operand(kc, 2), operand(kc, 3), p[4], p[5], p[6],
-                        d[1] <= LN_SCRATCH_COLS ? ln_scratch : 0);
-        break;
+        return k_add_layernorm(operand(kc, 0), operand(kc, 1), (int8_t *)output(kc),
+                               (int8_t *)output(kc) + d[0] * d[1], d[0], d[1], p[0], p[1], p[2],
+                               p[3], operand(kc, 2), operand(kc, 3), p[4], p[5], p[6],
+                               d[1] <= LN_SCRATCH_COLS ? ln_scratch : 0);
     case K_RMSNORM: /* rows, cols; eps (low word, high word); x, consts */
-        k_rmsnorm(operand(kc, 0), (int8_t *)output(kc), d[0], d[1], d[1], operand(kc, 1),
-                  (int64_t)((uint64_t)(uint32_t)p[0] | (uint64_t)(uint32_t)p[1] << 32));
-        break;
+        return k_rmsnorm(operand(kc, 0), (int8_t *)output(kc), d[0], d[1], d[1], operand(kc, 1),
+                         (int64_t)((uint64_t)(uint32_t)p[0] | (uint64_t)(uint32_t)p[1] << 32));
     case K_ROPE: /* rows, dim; x, consts, cos, sin */
-        k_rope(operand(kc, 0), d[1], (int8_t *)output(kc), d[1], d[0], d[1], operand(kc, 1),
-               operand(kc, 2), operand(kc, 3));
-        break;
+        return k_rope(operand(kc, 0), d[1], (int8_t *)output(kc), d[1], d[0], d[1],
+                      operand(kc, 1), operand(kc, 2), operand(kc, 3));
     case K_SILU_MUL: /* rows, cols; gate, up, consts, table */
-        k_silu_mul(operand(kc, 0), operand(kc, 1), d[1], (int8_t *)output(kc), d[1], d[0], d[1],
-                   operand(kc, 2), operand(kc, 3));
-        break;
+        return k_silu_mul(operand(kc, 0), operand(kc, 1), d[1], (int8_t *)output(kc), d[1], d[0],
+                          d[1], operand(kc, 2), operand(kc, 3));
     case K_DEQUANT_ADD: /* rows, cols; residual, y, consts; int32 output */
-        k_dequant_add(operand(kc, 0), operand(kc, 1), d[1], (int32_t *)output(kc), d[0], d[1],
-                      operand(kc, 2));
-        break;
+        return k_dequant_add(operand(kc, 0), operand(kc, 1), d[1], (int32_t *)output(kc), d[0],
+                             d[1], operand(kc, 2));
     case K_DECOMPOSED_GEMM: /* rows, k, n; mult, shift; x, w, wf, y8; int32 output */
-        k_decomposed_gemm(operand(kc, 0), d[1], operand(kc, 1), operand(kc, 2), operand(kc, 3),
-                          d[2], (int32_t *)output(kc), d[0], d[2], p[0], p[1]);
-        break;
+        return k_decomposed_gemm(operand(kc, 0), d[1], operand(kc, 1), operand(kc, 2),
+                                 operand(kc, 3), d[2], (int32_t *)output(kc), d[0], d[2], p[0],
+                                 p[1]);
     default:
-        break;
+        return K_OK;
     }
 }
 
@@ -193,8 +189,14 @@ int main(unsigned core)
             stage(kc);
         barrier();
         uint32_t t0 = cycles();
-        run_case(kc);
+        const int status = run_case(kc);
         uint32_t spent = cycles() - t0;
+        if (status) {
+            if (core == 0)
+                printf("kernels: LIMIT kernel=%s size=%s status=%d (%s)\n", kc->name, kc->size,
+                       status, k_status_text(status));
+            return 3;
+        }
         if (core != 0)
             continue;
         if (check(kc))
