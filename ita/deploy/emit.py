@@ -189,7 +189,10 @@ def _phase(ph, schedule, labels):
                 "    if (core == 0) dl_stats.sync += cycles() - t;"]
     for k in ph.kernels:
         args = ", ".join(_arg(a, schedule) for a in k.args)
-        out += ["    t = cycles();", f"    {KERNEL_FUNCTIONS[k.kind]}({args});",
+        call = f"{KERNEL_FUNCTIONS[k.kind]}({args})"
+        if KERNEL_FUNCTIONS[k.kind].startswith("k_"):  # sw/kernels: returns a K_* status
+            call = f"dl_kernel_status({labels.index(k.name)}, {call})"
+        out += ["    t = cycles();", f"    {call};",
                 f"    if (core == 0) {{ dl_kernel_cycles[{labels.index(k.name)}] += cycles() - t;"
                 " dl_dma_pump(); dl_ita_poll(); }"]
     out.append("    if (core == 0) {")

@@ -41,3 +41,23 @@ def test_unknown_model_is_a_one_line_usage_error():
                            "MODEL=gpt"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "MODEL" in proc.stderr
+
+
+def test_a_kernel_past_its_limit_fails_the_layer_naming_kernel_and_code(tmp_path, monkeypatch):
+    """A requantization multiplier beyond 8 bits in the second add & norm: the kernel returns
+    K_ERR_REQUANT, the program reports it and exits non-zero (no silently wrong output)."""
+    from ita.deploy import lower
+
+    original = lower._EncoderLowering._add_layernorm
+
+    def with_bad_multiplier(self, ln, *args, **kwargs):
+        kernel = original(self, ln, *args, **kwargs)
+        if ln == "ln2":
+            kernel.args = (*kernel.args[:7], 256, *kernel.args[8:])  # mult_y: 9 bits
+        return kernel
+
+    monkeypatch.setattr(lower._EncoderLowering, "_add_layernorm", with_bad_multiplier)
+    status, _, output, _, _ = run_layer(tmp_path, model="tiny", seed=4)
+    assert status == "FAIL"
+    assert "kernel limit: kernel=add_layernorm status=1 (" in output, output[-2000:]
+    assert "kernel limit" in output and "requant" in output.split("kernel limit")[1][:80]

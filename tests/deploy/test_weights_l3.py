@@ -85,3 +85,11 @@ def test_tiny_layer_with_weights_in_l3_is_bit_exact(tmp_path):
                  if t["memory"] == "l3")
     assert result["dma_bytes"] >= consts
     assert np.count_nonzero(np.frombuffer(prepared.program.l3_image, np.uint8)) > 0
+
+
+def test_plan_with_weights_in_l3_matches_the_integer_model():
+    from verif.deploy.execute import check_plan
+
+    model, x = RandomEncoder(shape_for("tiny"), 3).draw()
+    program = compile_model(model, cluster_spec(weights="l3"))
+    assert check_plan(program, model, x) is None

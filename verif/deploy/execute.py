@@ -58,6 +58,8 @@ class _Memory:
         size = max(len(program.image), -(-schedule.l2_bytes // 4) * 4)
         self.l2 = np.zeros(size, np.uint8)
         self.l2[:len(program.image)] = np.frombuffer(program.image, np.uint8)
+        # Constants kept off chip (ClusterSpec.weights == "l3"); never written by a plan.
+        self.l3 = np.frombuffer(program.l3_image, np.uint8).copy()
         for name, entry in program.manifest["inputs"].items():
             if name not in inputs:
                 raise ValueError(f"no value for input {name}")
@@ -72,6 +74,7 @@ class _Memory:
     def copy(self):
         other = object.__new__(_Memory)
         other.schedule, other.l1, other.l2 = self.schedule, self.l1.copy(), self.l2.copy()
+        other.l3 = self.l3
         return other
 
     def same(self, other):
@@ -83,7 +86,8 @@ class _Memory:
 
     def _span(self, memory, start, nbytes, what):
         if start < 0 or start + nbytes > len(memory):
-            where = "L1 arena" if memory is self.l1 else "L2 data image"
+            where = ("L1 arena" if memory is self.l1 else
+                     "L3 data image" if memory is self.l3 else "L2 data image")
             raise ExecutionError(f"{what}: bytes {start}..{start + nbytes - 1} outside the "
                                  f"{len(memory)}-byte {where}")
         return memory[start:start + nbytes]
@@ -105,15 +109,16 @@ class _Memory:
 def _transfers(mem, phase):
     for d in phase.stores + phase.loads:
         l2_base = mem.schedule.l2[d.l2].offset + d.l2_offset
+        far = mem.l3 if mem.schedule.l2[d.l2].memory == "l3" else mem.l2
         l1_base = mem.schedule.buffers[d.buffer].offset + d.l1_offset
         l2_stride = d.l2_stride if d.rows > 1 else d.row_bytes
         l1_stride = d.l1_stride if d.rows > 1 else d.row_bytes
         what = f"phase {phase.index} {'load' if d.load else 'store'} {d.l2} / {d.buffer}"
         for r in range(d.rows):
-            src = mem._span(mem.l2 if d.load else mem.l1,
+            src = mem._span(far if d.load else mem.l1,
                             (l2_base + r * l2_stride) if d.load else (l1_base + r * l1_stride),
                             d.row_bytes, what)
-            dst = mem._span(mem.l1 if d.load else mem.l2,
+            dst = mem._span(mem.l1 if d.load else far,
                             (l1_base + r * l1_stride) if d.load else (l2_base + r * l2_stride),
                             d.row_bytes, what)
             dst[:] = src

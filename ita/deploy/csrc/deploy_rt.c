@@ -226,8 +226,19 @@ void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, in
 
 /* --- report ---------------------------------------------------------------------------- */
 
+void dl_kernel_status(int kernel, int status)
+{
+    if (status != 0 && dl_stats.kernel_status == 0 && core_id() == 0) {
+        dl_stats.kernel_status = status;
+        dl_stats.kernel_failed = kernel;
+    }
+}
+
 void dl_report(uint32_t total, const char *const *names, const uint32_t *kernel_cycles, int n)
 {
+    if (dl_stats.kernel_status != 0)
+        printf("kernel limit: kernel=%s status=%d (%s)\n", names[dl_stats.kernel_failed],
+               dl_stats.kernel_status, k_status_text(dl_stats.kernel_status));
     printf("stats: layer_cycles=%u ita_busy=%u ita_jobs=%u ita_wait=%u dma_wait=%u issue=%u "
            "sync=%u dma_bytes=%u\n",
            (unsigned)total, (unsigned)dl_stats.ita_busy, (unsigned)dl_stats.ita_jobs,

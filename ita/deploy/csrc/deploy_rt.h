@@ -31,6 +31,8 @@ typedef struct {
     uint32_t ita_jobs;
     uint32_t ita_errors;
     uint32_t dma_bytes;
+    int kernel_status;   /* the first K_ERR_* a kernel returned (sw/kernels/kernels.h), or 0 */
+    int kernel_failed;   /* the index of that kernel in the schedule's kernel names */
 } dl_stats_t;
 
 extern dl_stats_t dl_stats;
@@ -53,6 +55,10 @@ void dl_head_final(const int16_t *acc, const int8_t *out, int8_t *res, int count
 /* dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < cols. */
 void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, int rows,
                 int cols);
+
+/* Note a kernel's status (every core gets the same one): the first limit a kernel reports
+ * stays in dl_stats and makes the program fail, instead of a silently wrong result. */
+void dl_kernel_status(int kernel, int status);
 
 /* The generated schedule: every core runs the whole layer; returns the layer's cycles
  * (core 0's counter from the first phase to the last; meaningful on core 0 only). */

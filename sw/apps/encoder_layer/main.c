@@ -22,5 +22,5 @@ int main(unsigned core)
             printf("encoder_layer: FAIL, %d tensors differ\n", failed);
     }
     barrier();
-    return failed != 0 || dl_stats.ita_errors != 0;
+    return failed != 0 || dl_stats.ita_errors != 0 || dl_stats.kernel_status != 0;
 }
