@@ -7,13 +7,18 @@
  *
  *   - q_in and kv_in are moved to L1 once and stay there for every head;
  *   - a head's weights and biases come in one DMA transfer into one of two buffers, the
- *     next head's while the engine runs the current one;
- *   - the HWPE holds two jobs, so head h + 1 is submitted while head h runs and starts the
- *     cycle head h ends;
- *   - while the engine computes head h + 1, the 8 cores add head h's output to a running
- *     sum in L1 and the DMA copies it to L2 (where the testbench checks it);
- *   - after the last head the cores add it and requantize the sum through a table, exactly
- *     as ita.golden.multi_head_attention does (int8 heads summed, one requantization).
+ *     next-but-one head's while the engine runs the next one;
+ *   - the HWPE holds two jobs, so head h + 1 is always submitted while head h runs and
+ *     starts the cycle head h ends;
+ *   - while the engine computes the following heads, the 8 cores add the finished ones to a
+ *     running sum in L1 (SIMD, 16-bit lanes) and the DMA copies each to L2 (where the
+ *     testbench checks it);
+ *   - after the last head the cores add it and requantize the sum, exactly as
+ *     ita.golden.multi_head_attention does (int8 heads summed, one requantization).
+ *
+ * The cores' loads and stores slow the engine (its wide port needs every L1 bank), so they
+ * touch each output word as few times as possible: heads 0 and 1 are added in one pass, no
+ * pass runs beside the first two jobs, and the last pass reads the sum once.
  *
  * Core 0 drives the DMA and the ITA; every core sums. stats: reports the program's cycles
  * from main to the end (total_cycles), the engine's busy time as core 0 sees it (ita_cycles:
@@ -29,6 +34,7 @@
 #include "runtime.h"
 
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ALIGNED __attribute__((aligned(128))) L1_NOINIT
 
 /*
@@ -42,10 +48,11 @@
  *     i + 1, which o reaches only later);
  *   - the logits `a` and the output `out` share a buffer: step OW writes out after the last
  *     AV step has read a.
- * Head h uses out buffer h % 2 and weight buffer h % 2; the other ones belong to head h - 1
- * (being summed and copied) or h + 1 (being loaded).
+ * Head h uses weight buffer h % 2 and out buffer h % OUTS. With three or more heads there
+ * are three out buffers, because heads 0 and 1 are summed together while head 2 runs.
  */
 #define OUT_BYTES MAX(ATT_SP * ATT_EP, ATT_SP * ATT_SP)
+#define OUTS (ATT_H > 2 ? 3 : 2)
 
 static int8_t q_in[ATT_SP * ATT_EP] ALIGNED;
 static int8_t kv_in[ATT_SP * ATT_EP] ALIGNED;
@@ -53,92 +60,81 @@ static int8_t weights[2][ATT_W_BYTES] ALIGNED;
 static int8_t qp_o[ATT_SP * ATT_PP] ALIGNED;
 static int8_t kp[ATT_SP * ATT_PP] ALIGNED;
 static int8_t vp_t[ATT_PP * ATT_SP] ALIGNED;
-static int8_t out[2][OUT_BYTES] ALIGNED;
+static int8_t out[OUTS][OUT_BYTES] ALIGNED;
 
 /*
- * The head sum, in the cores' SIMD lanes. A word of a head's output holds 4 int8 values;
- * the sum keeps two words per output word, the 16-bit sums of the even bytes (0 and 2) and
- * of the odd bytes (1 and 3), each started at 128 H. After all H heads a lane holds
- * i = sum + 128 H, 0 .. 255 H: the index of that sum in the requantization table.
+ * The head sum, in 16-bit SIMD lanes. A word of a head's output holds 4 int8 values; the
+ * sum keeps two words per output word: the sums of its even bytes (0 and 2) and of its odd
+ * bytes (1 and 3), sign-extended into halfwords. |sum| <= 128 H fits a halfword.
  */
 #define WORDS (ATT_S * ATT_EP / 4) /* output words of the valid rows */
 #if ATT_H > 2
 static uint32_t head_sum[2 * WORDS] ALIGNED;
 #endif
 
-/* rq_table[i] = requant(i - 128 H), i = 0 .. 255 H. */
-#define TABLE (255 * ATT_H + 1)
-#define LANE_BIAS ((128u * ATT_H) * 0x00010001u)
-static uint8_t rq_table[TABLE] __attribute__((aligned(4))) L1_NOINIT;
+_Static_assert(ATT_H <= 255, "the 16-bit lanes of the head sum hold at most 255 heads");
 
-/* ita.golden.requant for |mult * x| < 2^30: with that, a shift above 31 gives what 31 gives
- * (0 or -1, and the same first dropped bit), so 32 bits are exact. */
-static int8_t requant(int32_t x, uint32_t mult, uint32_t shift, int32_t add)
+/*
+ * The requantization of the sum, ita.golden.requant: (mult * x + 2^(shift - 1)) >> shift,
+ * then + add and saturation. |mult * x| < 2^8 * 2^8 * 2^8 = 2^24 (mult is 8-bit, |x| <=
+ * 128 H), so a 16 x 16-bit multiply with rounding shift (cv.mulsRN) is exact; a shift above
+ * 31 gives what 31 gives (0 and the same first dropped bit), so the shift is capped there.
+ */
+#define RQ_MULT ((uint32_t)(ATT_RQ_SUM_MULT) * 0x00010001u) /* in both halfwords */
+#define RQ_SHIFT MIN(ATT_RQ_SUM_SHIFT, 31)
+_Static_assert(ATT_RQ_SUM_MULT >= 0 && ATT_RQ_SUM_MULT < 256, "the multiplier is 8-bit");
+
+/* One lane's product, rounded and shifted: `high` picks the upper halfword. */
+static inline int32_t scale(uint32_t lanes, int high)
 {
-    int32_t product = (int32_t)mult * x;
-    int32_t y = product;
-    if (shift > 31) {
-        shift = 31;
-    }
-    if (shift > 0) {
-        y = (product >> shift) + ((product >> (shift - 1)) & 1);
-    }
-    y += add;
-    return (int8_t)(y > 127 ? 127 : y < -128 ? -128 : y);
+    int32_t y;
+#if RQ_SHIFT > 0
+    if (high)
+        __asm__("cv.mulhhsrn %0, %1, %2, %3" : "=r"(y) : "r"(lanes), "r"(RQ_MULT), "i"(RQ_SHIFT));
+    else
+        __asm__("cv.mulsrn %0, %1, %2, %3" : "=r"(y) : "r"(lanes), "r"(RQ_MULT), "i"(RQ_SHIFT));
+#else
+    if (high)
+        __asm__("cv.mulhhs %0, %1, %2" : "=r"(y) : "r"(lanes), "r"(RQ_MULT));
+    else
+        __asm__("cv.muls %0, %1, %2" : "=r"(y) : "r"(lanes), "r"(RQ_MULT));
+#endif
+    return y;
 }
 
-_Static_assert(128 * 8 * 255 < (1 << 30), "requant: the head sum times mult must fit 32 bits");
-_Static_assert(ATT_H <= 8, "16-bit lanes hold the biased sum of at most 8 heads (255 * 8)");
+/* The scaled sum's range, from the extremes of the sum (mult >= 0: requant is monotonic):
+ * when it stays in int8, saturation is a no-op and left out. */
+#define SCALED(x) ((((int32_t)(ATT_RQ_SUM_MULT) * (x)) + (RQ_SHIFT ? 1 << (RQ_SHIFT - 1) : 0)) \
+                   >> RQ_SHIFT)
+#define SATURATES (SCALED(127 * (int32_t)ATT_H) + (ATT_RQ_SUM_ADD) > 127 || \
+                   SCALED(-128 * (int32_t)ATT_H) + (ATT_RQ_SUM_ADD) < -128)
 
-static void build_table(unsigned core)
+static inline int32_t requant_lane(uint32_t lanes, int high)
 {
-    for (unsigned i = core; i < TABLE; i += num_cores()) {
-        rq_table[i] = (uint8_t)requant((int32_t)i - 128 * (int32_t)ATT_H, ATT_RQ_SUM_MULT,
-                                       ATT_RQ_SUM_SHIFT, ATT_RQ_SUM_ADD);
-    }
+    int32_t y = scale(lanes, high) + (ATT_RQ_SUM_ADD);
+    if (SATURATES)
+        __asm__("cv.clip %0, %1, 8" : "=r"(y) : "r"(y)); /* to -128 .. 127 */
+    return y;
 }
 
-/* This core's words [*lo, *hi) of the WORDS output words. */
-static void span(unsigned core, unsigned *lo, unsigned *hi)
+/* Four requantized sums from the even and odd lanes of the sum, as one word. */
+static inline uint32_t requant_word(uint32_t even, uint32_t odd)
 {
-    unsigned per = (WORDS + num_cores() - 1) / num_cores();
-    *lo = core * per < WORDS ? core * per : WORDS;
-    *hi = *lo + per < WORDS ? *lo + per : WORDS;
+    uint32_t y0 = (uint32_t)requant_lane(even, 0), y1 = (uint32_t)requant_lane(odd, 0);
+    uint32_t y2 = (uint32_t)requant_lane(even, 1), y3 = (uint32_t)requant_lane(odd, 1);
+    __asm__("cv.packlo.b %0, %1, %2" : "+r"(y0) : "r"(y1), "r"(y0)); /* bytes 1, 0 */
+    __asm__("cv.packhi.b %0, %1, %2" : "+r"(y0) : "r"(y3), "r"(y2)); /* bytes 3, 2 */
+    return y0;
 }
 
-/* CORE-V SIMD (xcvsimd) and register-offset loads (xcvmem), one instruction each. */
-static inline uint32_t sra8_h(uint32_t x) /* both halfwords >> 8, arithmetic */
+/* The even bytes and the odd bytes of an output word, sign-extended into halfwords. */
+static inline uint32_t sra8_h(uint32_t x)
 {
     uint32_t y;
     __asm__("cv.sra.sci.h %0, %1, 8" : "=r"(y) : "r"(x));
     return y;
 }
 
-static inline uint32_t add_h(uint32_t a, uint32_t b) /* halfword-wise a + b */
-{
-    uint32_t y;
-    __asm__("cv.add.h %0, %1, %2" : "=r"(y) : "r"(a), "r"(b));
-    return y;
-}
-
-static inline uint32_t half(uint32_t x, unsigned which) /* halfword `which`, zero-extended */
-{
-    uint32_t y;
-    if (which)
-        __asm__("cv.extractu.h %0, %1, 1" : "=r"(y) : "r"(x));
-    else
-        __asm__("cv.extractu.h %0, %1, 0" : "=r"(y) : "r"(x));
-    return y;
-}
-
-static inline uint32_t lookup(const uint8_t *table, uint32_t index) /* table[index] */
-{
-    uint32_t y;
-    __asm__("cv.lbu %0, %1(%2)" : "=r"(y) : "r"(index), "r"(table));
-    return y;
-}
-
-/* The even bytes and the odd bytes of an output word, sign-extended into 16-bit lanes. */
 static inline uint32_t even_lanes(uint32_t w)
 {
     return sra8_h(w << 8);
@@ -149,42 +145,53 @@ static inline uint32_t odd_lanes(uint32_t w)
     return sra8_h(w);
 }
 
+static inline __attribute__((unused)) uint32_t add_h(uint32_t a, uint32_t b) /* a + b per halfword */
+{
+    uint32_t y;
+    __asm__("cv.add.h %0, %1, %2" : "=r"(y) : "r"(a), "r"(b));
+    return y;
+}
+
+/* This core's words [*lo, *hi) of the WORDS output words. */
+static void span(unsigned core, unsigned *lo, unsigned *hi)
+{
+    unsigned per = (WORDS + num_cores() - 1) / num_cores();
+    *lo = MIN(core * per, WORDS);
+    *hi = MIN(*lo + per, WORDS);
+}
+
 #if ATT_H > 2
-/* Start (first head) or extend the head sum with one head's output. */
-static void accumulate(unsigned core, const int8_t *head, int first)
+/* The sum of heads 0 and 1. */
+static void sum_first(unsigned core, const int8_t *head0, const int8_t *head1)
+{
+    unsigned lo, hi;
+    span(core, &lo, &hi);
+    const uint32_t *a = (const uint32_t *)head0 + lo, *end = (const uint32_t *)head0 + hi;
+    const uint32_t *b = (const uint32_t *)head1 + lo;
+    uint32_t *sum = head_sum + 2 * lo;
+#pragma clang loop unroll_count(4)
+    for (; a < end; a++, b++, sum += 2) {
+        uint32_t u = *a, v = *b;
+        sum[0] = add_h(even_lanes(u), even_lanes(v));
+        sum[1] = add_h(odd_lanes(u), odd_lanes(v));
+    }
+}
+
+/* Add one more head to the sum. */
+static void sum_add(unsigned core, const int8_t *head)
 {
     unsigned lo, hi;
     span(core, &lo, &hi);
     const uint32_t *x = (const uint32_t *)head + lo, *end = (const uint32_t *)head + hi;
     uint32_t *sum = head_sum + 2 * lo;
-    if (first) {
-        const uint32_t bias = LANE_BIAS;
 #pragma clang loop unroll_count(4)
-        for (; x < end; x++, sum += 2) {
-            uint32_t w = *x;
-            sum[0] = add_h(even_lanes(w), bias);
-            sum[1] = add_h(odd_lanes(w), bias);
-        }
-    } else {
-#pragma clang loop unroll_count(4)
-        for (; x < end; x++, sum += 2) {
-            uint32_t w = *x;
-            sum[0] = add_h(sum[0], even_lanes(w));
-            sum[1] = add_h(sum[1], odd_lanes(w));
-        }
+    for (; x < end; x++, sum += 2) {
+        uint32_t w = *x;
+        sum[0] = add_h(sum[0], even_lanes(w));
+        sum[1] = add_h(sum[1], odd_lanes(w));
     }
 }
 #endif
-
-/* Four requantized sums from the table indices in the even and odd lanes, as one word. */
-static inline uint32_t requant_word(uint32_t even, uint32_t odd)
-{
-    uint32_t y0 = lookup(rq_table, half(even, 0)), y1 = lookup(rq_table, half(odd, 0));
-    uint32_t y2 = lookup(rq_table, half(even, 1)), y3 = lookup(rq_table, half(odd, 1));
-    __asm__("cv.packlo.b %0, %1, %2" : "+r"(y0) : "r"(y1), "r"(y0));
-    __asm__("cv.packhi.b %0, %1, %2" : "+r"(y0) : "r"(y3), "r"(y2));
-    return y0;
-}
 
 /* Add the last head and requantize, into `dst` (the sum's rows padded to ATT_EP). */
 static void finish(unsigned core, const int8_t *last, int8_t *dst)
@@ -201,20 +208,17 @@ static void finish(unsigned core, const int8_t *last, int8_t *dst)
         *y = requant_word(add_h(sum[0], even_lanes(w)), add_h(sum[1], odd_lanes(w)));
     }
 #elif ATT_H == 2
-    const uint32_t bias = LANE_BIAS;
     const uint32_t *first = (const uint32_t *)out[0] + lo;
 #pragma clang loop unroll_count(4)
     for (; x < end; x++, y++, first++) {
         uint32_t w = *x, v = *first;
-        *y = requant_word(add_h(add_h(even_lanes(v), bias), even_lanes(w)),
-                          add_h(add_h(odd_lanes(v), bias), odd_lanes(w)));
+        *y = requant_word(add_h(even_lanes(v), even_lanes(w)), add_h(odd_lanes(v), odd_lanes(w)));
     }
 #else
-    const uint32_t bias = LANE_BIAS;
 #pragma clang loop unroll_count(4)
     for (; x < end; x++, y++) {
         uint32_t w = *x;
-        *y = requant_word(add_h(even_lanes(w), bias), add_h(odd_lanes(w), bias));
+        *y = requant_word(even_lanes(w), odd_lanes(w));
     }
 #endif
 }
@@ -239,6 +243,7 @@ static void load_weights(unsigned head)
 static uint32_t submit(unsigned head)
 {
     const int8_t *w = weights[head % 2];
+    int8_t *result = out[head % OUTS];
     ita_job_t job = {0};
     job.config.mode = ITA_MODE_ATTENTION;
     job.config.bias_enable = ATT_BIAS;
@@ -259,8 +264,8 @@ static uint32_t submit(unsigned head)
         [ITA_PTR_BQ] = w + ATT_W_BQ,    [ITA_PTR_BK] = w + ATT_W_BK,
         [ITA_PTR_BV] = w + ATT_W_BV,    [ITA_PTR_BO] = w + ATT_W_BO,
         [ITA_PTR_QP] = qp_o,            [ITA_PTR_KP] = kp,
-        [ITA_PTR_VP] = vp_t,            [ITA_PTR_A] = out[head % 2],
-        [ITA_PTR_O] = qp_o,             [ITA_PTR_OUT] = out[head % 2],
+        [ITA_PTR_VP] = vp_t,            [ITA_PTR_A] = result,
+        [ITA_PTR_O] = qp_o,             [ITA_PTR_OUT] = result,
     };
     for (unsigned p = 0; p < ITA_PTRS; p++) {
         job.pointer[p] = pointers[p];
@@ -269,22 +274,28 @@ static uint32_t submit(unsigned head)
 }
 
 /* Copy the requantized sum (rows padded to ATT_EP in L1) to L2 as S x E bytes. */
-static void store_sum(const int8_t *sum)
+static void store_sum(int8_t *sum)
 {
 #if ATT_E == ATT_EP
     dma_copy_1d((void *)ATT_L2_OUT_SUM, sum, ATT_S * ATT_E);
 #elif ATT_E % 4 == 0
     dma_copy_2d((void *)ATT_L2_OUT_SUM, sum, ATT_E, ATT_S, ATT_E, ATT_EP);
 #else
-    /* Rows of E bytes are not word-aligned in L2: pack them in L1 first (E < EP, so
-     * moving every byte down in increasing order never overwrites one not yet moved). */
-    int8_t *packed = (int8_t *)sum;
+    /* Rows of E bytes are not word-aligned in L2: pack them in L1 first (E < EP, so moving
+     * every byte down in increasing order never overwrites one not yet moved). */
     for (unsigned row = 0; row < ATT_S; row++)
         for (unsigned col = 0; col < ATT_E; col++)
-            packed[row * ATT_E + col] = sum[row * ATT_EP + col];
-    dma_copy_1d((void *)ATT_L2_OUT_SUM, packed, ATT_OUT_SUM_BYTES);
+            sum[row * ATT_E + col] = sum[row * ATT_EP + col];
+    dma_copy_1d((void *)ATT_L2_OUT_SUM, sum, ATT_OUT_SUM_BYTES);
 #endif
 }
+
+/*
+ * Where the requantized sum goes: an out buffer whose head is summed and copied by then.
+ * With two heads, head 0's buffer in place (the last pass reads each word before it
+ * writes it); else the buffer of neither of the last two heads.
+ */
+#define SUM_BUFFER (ATT_H == 2 ? 0 : ATT_H % OUTS)
 
 int main(unsigned core)
 {
@@ -297,9 +308,6 @@ int main(unsigned core)
         load_weights(0);
         if (ATT_H > 1)
             load_weights(1);
-    }
-    build_table(core);
-    if (core == 0) {
         /* Head 0 needs the first three transfers, head 1 the fourth. */
         dma_wait_left(ATT_H > 1 ? 1 : 0);
         loaded = cycles() - start;
@@ -312,7 +320,7 @@ int main(unsigned core)
         }
     }
     for (unsigned head = 0; head < ATT_H; head++) {
-        const int8_t *result = out[head % 2];
+        const int8_t *result = out[head % OUTS];
         if (core == 0) {
             uint32_t error = ita_wait_job(ticket[head]);
             uint32_t end = cycles(), begin = MAX(submitted[head], last_end);
@@ -327,29 +335,34 @@ int main(unsigned core)
                 load_weights(head + 2);
             dma_copy_1d((void *)att_l2_out[head], result, ATT_SP * ATT_EP);
             if (head == ATT_H - 1) {
-                /* The sum goes to out buffer H % 2: its copy (head H - 2) must be done. */
+                /* The sum's buffer must have reached L2 (everything but this copy). */
                 dma_wait_left(1);
             }
         }
-        barrier(); /* head h's output is complete */
-        if (head < ATT_H - 1) {
+        if (head > 0 || ATT_H == 1)
+            barrier(); /* head h's output is complete */
 #if ATT_H > 2
-            accumulate(core, result, head == 0);
+        if (head == 1)
+            sum_first(core, out[0], out[1]);
+        else if (head > 1 && head < ATT_H - 1)
+            sum_add(core, result);
 #endif
-        } else {
-            finish(core, result, out[ATT_H % 2]);
-        }
-        barrier(); /* head h's output is summed */
+        if (head == ATT_H - 1)
+            finish(core, result, out[SUM_BUFFER]);
+        if (head > 0 || ATT_H == 1)
+            barrier(); /* head h's output is summed */
         if (core == 0 && head + 2 < ATT_H) {
-            /* Head h + 2 reuses head h's buffers: its weights have landed, its out buffer
-             * (h % 2) is summed and copied. Head h + 1 is running: h + 2 follows it. */
+            /* Head h + 2 (so OUTS = 3) takes head h's weight buffer, free since head h
+             * ended and now loaded, and out buffer (h + 2) % 3: unused before for h = 0,
+             * else head h - 1's, summed and copied by now. Head h + 1 is running: h + 2
+             * follows it without a gap. */
             dma_wait_left(0);
             submitted[head + 2] = cycles();
             ticket[head + 2] = submit(head + 2);
         }
     }
     if (core == 0) {
-        store_sum(out[ATT_H % 2]);
+        store_sum(out[SUM_BUFFER]);
         dma_wait_left(0);
         uint32_t now = cycles();
         printf("stats: total_cycles=%u ita_cycles=%u load_cycles=%u tail_cycles=%u\n",
