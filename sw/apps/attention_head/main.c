@@ -145,7 +145,8 @@ static inline uint32_t odd_lanes(uint32_t w)
     return sra8_h(w);
 }
 
-static inline __attribute__((unused)) uint32_t add_h(uint32_t a, uint32_t b) /* a + b per halfword */
+/* a + b per halfword (unused with one head) */
+static inline __attribute__((unused)) uint32_t add_h(uint32_t a, uint32_t b)
 {
     uint32_t y;
     __asm__("cv.add.h %0, %1, %2" : "=r"(y) : "r"(a), "r"(b));
