@@ -153,12 +153,12 @@ static inline __attribute__((unused)) uint32_t add_h(uint32_t a, uint32_t b)
     return y;
 }
 
-/* This core's words [*lo, *hi) of the WORDS output words. */
-static void span(unsigned core, unsigned *lo, unsigned *hi)
+/* This core's share [*lo, *hi) of `count` words. */
+static void span(unsigned core, unsigned count, unsigned *lo, unsigned *hi)
 {
-    unsigned per = (WORDS + num_cores() - 1) / num_cores();
-    *lo = MIN(core * per, WORDS);
-    *hi = MIN(*lo + per, WORDS);
+    unsigned per = (count + num_cores() - 1) / num_cores();
+    *lo = MIN(core * per, count);
+    *hi = MIN(*lo + per, count);
 }
 
 #if ATT_H > 2
@@ -166,7 +166,7 @@ static void span(unsigned core, unsigned *lo, unsigned *hi)
 static void sum_first(unsigned core, const int8_t *head0, const int8_t *head1)
 {
     unsigned lo, hi;
-    span(core, &lo, &hi);
+    span(core, WORDS, &lo, &hi);
     const uint32_t *a = (const uint32_t *)head0 + lo, *end = (const uint32_t *)head0 + hi;
     const uint32_t *b = (const uint32_t *)head1 + lo;
     uint32_t *sum = head_sum + 2 * lo;
@@ -182,7 +182,7 @@ static void sum_first(unsigned core, const int8_t *head0, const int8_t *head1)
 static void sum_add(unsigned core, const int8_t *head)
 {
     unsigned lo, hi;
-    span(core, &lo, &hi);
+    span(core, WORDS, &lo, &hi);
     const uint32_t *x = (const uint32_t *)head + lo, *end = (const uint32_t *)head + hi;
     uint32_t *sum = head_sum + 2 * lo;
 #pragma clang loop unroll_count(4)
@@ -194,11 +194,13 @@ static void sum_add(unsigned core, const int8_t *head)
 }
 #endif
 
-/* Add the last head and requantize, into `dst` (the sum's rows padded to ATT_EP). */
-static void finish(unsigned core, const int8_t *last, int8_t *dst)
+/* Add the last head and requantize words [from, to) into `dst` (rows padded to ATT_EP). */
+static void finish(unsigned core, const int8_t *last, int8_t *dst, unsigned from, unsigned to)
 {
     unsigned lo, hi;
-    span(core, &lo, &hi);
+    span(core, to - from, &lo, &hi);
+    lo += from;
+    hi += from;
     const uint32_t *x = (const uint32_t *)last + lo, *end = (const uint32_t *)last + hi;
     uint32_t *y = (uint32_t *)dst + lo;
 #if ATT_H > 2
@@ -241,6 +243,22 @@ static void load_weights(unsigned head)
     dma_copy_1d(weights[head % 2], (const void *)att_l2_wq[head], ATT_W_BYTES);
 }
 
+/*
+ * Head 0's weights from W_SPLIT on (wo and the biases) come by the cores, through their own
+ * L2 port, while the DMA moves q_in, kv_in and the rest: the engine waits for all of them.
+ */
+#define W_SPLIT ATT_W_WO
+
+static void copy_share(unsigned core, int8_t *dst, uint32_t l2_src, unsigned bytes)
+{
+    unsigned lo, hi;
+    span(core, bytes / 4, &lo, &hi);
+    uint32_t *d = (uint32_t *)dst + lo;
+    const volatile uint32_t *src = (const volatile uint32_t *)l2_src + lo;
+    for (unsigned k = lo; k < hi; k++)
+        *d++ = *src++;
+}
+
 static uint32_t submit(unsigned head)
 {
     const int8_t *w = weights[head % 2];
@@ -274,17 +292,25 @@ static uint32_t submit(unsigned head)
     return ita_submit(&job);
 }
 
-/* Copy the requantized sum (rows padded to ATT_EP in L1) to L2 as S x E bytes. */
-static void store_sum(int8_t *sum)
+/*
+ * Copy rows [from, to) of the requantized sum (rows padded to ATT_EP in L1) to L2, where the
+ * sum is S x E bytes. Word-sized rows go in chunks while the cores requantize the next rows;
+ * other rows are packed in L1 first, all at once.
+ */
+#define SUM_CHUNKS (ATT_E % 4 == 0 && ATT_S >= 4 ? 4 : 1)
+
+static void store_sum(int8_t *sum, unsigned from, unsigned to)
 {
 #if ATT_E == ATT_EP
-    dma_copy_1d((void *)ATT_L2_OUT_SUM, sum, ATT_S * ATT_E);
+    dma_copy_1d((int8_t *)ATT_L2_OUT_SUM + from * ATT_E, sum + from * ATT_E,
+                (to - from) * ATT_E);
 #elif ATT_E % 4 == 0
-    dma_copy_2d((void *)ATT_L2_OUT_SUM, sum, ATT_E, ATT_S, ATT_E, ATT_EP);
+    dma_copy_2d((int8_t *)ATT_L2_OUT_SUM + from * ATT_E, sum + from * ATT_EP, ATT_E,
+                to - from, ATT_E, ATT_EP);
 #else
-    /* Rows of E bytes are not word-aligned in L2: pack them in L1 first (E < EP, so moving
-     * every byte down in increasing order never overwrites one not yet moved). */
-    for (unsigned row = 0; row < ATT_S; row++)
+    /* E < EP, so moving every byte down in increasing order never overwrites one not yet
+     * moved. */
+    for (unsigned row = from; row < to; row++)
         for (unsigned col = 0; col < ATT_E; col++)
             sum[row * ATT_E + col] = sum[row * ATT_EP + col];
     dma_copy_1d((void *)ATT_L2_OUT_SUM, sum, ATT_OUT_SUM_BYTES);
@@ -306,9 +332,13 @@ int main(unsigned core)
     if (core == 0) {
         dma_copy_1d(q_in, (const void *)ATT_L2_Q_IN, sizeof q_in);
         dma_copy_1d(kv_in, (const void *)ATT_L2_KV_IN, sizeof kv_in);
-        load_weights(0);
+        dma_copy_1d(weights[0], (const void *)att_l2_wq[0], W_SPLIT);
         if (ATT_H > 1)
             load_weights(1);
+    }
+    copy_share(core, weights[0] + W_SPLIT, att_l2_wq[0] + W_SPLIT, ATT_W_BYTES - W_SPLIT);
+    barrier();
+    if (core == 0) {
         /* Head 0 needs the first three transfers, head 1 the fourth. */
         dma_wait_left(ATT_H > 1 ? 1 : 0);
         loaded = cycles() - start;
@@ -348,10 +378,19 @@ int main(unsigned core)
         else if (head > 1 && head < ATT_H - 1)
             sum_add(core, result);
 #endif
-        if (head == ATT_H - 1)
-            finish(core, result, out[SUM_BUFFER]);
-        if (head > 0 || ATT_H == 1)
+        if (head == ATT_H - 1) {
+            /* In row chunks: core 0 stores one while all cores requantize the next. */
+            for (unsigned chunk = 0; chunk < SUM_CHUNKS; chunk++) {
+                unsigned from = ATT_S * chunk / SUM_CHUNKS;
+                unsigned to = ATT_S * (chunk + 1) / SUM_CHUNKS;
+                finish(core, result, out[SUM_BUFFER], from * ATT_EP / 4, to * ATT_EP / 4);
+                barrier();
+                if (core == 0)
+                    store_sum(out[SUM_BUFFER], from, to);
+            }
+        } else if (head > 0) {
             barrier(); /* head h's output is summed */
+        }
         if (core == 0 && head + 2 < ATT_H) {
             /* Head h + 2 (so OUTS = 3) takes head h's weight buffer, free since head h
              * ended and now loaded, and out buffer (h + 2) % 3: unused before for h = 0,
@@ -363,7 +402,6 @@ int main(unsigned core)
         }
     }
     if (core == 0) {
-        store_sum(out[SUM_BUFFER]);
         dma_wait_left(0);
         uint32_t now = cycles();
         printf("stats: total_cycles=%u ita_cycles=%u load_cycles=%u tail_cycles=%u\n",
