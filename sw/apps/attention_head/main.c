@@ -161,12 +161,11 @@ static void span(unsigned core, unsigned count, unsigned *lo, unsigned *hi)
     *hi = MIN(*lo + per, count);
 }
 
+
 #if ATT_H > 2
 /* The sum of heads 0 and 1. */
-static void sum_first(unsigned core, const int8_t *head0, const int8_t *head1)
+static void sum_first(unsigned lo, unsigned hi, const int8_t *head0, const int8_t *head1)
 {
-    unsigned lo, hi;
-    span(core, WORDS, &lo, &hi);
     const uint32_t *a = (const uint32_t *)head0 + lo, *end = (const uint32_t *)head0 + hi;
     const uint32_t *b = (const uint32_t *)head1 + lo;
     uint32_t *sum = head_sum + 2 * lo;
@@ -179,10 +178,8 @@ static void sum_first(unsigned core, const int8_t *head0, const int8_t *head1)
 }
 
 /* Add one more head to the sum. */
-static void sum_add(unsigned core, const int8_t *head)
+static void sum_add(unsigned lo, unsigned hi, const int8_t *head)
 {
-    unsigned lo, hi;
-    span(core, WORDS, &lo, &hi);
     const uint32_t *x = (const uint32_t *)head + lo, *end = (const uint32_t *)head + hi;
     uint32_t *sum = head_sum + 2 * lo;
 #pragma clang loop unroll_count(4)
@@ -194,13 +191,9 @@ static void sum_add(unsigned core, const int8_t *head)
 }
 #endif
 
-/* Add the last head and requantize words [from, to) into `dst` (rows padded to ATT_EP). */
-static void finish(unsigned core, const int8_t *last, int8_t *dst, unsigned from, unsigned to)
+/* Add the last head and requantize words [lo, hi) into `dst` (rows padded to ATT_EP). */
+static void finish(unsigned lo, unsigned hi, const int8_t *last, int8_t *dst)
 {
-    unsigned lo, hi;
-    span(core, to - from, &lo, &hi);
-    lo += from;
-    hi += from;
     const uint32_t *x = (const uint32_t *)last + lo, *end = (const uint32_t *)last + hi;
     uint32_t *y = (uint32_t *)dst + lo;
 #if ATT_H > 2
@@ -224,6 +217,40 @@ static void finish(unsigned core, const int8_t *last, int8_t *dst, unsigned from
         *y = requant_word(even_lanes(w), odd_lanes(w));
     }
 #endif
+}
+
+/*
+ * The cores' shares of words [from, to) for pass `pass`, each begun 2 * core words in and
+ * wrapped around: shares of a multiple of 32 words would have every core on the same L1 bank
+ * in the same cycle, served one after the other.
+ */
+enum pass { SUM_FIRST, SUM_ADD, FINISH };
+
+static void run_pass(enum pass pass, unsigned core, unsigned from, unsigned to,
+                     const int8_t *head, int8_t *dst)
+{
+    unsigned lo, hi;
+    span(core, to - from, &lo, &hi);
+    lo += from;
+    hi += from;
+    unsigned mid = MIN(lo + 2 * core, hi);
+    unsigned parts[2][2] = {{mid, hi}, {lo, mid}};
+    for (unsigned i = 0; i < 2; i++) {
+        unsigned a = parts[i][0], b = parts[i][1];
+        switch (pass) {
+#if ATT_H > 2
+        case SUM_FIRST:
+            sum_first(a, b, out[0], out[1]);
+            break;
+        case SUM_ADD:
+            sum_add(a, b, head);
+            break;
+#endif
+        default:
+            finish(a, b, head, dst);
+            break;
+        }
+    }
 }
 
 /* Sleep until at most `left` DMA transfers are queued or running. Only core 0 uses the DMA
@@ -374,16 +401,17 @@ int main(unsigned core)
             barrier(); /* head h's output is complete */
 #if ATT_H > 2
         if (head == 1)
-            sum_first(core, out[0], out[1]);
+            run_pass(SUM_FIRST, core, 0, WORDS, 0, 0);
         else if (head > 1 && head < ATT_H - 1)
-            sum_add(core, result);
+            run_pass(SUM_ADD, core, 0, WORDS, result, 0);
 #endif
         if (head == ATT_H - 1) {
             /* In row chunks: core 0 stores one while all cores requantize the next. */
             for (unsigned chunk = 0; chunk < SUM_CHUNKS; chunk++) {
                 unsigned from = ATT_S * chunk / SUM_CHUNKS;
                 unsigned to = ATT_S * (chunk + 1) / SUM_CHUNKS;
-                finish(core, result, out[SUM_BUFFER], from * ATT_EP / 4, to * ATT_EP / 4);
+                run_pass(FINISH, core, from * ATT_EP / 4, to * ATT_EP / 4, result,
+                         out[SUM_BUFFER]);
                 barrier();
                 if (core == 0)
                     store_sum(out[SUM_BUFFER], from, to);
