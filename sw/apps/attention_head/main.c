@@ -53,7 +53,24 @@
  * are three out buffers, because heads 0 and 1 are summed together while head 2 runs.
  */
 #define OUT_BYTES MAX(ATT_SP * ATT_EP, ATT_SP * ATT_SP)
-#define OUTS (ATT_H > 2 ? 3 : 2)
+
+/*
+ * With three or more heads the sum runs on the engine when L1 holds it: one linear job
+ * y = requant(X @ I^T) with the sum's constants, where row r of X is the r-th 64-byte chunk
+ * of every head's output side by side (H * 64 bytes; the DMA re-lays each head out) and I
+ * is H identity matrices side by side, so that row r of y is the requantized sum of those
+ * chunks: y is the sum, rows padded to EP. The engine's accumulator sums exactly and its
+ * requantizer is ita.golden.requant, so this is multi_head_attention's sum bit for bit, at
+ * S * E * H * 64 MACs instead of the cores' passes beside the engine.
+ */
+#define SUM_ROWS (ATT_S * ATT_EP / ITA_M)
+#define SUM_ROWS_P ((SUM_ROWS + ITA_M - 1) / ITA_M * ITA_M)
+#define SUM_INNER (ATT_H * ITA_M)
+#define L1_ARENA (L1_SIZE - CLUSTER_CORES * CLUSTER_STACK_SIZE - 1024) /* 1 KiB: runtime */
+#define COMMON_BYTES (2 * ATT_SP * ATT_EP + 2 * ATT_W_BYTES + 3 * ATT_SP * ATT_PP)
+#define ENGINE_SUM (ATT_H > 2 && COMMON_BYTES + 2 * OUT_BYTES + SUM_ROWS_P * SUM_INNER + \
+                                     ITA_M * SUM_INNER <= L1_ARENA)
+#define OUTS (ATT_H > 2 && !ENGINE_SUM ? 3 : 2)
 
 static int8_t q_in[ATT_SP * ATT_EP] ALIGNED;
 static int8_t kv_in[ATT_SP * ATT_EP] ALIGNED;
@@ -69,7 +86,10 @@ static int8_t out[OUTS][OUT_BYTES] ALIGNED;
  * bytes (1 and 3), sign-extended into halfwords. |sum| <= 128 H fits a halfword.
  */
 #define WORDS (ATT_S * ATT_EP / 4) /* output words of the valid rows */
-#if ATT_H > 2
+#if ENGINE_SUM
+static int8_t sum_x[SUM_ROWS_P * SUM_INNER] ALIGNED;
+static int8_t sum_w[ITA_M * SUM_INNER] ALIGNED;
+#elif ATT_H > 2
 static uint32_t head_sum[2 * WORDS] ALIGNED;
 #endif
 
@@ -163,7 +183,7 @@ static void span(unsigned core, unsigned count, unsigned *lo, unsigned *hi)
 }
 
 
-#if ATT_H > 2
+#if ATT_H > 2 && !ENGINE_SUM
 /* The sum of heads 0 and 1. */
 static void sum_first(unsigned lo, unsigned hi, const int8_t *head0, const int8_t *head1)
 {
@@ -197,7 +217,7 @@ static void finish(unsigned lo, unsigned hi, const int8_t *last, int8_t *dst)
 {
     const uint32_t *x = (const uint32_t *)last + lo, *end = (const uint32_t *)last + hi;
     uint32_t *y = (uint32_t *)dst + lo;
-#if ATT_H > 2
+#if ATT_H > 2 && !ENGINE_SUM
     const uint32_t *sum = head_sum + 2 * lo;
 #pragma clang loop unroll_count(4)
     for (; x < end; x++, y++, sum += 2) {
@@ -239,7 +259,7 @@ static void run_pass(enum pass pass, unsigned core, unsigned from, unsigned to,
     for (unsigned i = 0; i < 2; i++) {
         unsigned a = parts[i][0], b = parts[i][1];
         switch (pass) {
-#if ATT_H > 2
+#if ATT_H > 2 && !ENGINE_SUM
         case SUM_FIRST:
             sum_first(a, b, out[0], out[1]);
             break;
@@ -354,6 +374,48 @@ static void store_sum(int8_t *sum, unsigned from, unsigned to)
  */
 #define SUM_BUFFER (ATT_H == 2 ? 0 : ATT_H % OUTS)
 
+#if ENGINE_SUM
+/* The identity blocks of the sum job, rows split over the cores; X's padding rows zeroed. */
+static void build_sum_weights(unsigned core)
+{
+    unsigned lo, hi;
+    span(core, ITA_M, &lo, &hi);
+    for (unsigned c = lo; c < hi; c++) {
+        uint32_t *row = (uint32_t *)(sum_w + c * SUM_INNER);
+        for (unsigned k = 0; k < SUM_INNER / 4; k++)
+            row[k] = 0;
+        for (unsigned h = 0; h < ATT_H; h++)
+            sum_w[c * SUM_INNER + h * ITA_M + c] = 1;
+    }
+    span(core, (SUM_ROWS_P - SUM_ROWS) * SUM_INNER / 4, &lo, &hi);
+    for (unsigned k = lo; k < hi; k++)
+        ((uint32_t *)(sum_x + SUM_ROWS * SUM_INNER))[k] = 0;
+}
+
+/* Queue the copy of head h's output chunks into column block h of X. */
+static void lay_out(unsigned head, const int8_t *result)
+{
+    dma_copy_2d(sum_x + head * ITA_M, result, ITA_M, SUM_ROWS, SUM_INNER, ITA_M);
+}
+
+static uint32_t submit_sum(int8_t *y)
+{
+    ita_job_t job = {0};
+    job.config.mode = ITA_MODE_LINEAR;
+    job.config.activation = ITA_ACT_IDENTITY;
+    job.config.seq_len = SUM_ROWS;
+    job.config.embed = SUM_INNER;
+    job.config.proj = ITA_M;
+    job.config.requant[ITA_STEP_Q].mult = ATT_RQ_SUM_MULT;
+    job.config.requant[ITA_STEP_Q].shift = ATT_RQ_SUM_SHIFT;
+    job.config.requant[ITA_STEP_Q].add = ATT_RQ_SUM_ADD;
+    job.pointer[ITA_PTR_Q_IN] = sum_x;
+    job.pointer[ITA_PTR_WQ] = sum_w;
+    job.pointer[ITA_PTR_QP] = y;
+    return ita_submit(&job);
+}
+#endif
+
 int main(unsigned core)
 {
     uint32_t start = cycles(), busy = 0, loaded = 0, last_end = 0;
@@ -382,6 +444,12 @@ int main(unsigned core)
         /* Printed while head 0 runs, which leaves less to print after the last job. */
         printf("stats: load_cycles=%u\n", (unsigned)loaded);
     }
+#if ENGINE_SUM
+    barrier(); /* head 0 runs: the cores' stores no longer slow its load */
+    build_sum_weights(core);
+    barrier(); /* the sum job's weights are in place */
+    uint32_t sum_cycles = 0;
+#endif
     for (unsigned head = 0; head < ATT_H; head++) {
         const int8_t *result = out[head % OUTS];
         if (core == 0) {
@@ -396,15 +464,40 @@ int main(unsigned core)
             /* Head h's weight buffer is free now: load head h + 2's into it. */
             if (head + 2 < ATT_H)
                 load_weights(head + 2);
+#if ENGINE_SUM
+            lay_out(head, result);
+#endif
             dma_copy_1d((void *)att_l2_out[head], result, ATT_SP * ATT_EP);
             if (head == ATT_H - 1) {
-                /* The sum's buffer must have reached L2 (everything but this copy). */
+                /* Everything but this copy: the buffer of the sum has reached L2 (and X
+                 * has every head). */
                 dma_wait_left(1);
             }
         }
+#if ENGINE_SUM
+        if (core == 0 && head + 2 < ATT_H) {
+            /* Head h + 2 takes head h's buffers: its weights have landed, its out buffer
+             * (h % 2) is laid out in X and copied. Head h + 1 runs: h + 2 follows it. */
+            dma_wait_left(0);
+            submitted[head + 2] = cycles();
+            ticket[head + 2] = submit(head + 2);
+        }
+        if (core == 0 && head == ATT_H - 1) {
+            /* The sum into the out buffer of head H - 2, copied by now. */
+            uint32_t t0 = cycles();
+            uint32_t error = ita_wait_job(submit_sum(out[ATT_H % 2]));
+            sum_cycles = cycles() - t0;
+            if (error != 0) {
+                printf("head sum: ITA error %x\n", (unsigned)error);
+                failed = 1;
+            }
+            store_sum(out[ATT_H % 2], 0, ATT_S);
+        }
+        continue;
+#endif
         if (head > 0 || ATT_H == 1)
             barrier(); /* head h's output is complete */
-#if ATT_H > 2
+#if ATT_H > 2 && !ENGINE_SUM
         if (head == 1)
             run_pass(SUM_FIRST, core, 0, WORDS, 0, 0);
         else if (head > 1 && head < ATT_H - 1)
@@ -439,6 +532,9 @@ int main(unsigned core)
         uint32_t now = cycles();
         printf("stats: total_cycles=%u ita_cycles=%u tail_cycles=%u\n",
                (unsigned)(now - start), (unsigned)busy, (unsigned)(now - last_end));
+#if ENGINE_SUM
+        printf("stats: sum_job_cycles=%u\n", (unsigned)sum_cycles);
+#endif
     }
     barrier();
     return failed;
