@@ -39,6 +39,15 @@ def _c_array(name, values, ctype="uint32_t"):
     return f"static const {ctype} {name}[ATT_H] = {{{body}}};\n"
 
 
+def _sum_weights(H, m):
+    """``w_t`` of the head sum on the engine: H identity matrices of M side by side.
+
+    The program's linear job ``requant(X @ w_t.T)`` then adds, for every output column c,
+    column c of each head's block of X (sw/apps/attention_head/main.c).
+    """
+    return np.tile(np.eye(m, dtype=np.int8), (1, H))
+
+
 def _weight_block(addresses, H):
     """Offsets of a head's weights and biases from its first one, and the block's length.
 
@@ -89,6 +98,7 @@ def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, se
         place(("out", h), _bytes("out", memory.expected["out"]), check)
     out_sum = _bytes("out_sum", v["out_sum"])
     place("out_sum", out_sum, check)
+    place("sum_w", _bytes("sum_w", _sum_weights(H, config.M)), data)
     if cursor > l2.end:
         raise ValueError(f"the layer needs {cursor - l2.base - DATA_OFFSET} bytes of L2 data")
 
@@ -101,7 +111,7 @@ def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, se
                         ("VALID_KEYS", valid_keys or 0),
                         ("OUT_SUM_BYTES", -(-len(out_sum) // 4) * 4)):
         lines.append(f"#define ATT_{name} {value}u\n")
-    for name in ("q_in", "kv_in", "out_sum"):
+    for name in ("q_in", "kv_in", "out_sum", "sum_w"):
         lines.append(f"#define ATT_L2_{name.upper()} {addresses[name]:#x}u\n")
     for name, value in _weight_block(addresses, H).items():
         lines.append(f"#define ATT_W_{name} {value}u\n")

@@ -375,43 +375,39 @@ static void store_sum(int8_t *sum, unsigned from, unsigned to)
 #define SUM_BUFFER (ATT_H == 2 ? 0 : ATT_H % OUTS)
 
 #if ENGINE_SUM
-/* The identity blocks of the sum job, rows split over the cores; X's padding rows zeroed. */
-static void build_sum_weights(unsigned core)
+/* X's padding rows (when S * EP / M is no multiple of M), zeroed by the cores once. */
+static void clear_padding(unsigned core)
 {
     unsigned lo, hi;
-    span(core, ITA_M, &lo, &hi);
-    for (unsigned c = lo; c < hi; c++) {
-        uint32_t *row = (uint32_t *)(sum_w + c * SUM_INNER);
-        for (unsigned k = 0; k < SUM_INNER / 4; k++)
-            row[k] = 0;
-        for (unsigned h = 0; h < ATT_H; h++)
-            sum_w[c * SUM_INNER + h * ITA_M + c] = 1;
-    }
     span(core, (SUM_ROWS_P - SUM_ROWS) * SUM_INNER / 4, &lo, &hi);
     for (unsigned k = lo; k < hi; k++)
         ((uint32_t *)(sum_x + SUM_ROWS * SUM_INNER))[k] = 0;
 }
 
-/* Queue the copy of head h's output chunks into column block h of X. */
-static void lay_out(unsigned head, const int8_t *result)
+/* Queue the copy of chunks [from, to) of head h's output into column block h of X. */
+static void lay_out(unsigned head, const int8_t *result, unsigned from, unsigned to)
 {
-    dma_copy_2d(sum_x + head * ITA_M, result, ITA_M, SUM_ROWS, SUM_INNER, ITA_M);
+    dma_copy_2d(sum_x + from * SUM_INNER + head * ITA_M, result + from * ITA_M, ITA_M,
+                to - from, SUM_INNER, ITA_M);
 }
 
-static uint32_t submit_sum(int8_t *y)
+/* The sum job, or one of its halves: rows [from, to) of X into the same rows of y. */
+#define SUM_JOBS (SUM_ROWS % (2 * ITA_M) == 0 ? 2 : 1)
+
+static uint32_t submit_sum(int8_t *y, unsigned from, unsigned to)
 {
     ita_job_t job = {0};
     job.config.mode = ITA_MODE_LINEAR;
     job.config.activation = ITA_ACT_IDENTITY;
-    job.config.seq_len = SUM_ROWS;
+    job.config.seq_len = to - from;
     job.config.embed = SUM_INNER;
     job.config.proj = ITA_M;
     job.config.requant[ITA_STEP_Q].mult = ATT_RQ_SUM_MULT;
     job.config.requant[ITA_STEP_Q].shift = ATT_RQ_SUM_SHIFT;
     job.config.requant[ITA_STEP_Q].add = ATT_RQ_SUM_ADD;
-    job.pointer[ITA_PTR_Q_IN] = sum_x;
+    job.pointer[ITA_PTR_Q_IN] = sum_x + from * SUM_INNER;
     job.pointer[ITA_PTR_WQ] = sum_w;
-    job.pointer[ITA_PTR_QP] = y;
+    job.pointer[ITA_PTR_QP] = y + from * ITA_M;
     return ita_submit(&job);
 }
 #endif
@@ -445,9 +441,14 @@ int main(unsigned core)
         printf("stats: load_cycles=%u\n", (unsigned)loaded);
     }
 #if ENGINE_SUM
-    barrier(); /* head 0 runs: the cores' stores no longer slow its load */
-    build_sum_weights(core);
-    barrier(); /* the sum job's weights are in place */
+    /* The sum job's weights come with head 0 running (core 0 waits for all transfers
+     * before it submits the sum). */
+    if (core == 0)
+        dma_copy_1d(sum_w, (const void *)ATT_L2_SUM_W, sizeof sum_w);
+    if (SUM_ROWS_P > SUM_ROWS) {
+        barrier(); /* head 0 runs: the cores' stores no longer slow its load */
+        clear_padding(core);
+    }
     uint32_t sum_cycles = 0;
 #endif
     for (unsigned head = 0; head < ATT_H; head++) {
@@ -465,7 +466,7 @@ int main(unsigned core)
             if (head + 2 < ATT_H)
                 load_weights(head + 2);
 #if ENGINE_SUM
-            lay_out(head, result);
+            lay_out(head, result, 0, SUM_ROWS);
 #endif
             dma_copy_1d((void *)att_l2_out[head], result, ATT_SP * ATT_EP);
             if (head == ATT_H - 1) {
@@ -483,15 +484,21 @@ int main(unsigned core)
             ticket[head + 2] = submit(head + 2);
         }
         if (core == 0 && head == ATT_H - 1) {
-            /* The sum into the out buffer of head H - 2, copied by now. */
-            uint32_t t0 = cycles();
-            uint32_t error = ita_wait_job(submit_sum(out[ATT_H % 2]));
-            sum_cycles = cycles() - t0;
-            if (error != 0) {
-                printf("head sum: ITA error %x\n", (unsigned)error);
-                failed = 1;
+            /* The sum, in halves by rows so that the first half goes to L2 while the
+             * engine computes the second, into the out buffer of head H - 2 (copied). */
+            uint32_t t0 = cycles(), sum_ticket[SUM_JOBS];
+            for (unsigned j = 0; j < SUM_JOBS; j++)
+                sum_ticket[j] = submit_sum(out[ATT_H % 2], SUM_ROWS * j / SUM_JOBS,
+                                           SUM_ROWS * (j + 1) / SUM_JOBS);
+            for (unsigned j = 0; j < SUM_JOBS; j++) {
+                uint32_t error = ita_wait_job(sum_ticket[j]);
+                if (error != 0) {
+                    printf("head sum: ITA error %x\n", (unsigned)error);
+                    failed = 1;
+                }
+                store_sum(out[ATT_H % 2], ATT_S * j / SUM_JOBS, ATT_S * (j + 1) / SUM_JOBS);
             }
-            store_sum(out[ATT_H % 2], 0, ATT_S);
+            sum_cycles = cycles() - t0;
         }
         continue;
 #endif
