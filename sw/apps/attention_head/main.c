@@ -384,11 +384,15 @@ static void clear_padding(unsigned core)
         ((uint32_t *)(sum_x + SUM_ROWS * SUM_INNER))[k] = 0;
 }
 
-/* Queue the copy of chunks [from, to) of head h's output into column block h of X. */
-static void lay_out(unsigned head, const int8_t *result, unsigned from, unsigned to)
+/*
+ * Queue the copy of head h's output chunks into column block h of X, from the head's copy
+ * in L2 (queued just before; the DMA runs transfers in order): an L1 -> L1 copy would take
+ * the L1 banks twice per beat beside the running job.
+ */
+static void lay_out(unsigned head)
 {
-    dma_copy_2d(sum_x + from * SUM_INNER + head * ITA_M, result + from * ITA_M, ITA_M,
-                to - from, SUM_INNER, ITA_M);
+    dma_copy_2d(sum_x + head * ITA_M, (const void *)att_l2_out[head], ITA_M, SUM_ROWS,
+                SUM_INNER, ITA_M);
 }
 
 /* The sum job, or one of its halves: rows [from, to) of X into the same rows of y. */
@@ -465,15 +469,17 @@ int main(unsigned core)
             /* Head h's weight buffer is free now: load head h + 2's into it. */
             if (head + 2 < ATT_H)
                 load_weights(head + 2);
-#if ENGINE_SUM
-            lay_out(head, result, 0, SUM_ROWS);
-#endif
             dma_copy_1d((void *)att_l2_out[head], result, ATT_SP * ATT_EP);
+#if ENGINE_SUM
+            lay_out(head);
+            if (head == ATT_H - 1)
+                dma_wait_left(0); /* X holds every head */
+#else
             if (head == ATT_H - 1) {
-                /* Everything but this copy: the buffer of the sum has reached L2 (and X
-                 * has every head). */
+                /* Everything but this copy: the buffer of the sum has reached L2. */
                 dma_wait_left(1);
             }
+#endif
         }
 #if ENGINE_SUM
         if (core == 0 && head + 2 < ATT_H) {
