@@ -389,10 +389,11 @@ static void clear_padding(unsigned core)
  * in L2 (queued just before; the DMA runs transfers in order): an L1 -> L1 copy would take
  * the L1 banks twice per beat beside the running job.
  */
-static void lay_out(unsigned head)
+static void lay_out(unsigned head, unsigned from, unsigned to)
 {
-    dma_copy_2d(sum_x + head * ITA_M, (const void *)att_l2_out[head], ITA_M, SUM_ROWS,
-                SUM_INNER, ITA_M);
+    dma_copy_2d(sum_x + from * SUM_INNER + head * ITA_M,
+                (const int8_t *)att_l2_out[head] + from * ITA_M, ITA_M, to - from, SUM_INNER,
+                ITA_M);
 }
 
 /* The sum job, or one of its halves: rows [from, to) of X into the same rows of y. */
@@ -469,12 +470,20 @@ int main(unsigned core)
             /* Head h's weight buffer is free now: load head h + 2's into it. */
             if (head + 2 < ATT_H)
                 load_weights(head + 2);
-            dma_copy_1d((void *)att_l2_out[head], result, ATT_SP * ATT_EP);
 #if ENGINE_SUM
-            lay_out(head);
-            if (head == ATT_H - 1)
-                dma_wait_left(0); /* X holds every head */
+            /* The padding rows first (if any), then the valid rows copied and laid out in
+             * SUM_JOBS parts: each part of the sum starts once its rows of X are complete. */
+            if (ATT_SP > ATT_S)
+                dma_copy_1d((int8_t *)att_l2_out[head] + SUM_ROWS * ITA_M,
+                            result + SUM_ROWS * ITA_M, (ATT_SP - ATT_S) * ATT_EP);
+            for (unsigned j = 0; j < SUM_JOBS; j++) {
+                unsigned from = SUM_ROWS * j / SUM_JOBS, to = SUM_ROWS * (j + 1) / SUM_JOBS;
+                dma_copy_1d((int8_t *)att_l2_out[head] + from * ITA_M, result + from * ITA_M,
+                            (to - from) * ITA_M);
+                lay_out(head, from, to);
+            }
 #else
+            dma_copy_1d((void *)att_l2_out[head], result, ATT_SP * ATT_EP);
             if (head == ATT_H - 1) {
                 /* Everything but this copy: the buffer of the sum has reached L2. */
                 dma_wait_left(1);
@@ -493,9 +502,13 @@ int main(unsigned core)
             /* The sum, in halves by rows so that the first half goes to L2 while the
              * engine computes the second, into the out buffer of head H - 2 (copied). */
             uint32_t t0 = cycles(), sum_ticket[SUM_JOBS];
-            for (unsigned j = 0; j < SUM_JOBS; j++)
+            for (unsigned j = 0; j < SUM_JOBS; j++) {
+                /* Part j's rows of X are complete when only the later parts' two
+                 * transfers each are left (the DMA runs them in order). */
+                dma_wait_left(2 * (SUM_JOBS - 1 - j));
                 sum_ticket[j] = submit_sum(out[ATT_H % 2], SUM_ROWS * j / SUM_JOBS,
                                            SUM_ROWS * (j + 1) / SUM_JOBS);
+            }
             for (unsigned j = 0; j < SUM_JOBS; j++) {
                 uint32_t error = ita_wait_job(sum_ticket[j]);
                 if (error != 0) {
