@@ -378,8 +378,11 @@ static void store_sum(int8_t *sum, unsigned from, unsigned to)
 /* X's padding rows (when S * EP / M is no multiple of M), zeroed by the cores once. */
 static void clear_padding(unsigned core)
 {
-    unsigned lo, hi;
-    span(core, (SUM_ROWS_P - SUM_ROWS) * SUM_INNER / 4, &lo, &hi);
+    unsigned helpers = num_cores() > 1 ? num_cores() - 1 : 1; /* cores 1 .. n - 1 */
+    unsigned count = (SUM_ROWS_P - SUM_ROWS) * SUM_INNER / 4;
+    unsigned per = (count + helpers - 1) / helpers;
+    unsigned part = num_cores() > 1 ? core - 1 : 0;
+    unsigned lo = MIN(part * per, count), hi = MIN(lo + per, count);
     for (unsigned k = lo; k < hi; k++)
         ((uint32_t *)(sum_x + SUM_ROWS * SUM_INNER))[k] = 0;
 }
@@ -442,18 +445,15 @@ int main(unsigned core)
             submitted[1] = cycles();
             ticket[1] = submit(1);
         }
-        /* Printed while head 0 runs, which leaves less to print after the last job. */
-        printf("stats: load_cycles=%u\n", (unsigned)loaded);
     }
 #if ENGINE_SUM
     /* The sum job's weights come with head 0 running (core 0 waits for all transfers
-     * before it submits the sum). */
+     * before it submits the sum); the other cores clear X's padding rows meanwhile. Core 0
+     * goes on at once: it reads a job's outcome in ERROR before the next job ends. */
     if (core == 0)
         dma_copy_1d(sum_w, (const void *)ATT_L2_SUM_W, sizeof sum_w);
-    if (SUM_ROWS_P > SUM_ROWS) {
-        barrier(); /* head 0 runs: the cores' stores no longer slow its load */
+    if (SUM_ROWS_P > SUM_ROWS && (core > 0 || num_cores() == 1))
         clear_padding(core);
-    }
     uint32_t sum_cycles = 0;
 #endif
     for (unsigned head = 0; head < ATT_H; head++) {
@@ -498,6 +498,8 @@ int main(unsigned core)
             submitted[head + 2] = cycles();
             ticket[head + 2] = submit(head + 2);
         }
+        if (head == ATT_H - 1)
+            barrier(); /* X's padding rows are clear */
         if (core == 0 && head == ATT_H - 1) {
             /* The sum, in halves by rows so that the first half goes to L2 while the
              * engine computes the second, into the out buffer of head H - 2 (copied). */
@@ -556,8 +558,9 @@ int main(unsigned core)
     if (core == 0) {
         dma_wait_left(0);
         uint32_t now = cycles();
-        printf("stats: total_cycles=%u ita_cycles=%u tail_cycles=%u\n",
-               (unsigned)(now - start), (unsigned)busy, (unsigned)(now - last_end));
+        printf("stats: total_cycles=%u ita_cycles=%u load_cycles=%u tail_cycles=%u\n",
+               (unsigned)(now - start), (unsigned)busy, (unsigned)loaded,
+               (unsigned)(now - last_end));
 #if ENGINE_SUM
         printf("stats: sum_job_cycles=%u\n", (unsigned)sum_cycles);
 #endif
