@@ -72,9 +72,19 @@
                                      ITA_M * SUM_INNER <= L1_ARENA)
 #define OUTS (ATT_H > 2 && !ENGINE_SUM ? 3 : 2)
 
+/*
+ * Two weight buffers when L1 holds them (head h + 2's loads while h + 1 runs, and h + 1
+ * waits in the HWPE's second context); else one, and head h + 1 is loaded and submitted
+ * once head h has ended (the engine then waits for each load).
+ */
+#define CORES_BYTES(w_bufs) (2 * ATT_SP * ATT_EP + (w_bufs) * ATT_W_BYTES + 3 * ATT_SP * ATT_PP + \
+                             OUTS * OUT_BYTES + (ATT_H > 2 ? 2 * ATT_S * ATT_EP : 0))
+#define W_BUFS (ENGINE_SUM || CORES_BYTES(2) <= L1_ARENA ? 2 : 1)
+#define AHEAD W_BUFS /* head h + AHEAD is submitted once head h has ended */
+
 static int8_t q_in[ATT_SP * ATT_EP] ALIGNED;
 static int8_t kv_in[ATT_SP * ATT_EP] ALIGNED;
-static int8_t weights[2][ATT_W_BYTES] ALIGNED;
+static int8_t weights[W_BUFS][ATT_W_BYTES] ALIGNED;
 static int8_t qp_o[ATT_SP * ATT_PP] ALIGNED;
 static int8_t kp[ATT_SP * ATT_PP] ALIGNED;
 static int8_t vp_t[ATT_PP * ATT_SP] ALIGNED;
@@ -288,7 +298,7 @@ static void dma_wait_left(uint32_t left)
 
 static void load_weights(unsigned head)
 {
-    dma_copy_1d(weights[head % 2], (const void *)att_l2_wq[head], ATT_W_BYTES);
+    dma_copy_1d(weights[head % W_BUFS], (const void *)att_l2_wq[head], ATT_W_BYTES);
 }
 
 /*
@@ -311,7 +321,7 @@ static void copy_share(unsigned core, int8_t *dst, uint32_t l2_src, unsigned byt
 
 static uint32_t submit(unsigned head)
 {
-    const int8_t *w = weights[head % 2];
+    const int8_t *w = weights[head % W_BUFS];
     int8_t *result = out[head % OUTS];
     ita_job_t job = {0};
     job.config.mode = ITA_MODE_ATTENTION;
@@ -429,18 +439,18 @@ int main(unsigned core)
         dma_copy_1d(q_in, (const void *)ATT_L2_Q_IN, sizeof q_in);
         dma_copy_1d(kv_in, (const void *)ATT_L2_KV_IN, sizeof kv_in);
         dma_copy_1d(weights[0], (const void *)att_l2_wq[0], W_SPLIT);
-        if (ATT_H > 1)
+        if (ATT_H > 1 && W_BUFS > 1)
             load_weights(1);
     }
     copy_share(core, weights[0] + W_SPLIT, att_l2_wq[0] + W_SPLIT, ATT_W_BYTES - W_SPLIT);
     barrier();
     if (core == 0) {
         /* Head 0 needs the first three transfers, head 1 the fourth. */
-        dma_wait_left(ATT_H > 1 ? 1 : 0);
+        dma_wait_left(ATT_H > 1 && W_BUFS > 1 ? 1 : 0);
         loaded = cycles() - start;
         submitted[0] = cycles();
         ticket[0] = submit(0);
-        if (ATT_H > 1) {
+        if (ATT_H > 1 && W_BUFS > 1) {
             dma_wait_left(0);
             submitted[1] = cycles();
             ticket[1] = submit(1);
@@ -467,9 +477,18 @@ int main(unsigned core)
                 printf("head %u: ITA error %x\n", head, (unsigned)error);
                 failed = 1;
             }
-            /* Head h's weight buffer is free now: load head h + 2's into it. */
-            if (head + 2 < ATT_H)
-                load_weights(head + 2);
+            /* Head h's weight buffer is free now: load head h + AHEAD's into it. */
+            if (head + AHEAD < ATT_H)
+                load_weights(head + AHEAD);
+#if W_BUFS == 1
+            if (head + 1 < ATT_H) {
+                /* Head h + 1's out buffer is head h - 2's (OUTS = 3) or h - 1's, summed
+                 * and copied in an earlier step. */
+                dma_wait_left(0);
+                submitted[head + 1] = cycles();
+                ticket[head + 1] = submit(head + 1);
+            }
+#endif
 #if ENGINE_SUM
             /* The padding rows first (if any), then the valid rows copied and laid out in
              * SUM_JOBS parts: each part of the sum starts once its rows of X are complete. */
@@ -545,7 +564,7 @@ int main(unsigned core)
         } else if (head > 0) {
             barrier(); /* head h's output is summed */
         }
-        if (core == 0 && head + 2 < ATT_H) {
+        if (core == 0 && W_BUFS == 2 && head + 2 < ATT_H) {
             /* Head h + 2 (so OUTS = 3) takes head h's weight buffer, free since head h
              * ended and now loaded, and out buffer (h + 2) % 3: unused before for h = 0,
              * else head h - 1's, summed and copied by now. Head h + 1 is running: h + 2
