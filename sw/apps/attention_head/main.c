@@ -11,21 +11,23 @@
  *     next-but-one head's while the engine runs the next one;
  *   - the HWPE holds two jobs, so head h + 1 is always submitted while head h runs and
  *     starts the cycle head h ends;
- *   - while the engine computes the following heads, the 8 cores add the finished ones to a
- *     running sum in L1 (SIMD, 16-bit lanes) and the DMA copies each to L2 (where the
- *     testbench checks it);
- *   - after the last head the cores add it and requantize the sum, exactly as
- *     ita.golden.multi_head_attention does (int8 heads summed, one requantization).
+ *   - the DMA copies each finished head to L2 (where the testbench checks it);
+ *   - the heads are summed and the sum requantized exactly as
+ *     ita.golden.multi_head_attention does (int8 heads summed, one requantization): with
+ *     three or more heads by one more engine job (ENGINE_SUM, below) when L1 holds it,
+ *     else by the 8 cores, which add each finished head to a running sum in L1 (SIMD,
+ *     16-bit lanes) while the engine computes the following ones.
  *
- * The cores' loads and stores slow the engine (its wide port needs every L1 bank), so they
- * touch each output word as few times as possible: heads 0 and 1 are added in one pass, no
- * pass runs beside the first two jobs, and the last pass reads the sum once.
+ * Loads and stores by the cores slow the engine much more than the DMA's beats do (its
+ * wide port needs every L1 bank), so beside a job the cores do as little as they can: with
+ * the sum on the cores, heads 0 and 1 are added in one pass, no pass runs beside the first
+ * two jobs, and the last pass reads the sum once.
  *
- * Core 0 drives the DMA and the ITA; every core sums. stats: reports the program's cycles
- * from main to the end (total_cycles), the engine's busy time as core 0 sees it (ita_cycles:
- * from the later of a job's submission and the previous job's end, to its end), the time
- * until the first job could start (load_cycles) and the time after the last job ended
- * (tail_cycles).
+ * Core 0 drives the DMA and the ITA. stats: reports the program's cycles from main to the
+ * end (total_cycles), the heads' jobs as core 0 sees them (ita_cycles: from the later of a
+ * job's submission and the previous job's end, to its end), the time until the first job
+ * could start (load_cycles), the time after the last head's job ended (tail_cycles) and,
+ * with ENGINE_SUM, the sum's jobs and stores (sum_job_cycles).
  */
 
 #include <stdint.h>
@@ -49,8 +51,9 @@
  *     i + 1, which o reaches only later);
  *   - the logits `a` and the output `out` share a buffer: step OW writes out after the last
  *     AV step has read a.
- * Head h uses weight buffer h % 2 and out buffer h % OUTS. With three or more heads there
- * are three out buffers, because heads 0 and 1 are summed together while head 2 runs.
+ * Head h uses weight buffer h % W_BUFS and out buffer h % OUTS. With the sum on the cores
+ * and three or more heads there are three out buffers, because heads 0 and 1 are summed
+ * together while head 2 runs.
  */
 #define OUT_BYTES MAX(ATT_SP * ATT_EP, ATT_SP * ATT_SP)
 
