@@ -92,8 +92,49 @@ uint32_t ita_run(const ita_job_t *job)
     return ita_wait();
 }
 
+/*
+ * Tickets of ita_submit: `submitted` jobs committed, `finished` of them seen ending (FINISHED
+ * is a count of jobs ended since its last read, so adding up the reads counts them all), and
+ * the job ids of the last tickets, to match the ERROR register's job_id. More than
+ * ITA_TICKET_IDS tickets cannot be outstanding: the HWPE holds at most 8 jobs (STATUS).
+ */
+#define ITA_TICKET_IDS 16u
+static uint32_t ita_submitted, ita_finished;
+static uint8_t ita_ticket_id[ITA_TICKET_IDS];
+
+uint32_t ita_submit(const ita_job_t *job)
+{
+    if (ita_finished == ita_submitted) {
+        /* None of ours is outstanding: forget the ends of jobs run some other way. */
+        (void)ita_read(ITA_HWPE_FINISHED_OFFSET);
+    }
+    int id = ita_acquire();
+    ita_program_job(job);
+    ita_trigger();
+    ita_submitted++;
+    ita_ticket_id[ita_submitted % ITA_TICKET_IDS] = (uint8_t)id;
+    return ita_submitted;
+}
+
+uint32_t ita_wait_job(uint32_t ticket)
+{
+    while ((int32_t)(ita_finished - ticket) < 0) {
+        /* Enable the event before looking: a job ending after the read stays pending. */
+        rt_write32(EVENT_UNIT_EVT_MASK_ADDR, EVENT_ITA_MASK);
+        ita_finished += ita_hwpe_finished_count_get(ita_read(ITA_HWPE_FINISHED_OFFSET));
+        if ((int32_t)(ita_finished - ticket) >= 0)
+            break;
+        (void)rt_read32(EVENT_UNIT_EVT_WAIT_ADDR);
+    }
+    uint32_t error = ita_read(ITA_HWPE_ERROR_OFFSET);
+    if (ita_hwpe_error_job_id_get(error) != ita_ticket_id[ticket % ITA_TICKET_IDS])
+        return ITA_ERROR_OVERWRITTEN;
+    return ita_hwpe_error_code_get(error);
+}
+
 void ita_soft_clear(int clear_registers)
 {
+    ita_finished = ita_submitted; /* dropped jobs never end: count them as ended */
     write_reg(ITA_HWPE_SOFT_CLEAR_OFFSET,
               clear_registers ? ITA_HWPE_SOFT_CLEAR_ALL : ITA_HWPE_SOFT_CLEAR_KEEP_REGISTERS);
 }

@@ -15,6 +15,17 @@
  * the job's end. ita_wait() sleeps on this core's ITA event and re-checks STATUS, so it must
  * run on the core that committed the last outstanding job (in practice one core drives the
  * ITA). ita_acquire() polls ACQUIRE, so any core may call it.
+ *
+ * Queueing: the HWPE holds ITA_CONTEXTS jobs and starts a triggered one the cycle the engine
+ * frees, so a job submitted while another runs follows it without a gap:
+ *
+ *     uint32_t a = ita_submit(&job0);  // starts at once
+ *     uint32_t b = ita_submit(&job1);  // waits in the second context
+ *     uint32_t error = ita_wait_job(a); // job0 done; job1 is running now
+ *
+ * ita_submit() returns a ticket (1, 2, ... in submission order) and ita_wait_job() counts
+ * finished jobs through FINISHED, so one core submits and waits, and it waits for every job
+ * run some other way (ita_run) before it submits again.
  */
 
 #ifndef ITA_H
@@ -73,7 +84,20 @@ uint32_t ita_wait(void);
 /* Acquire, program, trigger and wait; returns the job's error code (0: success). */
 uint32_t ita_run(const ita_job_t *job);
 
-/* Abort everything and clear the engine; with clear_registers also zero the job registers. */
+/* ita_wait_job's code when the ERROR register already holds a later job's outcome (the
+ * waiting core came back after two jobs had ended): the job's own code is lost. */
+#define ITA_ERROR_OVERWRITTEN 0xFFFFFFFFu
+
+/* Acquire, program and trigger without waiting; returns the job's ticket (see above). Spins
+ * only while every context holds a job. */
+uint32_t ita_submit(const ita_job_t *job);
+
+/* Sleep until the job of `ticket` has finished; returns its error code (0: success), or
+ * ITA_ERROR_OVERWRITTEN. Jobs finish in submission order, so earlier tickets are done too. */
+uint32_t ita_wait_job(uint32_t ticket);
+
+/* Abort everything and clear the engine; with clear_registers also zero the job registers.
+ * The tickets of the jobs it drops count as finished. */
 void ita_soft_clear(int clear_registers);
 
 /* Read a register at `offset` (ITA_HWPE_*_OFFSET), e.g. STATUS or FINISHED. */

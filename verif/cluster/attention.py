@@ -5,6 +5,10 @@ layout the ITA streamers expect: row-major, padded to tiles; biases as int32), w
 header ``attention_data.h`` that tells the C program where everything is and which
 constants each head uses, and lists the L2 regions the testbench compares afterwards:
 every head's output and the requantized head sum.
+
+A head's weights and biases lie in one block of L2 with the same layout for every head
+(``ATT_W_BYTES`` long, tensor ``X`` at offset ``ATT_W_X``), so that the program moves them
+with one DMA transfer into an L1 buffer of the same layout.
 """
 
 from pathlib import Path
@@ -33,6 +37,32 @@ def _bytes(name, array):
 def _c_array(name, values, ctype="uint32_t"):
     body = ", ".join(f"{int(v):#x}u" if ctype == "uint32_t" else str(int(v)) for v in values)
     return f"static const {ctype} {name}[ATT_H] = {{{body}}};\n"
+
+
+def _sum_weights(H, m):
+    """``w_t`` of the head sum on the engine: H identity matrices of M side by side.
+
+    The program's linear job ``requant(X @ w_t.T)`` then adds, for every output column c,
+    column c of each head's block of X (sw/apps/attention_head/main.c).
+    """
+    return np.tile(np.eye(m, dtype=np.int8), (1, H))
+
+
+def _weight_block(addresses, H):
+    """Offsets of a head's weights and biases from its first one, and the block's length.
+
+    ``place`` puts them one after the other for every head, so the layout is the same for all
+    heads; the check keeps it that way should the placement change.
+    """
+    blocks = []
+    for h in range(H):
+        first = addresses[(_INPUTS[0], h)]
+        blocks.append({name.removesuffix("_t").upper(): addresses[(name, h)] - first
+                       for name in _INPUTS})
+        blocks[-1]["BYTES"] = addresses[("out", h)] - first  # ``out`` follows the block
+    if any(block != blocks[0] for block in blocks):
+        raise AssertionError(f"the heads' weight blocks differ in layout: {blocks}")
+    return blocks[0]
 
 
 def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, seed=1,
@@ -68,8 +98,7 @@ def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, se
         place(("out", h), _bytes("out", memory.expected["out"]), check)
     out_sum = _bytes("out_sum", v["out_sum"])
     place("out_sum", out_sum, check)
-    addresses["head_sum"] = cursor  # int16 scratch of the cores' head sums
-    cursor += -(-S * E * 2 // 128) * 128
+    place("sum_w", _bytes("sum_w", _sum_weights(H, config.M)), data)
     if cursor > l2.end:
         raise ValueError(f"the layer needs {cursor - l2.base - DATA_OFFSET} bytes of L2 data")
 
@@ -82,8 +111,10 @@ def prepare(out_dir, *, S=64, E=64, P=64, H=1, causal=False, valid_keys=None, se
                         ("VALID_KEYS", valid_keys or 0),
                         ("OUT_SUM_BYTES", -(-len(out_sum) // 4) * 4)):
         lines.append(f"#define ATT_{name} {value}u\n")
-    for name in ("q_in", "kv_in", "out_sum", "head_sum"):
+    for name in ("q_in", "kv_in", "out_sum", "sum_w"):
         lines.append(f"#define ATT_L2_{name.upper()} {addresses[name]:#x}u\n")
+    for name, value in _weight_block(addresses, H).items():
+        lines.append(f"#define ATT_W_{name} {value}u\n")
     for name in (*_INPUTS, "out"):
         short = name.removesuffix("_t")
         lines.append(_c_array(f"att_l2_{short}", [addresses[(name, h)] for h in range(H)]))
