@@ -175,20 +175,32 @@ def test_attention_head_trace_matches_its_result_line(traced):
     assert 0 < overhead <= PROGRAMMING_BOUND, (traced["ita_cycles"], engine["busy"])
     (job,) = [e for e in engine["events"] if e["name"] == "job 0"]
     job_end = job["ts"] + job["dur"]
-    runs = [e for e in tracks["core 0 / code"]["events"] if e["name"] == "ita_run"]
-    assert runs and runs[0]["ts"] < job["ts"] and job_end < runs[-1]["ts"] + runs[-1]["dur"]
+    # Core 0 submits the job (ita_submit, ita.h) and sleeps in ita_wait_job until it ends.
+    code = tracks["core 0 / code"]["events"]
+    submits = [e for e in code if e["name"] == "ita_submit"]
+    waits = [e for e in code if e["name"] == "ita_wait_job"]
+    assert submits and waits, tracks["core 0 / code"]["names"]
+    assert submits[0]["ts"] < job["ts"] and job_end < waits[-1]["ts"] + waits[-1]["dur"]
     (wait,) = [e for e in tracks["core 0 / event unit"]["events"] if e["name"] == "wait ITA"]
     assert job["ts"] <= wait["ts"] and job_end <= wait["ts"] + wait["dur"] <= job_end + \
         WAKE_BOUND, (job, wait)
-    # The DMA, sw/apps/attention_head/main.c: per head the inputs (q_in, kv_in), four weight
-    # matrices and four bias vectors in and the head's output out (S, E, P are whole tiles
-    # here, so nothing is padded); then the requantized sum out.
+    # The DMA, sw/apps/attention_head/main.c: q_in and kv_in in, the head's weight block in
+    # (all but the share the cores copy beside it), the head's output and the requantized
+    # sum out (S, E, P are whole tiles here, so nothing is padded).
     from ita.cluster_config import DEFAULT
     from verif.cluster.sim import ATTENTION_SHAPES
     s, e, p = (ATTENTION_SHAPES["small"][k] for k in "SEP")
-    moved = (3 * s * e + 4 * p * e + 3 * 4 * p + 4 * e) + s * e
-    assert summary(path)["dma_transfers"] == 11 + 1
-    assert summary(path)["dma_bytes"] == moved
+    events = json.loads(path.read_text())["traceEvents"]
+    moved = [(x["name"].split()[0], x["args"]["bytes"]) for x in events
+             if "bytes" in x.get("args", {})]
+    stores = sorted(b for kind, b in moved if kind == "L1->L2")
+    loads = sorted(b for kind, b in moved if kind == "L2->L1")
+    assert stores == [s * e, s * e], moved
+    weight_block = 4 * p * e + 3 * 4 * p + 4 * e
+    assert loads[:2] == [s * e, s * e] and len(loads) == 3, moved
+    assert weight_block // 2 < loads[2] <= weight_block, moved
+    assert summary(path)["dma_transfers"] == len(moved)
+    assert summary(path)["dma_bytes"] == sum(b for _, b in moved)
     # Every core's code track covers the run; the others sleep in barriers while core 0
     # programs the engine.
     for core in range(DEFAULT.cores):
