@@ -132,6 +132,7 @@ def cocotb_result(
     waves: bool = False,
     extra_env: Mapping[str, str] | None = None,
     results_name: str | None = None,
+    plusargs: Sequence[str] = (),
 ) -> tuple[str, dict]:
     """Run a cocotb module via hw.toolchain.run; return (status, fields of its RESULT line).
 
@@ -146,6 +147,7 @@ def cocotb_result(
             waves=waves,
             extra_env=extra_env,
             results_name=results_name,
+            plusargs=plusargs,
         )
         status, test_dir = "PASS", results.parent
     except toolchain.SimulationFailed as exc:

@@ -10,6 +10,8 @@ from cluster_integration.core import CORE_LINT_WAIVERS, core_sources
 from cluster_integration.l2 import L2_RAM_SOURCE
 from hw import toolchain
 from verif.channel import publish
+from verif.harness import COCOTB_CLUSTER_VLT
+from verif.harness.run import merged_l2_image
 from verif.sim import cocotb_result
 from verif.tops.cluster import ClusterTestTop
 from verif.tops.core import RAM_SV
@@ -28,7 +30,8 @@ def build_model(waves: bool = False):
     verilog = toolchain.emit_verilog_cached(
         ClusterTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)
     return toolchain.build([*core_sources(), L2_RAM_SOURCE, RAM_SV, verilog], TOPLEVEL,
-                           waves=waves, extra_args=CORE_LINT_WAIVERS)
+                           waves=waves, extra_args=CORE_LINT_WAIVERS,
+                           public=[COCOTB_CLUSTER_VLT])
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class ClusterOptions:
     data: str | None       #: ``.npz`` of extra L2 contents (arrays ``addr_<hex>``, uint8)
     check: str | None      #: ``.npz`` of expected L2 contents after the run, same naming
     ideal: float | None    #: ideal cycles of the work (for the utilisation figure)
+    l2_loaded: bool = False  #: program and data already in L2 (``+L2_HEX``), no VPI writes
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,17 @@ def run_program(app, *, test_name, expect="exit:0", data=None, check=None, ideal
     """Run a built ``sw.build.App`` on the cluster; ``data``/``check`` are npz paths of L2
     contents to load before and to compare after the run."""
     handle = build_model(waves=waves)
+    plusargs = []
+    if toolchain.sim_profile().bulk_load:  # one $readmemh at time 0, not a VPI write per word
+        image = merged_l2_image(app.hex, data, handle.build_dir / "runs" / f"{test_name}.l2.hex")
+        plusargs.append(f"+L2_HEX={image}")
     env = publish(ClusterOptions(test_name=test_name, app_hex=str(app.hex), expect=expect,
                                  max_cycles=max_cycles, data=str(data) if data else None,
                                  check=str(check) if check else None,
-                                 ideal=float(ideal) if ideal else None))
+                                 ideal=float(ideal) if ideal else None,
+                                 l2_loaded=bool(plusargs)))
     status, fields = cocotb_result(handle, TB_MODULE, seed=None, waves=waves, extra_env=env,
-                                   results_name=test_name)
+                                   results_name=test_name, plusargs=plusargs)
     path = handle.build_dir / "runs" / test_name / "outcome.json"
     outcome = json.loads(path.read_text()) if path.is_file() else None
     return ClusterRun(status, fields, outcome)
