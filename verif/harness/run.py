@@ -7,12 +7,15 @@ of :func:`verif.cluster.model.build_model`, but without VPI, cocotb or Python in
 the program, streams its output, and ends with the RESULT line (:mod:`verif.result`)::
 
     RESULT test=<app> status=PASS|FAIL cycles=<n> outcome=<how it ended>
-           sim_cycles_per_s=<n> cpu_cycles_per_s=<n> [<key>=<n> from "stats:" lines]
+           sim_cycles_per_s=<n> cpu_cycles_per_s=<n> sim_profile=<name>
+           [<key>=<n> from "stats:" lines]
 
 ``sim_cycles_per_s`` is cluster clock cycles per second of wall-clock time in the simulation
 loop, ``cpu_cycles_per_s`` the same per second of the simulator's CPU time (what a loaded,
-shared machine does not distort). Exit status: 0 on PASS (the program exited with code 0),
-1 on FAIL, 2 on bad arguments or a failed build.
+shared machine does not distort); ``sim_profile`` the build profile of the model
+(``SIM_PROFILE=`` key or environment variable, :data:`hw.toolchain.SIM_PROFILES`, docs/bench.md).
+Exit status: 0 on PASS (the program exited with code 0), 1 on FAIL, 2 on bad arguments or a
+failed build.
 
 The program is loaded by the L2 RAM's ``initial`` block from the ``+L2_HEX`` plusarg
 (``cluster_integration/sv/cluster_l2_ram.sv``), not through VPI. Models are cached by content
