@@ -1,8 +1,8 @@
 """The ``gemm`` program of ``make sim TEST=gemm`` on the fast C++ cluster harness:
 ``python -m bench.cluster_image M=<m> K=<k> N=<n> SEED=<s>``.
 
-``make sim`` loads the program and its data into L2 through VPI; the C++ harness
-(:mod:`verif.harness.run`) loads one ``$readmemh`` image. This writes that image -- the same
+Both flows load the program and its data from one ``$readmemh`` image (``make sim`` under the
+``fast`` profile; ``baseline`` writes them through VPI). This writes that image -- the same
 program build (:func:`verif.cluster.kernels.prepare_gemm` and ``sw.build.build_app`` in the
 same work directory as :func:`verif.cluster.kernels.run_gemm`) with the data blocks placed at
 their L2 addresses -- and runs it, so both flows simulate the same cycles. The L2 result is not
@@ -39,7 +39,7 @@ def run_gemm_image(*, M: int, K: int, N: int, seed: int = 1,
     app = build_app("gemm", out_dir=work, include_dirs=(include,))
     image = merged_l2_image(app.hex, data, work / "gemm_with_data.hex")
     cpu0, t0 = children_cpu_seconds(), time.monotonic()
-    run = run_image("gemm", image, stream=False, profile=profile)
+    run = run_image("gemm", image, stream=False, profile=profile, readmemh=True)
     wall, cpu = time.monotonic() - t0, children_cpu_seconds() - cpu0
     result = {"test": "gemm", "status": run.status, **run.fields}
     tail = "" if run.status == "PASS" else "\n".join(run.output.splitlines()[-25:])

@@ -106,3 +106,17 @@ def test_listed_public_hides_every_signal_the_control_files_do_not_name(tmp_path
         toolchain.run(handle, "tb_vis", seed=1, results_name=f"vis-{profile}")
     finally:
         sys.path.remove(str(tmp_path))
+
+
+@verilator
+def test_merged_image_runs_on_the_harness(tmp_path):
+    """The file the cocotb flow loads with ``+L2_HEX`` is a valid image for the C++ model."""
+    from sw.build import build_app
+
+    l2 = region("L2")
+    data = tmp_path / "d.npz"
+    np.savez(data, **{f"addr_{l2.base + l2.size // 2:x}": np.full(64, 7, dtype=np.uint8)})
+    image = harness.merged_l2_image(build_app("hello").hex, data, tmp_path / "hello.l2.hex")
+    run = harness.run_image("hello", image, stream=False, readmemh=True)
+    assert run.status == "PASS", run.output
+    assert "hello from core 7" in run.output

@@ -309,12 +309,14 @@ def _outcome(report: dict) -> str:
 
 
 def run_image(name: str, hex_path: str | os.PathLike, *, max_cycles: int = DEFAULT_MAX_CYCLES,
-              stream: bool = True, profile: str | None = None) -> HarnessRun:
-    """Run a ``sw.build`` image on the C++ model built with ``profile`` (see
-    :func:`build_harness`); ``stream`` echoes its output as it comes."""
+              stream: bool = True, profile: str | None = None,
+              readmemh: bool = False) -> HarnessRun:
+    """Run a ``sw.build`` image (or, with ``readmemh``, a file of :func:`merged_l2_image`) on
+    the C++ model built with ``profile`` (see :func:`build_harness`); ``stream`` echoes its
+    output as it comes."""
 
     handle = build_harness(profile)
-    image = l2_image(hex_path)
+    image = Path(hex_path) if readmemh else l2_image(hex_path)
     cmd = [str(handle.executable), f"+L2_HEX={image}", f"+MAX_CYCLES={max_cycles}"]
     returncode, lines, report = run_model(cmd, stream=stream)
     output = "".join(line for line in lines if not line.startswith("cluster_main: "))
