@@ -180,6 +180,10 @@ def _command(words: list[str]) -> int:
         print(list_tests())
         return 0
     assert isinstance(test, SimTest)
+    try:  # $SIM_PROFILE (hw.toolchain.SIM_PROFILES) is checked before any build
+        toolchain.sim_profile()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     # The simulator's output goes to a log per run unless VERBOSE=1 (verif/console.py).
     capture = contextlib.nullcontext([]) if verbose else toolchain.capture_runs()
     with capture as logs:

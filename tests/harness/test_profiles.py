@@ -1,6 +1,8 @@
 """Build profiles (``SIM_PROFILE``, :data:`hw.toolchain.SIM_PROFILES`) and the one-file L2 image
 that the ``fast`` profile loads with ``$readmemh`` instead of VPI writes per word."""
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -120,3 +122,12 @@ def test_merged_image_runs_on_the_harness(tmp_path):
     run = harness.run_image("hello", image, stream=False, readmemh=True)
     assert run.status == "PASS", run.output
     assert "hello from core 7" in run.output
+
+
+def test_bad_profile_under_make_sim_is_one_line_and_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "verif.sim", "TEST=hello"], capture_output=True,
+                          text=True, cwd=toolchain.ROOT, timeout=300,
+                          env={**os.environ, "SIM_PROFILE": "bogus"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "sim: error: SIM_PROFILE must be one of baseline, public, " \
+                                  "fast, not 'bogus'"
