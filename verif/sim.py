@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
 import sys
 import traceback
@@ -173,6 +174,14 @@ def _result_line(test: str, status: str, fields: Mapping[str, object]) -> str:
 
 def _command(words: list[str]) -> int:
     words, verbose = console.take_verbose(words)
+    # SIM_PROFILE=<name> (hw.toolchain.SIM_PROFILES) is a key of every test: the environment
+    # variable the builds read, set here for this run.
+    profiles = [w.partition("=")[2] for w in words if w.startswith("SIM_PROFILE=")]
+    words = [w for w in words if not w.startswith("SIM_PROFILE=")]
+    if len(profiles) > 1:
+        raise UsageError("key SIM_PROFILE given twice")
+    if profiles:
+        os.environ["SIM_PROFILE"] = profiles[0]
     test, options = parse_args(words)
     if test is None:
         raise UsageError(f"missing TEST=<name> ({SYNOPSIS})")

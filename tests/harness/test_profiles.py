@@ -124,10 +124,11 @@ def test_merged_image_runs_on_the_harness(tmp_path):
     assert "hello from core 7" in run.output
 
 
-def test_bad_profile_under_make_sim_is_one_line_and_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "verif.sim", "TEST=hello"], capture_output=True,
-                          text=True, cwd=toolchain.ROOT, timeout=300,
-                          env={**os.environ, "SIM_PROFILE": "bogus"})
+@pytest.mark.parametrize("words, env", [(["TEST=hello"], {"SIM_PROFILE": "bogus"}),
+                                        (["SIM_PROFILE=bogus", "TEST=hello"], {})])
+def test_bad_profile_under_make_sim_is_one_line_and_exit_2(words, env):
+    proc = subprocess.run([sys.executable, "-m", "verif.sim", *words], capture_output=True,
+                          text=True, cwd=toolchain.ROOT, timeout=300, env={**os.environ, **env})
     assert proc.returncode == 2
     assert proc.stderr.strip() == "sim: error: SIM_PROFILE must be one of baseline, public, " \
                                   "fast, not 'bogus'"
