@@ -255,6 +255,35 @@ def _speed_section(results, figures):
         if b.get("status") == "PASS":
             how = "built" if b["rebuilt"] else "taken from the cache"
             lines.append(f"- {design}: C++ model {how} in {b['wall_s']} s (CPU {b['cpu_s']} s).")
+    return lines + [""] + _profile_table(speed.get("profiles") or [])
+
+
+def _profile_table(rows):
+    """Before and after each speed change: the cluster gemm once per ``SIM_PROFILE``."""
+    if not rows:
+        return []
+    lines = ["### Simulator speed by build profile (cluster gemm)", "",
+             "The speed section's gemm once per `SIM_PROFILE` (`hw/toolchain.py`); each profile "
+             "adds one change to the one above it, so each row against the one above is the "
+             "effect of that change, measured in this run. cocotb loop: simulated cycles over the "
+             "cocotb test's real time (loads and checks included); command CPU: the whole "
+             "`make sim` process tree. C++: the harness's loop, per wall and per CPU second; "
+             "profiles with the same model hash share one build.", ""]
+    table = []
+    for r in rows:
+        co, cpp, b = r.get("cocotb", {}), r.get("cpp") or {}, r.get("cpp_build", {})
+        res = cpp.get("result", {})
+        loop, cpp_loop = co.get("loop_cycles_per_s"), res.get("sim_cycles_per_s")
+        ratio = f"{cpp_loop / loop:.1f}x" if loop and cpp_loop else "-"
+        model = (f"{b.get('digest', '-')} ({'built' if b.get('rebuilt') else 'cached'}, "
+                 f"CPU {_fmt(b.get('cpu_s'), 1)} s)" if b.get("status") == "PASS" else "FAIL")
+        table.append([r["profile"], r["about"], co.get("status", "-"), _fmt(loop),
+                      _fmt(co.get("cpu_s"), 1), cpp.get("status", "-"), _fmt(cpp_loop),
+                      _fmt(res.get("cpu_cycles_per_s")), ratio, model,
+                      f"`{r['cocotb_command']}`"])
+    lines += _table(["profile", "change", "cocotb", "cocotb loop cycles/s", "cocotb command CPU s",
+                     "C++", "C++ loop cycles/s", "C++ loop cycles/CPU s",
+                     "C++ / cocotb loop", "C++ model", "cocotb command"], table)
     return lines + [""]
 
 

@@ -8,6 +8,7 @@ wall-clock time.
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -87,15 +88,18 @@ def _decode(data) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
-def run_argv(argv: list[str], command: str, *, timeout: float = TIMEOUT_S) -> Measurement:
-    """Run a command that ends with a RESULT line; time it; parse the line.
+def run_argv(argv: list[str], command: str, *, timeout: float = TIMEOUT_S,
+             env: Mapping[str, str] | None = None) -> Measurement:
+    """Run a command that ends with a RESULT line; time it; parse the line. ``env``: variables
+    set on top of this process's environment (``SIM_PROFILE``).
 
     The captured stdout stays in ``extra["stdout"]`` until :func:`strip_stdout` takes it.
     """
     cpu0, t0 = children_cpu_seconds(), time.monotonic()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
-                              cwd=toolchain.ROOT, timeout=timeout)
+                              cwd=toolchain.ROOT, timeout=timeout,
+                              env={**os.environ, **env} if env else None)
         stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         stdout, stderr, code = _decode(exc.stdout), _decode(exc.stderr), -1
@@ -110,9 +114,11 @@ def run_argv(argv: list[str], command: str, *, timeout: float = TIMEOUT_S) -> Me
     return Measurement(command, status, result, wall, cpu, code, tail, extra={"stdout": stdout})
 
 
-def run_point(point: SimPoint, *, timeout: float = TIMEOUT_S) -> Measurement:
-    """Run ``point`` as ``python -m verif.sim TEST=... KEY=VALUE ...``."""
-    return run_argv(point.argv(), point.command, timeout=timeout)
+def run_point(point: SimPoint, *, timeout: float = TIMEOUT_S,
+              env: Mapping[str, str] | None = None) -> Measurement:
+    """Run ``point`` as ``python -m verif.sim TEST=... KEY=VALUE ...`` (``env`` on top of this
+    process's environment)."""
+    return run_argv(point.argv(), point.command, timeout=timeout, env=env)
 
 
 def cocotb_times(run_name: str, since: float) -> tuple[float, float] | None:

@@ -26,6 +26,7 @@ from bench.runner import (
     run_point,
     strip_stdout,
 )
+from hw.toolchain import SIM_PROFILES
 from ita.config import ITAConfig
 from ita.golden.encoder import SHAPES
 from verif.harness import engine as engine_harness
@@ -114,9 +115,10 @@ class Bench:
             self.failures.append({"command": m.command, "log_tail": m.log_tail})
             self.log("        " + m.log_tail.replace("\n", "\n        "))
 
-    def sim(self, point: SimPoint) -> Measurement:
-        self._begin(point.command)
-        m = run_point(point)
+    def sim(self, point: SimPoint, env: dict | None = None) -> Measurement:
+        self._begin(point.command if not env else
+                    " ".join([*(f"{k}={v}" for k, v in env.items()), point.command]))
+        m = run_point(point, env=env)
         strip_stdout(m)
         self._end(m)
         return m
@@ -163,6 +165,7 @@ class Bench:
             n += len(p.encoder_models)
         if "speed" in self.sections:
             n += 2 + 4 * p.repeats  # two C++ model builds, four flows
+            n += 3 * len(SIM_PROFILES)  # per profile: a C++ build, a C++ run, a cocotb run
         return n
 
     # --- sections -----------------------------------------------------------------------------
@@ -291,6 +294,7 @@ class Bench:
         speed = self.results["speed"]
         speed["engine"] = self._speed_engine()
         speed["cluster"] = self._speed_cluster()
+        speed["profiles"] = self._speed_profiles()
 
     def _timed_build(self, what: str, build: Callable[[], object]) -> dict:
         self._begin(f"build (or reuse) {what}")
@@ -367,6 +371,40 @@ class Bench:
                 self._end(m)
                 out["cpp"].append(m.to_json())
         return _summarise_speed(out, cycles_key="total_cycles")
+
+
+    def _speed_profiles(self) -> list[dict]:
+        """The cluster gemm of the speed section once per ``SIM_PROFILE`` (each adds one
+        change to the one before): the effect of every change, measured in this run."""
+
+        p = self.plan
+        M, K, N = p.speed_gemm
+        point = SimPoint("gemm", {"M": M, "K": K, "N": N, "SEED": p.seed})
+        run_name = f"gemm-M{M}_K{K}_N{N}_seed{p.seed}"
+        rows = []
+        for name, profile in SIM_PROFILES.items():
+            row = {"profile": name, "about": profile.about,
+                   "cocotb_command": f"SIM_PROFILE={name} {point.command}",
+                   "cpp_command": f"python -m bench.cluster_image M={M} K={K} N={N} "
+                                  f"SEED={p.seed} SIM_PROFILE={name}"}
+            since = time.time()
+            m = self.sim(point, env={"SIM_PROFILE": name})
+            row["cocotb"] = m.to_json()
+            times = cocotb_times(run_name, since)
+            if times and m.status == "PASS":
+                row["cocotb"]["sim_real_s"], sim_ns = times
+                row["cocotb"]["loop_cycles_per_s"] = round(sim_ns / CLOCK_PERIOD_NS / times[0])
+            row["cpp_build"] = self._timed_build(
+                f"the C++ cluster model ({name})",
+                lambda name=name: cluster_harness.build_harness(name))
+            if row["cpp_build"]["status"] == "PASS":
+                self._begin(row["cpp_command"])
+                m = run_gemm_image(M=M, K=K, N=N, seed=p.seed, profile=name)
+                self._end(m)
+                row["cpp"] = m.to_json()
+                row["cpp_build"]["digest"] = cluster_harness.build_harness(name).digest
+            rows.append(row)
+        return rows
 
 
 def _summarise_speed(out: dict, *, cycles_key: str) -> dict:

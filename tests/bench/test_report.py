@@ -54,6 +54,14 @@ def _results():
                "cpp": [dict(_row("p", cycles=cycles, sim_cycles_per_s=r, cpu_cycles_per_s=2 * r),
                             wall_s=0.5) for r in (100_000, 300_000, 200_000)]}
         speed[design] = _summarise_speed(out, cycles_key="total_cycles")
+    speed["profiles"] = [
+        {"profile": name, "about": f"change {name}", "cocotb_command": f"SIM_PROFILE={name} x",
+         "cpp_command": "y", "cocotb": dict(_row("c", cycles=7734), cpu_s=cpu,
+                                            loop_cycles_per_s=loop),
+         "cpp_build": {"status": "PASS", "rebuilt": False, "wall_s": 0.1, "cpu_s": 0.0,
+                       "digest": "abc"},
+         "cpp": _row("p", cycles=7734, sim_cycles_per_s=90_000, cpu_cycles_per_s=100_000)}
+        for name, cpu, loop in (("baseline", 40.0, 3_000), ("fast", 6.0, 45_000))]
     return {"engine": engine, "hwpe": hwpe, "cluster": cluster, "gemm": gemm,
             "kernels": None, "encoder": [], "speed": speed}
 
@@ -101,6 +109,10 @@ def test_report_names_every_command_and_figure(tmp_path):
     assert "Note: encoder:" in text
     assert "memory-port bound" in text and "290 cycles" in text
     assert "both flows simulated the same job for the same number of cycles: yes" in text
+    assert "### Simulator speed by build profile" in text
+    assert ("| baseline | change baseline | PASS | 3,000 | 40.0 | PASS | 90,000 | 100,000 | "
+            "30.0x |") in text
+    assert "| fast | change fast | PASS | 45,000 | 6.0 | PASS | 90,000 | 100,000 | 2.0x |" in text
     path = report.write_json(tmp_path / "results.json", {"meta": meta, **results})
     assert json.loads(path.read_text())["engine"][1]["result"]["cycles"] == 12318
 
@@ -108,8 +120,9 @@ def test_report_names_every_command_and_figure(tmp_path):
 def test_plan_steps_are_counted_before_running():
     bench = Bench(QUICK)
     registry = {"kernels", "encoder_layer"}
-    assert bench.count_steps(registry) == 3 + 1 + 1 + 2 + 1 + (2 + 4)
-    assert Bench(QUICK).count_steps(set()) == 3 + 1 + 1 + 1 + (2 + 4)
+    profiles = 3 * 3  # per SIM_PROFILE: C++ build, C++ run, cocotb run
+    assert bench.count_steps(registry) == 3 + 1 + 1 + 2 + 1 + (2 + 4) + profiles
+    assert Bench(QUICK).count_steps(set()) == 3 + 1 + 1 + 1 + (2 + 4) + profiles
     full = Bench(FULL)
     points = full.attention_points()
     # every HWPE and cluster shape has its engine run, for the breakdown

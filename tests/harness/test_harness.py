@@ -57,7 +57,7 @@ def test_timeout_fails_and_output_is_captured():
 
 @pytest.mark.parametrize("args, message", [
     ((), "missing APP="),
-    (("APP=hello", "WAVES=1"), "unknown key WAVES (known: APP, MAX_CYCLES)"),
+    (("APP=hello", "WAVES=1"), "unknown key WAVES (known: APP, MAX_CYCLES, SIM_PROFILE)"),
     (("APP=hello", "MAX_CYCLES=ten"), "bad value 'ten' for key MAX_CYCLES (expected an integer"),
     (("APP=no_such_app",), "no app 'no_such_app'"),
 ])

@@ -11,6 +11,8 @@ from cluster_integration.l2 import L2_RAM_SOURCE
 from hw import toolchain
 from verif.channel import publish
 from verif.cluster.trace import FILE_NAME as TRACE_FILE
+from verif.harness import COCOTB_CLUSTER_VLT
+from verif.harness.run import merged_l2_image
 from verif.sim import cocotb_result
 from verif.tops.cluster import ClusterTestTop
 from verif.tops.core import RAM_SV
@@ -29,7 +31,8 @@ def build_model(waves: bool = False):
     verilog = toolchain.emit_verilog_cached(
         ClusterTestTop, TOPLEVEL, toolchain.BUILD_ROOT / "gen" / f"{TOPLEVEL}.v", key=key)
     return toolchain.build([*core_sources(), L2_RAM_SOURCE, RAM_SV, verilog], TOPLEVEL,
-                           waves=waves, extra_args=CORE_LINT_WAIVERS)
+                           waves=waves, extra_args=CORE_LINT_WAIVERS,
+                           public=[COCOTB_CLUSTER_VLT])
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class ClusterOptions:
     data: str | None       #: ``.npz`` of extra L2 contents (arrays ``addr_<hex>``, uint8)
     check: str | None      #: ``.npz`` of expected L2 contents after the run, same naming
     ideal: float | None    #: ideal cycles of the work (for the utilisation figure)
-    trace_elf: str | None  #: TRACE=1: the program's ELF (names the cores' functions); None: off
+    trace_elf: str | None = None  #: TRACE=1: the program's ELF (names the cores' functions)
+    l2_loaded: bool = False  #: program and data already in L2 (``+L2_HEX``), no VPI writes
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,18 @@ def run_program(app, *, test_name, expect="exit:0", data=None, check=None, ideal
     run_dir = handle.build_dir / "runs" / test_name
     timeline = run_dir / TRACE_FILE
     timeline.unlink(missing_ok=True)  # never let an earlier run's timeline pass for this one
+    plusargs = []
+    if toolchain.sim_profile().bulk_load:  # one $readmemh at time 0, not a VPI write per word
+        image = merged_l2_image(app.hex, data, handle.build_dir / "runs" / f"{test_name}.l2.hex")
+        plusargs.append(f"+L2_HEX={image}")
     env = publish(ClusterOptions(test_name=test_name, app_hex=str(app.hex), expect=expect,
                                  max_cycles=max_cycles, data=str(data) if data else None,
                                  check=str(check) if check else None,
                                  ideal=float(ideal) if ideal else None,
-                                 trace_elf=str(app.elf) if trace else None))
+                                 trace_elf=str(app.elf) if trace else None,
+                                 l2_loaded=bool(plusargs)))
     status, fields = cocotb_result(handle, TB_MODULE, seed=None, waves=waves, extra_env=env,
-                                   results_name=test_name)
+                                   results_name=test_name, plusargs=plusargs)
     if trace and timeline.is_file():
         fields["trace"] = toolchain.relative(timeline)
     elif trace:
