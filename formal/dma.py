@@ -26,7 +26,8 @@ _FULL_WORD = (1 << WORD_BYTES) - 1
 
 
 def dma():
-    return Dma(l1_region=memory_map.region("L1"), window=_WINDOW, queue_depth=1,
+    return Dma(l1_region=memory_map.region("L1"), l2_region=memory_map.region("L2"),
+               window=_WINDOW, queue_depth=1,
                cores=CORES, id_width=ID_WIDTH)
 
 

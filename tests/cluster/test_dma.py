@@ -134,7 +134,8 @@ class Harness:
 def simulate(body, *, stalls=(0.0, 0.0), seed=1, **kwargs):
     """Run ``body(harness)`` with grant-stall probabilities ``stalls`` for (L1, L2); returns
     the log of (cycle, events) pulses and the busy trace, and the two memories."""
-    dut = Dma(**{"l1_region": L1, "window": CLUSTER.region("DMA").size, **kwargs})
+    dut = Dma(**{"l1_region": L1, "l2_region": L2, "window": CLUSTER.region("DMA").size,
+                 **kwargs})
     rng = random.Random(seed)
     l1, l2 = Memory(L1), Memory(L2)
     log = {"events": [], "busy": []}
@@ -349,7 +350,8 @@ def test_read_ahead_is_bounded():
 
 @pytest.mark.parametrize("queue_depth, cores", [(1, 1), (2, CORES), (4, 16)])
 def test_converts_to_verilog(queue_depth, cores):
-    dut = Dma(l1_region=L1, window=CLUSTER.region("DMA").size, width=CLUSTER.dma_width,
+    dut = Dma(l1_region=L1, l2_region=L2, window=CLUSTER.region("DMA").size,
+              width=CLUSTER.dma_width,
               queue_depth=queue_depth, cores=cores)
     text = verilog.convert(dut, name="dma", emit_src=False)
     assert "module dma" in text and "l2__wdata" in text
