@@ -249,7 +249,8 @@ class Dma(wiring.Component):
 
         # Register port.
         decoder = RegisterDecoder(bus)
-        programmed = {r: Signal(r.field().width, name=r.name.lower()) for r in _PROGRAMMED}
+        programmed = {r: Signal(r.field().width, name=f"programmed_{r.name.lower()}")
+                      for r in _PROGRAMMED}
         m.submodules.queue = queue = SyncFIFO(width=self._descriptor.size,
                                               depth=self._queue_depth)
         queued = data.View(self._descriptor, queue.w_data)
