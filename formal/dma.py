@@ -96,7 +96,7 @@ class TransferHarness(Elaboratable):
 
         # One word-aligned 1-D transfer at a time, its range not wrapping past the top.
         starting = decoder.writes(_REGISTERS["START"])
-        offset_bits = (WORD_BYTES - 1).bit_length()   # LENGTH's low bits are ignored
+        offset_bits = (WORD_BYTES - 1).bit_length()   # with low bits set, LENGTH is refused
         length = Cat(Const(0, offset_bits), programmed["LENGTH"][offset_bits:])
         end = Signal(len(programmed["DST"]) + 1)
         m.d.comb += end.eq(programmed["DST"] + length)
