@@ -45,7 +45,7 @@ def copy_cycles(*, width, length, rows=1, src_stride=None, dst_stride=None,
     """Cycles from the START grant to the event of one L2 -> L1 copy of ``rows`` rows of
     ``length`` bytes (strides default to dense rows)."""
     l1, l2 = cluster.region("L1"), cluster.region("L2")
-    dut = Dma(l1_region=l1, window=cluster.region("DMA").size, width=width,
+    dut = Dma(l1_region=l1, l2_region=l2, window=cluster.region("DMA").size, width=width,
               queue_depth=cluster.dma_queue_depth, cores=cluster.cores)
     program = {"SRC": l2.base, "DST": l1.base, "LENGTH": length, "ROWS": rows,
                "SRC_STRIDE": length if src_stride is None else src_stride,

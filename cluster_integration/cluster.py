@@ -87,8 +87,8 @@ class Cluster(wiring.Component):
         m.submodules.event_unit = eu = EventUnit(cores=n)
         l3_region = c.region("L3")
         m.submodules.dma = dma = Dma(
-            l1_region=regions["L1"], window=regions["DMA"].size, width=c.dma_width,
-            queue_depth=c.dma_queue_depth, l3_region=l3_region,
+            l1_region=regions["L1"], l2_region=regions["L2"], window=regions["DMA"].size,
+            width=c.dma_width, queue_depth=c.dma_queue_depth, l3_region=l3_region,
             read_ahead=read_ahead_covering(c.l3_latency, c.l3_bytes_per_cycle,
                                            c.dma_width // 8), cores=n)
         m.submodules.l3_link = l3_link = L3Link(width=c.dma_width,

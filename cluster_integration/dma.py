@@ -1,12 +1,15 @@
-"""The cluster DMA: queued 1-D and 2-D copies between L1 and L2, ``width`` bits per beat.
+"""The cluster DMA: queued 1-D and 2-D copies between L1, L2 and L3, ``width`` bits per beat.
 
 It replaces PULP's MCHAN with the simpler register map of
 :data:`cluster_integration.memory_map.DMA`: a core writes the transfer registers and START; the
 DMA raises the DMA event line of that core when the copy has landed, so the core sleeps on the
-event unit instead of polling STATUS.
+event unit instead of polling STATUS. A transfer the DMA cannot do is refused instead of run:
+it writes nothing, raises the same event, and leaves its causes in ERROR.
 """
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from types import SimpleNamespace
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -22,7 +25,7 @@ from cluster_integration.registers import (
     region_window_bits,
 )
 
-__all__ = ["Dma", "READ_AHEAD", "read_ahead_covering"]
+__all__ = ["Dma", "READ_AHEAD", "CAUSES", "CAUSE_LAYOUT", "read_ahead_covering"]
 
 #: Beats read ahead of the writes: enough to cover the two cycles from a read grant to the
 #: write of its data, plus slack for write stalls.
@@ -46,6 +49,14 @@ _SRC_STRIDE = _REGISTERS["SRC_STRIDE"]
 _DST_STRIDE = _REGISTERS["DST_STRIDE"]
 _START = _REGISTERS["START"]
 _STATUS = _REGISTERS["STATUS"]
+_ERROR = _REGISTERS["ERROR"]
+#: ERROR's count field; the others are the causes, one bit each from bit 0 up.
+_REFUSED = _ERROR.field("refused")
+CAUSES = tuple(f.name for f in sorted(_ERROR.fields, key=lambda f: f.lsb) if f is not _REFUSED)
+assert all(_ERROR.field(name).lsb == k and _ERROR.field(name).width == 1
+           for k, name in enumerate(CAUSES)), "ERROR's cause bits must start at bit 0"
+#: A refusal's causes, laid out as ERROR's cause bits.
+CAUSE_LAYOUT = data.StructLayout({name: 1 for name in CAUSES})
 #: The registers that describe a transfer, in descriptor order.
 _PROGRAMMED = (_SRC, _DST, _LENGTH, _ROWS, _SRC_STRIDE, _DST_STRIDE)
 
@@ -106,33 +117,38 @@ class Dma(wiring.Component):
     (``r_data`` is 0 for writes); writes honour ``be``; only the word-index bits of the
     ``window``-byte register window are decoded. The transfer registers are one set shared by
     all cores (software lets one core program at a time). START copies them into a queue of
-    ``queue_depth`` transfers together with the writer's ``id`` (the binary core index); a
-    START while the queue is full is not granted until a slot frees, so no transfer is ever
-    dropped. STATUS counts the transfers queued or running.
+    ``queue_depth`` transfers together with the writer's ``id`` (the binary core index) and
+    the transfer's refusal causes (:meth:`refusal`); a START while the queue is full is not
+    granted until a slot frees, so no transfer is ever dropped. STATUS counts the transfers
+    queued or running.
 
-    Transfers run one after the other: ROWS rows of LENGTH bytes (word multiples; the low
-    bits are ignored) from SRC + row * SRC_STRIDE to DST + row * DST_STRIDE, word-aligned
-    addresses. Each row moves in beats of ``width / 32`` words from its first word (the last
-    beat of a row may be shorter); a beat is one access of the master, its words marked by
-    ``be`` (whole words), at any word alignment: the memories spread it over their banks or
-    words, so source and destination need no common alignment and nothing is re-aligned.
-    Each side uses ``l1`` when its start address lies in the ``l1_region``, ``l3`` when it
-    lies in the ``l3_region`` (if given), else ``l2`` (L2, or whatever the cluster's outside
-    port reaches); rows of a 2-D transfer stay on that port. Reads run up to ``read_ahead``
-    beats ahead of the writes, so a copy between two ports moves one beat per cycle when no
-    port stalls; a copy within one port alternates reads and writes there (writes first; a
-    request offered and not granted is offered again, unchanged, until granted). On ``l1``
-    and ``l2`` read data is taken one cycle after each read grant (``r_valid`` is not
-    needed); ``l3`` answers reads in order with ``r_valid`` after its link's latency, so
-    ``read_ahead`` must cover that latency at the link's rate to keep the link busy.
+    Transfers run one after the other: ROWS rows of LENGTH bytes (a word multiple) from
+    SRC + row * SRC_STRIDE to DST + row * DST_STRIDE (strides in two's complement),
+    word-aligned addresses. Each row moves in beats of ``width / 32`` words from its first
+    word (the last beat of a row may be shorter); a beat is one access of the master, its
+    words marked by ``be`` (whole words), at any word alignment: the memories spread it over
+    their banks or words, so source and destination need no common alignment, strides need
+    no alignment beyond a word at any width, and nothing is re-aligned. Each side uses ``l1``
+    when its start address lies in the ``l1_region``, ``l3`` when it lies in the
+    ``l3_region`` (if given), else ``l2`` (the ``l2_region``); rows of a 2-D transfer stay on
+    that port. Reads run up to ``read_ahead`` beats ahead of the writes, so a copy between
+    two ports moves one beat per cycle when no port stalls; a copy within one port alternates
+    reads and writes there (writes first; a request offered and not granted is offered again,
+    unchanged, until granted). On ``l1`` and ``l2`` read data is taken one cycle after each
+    read grant (``r_valid`` is not needed); ``l3`` answers reads in order with ``r_valid``
+    after its link's latency, so ``read_ahead`` must cover that latency at the link's rate to
+    keep the link busy.
 
     Two cycles after the last write of a transfer is granted, ``events`` pulses the line of the
-    core that started it, in the first cycle where STATUS counts one transfer less.
+    core that started it, in the first cycle where STATUS counts one transfer less. A refused
+    transfer makes no access: two cycles after it reaches the engine, ``events`` and
+    ``refused`` pulse the starting core's line, and its causes are ORed into that core's
+    ERROR (a read of ERROR returns the reading core's causes and count, and clears them).
     ``busy`` is STATUS != 0.
     """
 
-    def __init__(self, *, l1_region, window, width=32, queue_depth=2, l3_region=None,
-                 read_ahead=READ_AHEAD, cores=memory_map.CORES, id_width=4):
+    def __init__(self, *, l1_region, l2_region, window, width=32, queue_depth=2,
+                 l3_region=None, read_ahead=READ_AHEAD, cores=memory_map.CORES, id_width=4):
         if not isinstance(queue_depth, int) or queue_depth < 1:
             raise ValueError(f"queue_depth must be a positive integer, not {queue_depth!r}")
         if queue_depth + 1 >= 1 << _STATUS.field().width:
@@ -147,9 +163,12 @@ class Dma(wiring.Component):
         self._queue_depth, self._cores = queue_depth, cores
         self._l1_region, self._lanes = l1_region, width // WORD_BITS
         self._l3_region, self._read_ahead = l3_region, read_ahead
+        #: The memories a transfer's rows may lie in.
+        self.regions = tuple(r for r in (l1_region, l2_region, l3_region) if r is not None)
         self._descriptor = data.StructLayout({
             **{r.name.lower(): unsigned(r.field().width) for r in _PROGRAMMED},
             "core": unsigned(id_width),
+            "causes": CAUSE_LAYOUT,
         })
         register_bits = BYTE_OFFSET_BITS + region_window_bits(window)
         members = {
@@ -157,6 +176,7 @@ class Dma(wiring.Component):
             "l1": Out(TcdmSignature(data_width=width)),
             "l2": Out(TcdmSignature(data_width=width)),
             "events": Out(cores),
+            "refused": Out(cores),
             "busy": Out(1),
         }
         if l3_region is not None:
@@ -171,6 +191,48 @@ class Dma(wiring.Component):
     @staticmethod
     def _inside(region, address):
         return (address >= region.base) & (address < region.end)
+
+    @staticmethod
+    def _span(m, name, base, stride, rows, length):
+        """(lowest, end) byte addresses of ``rows`` (>= 1) rows of ``length`` bytes from
+        ``base``, ``stride`` (two's complement) apart, unwrapped: the last row lies
+        (rows - 1) * stride from the first, below it for a negative stride."""
+        last_row = Signal(len(rows), name=f"{name}_last_row")
+        m.d.comb += last_row.eq(rows - 1)
+        extent = Signal(signed(len(rows) + len(stride) + 1), name=f"{name}_extent")
+        m.d.comb += extent.eq(last_row * stride.as_signed())
+        width = len(extent) + 2
+        low, end = Signal(signed(width), name=f"{name}_low"), Signal(signed(width),
+                                                                      name=f"{name}_end")
+        m.d.comb += [low.eq(base + Mux(extent < 0, extent, 0)),
+                     end.eq(base + Mux(extent < 0, 0, extent) + length)]
+        return low, end
+
+    def refusal(self, m, descriptor):
+        """The causes (:data:`CAUSE_LAYOUT`) for which the DMA cannot do the transfer that
+        ``descriptor`` (a view with the programmed registers' names, lower case) describes;
+        all clear for a transfer it can do. An empty transfer (LENGTH 0) is always done."""
+        d = descriptor
+        causes = Signal(CAUSE_LAYOUT)
+        moves = (d.length != 0) & (d.rows != 0)
+        spans = {side: self._span(m, side, getattr(d, side), getattr(d, f"{side}_stride"),
+                                  d.rows, d.length) for side in ("src", "dst")}
+
+        def within_a_region(low, end):
+            return Cat((low >= r.base) & (end <= r.end) for r in self.regions).any()
+
+        offset = slice(0, BYTE_OFFSET_BITS)
+        (src_low, src_end), (dst_low, dst_end) = spans["src"], spans["dst"]
+        m.d.comb += [
+            causes.src_range.eq(moves & ~within_a_region(src_low, src_end)),
+            causes.dst_range.eq(moves & ~within_a_region(dst_low, dst_end)),
+            causes.rows.eq((d.length != 0) & (d.rows == 0)),
+            causes.align.eq((d.length != 0) & (
+                (d.src[offset] != 0) | (d.dst[offset] != 0) | (d.length[offset] != 0)
+                | ((d.rows > 1) & ((d.src_stride[offset] != 0) | (d.dst_stride[offset] != 0))))),
+            causes.overlap.eq(moves & (src_low < dst_end) & (dst_low < src_end)),
+        ]
+        return causes
 
     def _port_of(self, address):
         """{port name: the address lies in its memory}, one of them set."""
@@ -187,7 +249,8 @@ class Dma(wiring.Component):
 
         # Register port.
         decoder = RegisterDecoder(bus)
-        programmed = {r: Signal(r.field().width, name=r.name.lower()) for r in _PROGRAMMED}
+        programmed = {r: Signal(r.field().width, name=f"programmed_{r.name.lower()}")
+                      for r in _PROGRAMMED}
         m.submodules.queue = queue = SyncFIFO(width=self._descriptor.size,
                                               depth=self._queue_depth)
         queued = data.View(self._descriptor, queue.w_data)
@@ -199,6 +262,19 @@ class Dma(wiring.Component):
             m.d.comb += getattr(queued, register.name.lower()).eq(stored)
             with m.If(decoder.writes(register)):
                 m.d.sync += stored.eq(decoder.merged(stored, register.field()))
+        m.d.comb += queued.causes.eq(self.refusal(m, SimpleNamespace(
+            **{register.name.lower(): stored for register, stored in programmed.items()})))
+
+        # ERROR, per core: the causes of its refused transfers and their count since its
+        # last ERROR read; the read clears them (a refusal in the same cycle still counts).
+        causes_of = Array(Signal(CAUSE_LAYOUT.size, name=f"error_causes{c}")
+                          for c in range(self._cores))
+        refused_of = Array(Signal(_REFUSED.width, name=f"error_refused{c}")
+                           for c in range(self._cores))
+        reading_error = decoder.reads(_ERROR) & granted
+        readers_causes = Signal(CAUSE_LAYOUT)
+        readers_refused = Signal(_REFUSED.width)
+        m.d.comb += [readers_causes.eq(causes_of[bus.id]), readers_refused.eq(refused_of[bus.id])]
 
         active = Signal()   # a transfer is loaded in the engine
         unfinished = queue.level + active
@@ -206,6 +282,8 @@ class Dma(wiring.Component):
         read_value = read_mux(m, decoder.word, {
             **{register: {register.field(): stored} for register, stored in programmed.items()},
             _STATUS: {_STATUS.field(): unfinished},
+            _ERROR: {**{_ERROR.field(name): readers_causes[name] for name in CAUSES},
+                     _REFUSED: readers_refused},
         })
         m.d.sync += [bus.r_valid.eq(granted), bus.r_id.eq(bus.id),
                      bus.r_data.eq(Mux(granted & ~bus.we, read_value, 0))]
@@ -220,15 +298,17 @@ class Dma(wiring.Component):
             walk = walks[side] = _AddressWalk(length_bits=length_bits,
                                               rows_bits=_ROWS.field().width, lanes=lanes)
             m.submodules[f"{side}_walk"] = walk
+            # A refused transfer is walked as an empty one: no beat, at once done.
             m.d.comb += [walk.load.eq(loading), walk.base.eq(base), walk.stride.eq(stride),
                          walk.row_words.eq(head.length[BYTE_OFFSET_BITS:]),
-                         walk.rows.eq(head.rows)]
+                         walk.rows.eq(Mux(head.causes.as_value().any(), 0, head.rows))]
         reads, writes = walks["read"], walks["write"]
         core = Signal.like(head.core)
+        causes = Signal(CAUSE_LAYOUT)   # of the transfer in the engine
         ports = {}   # port name: (it holds the source, it holds the destination)
         m.d.comb += queue.r_en.eq(loading)
         with m.If(loading):
-            m.d.sync += [active.eq(1), core.eq(head.core)]
+            m.d.sync += [active.eq(1), core.eq(head.core), causes.eq(head.causes)]
         source_ports, destination_ports = self._port_of(head.src), self._port_of(head.dst)
         for name in source_ports:
             ports[name] = (Signal(name=f"source_{name}"), Signal(name=f"destination_{name}"))
@@ -283,10 +363,23 @@ class Dma(wiring.Component):
                      read_data.r_en.eq(write_granted)]
         m.d.sync += reserved.eq(reserved + read_granted - write_granted)
 
-        # Completion: the last write is granted.
+        # Completion: the last write is granted, or the transfer is refused.
         finishing = active & writes.done
-        m.d.sync += self.events.eq(0)
+        refusing = finishing & causes.as_value().any()
+        starter = Cat(core == c for c in range(self._cores))
+        m.d.sync += [self.events.eq(0), self.refused.eq(0)]
         with m.If(finishing):
-            m.d.sync += [active.eq(0),
-                         self.events.eq(Cat(core == c for c in range(self._cores)))]
+            m.d.sync += [active.eq(0), self.events.eq(starter)]
+        with m.If(refusing):
+            m.d.sync += self.refused.eq(starter)
+        saturated = (1 << _REFUSED.width) - 1
+        for c in range(self._cores):
+            cleared = reading_error & (bus.id == c)
+            kept_causes = Mux(cleared, 0, causes_of[c])
+            kept_count = Mux(cleared, 0, refused_of[c])
+            refused_here = refusing & starter[c]
+            m.d.sync += [
+                causes_of[c].eq(kept_causes | Mux(refused_here, causes.as_value(), 0)),
+                refused_of[c].eq(kept_count + (refused_here & (kept_count != saturated))),
+            ]
         return m

@@ -54,19 +54,31 @@ DMA = (
              (Field("address", 0, 32, "byte address"),)),
     Register("DST", 0x04, "rw", "Destination byte address (L1, L2 or L3), word-aligned.",
              (Field("address", 0, 32, "byte address"),)),
-    Register("LENGTH", 0x08, "rw", "Bytes per row (multiple of 4).",
+    Register("LENGTH", 0x08, "rw", "Bytes per row (a word multiple; 0: an empty transfer).",
              (Field("bytes", 0, 20, "bytes"),)),
     Register("ROWS", 0x0C, "rw", "Rows of a 2-D transfer (1 for a 1-D one).",
              (Field("rows", 0, 16, "rows"),)),
-    Register("SRC_STRIDE", 0x10, "rw", "Bytes between source rows.",
-             (Field("stride", 0, 32, "bytes"),)),
-    Register("DST_STRIDE", 0x14, "rw", "Bytes between destination rows.",
+    Register("SRC_STRIDE", 0x10, "rw", "Bytes between source rows (two's complement: rows "
+             "may run downwards).", (Field("stride", 0, 32, "bytes"),)),
+    Register("DST_STRIDE", 0x14, "rw", "Bytes between destination rows (two's complement).",
              (Field("stride", 0, 32, "bytes"),)),
     Register("START", 0x18, "w", "Write: queue the programmed transfer (held while the "
-             "queue is full)."),
+             "queue is full). A transfer the DMA cannot do is queued too, and refused when "
+             "its turn comes (see ERROR)."),
     Register("STATUS", 0x1C, "r", "Transfers queued or running; a DMA event is raised for the "
-             "starting core when its transfer ends.",
+             "starting core when its transfer ends, or is refused.",
              (Field("busy", 0, 8, "transfers not finished"),)),
+    Register("ERROR", 0x20, "r", "Why transfers the reading core started were refused since "
+             "its last ERROR read: a bit per cause and how many; the read clears them. A "
+             "refused transfer writes nothing and ends with its DMA event.",
+             (Field("src_range", 0, 1, "the source rows do not lie within one of L1, L2, L3"),
+              Field("dst_range", 1, 1, "the destination rows do not lie within one of L1, "
+                    "L2, L3"),
+              Field("rows", 2, 1, "ROWS is 0 and LENGTH is not"),
+              Field("align", 3, 1, "SRC, DST or LENGTH is not a word multiple, or ROWS > 1 and "
+                    "a stride is not"),
+              Field("overlap", 4, 1, "the source and destination spans share a byte"),
+              Field("refused", 8, 8, "refused transfers (saturates)"))),
 )
 
 SOC_CTRL = (

@@ -77,6 +77,12 @@ PROPERTIES = (
              "L1Memory.refusal_bounds, either priority",
              lambda block: l1.StarvationHarness(block or l1.l1), l1.never_yields,
              _doc(l1.never_yields), 16, 8),
+    Property("dma.refusal",
+             "a transfer the DMA's rule refuses makes no memory request and ends "
+             f"{dma.REFUSAL_CYCLES} cycles after its START with its event and `refused`; "
+             "ERROR returns the reading core's causes and count exactly",
+             lambda block: dma.RefusalHarness(block or dma.dma), dma.checks_first_row_only,
+             _doc(dma.checks_first_row_only), _CONTROL_DEPTH, None),
     Property("dma.transfer",
              "every write lies in the destination range of the transfer in flight; each "
              "transfer raises one event, on its starting core's line",

@@ -268,3 +268,8 @@ void dma_wait(void)
     while (rt_read32(DMA_STATUS_ADDR) & DMA_STATUS_BUSY_MASK)
         ;
 }
+
+uint32_t dma_error(void)
+{
+    return rt_read32(DMA_ERROR_ADDR);
+}

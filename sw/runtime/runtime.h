@@ -146,14 +146,18 @@ typedef struct {
 void rt_lock(rt_lock_t *lock);
 void rt_unlock(rt_lock_t *lock);
 
-/* --- DMA (L2 <-> L1) ---------------------------------------------------------------------- */
+/* --- DMA (L1, L2, L3) -------------------------------------------------------------------- */
 
 /*
  * Queue a copy of `bytes` bytes (a multiple of 4, below 2^20) from `src` to `dst`; returns 0,
- * or -1 for arguments the DMA cannot take. Programming the DMA is serialised by a lock, so
- * any core may call these. The DMA moves CLUSTER_DMA_BEAT_BYTES per cycle at any word
- * alignment of either side; CLUSTER_DMA_QUEUE_DEPTH transfers queue behind the running one,
- * and a call while the queue is full waits (in its START store) for a slot.
+ * or -1, queueing nothing, for a length that is not a word multiple or does not fit LENGTH,
+ * or a row count of 0 or beyond ROWS (dma_copy_2d). Programming the DMA is serialised by a
+ * lock, so any core may call these. The DMA moves CLUSTER_DMA_BEAT_BYTES per cycle at any
+ * word alignment of either side; CLUSTER_DMA_QUEUE_DEPTH transfers queue behind the running
+ * one, and a call while the queue is full waits (in its START store) for a slot. A queued
+ * transfer the DMA cannot do (a range not within one of L1, L2, L3, a non-word address or
+ * stride, source and destination spans that overlap) is refused: it writes nothing, ends at
+ * once like any other, and dma_error() tells the core that queued it why.
  */
 int dma_copy_1d(void *dst, const void *src, uint32_t bytes);
 
@@ -167,5 +171,19 @@ int dma_copy_2d(void *dst, const void *src, uint32_t row_bytes, uint32_t rows,
  * bit, so completions merge and cannot tell which transfer ended.
  */
 void dma_wait(void);
+
+/*
+ * Why transfers this core queued were refused since its last call, and clear it: the
+ * DMA_ERROR_*_MASK cause bits of cluster_map.h (SRC_RANGE, DST_RANGE, ROWS, ALIGN, OVERLAP)
+ * with the number of refused transfers in DMA_ERROR_REFUSED (dma_error_count()); 0 when none
+ * was. Call it once the transfers have ended (after dma_wait() or their DMA events).
+ */
+uint32_t dma_error(void);
+
+/* The number of refused transfers in a dma_error() value. */
+static inline uint32_t dma_error_count(uint32_t error)
+{
+    return (error & DMA_ERROR_REFUSED_MASK) >> DMA_ERROR_REFUSED_LSB;
+}
 
 #endif /* RUNTIME_H */

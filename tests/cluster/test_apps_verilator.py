@@ -106,6 +106,23 @@ def test_dma_copies_checked_and_timed():
     assert 0.8 * DEFAULT.l3_bytes_per_cycle < fields["l3_l1"] <= DEFAULT.l3_bytes_per_cycle
 
 
+def test_dma_refused_descriptors_from_a_core():
+    """Step 10 of sw/apps/dma alone (DMA_ERRORS_ONLY=1): core 0 queues descriptors the DMA
+    cannot do through the HAL; each ends with its DMA event, writes nothing and reads back
+    through dma_error() with its cause, then a legal copy lands (the C checks count)."""
+    from hw import toolchain
+    from sw.build import build_app
+    from verif.cluster.kernels import prepare_dma, program_fields
+    from verif.cluster.model import run_program
+    work = toolchain.BUILD_ROOT / "sw" / "dma" / "errors_only"
+    include, data, _ = prepare_dma(work)
+    app = build_app("dma", {"DMA_ERRORS_ONLY": 1}, out_dir=work, include_dirs=(include,))
+    run = run_program(app, test_name="dma-errors-only", data=data, max_cycles=200_000)
+    output = run.outcome["output"] if run.outcome else ""
+    assert run.status == "PASS", (run.fields, output)
+    assert program_fields(output, "dma_errors") == {"refused": 7, "failures": 0}, output
+
+
 # --- gemm --------------------------------------------------------------------------------------
 
 

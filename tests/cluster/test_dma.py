@@ -1,6 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """The DMA under amaranth.sim against Python memory models that stall their grants at random,
-at the word width of the old DMA and at the default cluster's beat width."""
+at the word width of the old DMA and at the default cluster's beat width; constrained-random
+descriptors at every beat width, and the refusal of the transfers it cannot do, checked
+against :func:`refusal_causes` (the rule written out in Python)."""
 
 import random
 from dataclasses import dataclass, replace
@@ -10,7 +12,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from cluster_integration import memory_map
-from cluster_integration.dma import READ_AHEAD, Dma
+from cluster_integration.dma import CAUSES, READ_AHEAD, Dma
 from cluster_integration.hwpe.regmap import WORD_BYTES
 from ita.cluster_config import DEFAULT as CLUSTER
 
@@ -18,10 +20,14 @@ from .bus_master import WORD_MASK, access
 
 L1 = CLUSTER.region("L1")
 L2 = CLUSTER.region("L2")
+L3 = CLUSTER.region("L3")
 REGISTERS = {r.name: r for r in memory_map.DMA}
+ERROR = REGISTERS["ERROR"]
 CORES = CLUSTER.cores
 #: Beat widths under test: one word (the old DMA) and the default cluster's.
 WIDTHS = (32, CLUSTER.dma_width)
+#: Every beat width the cluster configurations may give the DMA (the random descriptors).
+ALL_WIDTHS = (32, 64, 128, 256)
 #: Cycles from the START grant to the first read, and from the last write to the event.
 OVERHEAD_CYCLES = 6
 
@@ -54,9 +60,11 @@ class Memory:
         self.region, self.words, self.reads, self.writes = region, {}, [], []
         self.last_write = None
 
-    async def serve(self, ctx, port, rng, stall):
+    async def serve(self, ctx, port, rng, stall, write_responses=True):
         """Grant at random, answer reads one cycle after the grant (``r_valid`` also pulses
-        after writes, with garbage data), and check that ungranted requests stay unchanged."""
+        after writes, with garbage data, unless ``write_responses`` is off, as on the L3
+        port, which takes every ``r_valid`` for read data), and check that ungranted requests
+        stay unchanged."""
         held, cycle = None, -1
         while True:
             cycle += 1
@@ -69,7 +77,7 @@ class Memory:
                 assert request == held, f"request {held} changed to {request} before its grant"
             held = request if req and not granting else None
             lanes = len(port.be) // WORD_BYTES
-            ctx.set(port.r_valid, req and granting)
+            ctx.set(port.r_valid, req and granting and (write_responses or not we))
             ctx.set(port.r_data, rng.getrandbits(32 * lanes))
             if not (req and granting):
                 continue
@@ -132,34 +140,45 @@ class Harness:
 
 
 def simulate(body, *, stalls=(0.0, 0.0), seed=1, **kwargs):
-    """Run ``body(harness)`` with grant-stall probabilities ``stalls`` for (L1, L2); returns
-    the log of (cycle, events) pulses and the busy trace, and the two memories."""
-    dut = Dma(**{"l1_region": L1, "window": CLUSTER.region("DMA").size, **kwargs})
+    """Run ``body(harness)`` with grant-stall probabilities ``stalls`` for (L1, L2) and, with
+    an ``l3_region``, L3 (its memory answers reads one cycle after the grant, as a link of
+    latency 1); returns the log of (cycle, events, refused) pulses and the busy trace, and the
+    memories (L1, L2[, L3])."""
+    dut = Dma(**{"l1_region": L1, "l2_region": L2, "window": CLUSTER.region("DMA").size,
+                 **kwargs})
     rng = random.Random(seed)
-    l1, l2 = Memory(L1), Memory(L2)
-    log = {"events": [], "busy": []}
+    memories = [Memory(L1), Memory(L2)]
+    ports = [dut.l1, dut.l2]
+    if kwargs.get("l3_region") is not None:
+        memories.append(Memory(kwargs["l3_region"]))
+        ports.append(dut.l3)
+    log = {"events": [], "busy": [], "refused": []}
 
     async def monitor(ctx):
         cycle = 0
-        async for _, _, events, busy in ctx.tick().sample(dut.events, dut.busy):
+        async for _, _, events, refused, busy in ctx.tick().sample(dut.events, dut.refused,
+                                                                   dut.busy):
             if events:
                 log["events"].append((cycle, events))
+            if refused:
+                log["refused"].append((cycle, refused))
             log["busy"].append(busy)
             cycle += 1
 
     async def bench(ctx):
-        await body(Harness(ctx, dut, (l1, l2)))
+        await body(Harness(ctx, dut, tuple(memories)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(monitor, background=True)
-    for memory, port, stall in ((l1, dut.l1, stalls[0]), (l2, dut.l2, stalls[1])):
-        async def serve(ctx, memory=memory, port=port, stall=stall):
-            await memory.serve(ctx, port, random.Random(rng.random()), stall)
+    for k, (memory, port) in enumerate(zip(memories, ports, strict=True)):
+        async def serve(ctx, memory=memory, port=port, stall=stalls[k], l3=k == 2):
+            await memory.serve(ctx, port, random.Random(rng.random()), stall,
+                               write_responses=not l3)
         sim.add_testbench(serve, background=True)
     sim.add_testbench(bench)
     sim.run()
-    return log, l1, l2
+    return (log, *memories)
 
 
 def expected_after(transfers, initial):
@@ -303,7 +322,7 @@ def test_2d_rows_back_to_back(width):
 def test_empty_transfers_complete_at_once():
     async def body(h):
         await h.start(Transfer(L2.base, L1.base, 0, rows=4, core=7))
-        await h.start(Transfer(L2.base, L1.base, 16, rows=0, core=0))
+        await h.start(Transfer(L2.base, L1.base, 0, rows=0, core=0))
         await h.wait_idle()
 
     log, l1, l2 = simulate(body)
@@ -349,7 +368,291 @@ def test_read_ahead_is_bounded():
 
 @pytest.mark.parametrize("queue_depth, cores", [(1, 1), (2, CORES), (4, 16)])
 def test_converts_to_verilog(queue_depth, cores):
-    dut = Dma(l1_region=L1, window=CLUSTER.region("DMA").size, width=CLUSTER.dma_width,
+    dut = Dma(l1_region=L1, l2_region=L2, window=CLUSTER.region("DMA").size,
+              width=CLUSTER.dma_width,
               queue_depth=queue_depth, cores=cores)
     text = verilog.convert(dut, name="dma", emit_src=False)
     assert "module dma" in text and "l2__wdata" in text
+
+
+# --- refused transfers -------------------------------------------------------------------------
+
+
+def signed32(value):
+    value &= WORD_MASK
+    return value - (1 << 32) if value >> 31 else value
+
+
+def span(base, stride, rows, length):
+    """[lowest, end) of the rows, unwrapped (rows >= 1)."""
+    starts = (base, base + (rows - 1) * signed32(stride))
+    return min(starts), max(starts) + length
+
+
+def refusal_causes(t, regions=(L1, L2)):
+    """The ERROR causes of transfer ``t``, the rule of ``docs/cluster-protocols.md`` written
+    out: nothing for an empty transfer; ROWS 0 with a LENGTH; a non-word SRC, DST or LENGTH,
+    or (more than one row) stride; a span that no region of ``regions`` holds whole; source
+    and destination spans that share a byte."""
+    if t.length == 0:
+        return set()
+    causes = set()
+    if t.rows == 0:
+        causes.add("rows")
+    if (t.src | t.dst | t.length) % WORD_BYTES or (
+            t.rows > 1 and (t.src_stride | t.dst_stride) % WORD_BYTES):
+        causes.add("align")
+    if t.rows:
+        spans = {side: span(getattr(t, side), getattr(t, f"{side}_stride"), t.rows, t.length)
+                 for side in ("src", "dst")}
+        for side, (low, end) in spans.items():
+            if not any(r.base <= low and end <= r.end for r in regions):
+                causes.add(f"{side}_range")
+        (src_low, src_end), (dst_low, dst_end) = spans["src"], spans["dst"]
+        if src_low < dst_end and dst_low < src_end:
+            causes.add("overlap")
+    return causes
+
+
+def error_word(causes, count):
+    """The ERROR word for ``causes`` and ``count`` refused transfers."""
+    word = min(count, ERROR.field("refused").mask >> ERROR.field("refused").lsb) \
+        << ERROR.field("refused").lsb
+    for name in causes:
+        word |= ERROR.field(name).mask
+    return word
+
+
+ILLEGAL = {
+    "src_past_l2_end": Transfer(L2.end - 32, L1.base, 64),
+    "src_last_row_past_l2": Transfer(L2.base + 0x100, L1.base, 32, rows=3,
+                                     src_stride=L2.size // 2, dst_stride=32),
+    "src_outside_every_region": Transfer(CLUSTER.region("SOC_CTRL").base, L1.base, 16),
+    "src_wraps_past_the_top": Transfer(WORD_MASK + 1 - 16, L1.base, 32),
+    "dst_into_peripherals": Transfer(L2.base, L1.end - 16, 32),
+    "dst_rows_down_below_l1": Transfer(L2.base, L1.base + 0x40, 16, rows=3, src_stride=16,
+                                       dst_stride=-0x40 & WORD_MASK),
+    "dst_across_l1_and_l2": Transfer(L1.base, L1.base + 0x100, 16, rows=2, src_stride=16,
+                                     dst_stride=L2.base - L1.base),
+    "zero_rows": Transfer(L2.base, L1.base, 16, rows=0),
+    "src_not_word_aligned": Transfer(L2.base + 2, L1.base, 16),
+    "dst_not_word_aligned": Transfer(L2.base, L1.base + 1, 16),
+    "length_not_word_multiple": Transfer(L2.base, L1.base, 18),
+    "stride_not_word_multiple": Transfer(L2.base, L1.base, 16, rows=2, src_stride=18,
+                                         dst_stride=16),
+    "overlap_1d_upwards": Transfer(L1.base + 0x100, L1.base + 0x108, 64),
+    "overlap_1d_downwards": Transfer(L2.base + 0x108, L2.base + 0x100, 64),
+    "overlap_2d_spans": Transfer(L1.base + 0x200, L1.base + 0x210, 16, rows=4,
+                                 src_stride=0x40, dst_stride=0x40),
+    "overlap_in_place": Transfer(L2.base + 0x40, L2.base + 0x40, 8),
+    "several_causes": Transfer(L2.end - 6, L1.end - 2, 18, rows=2, src_stride=0x40,
+                               dst_stride=5),
+}
+
+
+def test_illegal_table_covers_every_cause():
+    seen = set().union(*(refusal_causes(t) for t in ILLEGAL.values()))
+    assert seen == set(CAUSES)
+    assert all(refusal_causes(t) for t in ILLEGAL.values())
+
+
+def _background(h, rng, transfer):
+    """Random words around both ends of every row of ``transfer`` on every memory that holds
+    them, so that a stray write or read would be seen."""
+    for base, stride in ((transfer.src, transfer.src_stride), (transfer.dst, transfer.dst_stride)):
+        for row in range(max(transfer.rows, 1)):
+            start = (base + row * signed32(stride)) & ~3 & WORD_MASK
+            for address in range(start - 16, start + transfer.length + 16, WORD_BYTES):
+                for memory in h.memories:
+                    if memory.region.contains(address):
+                        memory.words[address] = rng.getrandbits(32)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", ILLEGAL)
+def test_illegal_descriptor_is_refused(name, width):
+    """The refused transfer touches no memory, raises one event (with ``refused``) on its
+    core's line, and leaves its causes in that core's ERROR, which a read clears; STATUS is
+    0 again, and a legal transfer queued behind it lands whole."""
+    illegal = replace(ILLEGAL[name], core=3)
+    legal = Transfer(L2.base + 0x3000, L1.base + 0x2004, 12 * WORD_BYTES, rows=2,
+                     src_stride=0x100, dst_stride=0x34, core=6)
+    seen = {}
+
+    async def body(h):
+        rng = random.Random(name)
+        _background(h, rng, illegal)
+        h.fill(legal, rng)
+        seen["before"] = contents(*h.memories)
+        await h.start(illegal)
+        await h.wait_idle()
+        seen["after_illegal"] = contents(*h.memories)
+        seen["accesses"] = [list(m.reads) + list(m.writes) for m in h.memories]
+        seen["status"] = await h.read("STATUS")
+        seen["error_other_core"] = await h.read("ERROR", core=legal.core)
+        seen["error"] = await h.read("ERROR", core=illegal.core)
+        seen["error_again"] = await h.read("ERROR", core=illegal.core)
+        await h.start(legal)
+        await h.wait_idle()
+        seen["error_after_legal"] = await h.read("ERROR", core=legal.core)
+        seen["expected"] = expected_after([legal], seen["before"])
+
+    log, l1, l2 = simulate(body, stalls=(0.3, 0.3), seed=len(name), width=width)
+    assert seen["after_illegal"] == seen["before"], "the refused transfer changed memory"
+    assert seen["accesses"] == [[], []], "the refused transfer accessed memory"
+    assert seen["status"] == 0
+    assert seen["error"] == error_word(refusal_causes(illegal), 1), hex(seen["error"])
+    assert seen["error_again"] == 0 and seen["error_other_core"] == 0
+    assert seen["error_after_legal"] == 0
+    (refused_cycle, refused_line), legal_event = log["events"]
+    assert refused_line == 1 << illegal.core and legal_event[1] == 1 << legal.core
+    assert log["refused"] == [(refused_cycle, 1 << illegal.core)]
+    assert contents(l1, l2) == seen["expected"]
+    assert l1.writes + l2.writes == [dst for _, dst in legal.words()]
+
+
+def test_refusals_accumulate_per_core_and_keep_queue_order():
+    """Refused and legal transfers of several cores queued together: events in queue order,
+    ``refused`` for the refused ones only; each core's ERROR holds the union of its causes and
+    their count."""
+    transfers = [
+        replace(ILLEGAL["zero_rows"], core=1),
+        Transfer(L2.base + 0x800, L1.base + 0x800, 16 * WORD_BYTES, core=2),
+        replace(ILLEGAL["src_past_l2_end"], core=1),
+        replace(ILLEGAL["overlap_1d_upwards"], core=2),
+        Transfer(L1.base + 0x800, L2.base + 0x9000, 8 * WORD_BYTES, core=1),
+    ]
+    seen = {}
+
+    async def body(h):
+        rng = random.Random(9)
+        h.fill(transfers[1], rng)
+        seen["before"] = contents(*h.memories)
+        for transfer in transfers:
+            await h.start(transfer)
+        await h.wait_idle()
+        seen["errors"] = {core: await h.read("ERROR", core=core) for core in (0, 1, 2)}
+
+    log, l1, l2 = simulate(body, stalls=(0.2, 0.2), seed=4, queue_depth=4)
+    assert [line for _, line in log["events"]] == [1 << t.core for t in transfers]
+    refused = [t for t in transfers if refusal_causes(t)]
+    assert [line for _, line in log["refused"]] == [1 << t.core for t in refused]
+    for core in (0, 1, 2):
+        mine = [t for t in refused if t.core == core]
+        causes = set().union(*(refusal_causes(t) for t in mine))
+        assert seen["errors"][core] == error_word(causes, len(mine)), core
+    legal = [t for t in transfers if not refusal_causes(t)]
+    assert contents(l1, l2) == expected_after(legal, seen["before"])
+
+
+def test_refused_count_saturates():
+    count = ERROR.field("refused").mask >> ERROR.field("refused").lsb
+    seen = {}
+
+    async def body(h):
+        for _ in range(count + 2):
+            await h.start(ILLEGAL["zero_rows"])
+        await h.wait_idle()
+        seen["error"] = await h.read("ERROR")
+
+    log, _, _ = simulate(body, queue_depth=4)
+    assert len(log["events"]) == len(log["refused"]) == count + 2
+    assert seen["error"] == error_word({"rows"}, count)
+
+
+def test_empty_transfers_are_not_refused():
+    """LENGTH 0 moves nothing wherever it points: no cause, an event at once."""
+    seen = {}
+
+    async def body(h):
+        await h.start(Transfer(CLUSTER.region("SOC_CTRL").base + 2, WORD_MASK - 2, 0, rows=0,
+                               src_stride=3, dst_stride=5))
+        await h.wait_idle()
+        seen["error"] = await h.read("ERROR")
+
+    log, l1, l2 = simulate(body)
+    assert len(log["events"]) == 1 and not log["refused"] and seen["error"] == 0
+    assert not (l1.reads or l1.writes or l2.reads or l2.writes)
+
+
+# --- constrained-random descriptors ------------------------------------------------------------
+
+
+def random_transfer(rng, regions, lanes):
+    """A descriptor between two random regions: 1-D or 2-D, rows of random word counts
+    (not beat multiples), word strides that are not beat multiples, some negative, some
+    destination rows overlapping each other (later rows win); near region edges now and
+    then, so that some ranges leave their region, and sometimes source and destination
+    close together in one region, so that some spans overlap."""
+    rows = rng.choice((1, 1, rng.randint(2, 5)))
+    length = WORD_BYTES * rng.randint(1, 3 * lanes + 3)
+
+    def side(region):
+        stride = WORD_BYTES * rng.randint(-3 * lanes, 6 * lanes)
+        if rng.random() < 0.1:
+            stride = length - WORD_BYTES   # rows overlapping
+        extent = (rows - 1) * abs(stride) + length
+        where = rng.random()
+        if where < 0.1:      # at the top edge, perhaps past it
+            base = region.end - extent + WORD_BYTES * rng.randint(-2, 2)
+        elif where < 0.2:    # at the bottom edge, perhaps below it
+            base = region.base + WORD_BYTES * rng.randint(-2, 2)
+        else:
+            base = region.base + WORD_BYTES * rng.randrange(0, 0x800)
+        if stride < 0 and where >= 0.1:
+            base += (rows - 1) * -stride
+        return base & WORD_MASK, stride & WORD_MASK
+
+    src_region, dst_region = rng.choice(regions), rng.choice(regions)
+    src, src_stride = side(src_region)
+    if src_region is dst_region and rng.random() < 0.3:
+        dst = (src + WORD_BYTES * rng.randint(-2 * lanes, 2 * lanes)) & WORD_MASK
+        dst_stride = src_stride
+    else:
+        dst, dst_stride = side(dst_region)
+    return Transfer(src, dst, length, rows=rows, src_stride=src_stride, dst_stride=dst_stride,
+                    core=rng.randrange(CORES))
+
+
+@pytest.mark.parametrize("width", ALL_WIDTHS)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_descriptors(width, seed):
+    """Random descriptors between L1, L2 and L3 (legal ones and refused ones mixed), queued
+    back to back, with random grant stalls on every port. Every legal transfer lands whole
+    (memory compared word by word, every byte of it), in order; nothing else is written, and
+    only the sources are read; one event per transfer, ``refused`` exactly for those the rule
+    refuses; each core's ERROR holds its refusals."""
+    rng = random.Random(seed * 1000 + width)
+    regions = (L1, L2, L3)
+    lanes = width // 32
+    transfers = [random_transfer(rng, regions, lanes) for _ in range(14)]
+    causes = [refusal_causes(t, regions) for t in transfers]
+    legal = [t for t, c in zip(transfers, causes, strict=True) if not c]
+    assert 4 <= len(legal) < len(transfers), "the draw should mix legal and refused transfers"
+    seen = {}
+
+    async def body(h):
+        fill = random.Random(seed)
+        for transfer in legal:
+            h.fill(transfer, fill)
+        seen["before"] = contents(*h.memories)
+        for transfer in transfers:
+            await h.start(transfer)
+        await h.wait_idle(timeout=20_000)
+        seen["errors"] = {core: await h.read("ERROR", core=core) for core in range(CORES)}
+
+    stalls = tuple(rng.choice((0.0, 0.2, 0.5)) for _ in regions)
+    log, *memories = simulate(body, stalls=stalls, seed=seed, width=width, l3_region=L3,
+                              queue_depth=CLUSTER.dma_queue_depth)
+    assert contents(*memories) == expected_after(legal, seen["before"])
+    written = [dst for t in legal for _, dst in t.words()]
+    read = [src for t in legal for src, _ in t.words()]
+    assert [w for m in memories for w in m.writes] == \
+        [w for m in memories for w in written if m.region.contains(w)]
+    assert sorted(w for m in memories for w in m.reads) == sorted(read)
+    assert [line for _, line in log["events"]] == [1 << t.core for t in transfers]
+    assert [line for _, line in log["refused"]] == \
+        [1 << t.core for t, c in zip(transfers, causes, strict=True) if c]
+    for core in range(CORES):
+        mine = [c for t, c in zip(transfers, causes, strict=True) if c and t.core == core]
+        assert seen["errors"][core] == error_word(set().union(*mine), len(mine)), core

@@ -74,8 +74,9 @@ class _DmaOnLink(wiring.Component):
     Python memories."""
 
     def __init__(self):
-        self.dma = Dma(l1_region=L1, window=CLUSTER.region("DMA").size, width=WIDTH,
-                       queue_depth=CLUSTER.dma_queue_depth, l3_region=L3, cores=CLUSTER.cores,
+        self.dma = Dma(l1_region=L1, l2_region=L2, window=CLUSTER.region("DMA").size,
+                       width=WIDTH, queue_depth=CLUSTER.dma_queue_depth, l3_region=L3,
+                       cores=CLUSTER.cores,
                        read_ahead=read_ahead_covering(LATENCY, RATE, BEAT_BYTES))
         self.link = L3Link(width=WIDTH, bytes_per_cycle=RATE, latency=LATENCY)
         super().__init__({})

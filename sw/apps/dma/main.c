@@ -23,6 +23,9 @@
  *      BIG_PITCH bytes apart, into big; all cores check each against L2.
  *   9. L3: DMA_BLOCK bytes of SRC L2 -> L3 (at L3_BASE), then L3 -> L1 into part, checked by
  *      every core; the L3 -> L1 copy is timed (the off-chip link's rate).
+ *  10. Refused transfers (errors.c, core 0): descriptors the DMA cannot do end with their
+ *      event and an error through dma_error(), writing nothing; then a legal copy lands.
+ *      Built with DMA_ERRORS_ONLY=1, the program is this step alone.
  *
  * Steps 1, 2, 4, 5, 8 and 9 are timed on core 0 from before programming the DMA to the end of
  * dma_wait(); step 6's copy in from the barrier before to the barrier after it. The line
@@ -34,7 +37,13 @@
 #include <stdint.h>
 
 #include "dma_data.h"
+#include "dma_errors.h"
 #include "runtime.h"
+
+/* 1: run step 10 alone (-DDMA_ERRORS_ONLY=1). */
+#ifndef DMA_ERRORS_ONLY
+#define DMA_ERRORS_ONLY 0
+#endif
 
 #define XOR_PATTERN 0x5A5A5A5Au
 #define PART_BYTES (DMA_BLOCK / RT_CORES)
@@ -104,6 +113,13 @@ static uint32_t rate(uint32_t bytes, uint32_t cycles_taken)
 
 int main(unsigned core)
 {
+    if (DMA_ERRORS_ONLY) {
+        if (core != 0)
+            return 0;
+        uint32_t failed = dma_error_checks();
+        return failed > 255 ? 255 : (int)failed;
+    }
+
     unsigned cores = num_cores();
     uint32_t t;
 
@@ -212,7 +228,8 @@ int main(unsigned core)
     if (core != 0)
         return 0;
 
-    uint32_t failures = 0;
+    /* 10: refused transfers. */
+    uint32_t failures = dma_error_checks();
     for (unsigned c = 0; c < cores; c++)
         failures += errors[c];
     static const uint32_t bytes[5] = {DMA_BLOCK, WIN_ROWS * WIN_BYTES, DMA_BLOCK,
