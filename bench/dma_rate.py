@@ -187,6 +187,9 @@ def _command(words):
     options = cli.parse(words, KEYS)
     if options["MODE"] == "copy":
         width, length, rows = options["WIDTH"], options["BYTES"], options["ROWS"]
+        if length % 4:
+            raise cli.UsageError(f"BYTES={length}: the DMA moves whole words and refuses "
+                                 f"any other length")
         cycles = copy_cycles(width=width, length=length, rows=rows)
         moved = length * rows
         print(format_result(f"dma_copy_w{width}", "PASS", cycles=cycles,
