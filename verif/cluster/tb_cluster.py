@@ -72,7 +72,7 @@ class _Monitor:
                                               _reader(controller.step))
         self.accept, self.load, self.events = (_reader(dma.queue.w_en), _reader(dma.queue.r_en),
                                                _reader(dma.events))
-        self.transfer = {name: _reader(getattr(dma, name))
+        self.transfer = {name: _reader(getattr(dma, f"programmed_{name}"))
                          for name in ("src", "dst", "length", "rows")}
         self.transfer["core"] = _reader(dma.regs__id)
         self.pcs = [_reader(getattr(cluster, f"core{c}").core.core_i.pc_id)
