@@ -34,6 +34,7 @@
 
 #include "attention_data.h"
 #include "ita.h"
+#include "k_common.h"
 #include "runtime.h"
 
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -147,44 +148,30 @@ static inline int32_t requant_lane(uint32_t lanes, int high)
 {
     int32_t y = scale(lanes, high) + (ATT_RQ_SUM_ADD);
     if (SATURATES)
-        __asm__("cv.clip %0, %1, 8" : "=r"(y) : "r"(y)); /* to -128 .. 127 */
+        y = k_clip8(y);
     return y;
 }
 
 /* Four requantized sums from the even and odd lanes of the sum, as one word. */
 static inline uint32_t requant_word(uint32_t even, uint32_t odd)
 {
-    uint32_t y0 = (uint32_t)requant_lane(even, 0), y1 = (uint32_t)requant_lane(odd, 0);
-    uint32_t y2 = (uint32_t)requant_lane(even, 1), y3 = (uint32_t)requant_lane(odd, 1);
-    __asm__("cv.packlo.b %0, %1, %2" : "+r"(y0) : "r"(y1), "r"(y0)); /* bytes 1, 0 */
-    __asm__("cv.packhi.b %0, %1, %2" : "+r"(y0) : "r"(y3), "r"(y2)); /* bytes 3, 2 */
-    return y0;
+    return k_pack4(requant_lane(even, 0), requant_lane(odd, 0), requant_lane(even, 1),
+                   requant_lane(odd, 1));
 }
 
 /* The even bytes and the odd bytes of an output word, sign-extended into halfwords. */
-static inline uint32_t sra8_h(uint32_t x)
-{
-    uint32_t y;
-    __asm__("cv.sra.sci.h %0, %1, 8" : "=r"(y) : "r"(x));
-    return y;
-}
-
 static inline uint32_t even_lanes(uint32_t w)
 {
-    return sra8_h(w << 8);
+    uint32_t even, odd;
+    k_unpack_h(w, &even, &odd);
+    return even;
 }
 
 static inline uint32_t odd_lanes(uint32_t w)
 {
-    return sra8_h(w);
-}
-
-/* a + b per halfword (unused with one head) */
-static inline __attribute__((unused)) uint32_t add_h(uint32_t a, uint32_t b)
-{
-    uint32_t y;
-    __asm__("cv.add.h %0, %1, %2" : "=r"(y) : "r"(a), "r"(b));
-    return y;
+    uint32_t even, odd;
+    k_unpack_h(w, &even, &odd);
+    return odd;
 }
 
 /* This core's share [*lo, *hi) of `count` words. */
@@ -206,8 +193,8 @@ static void sum_first(unsigned lo, unsigned hi, const int8_t *head0, const int8_
 #pragma clang loop unroll_count(4)
     for (; a < end; a++, b++, sum += 2) {
         uint32_t u = *a, v = *b;
-        sum[0] = add_h(even_lanes(u), even_lanes(v));
-        sum[1] = add_h(odd_lanes(u), odd_lanes(v));
+        sum[0] = k_add_h(even_lanes(u), even_lanes(v));
+        sum[1] = k_add_h(odd_lanes(u), odd_lanes(v));
     }
 }
 
@@ -219,8 +206,8 @@ static void sum_add(unsigned lo, unsigned hi, const int8_t *head)
 #pragma clang loop unroll_count(4)
     for (; x < end; x++, sum += 2) {
         uint32_t w = *x;
-        sum[0] = add_h(sum[0], even_lanes(w));
-        sum[1] = add_h(sum[1], odd_lanes(w));
+        sum[0] = k_add_h(sum[0], even_lanes(w));
+        sum[1] = k_add_h(sum[1], odd_lanes(w));
     }
 }
 #endif
@@ -235,14 +222,15 @@ static void finish(unsigned lo, unsigned hi, const int8_t *last, int8_t *dst)
 #pragma clang loop unroll_count(4)
     for (; x < end; x++, y++, sum += 2) {
         uint32_t w = *x;
-        *y = requant_word(add_h(sum[0], even_lanes(w)), add_h(sum[1], odd_lanes(w)));
+        *y = requant_word(k_add_h(sum[0], even_lanes(w)), k_add_h(sum[1], odd_lanes(w)));
     }
 #elif ATT_H == 2
     const uint32_t *first = (const uint32_t *)out[0] + lo;
 #pragma clang loop unroll_count(4)
     for (; x < end; x++, y++, first++) {
         uint32_t w = *x, v = *first;
-        *y = requant_word(add_h(even_lanes(v), even_lanes(w)), add_h(odd_lanes(v), odd_lanes(w)));
+        *y = requant_word(k_add_h(even_lanes(v), even_lanes(w)),
+                          k_add_h(odd_lanes(v), odd_lanes(w)));
     }
 #else
 #pragma clang loop unroll_count(4)
