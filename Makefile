@@ -13,7 +13,7 @@ ARGS    := $(MAKEOVERRIDES)
 DASK_ARG := $(if $(filter environment,$(origin DASK)),DASK=$(DASK))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run bench formal
+.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run bench formal evaluate
 
 help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
@@ -35,9 +35,11 @@ help:
 	@echo "make bench [QUICK=1] [ONLY=engine,hwpe,cluster,kernels,encoder,speed] [REPEATS=n]"
 	@echo "                                   benchmarks: build/bench/report.md, PNG plots, results.json"
 	@echo "make formal [ONLY=a,b] [DEPTH=n]   formal properties (BMC, k-induction, covers, broken variants)"
+	@echo "make evaluate MODEL=minilm|smollm2 IN=<file> [PAIRS=] [OUT=] [POSITIONS=]"
+	@echo "                                   the integer model against the float model on your text (no RTL)"
 	@echo "make lint                          lint the Python sources"
 	@echo "make clean                         remove build outputs"
-	@echo "HELP=1 on sim, run, vectors, verilog, fpga, regress, coverage, bench: its keys and defaults"
+	@echo "HELP=1 on sim, run, vectors, verilog, fpga, regress, coverage, bench, evaluate: its keys and defaults"
 
 $(STAMP): requirements.txt requirements-models.txt tools/bootstrap.sh
 	@tools/bootstrap.sh
@@ -78,6 +80,9 @@ bench: $(STAMP)
 
 formal: $(STAMP)
 	@$(PY) -m formal $(ARGS)
+
+evaluate: $(STAMP)
+	@$(PY) -m ita.quant.evaluate $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

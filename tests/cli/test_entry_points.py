@@ -26,6 +26,7 @@ ENTRY_POINTS = {
     "bench.dma_rate": ["MODE=copy"],
     "ita.golden": [],
     "sw.build": ["APP=hello"],
+    "ita.quant.evaluate": ["MODEL=minilm", "IN=sentences.txt"],
 }
 #: Tools that keep flag-style (argparse) arguments: not make targets.
 FLAG_STYLE_TOOLS = {"ita.models.llama", "ita.quant.minilm", "ita.quant.llama"}

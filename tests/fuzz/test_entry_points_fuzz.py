@@ -40,6 +40,8 @@ WORK = {
     "bench.dma_rate": [("bench.dma_rate", "copy_cycles"), ("bench.dma_rate", "arbitration")],
     "ita.golden": [("ita.golden.__main__", "generate")],
     "sw.build": [("sw.build", "build_app")],
+    "ita.quant.evaluate": [("ita.quant.evaluate", "evaluate_minilm"),
+                           ("ita.quant.evaluate", "evaluate_smollm2")],
     "verif.sim": [],   # every registered test's run function (see _stopped)
 }
 
