@@ -96,7 +96,8 @@ class Cluster(wiring.Component):
                                                 latency=c.l3_latency)
         self._l3_storage(m, l3_link.far, l3_region)
         m.submodules.soc = soc = SocCtrl()
-        m.submodules.ita = ita = ItaHwpe(config=c.ita, data_width=c.hwpe_width, cores=n)
+        m.submodules.ita = ita = ItaHwpe(config=c.ita, data_width=c.hwpe_width, cores=n,
+                                            clock_gate=c.hwpe_clock_gate)
 
         m.submodules.l2_mux = l2_mux = TcdmMux(channels=n, data_width=32)
         m.submodules.soc_mux = soc_mux = TcdmMux(channels=n, data_width=32)

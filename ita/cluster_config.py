@@ -86,6 +86,11 @@ class ClusterConfig:
         Bytes of L1 (TCDM) and L2. Powers of two; each region is aligned to its size.
     hwpe_width:
         Bits of the HWPE's L1 port.
+    hwpe_clock_gate:
+        Whether the HWPE's datapath runs on a clock gated off while it has no work
+        (``cluster_integration.hwpe.clock_gate``): same results and cycles, and an idle
+        engine no longer costs the cycle-based simulator. For Verilator; amaranth's own
+        simulator delays a derived clock by a delta step.
     dma_width:
         Bits of the DMA's data path and of its L1 and L2 ports: one beat per cycle, spread
         over ``dma_width / 32`` consecutive L1 banks. 128 bits lets an L2 -> L1 copy move
@@ -128,6 +133,7 @@ class ClusterConfig:
     l1_size: int = 256 * KiB
     l2_size: int = 4 * MiB
     hwpe_width: int = 1024
+    hwpe_clock_gate: bool = True
     dma_width: int = 128
     dma_queue_depth: int = 4
     l1_starvation_window: tuple = (7, 8)

@@ -2,7 +2,8 @@
 
 import enum
 
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, DomainRenamer, Module, ResetInserter,
+                          ResetSignal, Signal)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,6 +11,7 @@ from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.rtl.engine import Engine
 
 from ..protocols import PeriphSignature, TcdmSignature
+from .clock_gate import ClockGate
 from .control import ControlSlave
 from .sink import OutputStreamer
 from .source import SourceStreamer
@@ -35,6 +37,12 @@ class ItaHwpe(wiring.Component):
     An illegal configuration ends the job at once with its error code in the ERROR
     register; SOFT_CLEAR aborts everything in any cycle.
 
+    With ``clock_gate`` the engine, the streamers and their port multiplexer run on a
+    :class:`ClockGate`d clock that is open only while a job is being started or runs, a
+    streamer or the port is active, or a SOFT_CLEAR is applied (and a few cycles after,
+    for responses in flight); the register slave keeps the free-running clock. Results and
+    timing are the same; an idle engine costs a cycle-based simulator nothing.
+
     Members
     -------
     periph : In(PeriphSignature) -- register slave
@@ -44,9 +52,13 @@ class ItaHwpe(wiring.Component):
     busy : Out(1)
     """
 
+    #: Cycles the gate stays open after the last sign of activity (a read response arrives
+    #: one cycle after its grant).
+    GATE_TAIL = 4
+
     def __init__(self, *, config: ITAConfig = DEFAULT_CONFIG, data_width=1024, cores=8,
-                 id_width=4):
-        self._config, self._width = config, data_width
+                 id_width=4, clock_gate=False):
+        self._config, self._width, self._clock_gate = config, data_width, clock_gate
         self._cores, self._id_width = cores, id_width
         super().__init__({
             "periph": In(PeriphSignature(addr_width=ControlSlave.ADDR_WIDTH, id_width=id_width)),
@@ -69,14 +81,16 @@ class ItaHwpe(wiring.Component):
         m.d.comb += [self.events.eq(control.events), self.sw_events.eq(control.sw_events),
                      self.busy.eq(control.busy)]
 
-        m.submodules.engine = engine = Engine(config=cfg)
+        engine = Engine(config=cfg)
         clear = control.clear
         streamers = {role: SourceStreamer(role=role, config=cfg, data_width=width)
                      for role in ("input", "weight", "bias")}
         sink = OutputStreamer(config=cfg, data_width=width)
         mux = TcdmMux(channels=4, data_width=width)
+        domain = "ita" if self._clock_gate else "sync"
+        m.submodules.engine = DomainRenamer(domain)(engine)
         for name, part in (*streamers.items(), ("output", sink), ("mux", mux)):
-            m.submodules[name] = ResetInserter(clear)(part)
+            m.submodules[name] = DomainRenamer(domain)(ResetInserter(clear)(part))
 
         start_streams = Signal()
         for part in (*streamers.values(), sink):
@@ -118,4 +132,22 @@ class ItaHwpe(wiring.Component):
                         m.d.comb += [control.finish.eq(1),
                                      control.finish_error.eq(engine.error_code)]
                         m.d.sync += phase.eq(_Phase.IDLE)
+        if self._clock_gate:
+            self._gate(m, control, engine, streamers, sink, phase)
         return m
+
+    def _gate(self, m, control, engine, streamers, sink, phase):
+        """The datapath's clock: open while anything of the datapath may change."""
+        m.submodules.clock_gate = gate = ClockGate()
+        m.domains.ita = ClockDomain("ita", local=True)
+        m.d.comb += [ClockSignal("ita").eq(gate.clk), ResetSignal("ita").eq(ResetSignal())]
+        active = Signal()
+        m.d.comb += active.eq((phase != _Phase.IDLE) | control.start | control.clear
+                              | engine.busy | ~sink.idle | self.tcdm.req
+                              | Cat(*(s.tcdm.req for s in streamers.values())).any())
+        tail = Signal(range(self.GATE_TAIL + 1))
+        with m.If(active):
+            m.d.sync += tail.eq(self.GATE_TAIL)
+        with m.Elif(tail != 0):
+            m.d.sync += tail.eq(tail - 1)
+        m.d.comb += gate.enable.eq(active | (tail != 0))

@@ -51,3 +51,4 @@ def test_soft_clear_mid_job_then_correct_job():
                        clear_during=(0, 150))
     assert results[0] == {"aborted": True, "image": results[1]["image"]}
     check_outputs(jobs[1][1], results[1])
+

@@ -50,3 +50,13 @@ def test_hwpe_uvm(name, seed, expect):
         assert status == "FAIL", f"{name} passed although it must fail: {fields}"
         # The wrong value is reported when the job ends and again by the final check.
         assert fields["errors"] == 2, fields
+
+
+def test_clock_gate_keeps_results_and_cycles():
+    """The gated HWPE (every other test here, and the cluster's) and the free-running one:
+    same PASS, same cycles, on a stalling memory, with two heads queued."""
+    opts = {**DEFAULTS, **dict(S=100, E=72, P=40, CAUSAL=True, H=2, SEED=7)}
+    runs = {gate: run_hwpe_test(opts, clock_gate=gate) for gate in (True, False)}
+    for status, fields in runs.values():
+        assert status == "PASS", fields
+    assert runs[True][1]["cycles"] == runs[False][1]["cycles"]

@@ -71,20 +71,22 @@ def toplevel_name(config, width):
     return f"ita_hwpe_n{config.N}_m{config.M}_w{width}"
 
 
-def build_hwpe(config, *, width=1024, waves=False):
-    """Emit the HWPE's Verilog and build (or reuse) its Verilator model."""
-    top = toplevel_name(config, width)
-    key = toolchain.source_digest("ita", "cluster_integration", extra=f"{config!r} {width}")
+def build_hwpe(config, *, width=1024, waves=False, clock_gate=True):
+    """Emit the HWPE's Verilog and build (or reuse) its Verilator model (with the clock
+    gate the cluster uses, unless ``clock_gate`` is false)."""
+    top = toplevel_name(config, width) + ("" if clock_gate else "_free")
+    key = toolchain.source_digest("ita", "cluster_integration",
+                                  extra=f"{config!r} {width} {clock_gate}")
     verilog = toolchain.emit_verilog_cached(
-        lambda: ItaHwpe(config=config, data_width=width), top,
+        lambda: ItaHwpe(config=config, data_width=width, clock_gate=clock_gate), top,
         toolchain.BUILD_ROOT / "gen" / f"{top}.v", key=key)
     return toolchain.build([verilog], top, waves=waves)
 
 
-def run_hwpe_test(options, test_name="ita_hwpe", testcase=JOBS_TESTCASE):
+def run_hwpe_test(options, test_name="ita_hwpe", testcase=JOBS_TESTCASE, *, clock_gate=True):
     """Run one pyuvm test of ``verif.hwpe.tests``; ``options`` are the ``make sim`` keys."""
     config = ITAConfig(N=options["ARRAY_N"], M=options["ARRAY_M"])
-    handle = build_hwpe(config, waves=bool(options["WAVES"]))
+    handle = build_hwpe(config, waves=bool(options["WAVES"]), clock_gate=clock_gate)
     outcome = run_test(handle, TB_MODULE, testcase, seed=options["SEED"],
                        waves=bool(options["WAVES"]),
                        extra_env=publish(hwpe_options(options, testcase)),
