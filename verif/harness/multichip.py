@@ -68,7 +68,12 @@ def _model_commands(model_dir: Path) -> tuple[list[str], list[str]]:
     model's build log (the flags Verilator's makefile used)."""
     compile_cmd = link_cmd = None
     for line in (model_dir / "build.log").read_text(errors="replace").splitlines():
-        words = shlex.split(line) if line.strip() else []
+        if "cluster_main" not in line:
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:   # not a command line (a quoted message)
+            continue
         if "-c" in words and words[-1].endswith("cluster_main.cpp"):
             compile_cmd = words
         elif words and "-o" in words and words[words.index("-o") + 1] == EXECUTABLE \

@@ -47,6 +47,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "Vcluster_test_top.h"
@@ -67,7 +69,7 @@ static_assert(kLinks == 2, "the harness wires a ring: links next and prev");
 
 using Top = Vcluster_test_top;
 // The payload ports' Verilator type: a VlWide of 32-bit words.
-using Payload = decltype(Top::link0_tx_payload);
+using Payload = std::remove_reference_t<decltype(std::declval<Top&>().link0_tx_payload)>;
 constexpr size_t kPayloadWords = sizeof(Payload) / sizeof(uint32_t);
 
 [[noreturn]] void usage_error(const std::string& what) {
