@@ -30,7 +30,7 @@ def _run(runs, stall, **kwargs):
     return runs[key]
 
 
-@pytest.mark.parametrize("stall", [0, 90])
+@pytest.mark.parametrize("stall", [0, 30])
 def test_two_chip_allreduce_is_bit_exact(runs, stall):
     status, fields, run = _run(runs, stall)
     assert status == "PASS", (fields, run.report, run.outputs)
@@ -43,10 +43,10 @@ def test_two_chip_allreduce_is_bit_exact(runs, stall):
 
 def test_stalls_change_timing_only(runs):
     _, calm, _ = _run(runs, 0)
-    _, stalled, _ = _run(runs, 90)
+    _, stalled, _ = _run(runs, 30)
     assert stalled["link_bytes"] == calm["link_bytes"]
-    assert (stalled["ring_cycles"], stalled["allreduce_cycles"]) != \
-        (calm["ring_cycles"], calm["allreduce_cycles"])
+    assert stalled["ring_cycles"] > calm["ring_cycles"]
+    assert stalled["allreduce_cycles"] > calm["allreduce_cycles"]
 
 
 def test_a_chip_that_never_answers_is_named(runs):

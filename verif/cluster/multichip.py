@@ -178,7 +178,7 @@ def _failure(run) -> str:
                 int_key("CHIPS", 2, minimum=1, maximum=MAX_CHIPS),
                 int_key("N", DEFAULT_N, minimum=1, help="int32 elements of the all-reduce"),
                 int_key("LINK_STALL", 0, minimum=0, maximum=99,
-                        help="percent chance per cycle that a due beat waits"),
+                        help="percent of the beats a link stalls before, 1 to 64 cycles"),
                 int_key("HALT_CHIP", None, minimum=0, help="a chip held in reset"),
                 int_key("WATCHDOG", 200_000, minimum=1,
                         help="cycles without link traffic before the run is stopped"),

@@ -13,9 +13,9 @@
 // ("next"), link 1 to link 0 of chip (i - 1) % k ("prev"); with one chip both links loop
 // back to the chip itself. A channel delivers a beat LINK_LATENCY cycles after the sender's
 // link handed it over (link_config.h, generated from ClusterConfig), holds at most
-// LINK_CAPACITY beats (the sender's tx_ready is room in it) and, with +LINK_STALL, withholds
-// a beat that is due for a random number of cycles (percent chance per cycle, seeded by
-// +SEED): timing changes, data and order do not. The bandwidth is the sender's own (its link
+// LINK_CAPACITY beats (the sender's tx_ready is room in it) and, with +LINK_STALL=<p>, stalls
+// before a due beat with p percent chance, for 1 to kMaxStall cycles (uniform, seeded by
+// +SEED): a lane retraining or a busy switch; timing changes, data and order do not. The bandwidth is the sender's own (its link
 // peripheral's byte budget, in RTL).
 //
 // The run ends when every chip has ended; a chip that fails (trap, access to an unmapped
@@ -64,6 +64,7 @@ constexpr uint64_t kDefaultWatchdog = 2000000;
 constexpr int kResetCycles = 3;
 constexpr int kMaxChips = 64;
 constexpr int kMaxCores = 64;
+constexpr unsigned kMaxStall = 64;  // cycles of one link stall, at most
 constexpr int kLinks = LINK_COUNT;
 static_assert(kLinks == 2, "the harness wires a ring: links next and prev");
 
@@ -137,6 +138,7 @@ struct Channel {
     };
     std::deque<Beat> beats;
     bool offering = false;  // the head is offered to the receiver (held until taken)
+    uint64_t stalled_until = 0;  // no new offer before this cycle
     uint64_t count = 0, bytes = 0;
 };
 
@@ -261,6 +263,7 @@ int main(int argc, char** argv) {
 
     std::mt19937_64 rng(seed);
     std::uniform_int_distribution<unsigned> percent(0, 99);
+    std::uniform_int_distribution<unsigned> stall_length(1, kMaxStall);
     const auto t0 = std::chrono::steady_clock::now();
     const std::clock_t c0 = std::clock();
     uint64_t sim_cycles = 0, cycle = 0, last_traffic = 0;
@@ -278,8 +281,12 @@ int main(int argc, char** argv) {
                 *p.tx_ready = out.beats.size() < LINK_CAPACITY;
                 Channel& in = receiver(i, j);
                 if (!in.offering && !in.beats.empty() && in.beats.front().due <= cycle &&
-                    !(stall && percent(rng) < stall))
-                    in.offering = true;
+                    in.stalled_until <= cycle) {
+                    if (stall && percent(rng) < stall)
+                        in.stalled_until = cycle + stall_length(rng);
+                    else
+                        in.offering = true;
+                }
                 *p.rx_valid = in.offering;
                 if (in.offering) *p.rx_payload = in.beats.front().payload;
             }
