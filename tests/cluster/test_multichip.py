@@ -1,4 +1,4 @@
-"""Two chips on a ring in the multi-chip harness (one Verilator build shared with ``make run``):
+"""Chips on a ring in the multi-chip harness (one Verilator build shared with ``make run``):
 the ring step and the all-reduce bit-exact against numpy with and without random link stalls
 (the stalls change the timing only), the refused link descriptors (checked by the program on
 every chip), and the watchdog naming a chip that never answers."""
@@ -47,6 +47,18 @@ def test_stalls_change_timing_only(runs):
     assert stalled["link_bytes"] == calm["link_bytes"]
     assert stalled["ring_cycles"] > calm["ring_cycles"]
     assert stalled["allreduce_cycles"] > calm["allreduce_cycles"]
+
+
+@pytest.mark.parametrize("chips", [1, 4])
+def test_one_and_four_chips_with_stalls(chips):
+    """One chip talks to itself over its looped-back links; four chips run three steps of
+    each phase. Every byte a chip sends is counted once by the harness."""
+    status, fields, run = run_multichip(model="allreduce", chips=chips, n=N, seed=5,
+                                        link_stall=30, max_cycles=2_000_000, watchdog=50_000,
+                                        stream=False)
+    assert status == "PASS", (fields, run.report, run.outputs)
+    per_chip = 4 * 256 + 2 * (chips - 1) * 4 * N // chips
+    assert fields["link_bytes"] == chips * per_chip and fields["mismatches"] == 0
 
 
 def test_a_chip_that_never_answers_is_named(runs):
