@@ -8,6 +8,7 @@ import pytest
 
 from sw.build import build_app
 from verif.cluster.multichip import prepare, run_multichip
+from verif.console import SUMMARY_FIELD
 from verif.harness.multichip import link_config_header, parse_report, run_chips
 from verif.harness.run import merged_l2_image
 from verif.sim import main as sim_main
@@ -67,6 +68,9 @@ def test_a_chip_that_never_answers_is_named(runs):
     assert fields["end"] == "watchdog" and fields["silent_chip"] == 1
     assert any("chip 1 never answered" in line for line in run.report)
     assert any(line.startswith("multichip: chip 0 core 0 at pc 0x") for line in run.report)
+    # Chip 0 waits for chip 1's ring block: its core 0's PC is named by the phase's function.
+    assert any("chip 0 core 0 at pc" in line and line.endswith("(wait_ring)")
+               for line in fields[SUMMARY_FIELD]), fields[SUMMARY_FIELD]
 
 
 def test_the_program_checks_what_it_received(tmp_path):

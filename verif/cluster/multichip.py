@@ -17,6 +17,8 @@ chip's all-reduce from its start to its last byte received.
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from hw import toolchain
 from ita.cli import SEED, UsageError, choice_key, int_key
 from ita.cluster_config import DEFAULT
 from sw.build import build_app
+from verif.cluster.trace import Symbols, TraceError
 from verif.console import SUMMARY_FIELD
 from verif.harness.multichip import MAX_CHIPS, run_chips
 from verif.harness.run import merged_l2_image
@@ -141,10 +144,33 @@ def run_multichip(*, model: str, chips: int, n: int, seed: int, link_stall: int 
     if summary:
         lines.append(f"simulation     {summary['cpu_cycles_per_s']:,} system cycles/s (CPU), "
                      f"{summary['sim_cycles']:,} cycles in {summary['seconds']:.1f} s")
-    lines += [f"report         {line}" for line in run.report
+    lines += [f"report         {line}" for line in _named_pcs(run.report, app.elf)
               if "never answered" in line or "watchdog:" in line or " at pc " in line]
     fields[SUMMARY_FIELD] = lines
     return ("PASS" if ok else "FAIL"), fields, run
+
+
+_PC = re.compile(r" at pc (0x[0-9a-f]{8})$")
+
+
+def _named_pcs(report, elf):
+    """The harness's lines with each core PC followed by the function holding it (core 0's
+    waits are one function per phase of the program, so a stuck chip's phase is named)."""
+    if not any(_PC.search(line) for line in report):
+        return report
+    try:
+        symbols = Symbols.from_elf(elf)
+    except (TraceError, OSError, subprocess.CalledProcessError):
+        return report
+    named = []
+    for line in report:
+        match = _PC.search(line)
+        if match:
+            name = symbols.name(int(match.group(1), 16))
+            if not name.startswith("0x"):
+                line = f"{line} ({name})"
+        named.append(line)
+    return named
 
 
 def _stats(output: str) -> dict:
