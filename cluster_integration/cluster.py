@@ -1,10 +1,11 @@
-"""The cluster: CV32E40P cores, shared L1, ITA HWPE, event unit, DMA, L2 and SoC control."""
+"""The cluster: CV32E40P cores, shared L1, ITA HWPE, event unit, DMA, L2, SoC control and
+the chip-to-chip links."""
 
 from amaranth.hdl import ClockSignal, Instance, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ita.cluster_config import DEFAULT, ClusterConfig
+from ita.cluster_config import DEFAULT, LINKS, ClusterConfig
 
 from . import memory_map as mmap
 from .address_decoder import AddressDecoder
@@ -16,12 +17,13 @@ from .hwpe.tcdm_mux import TcdmMux
 from .l1 import L1Memory
 from .l2 import L2Memory
 from .l3 import L3Link
+from .link import ChipLink, beat_layout
 from .soc_ctrl import SocCtrl
 
 __all__ = ["Cluster"]
 
 #: Data-side targets of every core, by memory-map region.
-_TARGETS = ("L1", "EVENT_UNIT", "DMA", "ITA", "SOC_CTRL", "L2")
+_TARGETS = ("L1", "EVENT_UNIT", "DMA", "LINK", "ITA", "SOC_CTRL", "L2")
 
 
 class Cluster(wiring.Component):
@@ -34,7 +36,11 @@ class Cluster(wiring.Component):
     the DMA and the ITA (shared, round-robin, with the core's id), SoC control (stdout,
     exit, cycles, trap reports) and L2 (shared among the cores; the DMA has its own wide L2
     port). L3, off-chip, is the DMA's alone: its port goes through the modelled link
-    (:class:`L3Link`) to a sparse array loaded with ``+L3_HEX``. The testbench loads L2
+    (:class:`L3Link`) to a sparse array loaded with ``+L3_HEX``. The chip-to-chip links
+    (:class:`ChipLink`) take the DMA's beats into the remote windows and send them on
+    ``tx<j>``; what arrives on ``rx<j>`` they write into L1 or L2 through the DMA's ports
+    (shared round robin with the DMA); ``chip_id`` and ``chips`` (the chip's place in the
+    ring, set by the system) are readable in their registers. The testbench loads L2
     through the ``l2`` submodule's ``storage`` memory, raises ``fetch_enable`` and watches
     the outputs.
 
@@ -45,6 +51,8 @@ class Cluster(wiring.Component):
     exit_valid, exit_code : Out -- end of computation
     trap_valid, trap_cause, trap_pc : Out -- a core trapped (reported by its handler)
     bad_access, bad_core, bad_address : Out -- a core accessed an unmapped address
+    chip_id, chips : In(8) -- this chip's index in the ring and the number of chips
+    tx<j>, rx<j> : Out/In(stream.Signature(beat_layout(dma_width))) -- link j
     """
 
     def __init__(self, cluster: ClusterConfig = DEFAULT):
@@ -61,6 +69,10 @@ class Cluster(wiring.Component):
             "bad_access": Out(1),
             "bad_core": Out(8),
             "bad_address": Out(32),
+            "chip_id": In(8),
+            "chips": In(8),
+            **{f"{direction}{j}": port(stream.Signature(beat_layout(cluster.dma_width)))
+               for j in range(len(LINKS)) for direction, port in (("tx", Out), ("rx", In))},
         })
 
     @property
@@ -90,7 +102,12 @@ class Cluster(wiring.Component):
             l1_region=regions["L1"], l2_region=regions["L2"], window=regions["DMA"].size,
             width=c.dma_width, queue_depth=c.dma_queue_depth, l3_region=l3_region,
             read_ahead=read_ahead_covering(c.l3_latency, c.l3_bytes_per_cycle,
-                                           c.dma_width // 8), cores=n)
+                                           c.dma_width // 8), cores=n, remote=c.remote)
+        m.submodules.link = link = ChipLink(c)
+        m.d.comb += [link.chip_id.eq(self.chip_id), link.chips.eq(self.chips)]
+        for j in range(len(LINKS)):
+            wiring.connect(m, link.tx(j), wiring.flipped(getattr(self, f"tx{j}")))
+            wiring.connect(m, wiring.flipped(getattr(self, f"rx{j}")), link.rx(j))
         m.submodules.l3_link = l3_link = L3Link(width=c.dma_width,
                                                 bytes_per_cycle=c.l3_bytes_per_cycle,
                                                 latency=c.l3_latency)
@@ -103,6 +120,7 @@ class Cluster(wiring.Component):
         m.submodules.soc_mux = soc_mux = TcdmMux(channels=n, data_width=32)
         m.submodules.ita_mux = ita_mux = TcdmMux(channels=n, data_width=32)
         m.submodules.dma_mux = dma_mux = TcdmMux(channels=n, data_width=32)
+        m.submodules.link_mux = link_mux = TcdmMux(channels=n, data_width=32)
 
         for i in range(n):
             core = Cv32e40p(hart_id=i, boot_address=c.boot_address, trap_vector=c.trap_vector)
@@ -118,13 +136,22 @@ class Cluster(wiring.Component):
             wiring.connect(m, decoder.SOC_CTRL, soc_mux.channel(i))
             wiring.connect(m, decoder.ITA, ita_mux.channel(i))
             wiring.connect(m, decoder.DMA, dma_mux.channel(i))
+            wiring.connect(m, decoder.LINK, link_mux.channel(i))
             with m.If(decoder.bad_access):
                 m.d.sync += [self.bad_access.eq(1), self.bad_core.eq(i),
                              self.bad_address.eq(decoder.bad_address)]
 
-        wiring.connect(m, dma.l1, l1.dma)
-        wiring.connect(m, dma.l2, l2.dma)
+        # The DMA and the links' receivers share the DMA ports of L1 and L2, round robin.
+        for name, memory in (("l1", l1), ("l2", l2)):
+            mux = TcdmMux(channels=2, data_width=c.dma_width)
+            m.submodules[f"{name}_dma_mux"] = mux
+            wiring.connect(m, getattr(dma, name), mux.channel(0))
+            wiring.connect(m, getattr(link, name), mux.channel(1))
+            wiring.connect(m, mux.port, memory.dma)
         wiring.connect(m, dma.l3, l3_link.near)
+        wiring.connect(m, dma.link, link.dma)
+        m.d.comb += link.dma_last.eq(dma.link_last)
+        wiring.connect(m, link_mux.port, link.regs)
         wiring.connect(m, l2_mux.port, l2.data)
         wiring.connect(m, soc_mux.port, soc.bus)
         wiring.connect(m, ita.tcdm, l1.wide)
@@ -137,6 +164,9 @@ class Cluster(wiring.Component):
             m.d.comb += [pulses.bit_select(lines["ITA"], 1).eq(ita.events[i]),
                          pulses.bit_select(lines["DMA"], 1).eq(dma.events[i]),
                          eu.events[i].eq(pulses)]
+            for j in range(len(LINKS)):   # a transfer arrived: every core's line
+                m.d.comb += pulses.bit_select(mmap.EVENT_LINES[f"LINK{j}"], 1).eq(
+                    link.events[j])
 
         m.d.comb += [
             self.char_valid.eq(soc.char_valid), self.char.eq(soc.char),

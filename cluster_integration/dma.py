@@ -1,4 +1,5 @@
-"""The cluster DMA: queued 1-D and 2-D copies between L1, L2 and L3, ``width`` bits per beat.
+"""The cluster DMA: queued 1-D and 2-D copies between L1, L2 and L3, and from them to a
+neighbouring chip over a chip-to-chip link, ``width`` bits per beat.
 
 It replaces PULP's MCHAN with the simpler register map of
 :data:`cluster_integration.memory_map.DMA`: a core writes the transfer registers and START; the
@@ -66,7 +67,8 @@ class _AddressWalk(wiring.Component):
     rows ``stride`` bytes apart, cut into beats of ``lanes`` words from the start of each row
     (the last beat of a row may be shorter). ``load`` starts a walk; ``step`` moves past the
     current beat, which starts at ``address`` and has its words marked in ``lane_enable``;
-    ``done`` is set once every beat was stepped over (at once when the transfer is empty)."""
+    ``done`` is set once every beat was stepped over (at once when the transfer is empty);
+    ``last`` marks the transfer's last beat."""
 
     def __init__(self, *, length_bits, rows_bits, lanes):
         self._lanes = lanes
@@ -80,6 +82,7 @@ class _AddressWalk(wiring.Component):
             "address": Out(_ADDR_BITS),
             "lane_enable": Out(lanes),
             "done": Out(1, init=1),
+            "last": Out(1),
         })
 
     def elaborate(self, platform):
@@ -106,7 +109,8 @@ class _AddressWalk(wiring.Component):
             with m.Else():
                 m.d.sync += [self.address.eq(self.address + lanes * WORD_BYTES),
                              words_left.eq(words_left - lanes)]
-        m.d.comb += self.lane_enable.eq(Cat(words_left > k for k in range(lanes)))
+        m.d.comb += [self.lane_enable.eq(Cat(words_left > k for k in range(lanes))),
+                     self.last.eq(~self.done & (rows_left == 1) & (words_left <= lanes))]
         return m
 
 
@@ -139,6 +143,14 @@ class Dma(wiring.Component):
     after its link's latency, so ``read_ahead`` must cover that latency at the link's rate to
     keep the link busy.
 
+    With ``remote`` (:class:`ita.cluster_config.RemoteWindows`), a destination in the
+    REMOTE region goes to ``link``, a write-only port to the chip-to-chip links
+    (:class:`cluster_integration.link.ChipLink`), with ``link_last`` marking the transfer's
+    last beat; the transfer completes like any other when the link has accepted that beat.
+    A source there is refused (``src_range``: a link carries writes only), and so is a
+    destination span that does not lie within the neighbour's L1 or L2 in the window of a
+    link the chip has (``link``).
+
     Two cycles after the last write of a transfer is granted, ``events`` pulses the line of the
     core that started it, in the first cycle where STATUS counts one transfer less. A refused
     transfer makes no access: two cycles after it reaches the engine, ``events`` and
@@ -148,7 +160,8 @@ class Dma(wiring.Component):
     """
 
     def __init__(self, *, l1_region, l2_region, window, width=32, queue_depth=2,
-                 l3_region=None, read_ahead=READ_AHEAD, cores=memory_map.CORES, id_width=4):
+                 l3_region=None, read_ahead=READ_AHEAD, cores=memory_map.CORES, id_width=4,
+                 remote=None):
         if not isinstance(queue_depth, int) or queue_depth < 1:
             raise ValueError(f"queue_depth must be a positive integer, not {queue_depth!r}")
         if queue_depth + 1 >= 1 << _STATUS.field().width:
@@ -163,6 +176,7 @@ class Dma(wiring.Component):
         self._queue_depth, self._cores = queue_depth, cores
         self._l1_region, self._lanes = l1_region, width // WORD_BITS
         self._l3_region, self._read_ahead = l3_region, read_ahead
+        self._remote = remote
         #: The memories a transfer's rows may lie in.
         self.regions = tuple(r for r in (l1_region, l2_region, l3_region) if r is not None)
         self._descriptor = data.StructLayout({
@@ -181,6 +195,9 @@ class Dma(wiring.Component):
         }
         if l3_region is not None:
             members["l3"] = Out(TcdmSignature(data_width=width))
+        if remote is not None:
+            members["link"] = Out(TcdmSignature(data_width=width))
+            members["link_last"] = Out(1)
         super().__init__(members)
 
     @property
@@ -218,29 +235,51 @@ class Dma(wiring.Component):
         spans = {side: self._span(m, side, getattr(d, side), getattr(d, f"{side}_stride"),
                                   d.rows, d.length) for side in ("src", "dst")}
 
-        def within_a_region(low, end):
-            return Cat((low >= r.base) & (end <= r.end) for r in self.regions).any()
+        def within_a_region(low, end, regions=self.regions):
+            return Cat((low >= r.base) & (end <= r.end) for r in regions).any()
 
         offset = slice(0, BYTE_OFFSET_BITS)
         (src_low, src_end), (dst_low, dst_end) = spans["src"], spans["dst"]
         m.d.comb += [
             causes.src_range.eq(moves & ~within_a_region(src_low, src_end)),
-            causes.dst_range.eq(moves & ~within_a_region(dst_low, dst_end)),
+            causes.dst_range.eq(moves & ~within_a_region(
+                dst_low, dst_end, self.regions + ((self._remote.region,) if self._remote else ()))),
             causes.rows.eq((d.length != 0) & (d.rows == 0)),
             causes.align.eq((d.length != 0) & (
                 (d.src[offset] != 0) | (d.dst[offset] != 0) | (d.length[offset] != 0)
                 | ((d.rows > 1) & ((d.src_stride[offset] != 0) | (d.dst_stride[offset] != 0))))),
             causes.overlap.eq(moves & (src_low < dst_end) & (dst_low < src_end)),
         ]
+        if self._remote is not None:
+            m.d.comb += causes.link.eq(moves & ~self._remote_legal(m, dst_low, dst_end))
         return causes
+
+    def _remote_legal(self, m, low, end):
+        """The span [low, end) does not start in the REMOTE region, or lies within the
+        neighbour's L1 or L2 in the window of an existing link."""
+        w = self._remote
+        shift = (w.window - 1).bit_length()
+        in_remote = (low >= w.region.base) & (low < w.region.end)
+        relative = Signal(range(w.region.size), name="remote_offset")
+        m.d.comb += relative.eq((low - w.region.base)[:len(relative)])
+        link = relative[shift:]
+        start = Signal(signed(len(low) + 1), name="remote_window_start")
+        m.d.comb += start.eq(w.region.base + (link << shift))
+        first, past = low - start, end - start
+        inside = ((link < w.links)
+                  & ((past <= w.l1_size)
+                     | ((first >= w.l2_offset) & (past <= w.l2_offset + w.l2_size))))
+        return ~in_remote | inside
 
     def _port_of(self, address):
         """{port name: the address lies in its memory}, one of them set."""
-        in_l1 = self._inside(self._l1_region, address)
-        if self._l3_region is None:
-            return {"l1": in_l1, "l2": ~in_l1}
-        in_l3 = self._inside(self._l3_region, address)
-        return {"l1": in_l1, "l2": ~in_l1 & ~in_l3, "l3": in_l3}
+        ports = {"l1": self._inside(self._l1_region, address)}
+        if self._l3_region is not None:
+            ports["l3"] = self._inside(self._l3_region, address)
+        if self._remote is not None:
+            ports["link"] = self._inside(self._remote.region, address)
+        ports["l2"] = ~Cat(*ports.values()).any()
+        return ports
 
     def elaborate(self, platform):
         m = Module()
@@ -352,8 +391,10 @@ class Dma(wiring.Component):
                 m.d.comb += read_granted.eq(1)
             with m.If(write_chosen & port.gnt):
                 m.d.comb += write_granted.eq(1)
+            if name == "link":
+                m.d.comb += self.link_last.eq(write_chosen & writes.last)
             response_due = Signal(name=f"{name}_response_due")
-            if name == "l3":   # answers after its latency, flagged by r_valid
+            if name in ("l3", "link"):   # answers after its latency (never: link), r_valid
                 m.d.comb += response_due.eq(port.r_valid)
             else:
                 m.d.sync += response_due.eq(read_granted_here)

@@ -10,11 +10,12 @@ answered only when the barrier is complete or an enabled event is pending, so th
 stalls in its load-store unit (the same effect as PULP's ``p.elw``).
 """
 
-from ita.cluster_config import DEFAULT, Region
+from ita.cluster_config import DEFAULT, LINKS, Region
 
 from .registers import Field, Register
 
-__all__ = ["Region", "REGIONS", "region", "EVENT_UNIT", "DMA", "SOC_CTRL", "EVENT_LINES",
+__all__ = ["Region", "REGIONS", "region", "EVENT_UNIT", "DMA", "SOC_CTRL", "LINK", "EVENT_LINES",
+           "LINK_COUNTERS", "LINK_COUNTER_STRIDE",
            "BOOT_ADDRESS", "TRAP_VECTOR", "CORES", "L1_BANKS", "PERIPHERALS"]
 
 # The default cluster's map, for the blocks that do not take a configuration yet. The
@@ -28,7 +29,8 @@ region = DEFAULT.region
 
 
 #: Event lines seen by the event unit, per core (bit positions of EVT_MASK / EVT_WAIT).
-EVENT_LINES = {"ITA": 0, "DMA": 1, "SW0": 8}
+#: ``LINK<j>``: a transfer arrived over link j (its last beat is written), for every core.
+EVENT_LINES = {"ITA": 0, "DMA": 1, **{f"LINK{j}": 2 + j for j in range(len(LINKS))}, "SW0": 8}
 
 EVENT_UNIT = (
     Register("CORE_ID", 0x00, "r", "Id of the reading core (0..cores-1).",
@@ -78,6 +80,8 @@ DMA = (
               Field("align", 3, 1, "SRC, DST or LENGTH is not a word multiple, or ROWS > 1 and "
                     "a stride is not"),
               Field("overlap", 4, 1, "the source and destination spans share a byte"),
+              Field("link", 5, 1, "the destination lies in the REMOTE region but not within "
+                    "the neighbour's L1 or L2 in the window of a link the chip has"),
               Field("refused", 8, 8, "refused transfers (saturates)"))),
 )
 
@@ -97,4 +101,26 @@ SOC_CTRL = (
              (Field("pc", 0, 32, "mepc"),)),
 )
 
-PERIPHERALS = {"EVENT_UNIT": EVENT_UNIT, "DMA": DMA, "SOC_CTRL": SOC_CTRL}
+#: Per-link counters of the LINK block: (name, access, doc), each link's set
+#: ``LINK_COUNTER_STRIDE`` bytes after the previous one's, from offset 0x10.
+LINK_COUNTERS = (
+    ("RX_BYTES", "Bytes received over the link and written to this chip's L1 or L2 since "
+     "reset (wraps)."),
+    ("RX_TRANSFERS", "Transfers received over the link since reset: a transfer counts when "
+     "its last beat is written, and raises the link's event for every core."),
+    ("TX_BYTES", "Bytes the link accepted from the DMA for sending since reset (wraps)."),
+    ("TX_TRANSFERS", "Transfers whose last beat the link accepted for sending since reset."),
+)
+LINK_COUNTER_STRIDE = 0x10
+
+LINK = (
+    Register("CHIP_ID", 0x00, "r", "This chip's position in the ring of chips (0..CHIPS-1), "
+             "set by the system around the chip.", (Field("id", 0, 8, "chip index"),)),
+    Register("CHIPS", 0x04, "r", "Chips in the ring (1: a chip alone, its links unconnected "
+             "or looped back).", (Field("chips", 0, 8, "chips"),)),
+    *(Register(f"{name}{j}", 0x10 + j * LINK_COUNTER_STRIDE + 4 * k, "r",
+               f"Link {j} ({LINKS[j]} chip): {doc}", (Field("count", 0, 32, "count"),))
+      for j in range(len(LINKS)) for k, (name, doc) in enumerate(LINK_COUNTERS)),
+)
+
+PERIPHERALS = {"EVENT_UNIT": EVENT_UNIT, "DMA": DMA, "LINK": LINK, "SOC_CTRL": SOC_CTRL}

@@ -215,6 +215,12 @@ def c_header(cluster: ClusterConfig) -> str:
                      ("CLUSTER_L2_PROGRAM_SIZE", f"0x{cluster.l2_program_size:08X}"),
                      ("CLUSTER_DMA_BEAT_BYTES", str(cluster.dma_width // 8)),
                      ("CLUSTER_DMA_QUEUE_DEPTH", str(cluster.dma_queue_depth)),
+                     ("CLUSTER_LINKS", str(cluster.remote.links)),
+                     ("CLUSTER_LINK_BYTES_PER_CYCLE", str(cluster.link_bytes_per_cycle)),
+                     ("CLUSTER_LINK_LATENCY", str(cluster.link_latency)),
+                     ("REMOTE_WINDOW_SIZE", f"0x{cluster.remote.window:08X}"),
+                     ("REMOTE_WINDOW_L2_OFFSET", f"0x{cluster.remote.l2_offset:08X}"),
+                     ("LINK_COUNTER_STRIDE", f"0x{mm.LINK_COUNTER_STRIDE:02X}"),
                      ("BOOT_ADDRESS", f"0x{cluster.boot_address:08X}"),
                      ("TRAP_VECTOR", f"0x{cluster.trap_vector:08X}")], "#define {} {}")
 

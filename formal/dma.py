@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Properties of the DMA, over its register port and its two memory masters.
+"""Properties of the DMA, over its register port, its two memory masters and its port to the
+chip-to-chip links (destinations in the remote windows, :class:`ita.cluster_config.RemoteWindows`).
 
 :class:`TransferHarness`: the environment programs whole-word registers and one 1-D transfer
 at a time (START only while STATUS is 0, ROWS 1); the memories grant and answer freely. The
@@ -26,6 +27,7 @@ from cluster_integration.registers import (
     region_window_bits,
 )
 from formal.harness import CORES, ID_WIDTH, Internals, Tampered, drive_freely, no_reset
+from ita.cluster_config import DEFAULT
 
 __all__ = ["TransferHarness", "RefusalHarness", "REFUSAL_CYCLES", "dma", "writes_one_word_late",
            "checks_first_row_only"]
@@ -41,7 +43,8 @@ REFUSAL_CYCLES = 3
 
 def dma(cls=Dma):
     return cls(l1_region=memory_map.region("L1"), l2_region=memory_map.region("L2"),
-               window=_WINDOW, queue_depth=1, cores=CORES, id_width=ID_WIDTH)
+               window=_WINDOW, queue_depth=1, cores=CORES, id_width=ID_WIDTH,
+               remote=DEFAULT.remote)
 
 
 class _FirstRowDma(Dma):
@@ -113,7 +116,7 @@ class TransferHarness(Elaboratable):
         with m.Elif(dut.events.any()):
             m.d.sync += active.eq(0)
 
-        for port in (dut.l1, dut.l2):
+        for port in (dut.l1, dut.l2, dut.link):
             written = port.req & port.gnt & port.we & port.be.any()
             m.d.comb += Assert(~written | (active & (port.addr >= low) & (port.addr < high)))
             with m.If(written & ~starting):
@@ -168,7 +171,7 @@ class RefusalHarness(Elaboratable):
             m.d.sync += age.eq(age + 1)
         line = Cat(starter == c for c in range(CORES))
         m.d.comb += [
-            Assert(~watching | ~(dut.l1.req | dut.l2.req)),
+            Assert(~watching | ~(dut.l1.req | dut.l2.req | dut.link.req)),
             Assert(~watching | (age <= REFUSAL_CYCLES)),
             Assert(~(watching & event) | ((age == REFUSAL_CYCLES) & (dut.events == line)
                                           & (dut.refused == line))),
@@ -203,5 +206,6 @@ class RefusalHarness(Elaboratable):
             Assert(~asked | ((got == answer.as_value())
                              & (field_bits(bus.r_data, count) == answer_count))),
             Cover(asked & (answer_count != 0) & answer.dst_range),
+            Cover(asked & (answer_count != 0) & answer.link),
         ]
         return m

@@ -18,7 +18,9 @@ default     N=16, M=64   8      32        256 KiB  4 MiB    1024 bit   128 bit
 large       N=32, M=128  8      64        256 KiB  4 MiB    2048 bit   128 bit
 ==========  ===========  =====  ========  =======  =======  =========  ========
 
-Every configuration has 64 MiB of L3 behind a 2 B/cycle link with 30 cycles of latency.
+Every configuration has 64 MiB of L3 behind a 2 B/cycle link with 30 cycles of latency, and
+two chip-to-chip links (a ring: the next and the previous chip) of 1 B/cycle with 40 cycles of
+latency, reached by the DMA through the remote windows (docs/multichip.md).
 
 256 KiB of L1 hold a MiniLM-sized encoder layer (MiniLM's second FFN GEMM needs its 96 KiB
 input at once) and 4 MiB of L2 its program, weights and checked tensors.
@@ -30,7 +32,8 @@ from dataclasses import dataclass, replace
 
 from ita.config import DEFAULT_CONFIG, ITAConfig
 
-__all__ = ["Region", "ClusterConfig", "CONFIGS", "DEFAULT", "get", "KiB", "MiB"]
+__all__ = ["Region", "RemoteWindows", "ClusterConfig", "CONFIGS", "DEFAULT", "get", "KiB", "MiB",
+           "LINKS", "REMOTE_WINDOWS"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -41,8 +44,17 @@ MiB = 1024 * KiB
 PERIPHERAL_WINDOWS = (
     ("EVENT_UNIT", 0x0000, 0x400, "barrier and event unit"),
     ("DMA", 0x0400, 0x400, "L2 <-> L1 DMA"),
+    ("LINK", 0x0800, 0x400, "chip-to-chip links: chip id, transfer counters"),
     ("ITA", 0x1000, 0x400, "ITA HWPE control slave"),
 )
+#: The chip-to-chip links of every chip, by index: a ring, so a link to the next chip and one
+#: to the previous chip (chip ``(i + 1) % K`` and ``(i - 1) % K`` of ``K``). A ring all-reduce
+#: is bandwidth-optimal with one link pair per chip (docs/multichip.md).
+LINKS = ("next", "prev")
+#: Remote windows in the memory map, one per possible link; those past :data:`LINKS` name a
+#: link the chip does not have (room for a topology with four links per chip, a 2-D torus),
+#: and the DMA refuses a transfer into them.
+REMOTE_WINDOWS = 4
 #: Size of the SoC control window (stdout, end of computation, cycle counter).
 SOC_CTRL_WINDOW = 0x1000
 #: Entries of the vectored trap table at the start of L2 (exceptions, then interrupts 1..31,
@@ -65,6 +77,49 @@ class Region:
 
     def contains(self, address):
         return self.base <= address < self.end
+
+
+@dataclass(frozen=True)
+class RemoteWindows:
+    """Where a neighbour's memory appears in a chip's address space: the REMOTE region holds
+    one window of ``window`` bytes per link slot; inside the window of link ``j``, the
+    neighbour's L1 lies at offset 0 (``l1_size`` bytes) and its L2 at ``l2_offset``
+    (``l2_size`` bytes). A DMA transfer whose destination lies there is sent over link ``j``
+    and written at the same offset of the neighbour's L1 or L2."""
+
+    region: Region
+    window: int
+    links: int
+    l1_base: int
+    l1_size: int
+    l2_offset: int
+    l2_base: int
+    l2_size: int
+
+    def window_base(self, link):
+        return self.region.base + link * self.window
+
+    def l1(self, link, offset=0):
+        """The address that reaches ``offset`` in the L1 of the chip on ``link``."""
+        return self.window_base(link) + offset
+
+    def l2(self, link, offset=0):
+        """The address that reaches ``offset`` in the L2 of the chip on ``link``."""
+        return self.window_base(link) + self.l2_offset + offset
+
+    def target(self, address):
+        """(link, neighbour's local address) of a remote-window address whose link exists
+        and whose offset lies in the neighbour's L1 or L2; None otherwise."""
+        if not self.region.contains(address):
+            return None
+        link, offset = divmod(address - self.region.base, self.window)
+        if link >= self.links:
+            return None
+        if offset < self.l1_size:
+            return link, self.l1_base + offset
+        if self.l2_offset <= offset < self.l2_offset + self.l2_size:
+            return link, self.l2_base + offset - self.l2_offset
+        return None
 
 
 @dataclass(frozen=True)
@@ -107,6 +162,13 @@ class ClusterConfig:
     l3_bytes_per_cycle, l3_latency:
         The off-chip link: bytes it moves per cluster cycle (a HyperBus-class part: 2) and
         cycles from a read's grant to its data.
+    link_base, link_bytes_per_cycle, link_latency:
+        The chip-to-chip links (:data:`LINKS`, a ring): the base of the REMOTE region (one
+        window per link slot, :class:`RemoteWindows`), the bytes each link moves per cycle
+        (a serial chip-to-chip link of a few lanes: 1) and the cycles from a beat leaving the
+        sender to its arrival at the neighbour. The bandwidth is enforced by the sender's
+        link peripheral (``cluster_integration/link.py``), the latency by the system around
+        the chips (the multi-chip harness, ``verif/harness/multichip_main.cpp``).
     l1_hwpe_priority:
         The HWPE is the priority side. The engine needs its port nearly every cycle and a
         wide access needs every bank it spans at once, so with ``(7, 8)`` a job beside a
@@ -142,6 +204,9 @@ class ClusterConfig:
     l3_size: int = 64 * MiB
     l3_bytes_per_cycle: int = 2
     l3_latency: int = 30
+    link_base: int = 0x2000_0000
+    link_bytes_per_cycle: int = 1
+    link_latency: int = 40
     l1_base: int = 0x1000_0000
     peripherals_base: int = 0x1020_0000
     soc_ctrl_base: int = 0x1A10_0000
@@ -178,8 +243,13 @@ class ClusterConfig:
                              f"beat), not {self.l3_bytes_per_cycle}")
         if not 1 <= self.l3_latency <= 1024:
             raise ValueError(f"l3_latency must be 1..1024 cycles, not {self.l3_latency}")
+        if not 1 <= self.link_bytes_per_cycle <= self.dma_width // 8:
+            raise ValueError(f"link_bytes_per_cycle must be 1..{self.dma_width // 8} (one DMA "
+                             f"beat), not {self.link_bytes_per_cycle}")
+        if not 1 <= self.link_latency <= 4096:
+            raise ValueError(f"link_latency must be 1..4096 cycles, not {self.link_latency}")
         for region in self.regions:
-            if region.base % region.size and region.name in ("L1", "L2", "L3"):
+            if region.base % region.size and region.name in ("L1", "L2", "L3", "REMOTE"):
                 raise ValueError(f"{region.name} base {region.base:#x} must be aligned to its "
                                  f"size {region.size:#x} (only the offset bits are decoded)")
         ordered = sorted(self.regions, key=lambda r: r.base)
@@ -210,6 +280,10 @@ class ClusterConfig:
             Region("L3", self.l3_base, self.l3_size,
                    f"off-chip memory behind a {self.l3_bytes_per_cycle} B/cycle link with "
                    f"{self.l3_latency} cycles of latency; DMA only"),
+            Region("REMOTE", self.link_base, REMOTE_WINDOWS * self.link_window,
+                   f"the neighbours' L1 and L2, one window per link ({len(LINKS)} links of "
+                   f"{self.link_bytes_per_cycle} B/cycle with {self.link_latency} cycles of "
+                   "latency); DMA destinations only"),
         )
 
     def region(self, name) -> Region:
@@ -218,6 +292,19 @@ class ClusterConfig:
             if r.name == name:
                 return r
         raise KeyError(f"no region named {name!r}")
+
+    @property
+    def link_window(self):
+        """Bytes of one link's remote window: room for the neighbour's L1 and, from the
+        window's middle, its L2 (both sizes are powers of two)."""
+        return 2 * max(self.l1_size, self.l2_size)
+
+    @property
+    def remote(self) -> RemoteWindows:
+        """The remote windows (:class:`RemoteWindows`)."""
+        return RemoteWindows(self.region("REMOTE"), self.link_window, len(LINKS),
+                             self.l1_base, self.l1_size, self.link_window // 2, self.l2_base,
+                             self.l2_size)
 
     @property
     def trap_vector(self):

@@ -34,6 +34,7 @@ __all__ = ["SEED", "WAVES", "Key", "UsageError", "choice_key", "flag_key", "int_
 
 # Modules that register simulation tests when imported. Add new test packages here.
 TEST_MODULES = ["verif.smoke", "verif.engine", "verif.hwpe.sim", "verif.cluster.sim",
+                "verif.cluster.multichip",
                 "verif.core.sim", "verif.uvm", "verif.engine_uvm", "verif.second_sim",
                 "verif.models.sim"]
 

@@ -174,7 +174,7 @@ void dma_wait(void);
 
 /*
  * Why transfers this core queued were refused since its last call, and clear it: the
- * DMA_ERROR_*_MASK cause bits of cluster_map.h (SRC_RANGE, DST_RANGE, ROWS, ALIGN, OVERLAP)
+ * DMA_ERROR_*_MASK cause bits of cluster_map.h (SRC_RANGE, DST_RANGE, ROWS, ALIGN, OVERLAP, LINK)
  * with the number of refused transfers in DMA_ERROR_REFUSED (dma_error_count()); 0 when none
  * was. Call it once the transfers have ended (after dma_wait() or their DMA events).
  */
@@ -184,6 +184,56 @@ uint32_t dma_error(void);
 static inline uint32_t dma_error_count(uint32_t error)
 {
     return (error & DMA_ERROR_REFUSED_MASK) >> DMA_ERROR_REFUSED_LSB;
+}
+
+/* --- Chip-to-chip links (cluster_integration/link.py, docs/multichip.md) ------------------- */
+
+/* The links of the ring: to the next chip, (chip_id() + 1) % num_chips(), and the previous. */
+#define LINK_NEXT 0u
+#define LINK_PREV 1u
+
+/* This chip's place in the ring and the number of chips (set by the system). */
+static inline unsigned chip_id(void)
+{
+    return (rt_read32(LINK_CHIP_ID_ADDR) & LINK_CHIP_ID_ID_MASK) >> LINK_CHIP_ID_ID_LSB;
+}
+
+static inline unsigned num_chips(void)
+{
+    return (rt_read32(LINK_CHIPS_ADDR) & LINK_CHIPS_CHIPS_MASK) >> LINK_CHIPS_CHIPS_LSB;
+}
+
+/*
+ * The address that reaches `local`, an L1 or L2 address of this chip's layout, in the chip at
+ * the other end of `link`: a DMA transfer to it (dma_copy_1d/2d) is sent over the link and
+ * written there. Every chip runs the same memory map, so a buffer's own address names it.
+ */
+static inline void *link_remote(unsigned link, const void *local)
+{
+    uint32_t address = (uint32_t)local;
+    uint32_t window = REMOTE_BASE + link * REMOTE_WINDOW_SIZE;
+    if (address - L1_BASE < L1_SIZE)
+        return (void *)(window + (address - L1_BASE));
+    return (void *)(window + REMOTE_WINDOW_L2_OFFSET + (address - L2_BASE));
+}
+
+/* A counter of `link` (LINK_RX_BYTES0_OFFSET, ..._TX_TRANSFERS0_OFFSET: link 0's offsets). */
+static inline uint32_t link_counter(unsigned link, uint32_t offset0)
+{
+    return rt_read32(LINK_BASE + offset0 + link * LINK_COUNTER_STRIDE);
+}
+
+/* Transfers received over `link` since reset (a transfer counts once its last beat is written). */
+static inline uint32_t link_rx_transfers(unsigned link)
+{
+    return link_counter(link, LINK_RX_TRANSFERS0_OFFSET);
+}
+
+/* Sleep until `count` transfers have arrived over `link` since reset (the link's event). */
+static inline void link_wait(unsigned link, uint32_t count)
+{
+    while ((int32_t)(link_rx_transfers(link) - count) < 0)
+        (void)evt_wait(EVENT_LINK0_MASK << link);
 }
 
 #endif /* RUNTIME_H */

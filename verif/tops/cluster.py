@@ -15,7 +15,14 @@ everything starts one cycle after the testbench releases them and ``done_cycles`
 unchanged. The reason is simulation speed: Amaranth makes every register's next-state logic
 depend on its domain's reset, and Verilator re-evaluates all logic that depends on a top-level
 input on every ``eval()``; with the reset coming from a register that logic runs once per
-cycle (about 15 % faster in the C++ harness, verif/harness).
+cycle (about 15 % faster in the C++ harness, verif/harness). ``chip_id`` and ``chips`` pass
+through a register for the same reason.
+
+The chip-to-chip links appear as flat ports per link ``j``: ``link<j>_tx_valid``,
+``link<j>_tx_ready``, ``link<j>_tx_payload`` (out) and ``link<j>_rx_valid``,
+``link<j>_rx_ready``, ``link<j>_rx_payload`` (in), a beat laid out as
+:func:`cluster_integration.link.beat_layout`. A testbench that leaves them alone has links
+that never deliver and never accept (a transfer into a remote window then waits).
 """
 
 from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
@@ -23,7 +30,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from cluster_integration.cluster import Cluster
-from ita.cluster_config import DEFAULT
+from cluster_integration.link import beat_layout
+from ita.cluster_config import DEFAULT, LINKS
 from verif.tops.core import STDOUT_WORDS, TestRam
 
 __all__ = ["ClusterTestTop"]
@@ -32,24 +40,22 @@ __all__ = ["ClusterTestTop"]
 class ClusterTestTop(wiring.Component):
     """:class:`~cluster_integration.cluster.Cluster` plus run bookkeeping for testbenches."""
 
-    fetch_enable: In(1)
-    done: Out(1)
-    done_cycles: Out(32)
-    stdout_count: Out(32)
-    char_valid: Out(1)
-    char_data: Out(8)
-    exit_valid: Out(1)
-    exit_code: Out(32)
-    trap_valid: Out(1)
-    trap_cause: Out(32)
-    trap_pc: Out(32)
-    bad_access: Out(1)
-    bad_core: Out(8)
-    bad_address: Out(32)
-
     def __init__(self, cluster=DEFAULT):
         self._cluster = cluster
-        super().__init__()
+        beat = beat_layout(cluster.dma_width).size
+        links = {}
+        for j in range(len(LINKS)):
+            links.update({f"link{j}_tx_valid": Out(1), f"link{j}_tx_ready": In(1),
+                          f"link{j}_tx_payload": Out(beat), f"link{j}_rx_valid": In(1),
+                          f"link{j}_rx_ready": Out(1), f"link{j}_rx_payload": In(beat)})
+        super().__init__({
+            "fetch_enable": In(1), "done": Out(1), "done_cycles": Out(32),
+            "stdout_count": Out(32), "char_valid": Out(1), "char_data": Out(8),
+            "exit_valid": Out(1), "exit_code": Out(32), "trap_valid": Out(1),
+            "trap_cause": Out(32), "trap_pc": Out(32), "bad_access": Out(1),
+            "bad_core": Out(8), "bad_address": Out(32), "chip_id": In(8), "chips": In(8),
+            **links,
+        })
 
     def elaborate(self, platform):
         m = Module()
@@ -63,6 +69,17 @@ class ClusterTestTop(wiring.Component):
         stdout = TestRam(STDOUT_WORDS)
         m.submodules.stdout = stdout.instance()
         m.d.comb += cluster.fetch_enable.eq(fetch_enable)
+        chip_id, chips = Signal(8), Signal(8)
+        m.d.sync += [chip_id.eq(self.chip_id), chips.eq(self.chips)]
+        m.d.comb += [cluster.chip_id.eq(chip_id), cluster.chips.eq(chips)]
+        for j in range(len(LINKS)):
+            tx, rx = getattr(cluster, f"tx{j}"), getattr(cluster, f"rx{j}")
+            m.d.comb += [getattr(self, f"link{j}_tx_valid").eq(tx.valid),
+                         getattr(self, f"link{j}_tx_payload").eq(tx.payload),
+                         tx.ready.eq(getattr(self, f"link{j}_tx_ready")),
+                         rx.valid.eq(getattr(self, f"link{j}_rx_valid")),
+                         rx.payload.eq(getattr(self, f"link{j}_rx_payload")),
+                         getattr(self, f"link{j}_rx_ready").eq(rx.ready)]
         m.d.comb += [self.char_valid.eq(cluster.char_valid), self.char_data.eq(cluster.char)]
         for name in ("exit_valid", "exit_code", "trap_valid", "trap_cause", "trap_pc",
                      "bad_access", "bad_core", "bad_address"):
