@@ -148,12 +148,10 @@ def plan(model, spec: ClusterSpec | None = None, *, probes=("out",), chain="auto
         chosen.append((tiling, overlap, low, phases, key))
     if n == 1:
         tiling, overlap, low, phases, _key = chosen[0]
-        if not prefetch:
-            phases = build_phases(low, overlap, spec, prefetch=False)
         modes = []
     else:
-        modes = ["l1" if chain in ("auto", "l1") else "l2"] * (n - 1)
-        low, phases, overlap = _linked(blocks, chosen, wanted, modes, spec, prefetch, chain)
+        low, phases, overlap, modes, prefetch = _linked(blocks, chosen, wanted, chain, spec,
+                                                        prefetch)
     hoisted = hoist_loads(low, phases, spec)
     layout_l2(low.l2, spec, phases)
     per_block = [_block_summary(k, block, chosen[k][0], chosen[k][1], phases, spec,
@@ -171,22 +169,28 @@ def plan(model, spec: ClusterSpec | None = None, *, probes=("out",), chain="auto
                     choices, estimate(phases, spec), low.slot_width, tuple(per_block))
 
 
-def _linked(blocks, chosen, wanted, modes, spec, prefetch, chain):
-    """The blocks linked, phased and allocated; with ``chain="auto"`` an activation that
-    does not fit L1 goes through L2 instead (the last L1 link first)."""
+def _linked(blocks, chosen, wanted, chain, spec, prefetch):
+    """The blocks linked, phased and allocated: the first of these that fits L1, cheapest
+    first: activations in L1 (``chain`` auto or l1), through L2 (auto or l2), each with the
+    next block's loads prefetched (unless ``prefetch`` is off) and then without.
+    Returns (lowered, phases, overlaps, links, prefetched)."""
     overlap = [c[1] for c in chosen]
-    while True:
-        low = link([c[2] for c in chosen], modes, wanted)
-        phases = build_phases(low, overlap, spec, prefetch=prefetch)
+    modes = {"auto": ("l1", "l2"), "l1": ("l1",), "l2": ("l2",)}[chain]
+    tries = [(m, p) for p in ((True, False) if prefetch else (False,)) for m in modes]
+    first = None
+    for mode, early in tries:
+        links = [mode] * (len(blocks) - 1)
+        low = link([c[2] for c in chosen], links, wanted)
+        phases = build_phases(low, overlap, spec, prefetch=early)
         try:
             allocate(list(low.buffers.values()), spec.arena_bytes, spec.align, phases,
                      low.slot_width)
-            return low, phases, overlap
+            return low, phases, overlap, links, early
         except CompileError as exc:
-            if chain != "auto" or "l1" not in modes:
-                k = phases[_failed_phase(str(exc), phases)].block if phases else 0
-                raise CompileError(f"{_where(k, blocks[k], len(blocks))}{exc}") from None
-            modes[len(modes) - 1 - modes[::-1].index("l1")] = "l2"
+            if first is None:
+                k = phases[_failed_phase(str(exc), phases)].block
+                first = CompileError(f"{_where(k, blocks[k], len(blocks))}{exc}")
+    raise first
 
 
 def _failed_phase(message, phases):
