@@ -109,9 +109,15 @@ def _choose(block, spec, probes, forced):
 
 
 def _plan_key(block, probes, forced):
-    """Blocks whose choice is the same: the cost model sees type, shape and masks only."""
-    return (type(block), block.shape, getattr(block, "causal", None),
-            getattr(block, "valid_keys", None), probes, tuple(sorted(forced.items())))
+    """Blocks whose choice is the same: the cost model sees type, shape and masks only (a
+    block whose shape cannot be hashed is searched on its own)."""
+    key = (type(block), block.shape, getattr(block, "causal", None),
+           getattr(block, "valid_keys", None), probes, tuple(sorted(forced.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return id(block)
+    return key
 
 
 def plan(model, spec: ClusterSpec | None = None, *, probes=("out",), chain="auto",
@@ -143,11 +149,11 @@ def plan(model, spec: ClusterSpec | None = None, *, probes=("out",), chain="auto
         except CompileError as exc:
             raise CompileError(f"{_where(k, block, n)}{exc}") from None
         tiling, overlap, low, phases = cache[key]
-        if n > 1 or key in [c[4] for c in chosen]:
-            low = lower(block, spec, tiling, own)  # its own copy to link
-        chosen.append((tiling, overlap, low, phases, key))
+        if n > 1:
+            low = lower(block, spec, tiling, own)  # with this block's own weights
+        chosen.append((tiling, overlap, low, phases))
     if n == 1:
-        tiling, overlap, low, phases, _key = chosen[0]
+        tiling, overlap, low, phases = chosen[0]
         modes = []
     else:
         low, phases, overlap, modes, prefetch = _linked(blocks, chosen, wanted, chain, spec,
