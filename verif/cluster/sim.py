@@ -183,16 +183,16 @@ def _model(text):
     return text
 
 
-@register("encoder_layer", "one Transformer encoder layer compiled by ita.deploy (DMA, ITA "
-          "jobs, core kernels; double-buffered) and run from L2 on the C++ harness; every "
+@register("encoder_layer", "Transformer encoder layers (one, or LAYERS=n chained) "
+          "compiled by ita.deploy (DMA, ITA jobs, core kernels; double-buffered) and run from L2 on the C++ harness; every "
           "output byte checked in C against ita.golden.encoder; cycle breakdown, RESULT "
-          "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override "
-          "its sizes (0: keep); DEBUG=1 also stores and checks every intermediate; "
-          "WEIGHTS=l3 keeps the weights in off-chip L3 (read over its link) instead of L2; "
-          "LAYERS=n chains n random layers of the shape in one program (each layer's output "
-          "the next one's input; CHAIN=l2 keeps the activations in L2 between layers, "
-          "PREFETCH=0 lets no layer's loads start before its own phases); "
-          "TRACE=1 also runs the same image on the cocotb model to record its timeline",
+          "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override its"
+          " sizes (0: keep); DEBUG=1 also stores and checks every intermediate; WEIGHTS=l3 "
+          "keeps the weights in off-chip L3 (read over its link) instead of L2; LAYERS=n chains"
+          " n random layers of the shape in one program (each layer's output the next one's "
+          "input; CHAIN=l2 keeps the activations in L2 between layers, PREFETCH=0 lets no "
+          "layer's loads start before its own phases); TRACE=1 also runs the same image on the "
+          "cocotb model to record its timeline",
           keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert or minilm"),
                 int_key("S", 0, minimum=0), int_key("E", 0, minimum=0),
                 int_key("P", 0, minimum=0), int_key("H", 0, minimum=0),
