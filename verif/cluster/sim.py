@@ -184,7 +184,8 @@ def _model(text):
 
 
 @register("encoder_layer", "Transformer encoder layers (one, or LAYERS=n chained) "
-          "compiled by ita.deploy (DMA, ITA jobs, core kernels; double-buffered) and run from L2 on the C++ harness; every "
+          "compiled by ita.deploy (DMA, ITA jobs, core kernels; double-buffered) and run "
+          "from L2 on the C++ harness; every "
           "output byte checked in C against ita.golden.encoder; cycle breakdown, RESULT "
           "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override its"
           " sizes (0: keep); DEBUG=1 also stores and checks every intermediate; WEIGHTS=l3 "
