@@ -13,7 +13,7 @@ import numpy as np
 
 from .ir import Buffer, CompileError, pad
 
-__all__ = ["allocate", "span_lanes", "peak_live", "layout_l2", "L2_ALIGN"]
+__all__ = ["allocate", "span_lanes", "peak_live", "layout_l2", "L2_ALIGN", "TRANSIENT_ROLES"]
 
 #: Alignment of every L2 tensor (whole DMA bursts).
 L2_ALIGN = 64
@@ -102,23 +102,71 @@ def peak_live(buffers):
     return max(sum(b.size for b in buffers if b.first <= t <= b.last) for t in slots)
 
 
-def layout_l2(tensors, spec):
-    """Offsets of the data tensors, in declaration order, L2_ALIGN-aligned: from the L2 data
-    base, or from the L3 base for constants kept off chip (``memory == "l3"``); builds the
-    constants' bytes. CompileError when they do not fit."""
+#: Roles of L2 tensors that live only from their first store to their last load; the others
+#: (constants, the program's input and outputs) keep their bytes for the whole program.
+TRANSIENT_ROLES = ("spill", "activation")
+
+
+def _l2_lifetimes(phases):
+    """L2 tensor -> [first, last] phase of the transfers that touch it."""
+    spans = {}
+    for ph in phases or ():
+        for d in ph.loads + ph.stores:
+            span = spans.setdefault(d.l2, [ph.index, ph.index])
+            span[0], span[1] = min(span[0], ph.index), max(span[1], ph.index)
+    return spans
+
+
+def layout_l2(tensors, spec, phases=None):
+    """Offsets of the data tensors, L2_ALIGN-aligned: from the L2 data base, or from the L3
+    base for constants kept off chip (``memory == "l3"``); builds the constants' bytes.
+
+    Constants, the input and the outputs get their own ranges in declaration order. Spill
+    areas and activations between blocks (:data:`TRANSIENT_ROLES`) follow, sharing one area:
+    with ``phases``, each takes the first range free of the tensors whose transfers overlap
+    its own phases (first fit, largest first), so a program of many blocks needs the L2 of
+    one block's activations. CompileError, naming the tensor that ends past the memory, when
+    they do not fit."""
     cursors = {"l2": 0, "l3": 0}
+    lifetimes = _l2_lifetimes(phases)
+    transient = [t for t in tensors.values() if t.role in TRANSIENT_ROLES and t.memory == "l2"]
     for t in tensors.values():
         if t.make is not None:
             data = np.ascontiguousarray(t.make(), dtype=np.uint8).ravel()
             if len(data) > t.size:
                 raise ValueError(f"L2 tensor {t.name}: {len(data)} B built, {t.size} declared")
             t.data = np.concatenate([data, np.zeros(t.size - len(data), np.uint8)])
+        if t.role in TRANSIENT_ROLES and t.memory == "l2":
+            continue
         t.offset = cursors[t.memory]
         cursors[t.memory] += pad(max(t.size, 4), L2_ALIGN)
-    if spec.l2_data_offset + cursors["l2"] > spec.l2_size:
-        raise CompileError(f"the program needs {cursors['l2']} B of L2 data above offset "
-                           f"{spec.l2_data_offset:#x}, but L2 holds {spec.l2_size} B")
-    if cursors["l3"] > spec.l3_size:
-        raise CompileError(f"the program needs {cursors['l3']} B of L3 data, but L3 holds "
-                           f"{spec.l3_size} B")
+        _fits(t, cursors, spec)
+    base, placed = cursors["l2"], []
+    for t in sorted(transient, key=lambda t: (-t.size, t.name)):
+        span = lifetimes.get(t.name)  # None: live throughout
+        live = sorted((o for o, o_span in placed
+                       if span is None or o_span is None
+                       or (o_span[0] <= span[1] and span[0] <= o_span[1])),
+                      key=lambda o: o.offset)
+        offset = base
+        for o in live:
+            if offset + t.size <= o.offset:
+                break
+            offset = max(offset, o.offset + pad(max(o.size, 4), L2_ALIGN))
+        t.offset = offset
+        placed.append((t, span))
+        cursors["l2"] = max(cursors["l2"], offset + pad(max(t.size, 4), L2_ALIGN))
+        _fits(t, cursors, spec)
     return tensors
+
+
+def _fits(t, cursors, spec):
+    if t.memory == "l3":
+        if cursors["l3"] > spec.l3_size:
+            raise CompileError(f"the program needs {cursors['l3']} B of L3 data, but L3 "
+                               f"holds {spec.l3_size} B (tensor {t.name}, {t.size} B, ends "
+                               f"at {t.offset + t.size} B)")
+    elif spec.l2_data_offset + cursors["l2"] > spec.l2_size:
+        raise CompileError(f"the program needs {cursors['l2']} B of L2 data above offset "
+                           f"{spec.l2_data_offset:#x}, but L2 holds {spec.l2_size} B "
+                           f"(tensor {t.name}, {t.size} B, ends at {t.offset + t.size} B)")

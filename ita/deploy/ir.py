@@ -50,8 +50,11 @@ class TensorSpec:
 
 
 #: Roles of L2 tensors: ``const`` has bytes in the image; ``input`` is written by whoever
-#: runs the program before it starts; ``output`` and ``spill`` are written by the program.
-L2_ROLES = ("const", "input", "output", "spill")
+#: runs the program before it starts; ``output`` and ``spill`` are written by the program, and
+#: so is ``activation``, a block's output that the next block of the program reads back.
+#: Spill areas and activations live only between their store and their last load, so they
+#: share L2 (:func:`ita.deploy.allocate.layout_l2`).
+L2_ROLES = ("const", "input", "output", "spill", "activation")
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Buffer:
     last: int | None = None
     parent: str | None = None
     lane_offset: int = 0
+    block: int = 0             #: the program's block that declared it
 
     def __post_init__(self):
         self.reach = max(self.reach, self.size)
@@ -148,6 +152,7 @@ class ItaJob:
     cycles: int = 0            #: engine cycles of the padded tiles
     stage: str = "attention"   #: attention, ffn1 or ffn2 (each may overlap or not)
     phase: int | None = None
+    block: int = 0             #: the program's block it belongs to
 
 
 @dataclass
@@ -166,6 +171,7 @@ class Kernel:
     elements: int              #: for the cost model
     stage: str = "attention"
     phase: int | None = None
+    block: int = 0             #: the program's block it belongs to
 
 
 @dataclass
@@ -178,6 +184,7 @@ class Phase:
     defer_dma: bool = False    #: transfers issued when the job has ended (cost.phase_cost)
     loads: list = field(default_factory=list)   #: issued in this phase, for later phases
     stores: list = field(default_factory=list)  #: issued in this phase
+    block: int = 0             #: the block whose work the phase ends (the last, if several)
 
 
 @dataclass(frozen=True)
@@ -202,11 +209,20 @@ class Lowered:
     inputs: dict = field(default_factory=dict)    #: model tensor -> Io
     outputs: dict = field(default_factory=dict)   #: model tensor -> Io
     slot_width: int = 1        #: time slots per phase of Buffer.first / Buffer.last
+    #: buffer -> the buffer whose store it loads back (a block's input read from the L2
+    #: activation the block before stored): it is ready one phase after that store.
+    after: dict = field(default_factory=dict)
+    #: block -> first phase in which its loads may be issued (no prefetch across the block
+    #: boundary; set by the scheduler when asked for, else empty).
+    fences: dict = field(default_factory=dict)
 
 
 @dataclass
 class Schedule:
-    """The planned program: phases, buffers with offsets, the L2 layout, I/O, choices."""
+    """The planned program: phases, buffers with offsets, the L2 layout, I/O, choices.
+
+    ``model`` is the one block of a one-block program, else the whole integer model.
+    """
 
     model: object
     spec: ClusterSpec
@@ -218,6 +234,8 @@ class Schedule:
     choices: dict
     estimate: dict
     slot_width: int = 1        #: time slots per phase of Buffer.first / Buffer.last
+    #: Per block of the program: index, kind, shape, MACs, choices, phases, estimate.
+    blocks: tuple = ()
 
     @property
     def arena_used(self):

@@ -16,6 +16,14 @@ Every L1 tensor becomes a buffer with a lifetime in time slots (the phases from 
 first write to its last read or store); :mod:`ita.deploy.allocate` then gives buffers whose
 lifetimes overlap disjoint L1 ranges, so double buffers appear wherever two consecutive
 phases need different weights.
+
+A program of several blocks is one stream of operations (:func:`ita.deploy.search.plan`
+links them), so block k + 1's first weights load during block k's last phase like any other
+load. A block input read back from the L2 activation the block before stored
+(``Lowered.after``) is loaded in the phase of that store (the DMA runs its queue in order,
+the store first) and read in the next. ``prefetch=False`` keeps every block's loads in its
+own phases instead (``Lowered.fences``): the boundary then drains, as separate programs
+would; it is there to measure what the prefetch gains.
 """
 
 from __future__ import annotations
@@ -32,24 +40,45 @@ def load_slot(ph, width):
     return ph.index * width + (1 if ph.defer_dma else 0)
 
 
-def build_phases(low: Lowered, overlap: dict, spec):
-    """Pack the operations into phases (see the module docstring) and set buffer lifetimes."""
+def _overlapped(overlap, op):
+    """The stage's overlap flag: ``overlap`` is one dict of stages, or one per block."""
+    table = overlap if isinstance(overlap, dict) else overlap[op.block]
+    return table[op.stage]
+
+
+def build_phases(low: Lowered, overlap, spec, prefetch=True):
+    """Pack the operations into phases (see the module docstring) and set buffer lifetimes.
+
+    ``overlap``: stage -> whether its kernels overlap the next job, or a list of such dicts
+    (one per block); ``prefetch=False``: no block's loads before its own first phase.
+    """
     writer_phase: dict[str, int] = {}     # buffer -> last phase that writes it
     writer_is_ita: dict[str, bool] = {}
+    ready: dict[str, int] = {}            # buffer loaded back from L2 -> first phase to read it
     readers: dict[str, list[int]] = {}
     ita_reads: dict[int, set] = {}
     phases: dict[int, Phase] = {}
     last_ita, last_kernel = 0, 1
+    low.fences = {}
+    floor = 0                             # no op before this phase (prefetch=False)
 
     def phase(i):
         return phases.setdefault(i, Phase(i, ""))
 
     for op in low.ops:
+        if not prefetch and op.block not in low.fences and op.block > 0:
+            # the block's loads go out in a phase after every phase of the blocks before
+            low.fences[op.block] = max(phases) + 1
+            floor = low.fences[op.block] + 1
+        for r in op.reads:
+            if r in low.after and r not in ready and low.after[r] in writer_phase:
+                ready[r] = writer_phase[low.after[r]] + 2  # stored, loaded, then read
         if isinstance(op, ItaJob):
-            earliest = last_ita + 1
+            earliest = max(last_ita + 1, floor)
             for r in op.reads:
                 if r in writer_phase:
                     earliest = max(earliest, writer_phase[r] + 1)
+                earliest = max(earliest, ready.get(r, 0))
             p = earliest
             op.phase = p
             ph = phase(p)
@@ -59,12 +88,13 @@ def build_phases(low: Lowered, overlap: dict, spec):
             for w in op.writes:
                 writer_phase[w], writer_is_ita[w] = p, True
         else:
-            sequential = not overlap[op.stage]
-            earliest = last_kernel
+            sequential = not _overlapped(overlap, op)
+            earliest = max(last_kernel, floor)
             for r in op.reads:
                 if r in writer_phase:
                     gap = 0 if not writer_is_ita[r] or sequential else 1
                     earliest = max(earliest, writer_phase[r] + gap)
+                earliest = max(earliest, ready.get(r, 0))
             p = earliest
             while any(w in ita_reads.get(p, ()) for w in op.writes):
                 p += 1  # never overwrite what the phase's job reads
@@ -111,7 +141,7 @@ def build_phases(low: Lowered, overlap: dict, spec):
         if not uses:
             raise CompileError(f"buffer {b.name} is never used")
         if b.name in low.loads:
-            load_phase[b.name] = min(uses) // width - 1
+            load_phase[b.name] = max(min(uses) // width - 1, low.fences.get(b.block, 0))
             phases[load_phase[b.name]].loads.extend(low.loads[b.name])
         if b.name in low.stores:
             store_phase[b.name] = max(op.phase for op in low.ops if b.name in op.writes) + 1
@@ -132,6 +162,11 @@ def build_phases(low: Lowered, overlap: dict, spec):
     span_lanes(low.buffers.values())
     low.slot_width = width
     ordered = [phases[i] for i in sorted(phases)]
+    block = 0
+    for ph in ordered:  # a phase without work belongs to the block before it
+        ops = ([ph.job] if ph.job else []) + ph.kernels
+        block = max([block, *(op.block for op in ops)])
+        ph.block = block
     ordered[0].label = "prologue"
     ordered[-1].label = "epilogue"
     for ph in ordered:

@@ -144,7 +144,7 @@ def test_program_has_no_activations_and_names_its_io():
     program = compile_model(model, ClusterSpec(), probes=("ln1", "out"))
     c = program.c_source
     assert c.count("dl_ita_start(") == sum(1 for p in program.schedule.phases if p.job)
-    assert "uint32_t dl_layer(unsigned core)" in c and "do not edit" in c
+    assert "uint32_t dl_model(unsigned core)" in c and "do not edit" in c
     assert "dl_check" not in c
     manifest = program.manifest
     assert list(manifest["outputs"]) == ["ln1", "out"]

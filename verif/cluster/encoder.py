@@ -1,7 +1,8 @@
-"""``make sim TEST=encoder_layer``: one Transformer encoder layer on the cluster, from L2.
+"""``make sim TEST=encoder_layer``: Transformer encoder layers on the cluster, from L2.
 
 :func:`prepare` draws a layer and its tokens (the random-encoder frontend,
-:class:`ita.deploy.RandomEncoder`), compiles the integer model
+:class:`ita.deploy.RandomEncoder`; with ``layers`` > 1 that many layers of the shape, chained
+in one program, :func:`draw_layers`), compiles the integer model
 (:func:`ita.deploy.compile_model`: C, L2 image, manifest; no activations), makes it
 self-checking (:func:`verif.deploy.self_checking`: the tokens into the input slot, the golden
 model's results after the data, ``dl_check`` on every output) and builds the program
@@ -24,7 +25,14 @@ from pathlib import Path
 
 from ita.cluster_config import DEFAULT
 from ita.config import DEFAULT_CONFIG
-from ita.deploy import ClusterSpec, CompileError, RandomEncoder, compile_model, layer_macs
+from ita.deploy import (
+    ClusterSpec,
+    CompileError,
+    IntegerModel,
+    RandomEncoder,
+    compile_model,
+    layer_macs,
+)
 from ita.deploy.emit import C_DIR, C_SOURCES
 from ita.golden.encoder import SHAPES, EncoderShape
 from sw.build import KERNEL_SOURCES, build_app, read_hex
@@ -33,8 +41,8 @@ from verif.deploy import C_SOURCES as CHECK_SOURCES
 from verif.deploy import expected_tensors, self_checking
 from verif.harness.run import l3_image, run_image
 
-__all__ = ["MODELS", "cluster_spec", "shape_for", "prepare", "combined_image", "parse",
-           "job_table", "run_layer", "Prepared"]
+__all__ = ["MODELS", "cluster_spec", "shape_for", "draw_layers", "debug_probes", "prepare",
+           "combined_image", "parse", "job_table", "run_layer", "Prepared"]
 
 #: MODEL=... shapes; "tiny" is small enough for the test suite.
 MODELS = ("tiny", "mobilebert", "minilm")
@@ -54,6 +62,32 @@ def shape_for(model, *, S=None, E=None, P=None, H=None, F=None):
         raise ValueError(f"unknown MODEL {model!r}; known: {', '.join(MODELS)}")
     sizes = {k: v for k, v in dict(S=S, E=E, P=P, H=H, F=F).items() if v}
     return EncoderShape(**{**{k: getattr(base, k) for k in ("S", "E", "P", "H", "F")}, **sizes})
+
+
+def draw_layers(shape, seed, config=DEFAULT_CONFIG, layers=1):
+    """(integer model of ``layers`` random encoder layers of ``shape``, tokens x).
+
+    Layer 0 is the random-encoder frontend's layer of ``seed`` (so one layer is the
+    single-layer program); layer k > 0 is drawn from the seed sequence (seed, k). Each layer
+    is calibrated on its own random tokens, not on its predecessor's output: the program is
+    checked bit for bit against the same chain in the golden model, whatever the scales."""
+    if layers < 1:
+        raise ValueError(f"LAYERS must be at least 1, got {layers}")
+    model, x = RandomEncoder(shape, seed, config).draw()
+    blocks = list(model.blocks)
+    for k in range(1, layers):
+        blocks += RandomEncoder(shape, (seed, k), config).integer_model().blocks
+    name = "encoder_layer" if layers == 1 else f"encoder_{layers}_layers"
+    return IntegerModel(tuple(blocks), name), x
+
+
+def debug_probes(model):
+    """Every intermediate and output of every layer (DEBUG=1), in the program's names."""
+    blocks = model.blocks
+    if len(blocks) == 1:
+        return (*blocks[0].INTERMEDIATES, "out")
+    names = [f"b{k}_{t}" for k, b in enumerate(blocks) for t in (*b.INTERMEDIATES, "out")]
+    return (*names[:-1], "out")
 
 
 @dataclass(frozen=True)
@@ -85,18 +119,20 @@ def combined_image(app, data: bytes, spec: ClusterSpec, path: Path) -> Path:
 
 
 def prepare(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
-            config=DEFAULT_CONFIG, weights="l2") -> Prepared:
-    """Compile and build one layer into ``work``. ``corrupt`` = (tensor, row, col) flips
-    one expected byte (to show that the check can fail); ``weights``: ``"l2"`` or ``"l3"``."""
+            config=DEFAULT_CONFIG, weights="l2", layers=1, chain="auto",
+            prefetch=True) -> Prepared:
+    """Compile and build ``layers`` chained layers into ``work``. ``corrupt`` = (tensor, row,
+    col) flips one expected byte (to show that the check can fail); ``weights``: ``"l2"`` or
+    ``"l3"``; ``chain``, ``prefetch``: see :func:`ita.deploy.search.plan`."""
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     shape = shape_for(model, **(sizes or {}))
     spec = cluster_spec(config, weights=weights)
-    integer_model, x = RandomEncoder(shape, seed, config).draw()
-    (layer,) = integer_model.blocks
-    probes = (*layer.INTERMEDIATES, "out") if debug else ("out",)
-    program = compile_model(integer_model, spec, probes=probes)
+    integer_model, x = draw_layers(shape, seed, config, layers)
+    probes = debug_probes(integer_model) if debug else ("out",)
+    program = compile_model(integer_model, spec, probes=probes, chain=chain,
+                            prefetch=prefetch)
     expected = expected_tensors(integer_model, x, program.manifest["outputs"], config)
     if corrupt:
         tensor, row, col = corrupt
@@ -142,6 +178,11 @@ def parse(output: str, manifest: dict, config=DEFAULT_CONFIG):
                   "ita_busy_pct": f"{100 * stats.get('ita_busy', 0) / total:.1f}",
                   "ita_jobs": stats.get("ita_jobs", 0),
                   "dma_bytes": stats.get("dma_bytes", 0)}
+        blocks = [int(v) for line in output.splitlines() if line.startswith("blocks:")
+                  for v in line.split()[1:]]
+        fields["layers"] = manifest.get("layers", 1)
+        if len(blocks) > 1:
+            fields["block_cycles"] = ",".join(str(v) for v in blocks)
     checks = [line for line in output.splitlines()
               if line.startswith(("check:", "mismatch:"))]
     return rows, fields, checks
@@ -180,11 +221,13 @@ def job_table(output: str, manifest: dict) -> str:
 
 
 def run_layer(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None,
-              max_cycles=20_000_000, stream=False, weights="l2"):
+              max_cycles=20_000_000, stream=False, weights="l2", layers=1, chain="auto",
+              prefetch=True):
     """Prepare and run on the C++ harness; returns (status, fields, output, prepared)."""
 
     prepared = prepare(work, model=model, seed=seed, sizes=sizes, debug=debug,
-                       corrupt=corrupt, weights=weights)
+                       corrupt=corrupt, weights=weights, layers=layers, chain=chain,
+                       prefetch=prefetch)
     run = run_image("encoder_layer", prepared.image, max_cycles=max_cycles, stream=stream,
                     l3_hex=prepared.l3_hex)
     manifest = prepared.program.manifest
@@ -194,13 +237,34 @@ def run_layer(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=No
               "weights": weights,
               "cycles": run.fields.get("cycles"), **fields,
               "estimate": manifest["estimate"]["cycles"], "outcome": run.fields["outcome"]}
+    if layers > 1:
+        result["chain"] = ",".join(manifest["choices"]["chain"])
+        result["prefetch"] = int(bool(prefetch))
     status = run.status if fields else "FAIL"
     breakdown = format_breakdown(rows, fields.get("layer_cycles", 0))
     if fields:
         breakdown += "\n" + job_table(run.output, manifest)
+        if layers > 1:
+            breakdown += "\n" + block_table(run.output, manifest)
     (Path(work) / "breakdown.txt").write_text(breakdown + "\n")
     (Path(work) / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     return status, result, run.output, breakdown, prepared
+
+
+def block_table(output: str, manifest: dict) -> str:
+    """Cycles per block (the program's ``blocks:`` line: from the end of the block before to
+    the end of the block's last phase) against the cost model's estimate of its phases, and
+    how its output reaches the next block."""
+    measured = [int(v) for line in output.splitlines() if line.startswith("blocks:")
+                for v in line.split()[1:]]
+    lines = [f"{'block':<6} {'phases':>9} {'measured':>9} {'estimate':>9} {'ops/cycle':>9} "
+             f"{'to next':>7}"]
+    for block, cycles in zip(manifest["blocks"], measured, strict=False):
+        first, last = block["phases"]
+        rate = f"{block['ops'] / cycles:.1f}" if cycles else "-"
+        lines.append(f"{block['index']:<6} {f'{first}-{last}':>9} {cycles:>9} "
+                     f"{block['estimate']:>9} {rate:>9} {block['chain'] or '-':>7}")
+    return "\n".join(lines)
 
 
 def macs(shape):

@@ -7,6 +7,7 @@ import dataclasses
 from hw import toolchain
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
 from ita.deploy import CompileError
+from ita.deploy.search import CHAINS
 from ita.deploy.target import WEIGHT_HOMES
 from sw.build import build_app
 from verif.cluster.attention import prepare
@@ -182,19 +183,28 @@ def _model(text):
     return text
 
 
-@register("encoder_layer", "one Transformer encoder layer compiled by ita.deploy (DMA, ITA "
-          "jobs, core kernels; double-buffered) and run from L2 on the C++ harness; every "
+@register("encoder_layer", "Transformer encoder layers (one, or LAYERS=n chained) "
+          "compiled by ita.deploy (DMA, ITA jobs, core kernels; double-buffered) and run "
+          "from L2 on the C++ harness; every "
           "output byte checked in C against ita.golden.encoder; cycle breakdown, RESULT "
-          "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override "
-          "its sizes (0: keep); DEBUG=1 also stores and checks every intermediate; "
-          "WEIGHTS=l3 keeps the weights in off-chip L3 (read over its link) instead of L2; "
-          "TRACE=1 also runs the same image on the cocotb model to record its timeline",
+          "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override its"
+          " sizes (0: keep); DEBUG=1 also stores and checks every intermediate; WEIGHTS=l3 "
+          "keeps the weights in off-chip L3 (read over its link) instead of L2; LAYERS=n chains"
+          " n random layers of the shape in one program (each layer's output the next one's "
+          "input; CHAIN=l2 keeps the activations in L2 between layers, PREFETCH=0 lets no "
+          "layer's loads start before its own phases); TRACE=1 also runs the same image on the "
+          "cocotb model to record its timeline",
           keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert or minilm"),
                 int_key("S", 0, minimum=0), int_key("E", 0, minimum=0),
                 int_key("P", 0, minimum=0), int_key("H", 0, minimum=0),
                 int_key("F", 0, minimum=0),
                 flag_key("DEBUG", help="also store and check every intermediate"),
                 choice_key("WEIGHTS", "l2", WEIGHT_HOMES, help="where the weights live"),
+                int_key("LAYERS", 1, minimum=1, help="layers chained in one program"),
+                choice_key("CHAIN", "auto", CHAINS, help="where an activation waits between "
+                           "layers: auto (L1 when it fits, else L2), l1, l2"),
+                flag_key("PREFETCH", True, help="load a layer's first weights during the "
+                         "layer before"),
                 SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1), TRACE))
 def _run_encoder_layer(options):
 
@@ -204,14 +214,19 @@ def _run_encoder_layer(options):
     if options["TRACE"] and weights != "l2":
         raise UsageError("TRACE=1 needs WEIGHTS=l2: the traced rerun on the cocotb model "
                          "loads L2 only")
+    layers = options["LAYERS"]
     tag = "_".join([model, *(f"{k}{v}" for k, v in sizes.items()), f"seed{options['SEED']}",
-                    *([f"weights_{weights}"] if weights != "l2" else [])])
+                    *([f"weights_{weights}"] if weights != "l2" else []),
+                    *([f"layers{layers}"] if layers > 1 else []),
+                    *([f"chain_{options['CHAIN']}"] if options["CHAIN"] != "auto" else []),
+                    *(["noprefetch"] if not options["PREFETCH"] else [])])
     work = toolchain.BUILD_ROOT / "deploy" / tag
     try:
         status, result, output, breakdown, prepared = run_layer(
             work, model=model, seed=options["SEED"], sizes=sizes,
             debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True,
-            weights=weights)
+            weights=weights, layers=layers, chain=options["CHAIN"],
+            prefetch=bool(options["PREFETCH"]))
     except (CompileError, ValueError) as exc:  # a layer the compiler or the model refuses
         raise UsageError(str(exc).splitlines()[0]) from None
     print(breakdown, flush=True)

@@ -22,17 +22,27 @@ __all__ = ["expected_decoder_tensors", "self_checking_decoder"]
 
 def expected_decoder_tensors(model, x, names):
     """The integer model's value of ``out``, ``k_cache<g>`` (S x P) and ``v_cache<g>``
-    (P x S) for the one decoder layer of ``model`` on int32 rows ``x``."""
-    (layer,) = model.blocks
-    out, keys, values = prefill_layer(layer.model, layer.index, x)
+    (P x S) for the decoder layers of ``model`` on int32 rows ``x``, each layer on the rows
+    the one before gives; with several layers ``out`` is the last one's and ``b<k>_<name>``
+    layer k's tensor (:func:`ita.deploy.search.block_probes`)."""
+    blocks = model.blocks
+    results = []
+    for layer in blocks:
+        results.append(prefill_layer(layer.model, layer.index, x))
+        x = results[-1][0]
     tensors = {}
     for name in names:
-        if name == "out":
+        k, tensor = len(blocks) - 1, name
+        if len(blocks) > 1 and name != "out":
+            head, _, tensor = name.partition("_")
+            k = int(head[1:])
+        out, keys, values = results[k]
+        if tensor == "out":
             tensors[name] = out.astype(np.int32)
-        elif name.startswith("k_cache"):
-            tensors[name] = keys[int(name[len("k_cache"):])]
-        elif name.startswith("v_cache"):
-            tensors[name] = values[int(name[len("v_cache"):])].T
+        elif tensor.startswith("k_cache"):
+            tensors[name] = keys[int(tensor[len("k_cache"):])]
+        elif tensor.startswith("v_cache"):
+            tensors[name] = values[int(tensor[len("v_cache"):])].T
         else:
             raise KeyError(name)
     return tensors

@@ -60,12 +60,13 @@ void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, in
  * stays in dl_stats and makes the program fail, instead of a silently wrong result. */
 void dl_kernel_status(int kernel, int status);
 
-/* The generated schedule: every core runs the whole layer; returns the layer's cycles
+/* The generated schedule: every core runs every block of the program; returns its cycles
  * (core 0's counter from the first phase to the last; meaningful on core 0 only). */
-uint32_t dl_layer(unsigned core);
+uint32_t dl_model(unsigned core);
 
-/* Core 0, after dl_layer: print the stats: lines of the layer's cycle breakdown. */
-void dl_layer_report(uint32_t total);
+/* Core 0, after dl_model: print the stats: lines of the cycle breakdown and the blocks:
+ * line (each block's cycles, from the end of the block before to the end of its last phase). */
+void dl_model_report(uint32_t total);
 
 /* Core 0, at the end of every phase: note the time for the per-phase report. */
 void dl_phase_end(void);
