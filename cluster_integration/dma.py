@@ -8,6 +8,8 @@ event unit instead of polling STATUS. A transfer the DMA cannot do is refused in
 it writes nothing, raises the same event, and leaves its causes in ERROR.
 """
 
+import functools
+import operator
 from types import SimpleNamespace
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
@@ -61,6 +63,11 @@ CAUSE_LAYOUT = data.StructLayout({name: 1 for name in CAUSES})
 #: The registers that describe a transfer, in descriptor order.
 _PROGRAMMED = (_SRC, _DST, _LENGTH, _ROWS, _SRC_STRIDE, _DST_STRIDE)
 
+
+
+def _or_all(values):
+    """The OR of ``values`` (one of which is non-zero at a time: a one-hot selection)."""
+    return functools.reduce(operator.or_, values)
 
 class _AddressWalk(wiring.Component):
     """Walks the beats of one side of a transfer: ``rows`` rows of ``row_words`` words, the
@@ -313,7 +320,13 @@ class Dma(wiring.Component):
         reading_error = decoder.reads(_ERROR) & granted
         readers_causes = Signal(CAUSE_LAYOUT)
         readers_refused = Signal(_REFUSED.width)
-        m.d.comb += [readers_causes.eq(causes_of[bus.id]), readers_refused.eq(refused_of[bus.id])]
+        # An OR of the selected core's values rather than an Array index, whose case
+        # statement does not cover every value of its widened selector (LATCH under -Wall).
+        cores = range(self._cores)
+        m.d.comb += [
+            readers_causes.eq(_or_all(Mux(bus.id == c, causes_of[c], 0) for c in cores)),
+            readers_refused.eq(_or_all(Mux(bus.id == c, refused_of[c], 0) for c in cores)),
+        ]
 
         active = Signal()   # a transfer is loaded in the engine
         unfinished = queue.level + active
