@@ -4,6 +4,13 @@
  * the fine weights is added to the engine's int8 result, and every saturated engine output
  * is recomputed from the whole row.
  *
+ * k_decomposed_gemm_ex is the form the compiler calls: int8 inputs (the A.V output before O:
+ * nothing clipped, only saturated outputs to recompute) or int32 ones, weights in any layout
+ * (the engine's transposed rows: no second copy), the fine weights optional (NULL: w << 8,
+ * no outlier rows), the engine's y8 and the result y with strides of their own, y either
+ * int32 or int8 (saturated, for V, which stays int8; y may be y8 itself). So V's job, which
+ * writes V^T, is corrected in place in the layout A.V reads.
+ *
  * Per row every core scans the row's inputs for clipped ones (rare: a few per layer), then
  * works on its slice of the output columns, so the corrections of one row spread over the
  * cluster. Sums are 64-bit: an excess of 2^24 times an int16 weight, over K inputs.
@@ -21,24 +28,29 @@ static inline int32_t clip8(int32_t v)
     return v < -128 ? -128 : v > 127 ? 127 : v;
 }
 
-int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
-                      const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
-                      int shift)
+int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const int8_t *w,
+                         const int16_t *wf, int w_row, int w_col, const int8_t *y8, int y8_row,
+                         int y8_col, void *y, int y_wide, int y_row, int y_col, int rows, int n,
+                         int mult, int shift)
 {
     if (k_rq_check(mult, shift, 0))
         return K_ERR_REQUANT;
     if (shift + FINE_BITS > K_SHIFT_MAX)
         return K_ERR_SHIFT;
+    const int8_t *x8 = x;
+    const int32_t *x32 = x;
     int lo, hi, status = K_OK;
     k_cols(n, &lo, &hi);
     for (int r = 0; r < rows; r++) {
-        const int32_t *xr = x + r * k;
         /* the row's range: clipped inputs, and inputs beyond 24 bits (then every core, as
-         * each scans the whole row, stops at the same row) */
+         * each scans the whole row, stops at the same row); int8 rows clip nothing */
         int32_t low = 0, high = 0;
-        for (int i = 0; i < k; i++) {
-            low = xr[i] < low ? xr[i] : low;
-            high = xr[i] > high ? xr[i] : high;
+        if (x_wide) {
+            const int32_t *xr = x32 + r * x_pitch;
+            for (int i = 0; i < k; i++) {
+                low = xr[i] < low ? xr[i] : low;
+                high = xr[i] > high ? xr[i] : high;
+            }
         }
         if (low < -K_WIDE_MAX || high > K_WIDE_MAX) {
             status = K_ERR_WIDE_INPUT;
@@ -46,26 +58,46 @@ int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *w
         }
         const int clipped = low < -128 || high > 127;
         for (int c = lo; c < hi; c++) {
+            const int8_t *wc = w + c * w_col;
             int64_t corr = 0;
-            if (clipped)
+            if (clipped) {
+                const int32_t *xr = x32 + r * x_pitch;
                 for (int i = 0; i < k; i++) {
                     int32_t excess = xr[i] - clip8(xr[i]);
                     if (excess)
-                        corr += (int64_t)excess * wf[i * n + c];
+                        corr += (int64_t)excess * (wf ? wf[c * w_col + i * w_row]
+                                                      : wc[i * w_row] * (1 << FINE_BITS));
                 }
-            int32_t engine = y8[r * y_pitch + c];
+            }
+            int32_t engine = y8[r * y8_row + c * y8_col];
             int64_t v;
             if (engine == 127 || engine == -128) { /* saturated: the wide row */
                 int32_t acc = 0;
-                for (int i = 0; i < k; i++)
-                    acc += clip8(xr[i]) * w[i * n + c];
+                if (x_wide)
+                    for (int i = 0; i < k; i++)
+                        acc += clip8(x32[r * x_pitch + i]) * wc[i * w_row];
+                else
+                    for (int i = 0; i < k; i++)
+                        acc += x8[r * x_pitch + i] * wc[i * w_row];
                 v = k_scale_round(((int64_t)acc << FINE_BITS) + corr, mult, shift + FINE_BITS);
             } else {
                 v = engine + (clipped ? k_scale_round(corr, mult, shift + FINE_BITS) : 0);
             }
-            y[r * n + c] = (int32_t)k_clamp64(v, INT32_MIN, INT32_MAX);
+            if (y_wide)
+                ((int32_t *)y)[r * y_row + c * y_col] = (int32_t)k_clamp64(v, INT32_MIN,
+                                                                           INT32_MAX);
+            else
+                ((int8_t *)y)[r * y_row + c * y_col] = (int8_t)k_clamp64(v, -128, 127);
         }
     }
     barrier();
     return status;
+}
+
+int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
+                      const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
+                      int shift)
+{
+    return k_decomposed_gemm_ex(x, 1, k, k, w, wf, n, 1, y8, y_pitch, 1, y, 1, n, 1, rows, n,
+                                mult, shift);
 }

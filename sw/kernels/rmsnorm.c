@@ -1,6 +1,7 @@
 /*
  * k_rmsnorm: integer RMSNorm of int32 residual rows (ita.golden.decoder.rms_norm), saturated
- * to the engine's int8 input.
+ * to the engine's int8 input; k_rmsnorm_wide also keeps the 24-bit result, the wide input of
+ * the decomposition (k_decomposed_gemm_ex) that repairs what the clipped int8 copy loses.
  *
  * Per row: the shift a that brings max |x| below 2^15, the sum of squares in 64 bits, its
  * square root on a 32-bit operand (bit by bit) and one division 2^31 / root; then per value
@@ -36,8 +37,11 @@ static uint32_t isqrt32(uint32_t v)
     return root;
 }
 
-int k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
-              const int32_t *consts, int64_t eps)
+/* ita.golden.decoder.WIDE: the bound of the wide outputs */
+#define WIDE ((1 << 23) - 1)
+
+static inline int rmsnorm(const int32_t *x, int8_t *out, int out_pitch, int32_t *wide,
+                          int rows, int cols, const int32_t *consts, int64_t eps)
 {
     static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + cols;
@@ -74,8 +78,22 @@ int k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
                             ? (t * m + (s ? 1 << (s - 1) : 0)) >> s
                             : k_scale_round32(t, m, s);
             dst[c] = (int8_t)k_clamp64(v, -128, 127);
+            if (wide)
+                wide[r * cols + c] = (int32_t)k_clamp64(v, -WIDE - 1, WIDE);
         }
     }
     barrier();
     return K_OK;
+}
+
+int k_rmsnorm(const int32_t *x, int8_t *out, int rows, int cols, int out_pitch,
+              const int32_t *consts, int64_t eps)
+{
+    return rmsnorm(x, out, out_pitch, 0, rows, cols, consts, eps);
+}
+
+int k_rmsnorm_wide(const int32_t *x, int8_t *out, int out_pitch, int32_t *wide, int rows,
+                   int cols, const int32_t *consts, int64_t eps)
+{
+    return rmsnorm(x, out, out_pitch, wide, rows, cols, consts, eps);
 }
