@@ -7,7 +7,7 @@ an empty cache, or a decoding step (one row) against the KV cache in L2. In prog
 1. ``k_rmsnorm`` of the int32 residual rows into int8 ``n1`` (with the decomposition
    ``k_rmsnorm_wide``, which also keeps the 24-bit values);
 2. per KV head K and V, per query head Q: a linear job each (or, for a decoding step, a
-   ``k_gemm_rq`` GEMV on the cores where :class:`DecoderTiling` says so). In a prefill V is
+   ``k_gemv`` on the cores where :class:`DecoderTiling` says so). In a prefill V is
    computed *transposed* (``V^T = Wv^T n1^T``: the weights are the job's input rows and
    ``n1`` its weight rows, so the engine writes the ``vp_t`` layout A.V reads); a decoding
    step computes its one V row and writes it into column ``past`` of the cached V^T. Each
@@ -51,11 +51,11 @@ __all__ = ["DecoderTiling", "DECODER_KERNEL_COSTS", "GEMVS", "DECODE_GEMV_ON_COR
            "decoder_tilings", "lower_decoder_layer"]
 
 #: Cycles per element on one core of the decoder kernels (``make sim TEST=kernels``: the
-#: cluster's cycles per element times its 8 cores; ``gemm_rq`` per MAC, ``decomposed_gemm``
+#: cluster's cycles per element times its 8 cores; ``gemv`` per MAC, ``decomposed_gemm``
 #: per output with few corrections, as in the layer).
 DECODER_KERNEL_COSTS = {"rmsnorm": 81.0, "rope": 62.0, "silu_mul": 118.0,
                         "dequant_add": 38.0, "rmsnorm_wide": 85.0, "rope32": 62.0,
-                        "silu_mul_wide": 125.0, "dequant_add32": 40.0, "gemm_rq": 0.6,
+                        "silu_mul_wide": 125.0, "dequant_add32": 40.0, "gemv": 0.6,
                         "decomposed_gemm": 60.0}
 KERNEL_COSTS.update(DECODER_KERNEL_COSTS)
 
@@ -175,9 +175,9 @@ class _DecoderLowering:
         cols_p = pad(cols, m)
         self.buf(out, pad(rows, m) * cols_p)
         if group in self.cores:
-            self.kernel(f"gemv_{name}", "gemm_rq",
-                        (Ref(src, src_offset), Ref(wname), 0, Ref(out), rows, inner_p, cols,
-                         *rq, 0), (src, wname), (out,), rows * inner_p * cols, stage)
+            self.kernel(f"gemv_{name}", "gemv",
+                        (Ref(src, src_offset), Ref(wname), Ref(out), inner_p, cols, *rq, 0),
+                        (src, wname), (out,), inner_p * cols, stage)
         else:
             self.op(ItaJob(name, "linear", dict(S=rows, E=inner, P=cols, F=0),
                            [(*rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
@@ -194,23 +194,21 @@ class _DecoderLowering:
         (``y`` an int32 buffer, or int8 when its layout says ``wide=False``)."""
         inner, cols = job.w.shape
         x_buf, x_wide, x_pitch = x
-        wf = 0
+        fine = (0, 0)
         reads = [x_buf, wname, y8]
-        if job.fine is not None:
-            w_row, w_col = w_layout
-            rows_f, fine = job.fine
-            full = np.asarray(job.w, np.int64) << dec.FINE_BITS
-            full[np.asarray(rows_f)] = fine
-            flat = np.zeros(pad(cols, self.cfg.M) * w_col if w_row == 1 else inner * w_row,
-                            np.int64)
-            i, c = np.meshgrid(np.arange(inner), np.arange(cols), indexing="ij")
-            flat[i * w_row + c * w_col] = full
-            wf = Ref(self.const(f"wf_{name}", _words(flat, dtype=np.int16)), 0, "int16_t")
-            reads.append(wf.buffer)
+        if job.fine is not None:   # the input -> fine row map, then the fine rows (int16)
+            rows_f, w_fine = job.fine
+            index = np.full(inner, -1, np.int64)
+            index[np.asarray(rows_f)] = np.arange(len(rows_f))
+            table = self.const(f"wf_{name}", np.concatenate(
+                [_words(index, np.asarray(w_fine).ravel(), dtype=np.int16)]))
+            fine = (Ref(table, 0, "int16_t"), Ref(table, 2 * inner, "int16_t"))
+            reads.append(table)
         y_buf, y_wide, y_row, y_col = y_layout
         self.kernel(f"decomposition_{name}", "decomposed_gemm",
                     (Ref(x_buf, x_offset, "int32_t" if x_wide else "int8_t"), int(x_wide),
-                     x_pitch, inner, Ref(wname), wf, *w_layout, Ref(y8), *y8_layout,
+                     x_pitch, inner, Ref(wname), *w_layout, *fine, cols, 1, Ref(y8),
+                     *y8_layout,
                      Ref(y_buf, y_offset, "int32_t" if y_wide else "int8_t"), int(y_wide),
                      y_row, y_col, rows, cols, *job.rq),
                     reads, (y_buf,), rows * cols, stage)

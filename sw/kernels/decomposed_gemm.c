@@ -6,14 +6,14 @@
  *
  * k_decomposed_gemm_ex is the form the compiler calls: int8 inputs (the A.V output before O:
  * nothing clipped, only saturated outputs to recompute) or int32 ones, weights in any layout
- * (the engine's transposed rows: no second copy), the fine weights optional (NULL: w << 8,
- * no outlier rows), the engine's y8 and the result y with strides of their own, y either
+ * (the engine's transposed rows: no second copy), the fine weights as a map from input to
+ * fine row and only those rows (or whole, or none: w << 8), the engine's y8 and the result y with strides of their own, y either
  * int32 or int8 (saturated, for V, which stays int8; y may be y8 itself). So V's job, which
  * writes V^T, is corrected in place in the layout A.V reads.
  *
- * Per row every core scans the row's inputs for clipped ones (rare: a few per layer), then
- * works on its slice of the output columns, so the corrections of one row spread over the
- * cluster. Sums are 64-bit: an excess of 2^24 times an int16 weight, over K inputs.
+ * Per row every core scans the row's inputs for clipped ones (rare: a few per row) and lists
+ * up to CLIP_LIST of them, then works on its slice of the output columns, so the corrections
+ * of one row spread over the cluster. Sums are 64-bit: an excess of 2^24 times an int16 weight, over K inputs.
  */
 
 #include "k_common.h"
@@ -22,21 +22,37 @@
 
 /* FINE_BITS of ita.golden.decoder: the fine weights carry 8 more fraction bits. */
 #define FINE_BITS 8
+/* Clipped inputs of a row listed on every core's stack; more take the scan per column. */
+#define CLIP_LIST 16
 
 static inline int32_t clip8(int32_t v)
 {
     return v < -128 ? -128 : v > 127 ? 127 : v;
 }
 
+/* The fine weight of input i, column c (wc: column c of w). */
+static inline int32_t fine_weight(const int8_t *wc, int w_row, const int16_t *map,
+                                  const int16_t *wf, int wf_row, int wf_col, int i, int c)
+{
+    if (map) {
+        int at = map[i];
+        return at >= 0 ? wf[at * wf_row + c * wf_col] : wc[i * w_row] * (1 << FINE_BITS);
+    }
+    return wf ? wf[i * wf_row + c * wf_col] : wc[i * w_row] * (1 << FINE_BITS);
+}
+
 int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const int8_t *w,
-                         const int16_t *wf, int w_row, int w_col, const int8_t *y8, int y8_row,
-                         int y8_col, void *y, int y_wide, int y_row, int y_col, int rows, int n,
-                         int mult, int shift)
+                         int w_row, int w_col, const int16_t *map, const int16_t *wf,
+                         int wf_row, int wf_col, const int8_t *y8, int y8_row, int y8_col,
+                         void *y, int y_wide, int y_row, int y_col, int rows, int n, int mult,
+                         int shift)
 {
     if (k_rq_check(mult, shift, 0))
         return K_ERR_REQUANT;
     if (shift + FINE_BITS > K_SHIFT_MAX)
         return K_ERR_SHIFT;
+    int clip_at[CLIP_LIST];
+    int32_t clip_excess[CLIP_LIST];
     const int8_t *x8 = x;
     const int32_t *x32 = x;
     int lo, hi, status = K_OK;
@@ -57,16 +73,34 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
             break;
         }
         const int clipped = low < -128 || high > 127;
+        /* the row's clipped inputs, listed once when there are few (the usual case) */
+        int listed = 0;
+        if (clipped) {
+            const int32_t *xr = x32 + r * x_pitch;
+            for (int i = 0; i < k && listed <= CLIP_LIST; i++)
+                if (xr[i] != clip8(xr[i])) {
+                    if (listed < CLIP_LIST) {
+                        clip_at[listed] = i;
+                        clip_excess[listed] = xr[i] - clip8(xr[i]);
+                    }
+                    listed++;
+                }
+        }
         for (int c = lo; c < hi; c++) {
             const int8_t *wc = w + c * w_col;
             int64_t corr = 0;
-            if (clipped) {
+            if (clipped && listed <= CLIP_LIST) {
+                for (int j = 0; j < listed; j++) {
+                    corr += (int64_t)clip_excess[j] * fine_weight(wc, w_row, map, wf, wf_row,
+                                                                  wf_col, clip_at[j], c);
+                }
+            } else if (clipped) {
                 const int32_t *xr = x32 + r * x_pitch;
                 for (int i = 0; i < k; i++) {
                     int32_t excess = xr[i] - clip8(xr[i]);
                     if (excess)
-                        corr += (int64_t)excess * (wf ? wf[c * w_col + i * w_row]
-                                                      : wc[i * w_row] * (1 << FINE_BITS));
+                        corr += (int64_t)excess * fine_weight(wc, w_row, map, wf, wf_row,
+                                                              wf_col, i, c);
                 }
             }
             int32_t engine = y8[r * y8_row + c * y8_col];
@@ -98,6 +132,6 @@ int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *w
                       const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
                       int shift)
 {
-    return k_decomposed_gemm_ex(x, 1, k, k, w, wf, n, 1, y8, y_pitch, 1, y, 1, n, 1, rows, n,
-                                mult, shift);
+    return k_decomposed_gemm_ex(x, 1, k, k, w, n, 1, 0, wf, n, 1, y8, y_pitch, 1, y, 1, n, 1,
+                                rows, n, mult, shift);
 }

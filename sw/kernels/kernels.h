@@ -137,6 +137,11 @@ int k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
 int k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
                   int rows, int cols, const int32_t *consts);
 
+/* c(n) = requant(a(k) @ bt(n, k)^T) for one row, the output columns shared by the cores:
+ * k_gemm_rq with m = 1 and no bias (K_ERR_GEMM_SUM when k * 2^14 leaves int32). */
+int k_gemv(const int8_t *a, const int8_t *bt, int8_t *c, int k, int n, int mult, int shift,
+           int add);
+
 /* k_rmsnorm, and wide(r, c) = rms_norm(x)(r, c) saturated to 24 bits (rows x cols int32). */
 int k_rmsnorm_wide(const int32_t *x, int8_t *out, int out_pitch, int32_t *wide, int rows,
                    int cols, const int32_t *consts, int64_t eps);
@@ -163,13 +168,16 @@ int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *w
                       const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
                       int shift);
 
-/* k_decomposed_gemm with element (i, c) of w and wf at i * w_row + c * w_col (wf NULL: w << 8
- * everywhere), x of rows of x_pitch int32 (x_wide) or int8 (nothing clipped), y8(r, c) at
- * r * y8_row + c * y8_col and y(r, c) at r * y_row + c * y_col, int32 (y_wide) or int8
- * saturated; y may be y8 (in place). */
+/* k_decomposed_gemm with element (i, c) of w at i * w_row + c * w_col; the fine weight of
+ * (i, c) at wf[map[i] * wf_row + c * wf_col] where map[i] >= 0 (the fine rows only), w << 8
+ * elsewhere; map NULL: at wf[i * wf_row + c * wf_col] (whole), both NULL: w << 8 everywhere.
+ * x rows of x_pitch int32 (x_wide) or int8 (nothing clipped), y8(r, c) at r * y8_row + c *
+ * y8_col and y(r, c) at r * y_row + c * y_col, int32 (y_wide) or int8 saturated; y may be
+ * y8 (in place). */
 int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const int8_t *w,
-                         const int16_t *wf, int w_row, int w_col, const int8_t *y8, int y8_row,
-                         int y8_col, void *y, int y_wide, int y_row, int y_col, int rows, int n,
-                         int mult, int shift);
+                         int w_row, int w_col, const int16_t *map, const int16_t *wf,
+                         int wf_row, int wf_col, const int8_t *y8, int y8_row, int y8_col,
+                         void *y, int y_wide, int y_row, int y_col, int rows, int n, int mult,
+                         int shift);
 
 #endif /* KERNELS_H */
