@@ -275,10 +275,10 @@ class _DecoderLowering:
         buf, pitch, wide = src
         Pp = pad(s.P, m)
         table = self.const(f"{name}_consts", _words(*consts))
-        self.kernel("rope", "rope32" if wide else "rope", (Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch,
-                                     Ref(dst, b.past * Pp), Pp, s.S, s.P,
-                                     Ref(table, 0, "int32_t"), Ref("cos", 0, "int16_t"),
-                                     Ref("sin", 0, "int16_t")),
+        self.kernel("rope", "rope32" if wide else "rope",
+                    (Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, b.past * Pp),
+                     Pp, s.S, s.P, Ref(table, 0, "int32_t"), Ref("cos", 0, "int16_t"),
+                     Ref("sin", 0, "int16_t")),
                     (buf, table, "cos", "sin"), (dst,), s.S * s.P, "attention")
 
     def dequant_add(self, name, residual, y, consts, dst, stage):
