@@ -46,6 +46,7 @@ KERNEL_FUNCTIONS = {"head_acc": "dl_head_acc", "head_final": "dl_head_final",
                     "dequant_add": "k_dequant_add", "rmsnorm_wide": "k_rmsnorm_wide",
                     "rope32": "k_rope32", "silu_mul_wide": "k_silu_mul_wide",
                     "dequant_add32": "k_dequant_add32", "gemv": "k_gemv",
+                    "gemv_u8": "k_gemv_u8", "itamax": "k_itamax",
                     "decomposed_gemm": "k_decomposed_gemm_ex"}
 
 

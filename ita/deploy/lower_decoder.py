@@ -56,11 +56,12 @@ __all__ = ["DecoderTiling", "DECODER_KERNEL_COSTS", "GEMVS", "DECODE_GEMV_ON_COR
 DECODER_KERNEL_COSTS = {"rmsnorm": 81.0, "rope": 62.0, "silu_mul": 118.0,
                         "dequant_add": 38.0, "rmsnorm_wide": 85.0, "rope32": 62.0,
                         "silu_mul_wide": 125.0, "dequant_add32": 40.0, "gemv": 0.6,
-                        "decomposed_gemm": 60.0}
+                        "gemv_u8": 0.6, "itamax": 40.0, "decomposed_gemm": 60.0}
 KERNEL_COSTS.update(DECODER_KERNEL_COSTS)
 
-#: The GEMMs of a layer that a decoding step may run on the cores instead of the engine.
-GEMVS = ("q", "k", "v", "o", "gate", "up", "down")
+#: The GEMMs of a layer that a decoding step may run on the cores instead of the engine
+#: (``attention``: QK^T, ITAmax and A.V of every head).
+GEMVS = ("q", "k", "v", "attention", "o", "gate", "up", "down")
 #: The decoding step's default: the GEMVs the cores run (measured, docs/decoder.md).
 DECODE_GEMV_ON_CORES = ()
 
@@ -176,8 +177,8 @@ class _DecoderLowering:
         self.buf(out, pad(rows, m) * cols_p)
         if group in self.cores:
             self.kernel(f"gemv_{name}", "gemv",
-                        (Ref(src, src_offset), Ref(wname), Ref(out), inner_p, cols, *rq, 0),
-                        (src, wname), (out,), inner_p * cols, stage)
+                        (Ref(src, src_offset), Ref(wname), inner_p, Ref(out), inner, cols, *rq,
+                         0), (src, wname), (out,), inner * cols, stage)
         else:
             self.op(ItaJob(name, "linear", dict(S=rows, E=inner, P=cols, F=0),
                            [(*rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
@@ -291,6 +292,23 @@ class _DecoderLowering:
                      pitch, Ref(dst, 0, "int32_t"), s.S, s.E, Ref(table, 0, "int32_t")),
                     (residual, buf, table), (dst,), s.S * s.E, stage)
 
+    def attend(self, h, g):
+        """A decoding step's attention of query head h on the cores: the row of logits
+        against the T keys (``k_gemv``), its ITAmax (``k_itamax``), the probabilities times
+        V (``k_gemv_u8``), into row ``past`` of ``o<h>``, where the QKAV job puts it."""
+        s, m, b, L = self.s, self.cfg.M, self.block, self.L
+        Tp, Pp, T = pad(b.T, m), pad(s.P, m), b.T
+        logits, probs = self.buf(f"logits{h}", Tp), self.buf(f"probs{h}", Tp)
+        o = self.buf(f"o{h}", Tp * Pp)
+        self.kernel(f"qk_{h}", "gemv", (Ref(f"qr{h}", b.past * Pp), Ref(f"kr{g}"), Pp,
+                                        Ref(logits), s.P, T, *L.rq_qk[h], 0),
+                    (f"qr{h}", f"kr{g}"), (logits,), s.P * T, "attention")
+        self.kernel(f"softmax_{h}", "itamax", (Ref(logits), Ref(probs, 0, "uint8_t"), 1, T, T,
+                                               0), (logits,), (probs,), T, "attention")
+        self.kernel(f"av_{h}", "gemv_u8", (Ref(probs, 0, "uint8_t"), Ref(f"vt{g}"), Tp,
+                                           Ref(o, b.past * Pp), T, s.P, *L.rq_av[h], 0),
+                    (probs, f"vt{g}"), (o,), s.P * T, "attention")
+
     def cache(self):
         """The decoding step's KV cache: L2 tensors of the block's capacity, the past rows
         loaded into ``kr<g>`` / ``vt<g>``, the new rows stored back in place."""
@@ -340,6 +358,9 @@ class _DecoderLowering:
             self.rope(f"rope_q{h}", queries[h], (L.q_rope[0][h], L.q_rope[1][h]), f"qr{h}")
         for h in range(H):
             g = h // G
+            if "attention" in self.cores:
+                self.attend(h, g)
+                continue
             a, o = self.buf(f"a{h}", Tp * Tp), self.buf(f"o{h}", Tp * Pp)
             rq = [_NO_RQ] * _RQ_ROWS
             rq[_QK], rq[_AV] = (*L.rq_qk[h], 0), (*L.rq_av[h], 0)

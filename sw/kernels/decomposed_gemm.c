@@ -11,9 +11,10 @@
  * int32 or int8 (saturated, for V, which stays int8; y may be y8 itself). So V's job, which
  * writes V^T, is corrected in place in the layout A.V reads.
  *
- * Per row every core scans the row's inputs for clipped ones (rare: a few per row) and lists
- * up to CLIP_LIST of them, then works on its slice of the output columns, so the corrections
- * of one row spread over the cluster. Sums are 64-bit: an excess of 2^24 times an int16 weight, over K inputs.
+ * With at least as many rows as cores, rows go round-robin to the cores; fewer rows (a
+ * decoding step's one) share every row's output columns. Per row a core scans the inputs for
+ * clipped ones (rare: a few per row) and lists up to CLIP_LIST of them, then corrects its
+ * outputs. Sums are 64-bit: an excess of 2^24 times an int16 weight, over K inputs.
  */
 
 #include "k_common.h"
@@ -55,11 +56,18 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
     int32_t clip_excess[CLIP_LIST];
     const int8_t *x8 = x;
     const int32_t *x32 = x;
-    int lo, hi, status = K_OK;
-    k_cols(n, &lo, &hi);
-    for (int r = 0; r < rows; r++) {
-        /* the row's range: clipped inputs, and inputs beyond 24 bits (then every core, as
-         * each scans the whole row, stops at the same row); int8 rows clip nothing */
+    /* rows to the cores when there are enough of them (each core scans only its rows),
+     * else every row's columns shared (a decoding step's one row) */
+    static volatile int32_t slots[RT_CORES] L1_BSS;
+    const int by_rows = rows >= (int)num_cores();
+    int lo = 0, hi = n, status = K_OK;
+    if (!by_rows)
+        k_cols(n, &lo, &hi);
+    const int first = by_rows ? (int)core_id() : 0, step = by_rows ? (int)num_cores() : 1;
+    for (int r = first; r < rows; r += step) {
+        /* the row's range: clipped inputs, and inputs beyond 24 bits (then every core that
+         * scans the row stops there, and the cores agree on the status); int8 rows clip
+         * nothing */
         int32_t low = 0, high = 0;
         if (x_wide) {
             const int32_t *xr = x32 + r * x_pitch;
@@ -124,6 +132,8 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
                 ((int8_t *)y)[r * y_row + c * y_col] = (int8_t)k_clamp64(v, -128, 127);
         }
     }
+    if (by_rows)
+        status = k_agree(slots, status);
     barrier();
     return status;
 }

@@ -137,10 +137,13 @@ int k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
 int k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
                   int rows, int cols, const int32_t *consts);
 
-/* c(n) = requant(a(k) @ bt(n, k)^T) for one row, the output columns shared by the cores:
- * k_gemm_rq with m = 1 and no bias (K_ERR_GEMM_SUM when k * 2^14 leaves int32). */
-int k_gemv(const int8_t *a, const int8_t *bt, int8_t *c, int k, int n, int mult, int shift,
-           int add);
+/* c(n) = requant(a(k) @ bt(n, k)^T) for one row, bt's rows bt_pitch bytes apart, the output
+ * columns shared by the cores: k_gemm_rq with m = 1 and no bias; k_gemv_u8 with uint8 a
+ * (A.V's probabilities). K_ERR_GEMM_SUM when k * 255 * 128 leaves int32. */
+int k_gemv(const int8_t *a, const int8_t *bt, int bt_pitch, int8_t *c, int k, int n, int mult,
+           int shift, int add);
+int k_gemv_u8(const uint8_t *a, const int8_t *bt, int bt_pitch, int8_t *c, int k, int n,
+              int mult, int shift, int add);
 
 /* k_rmsnorm, and wide(r, c) = rms_norm(x)(r, c) saturated to 24 bits (rows x cols int32). */
 int k_rmsnorm_wide(const int32_t *x, int8_t *out, int out_pitch, int32_t *wide, int rows,
