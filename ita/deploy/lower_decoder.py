@@ -130,6 +130,7 @@ class _DecoderLowering:
         self.decompose = block.model.options.decompose
         self.cores = set(tiling.gemv)
         self.probes = tuple(probes)
+        self.fine_at = {}   # weight constant -> (byte offset of its fine rows, inputs)
         self.out = Lowered()
 
     # --- declarations (as the encoder's lowering) ---
@@ -155,24 +156,32 @@ class _DecoderLowering:
 
     # --- the steps ---
 
-    def weights(self, name, w_t, bias_cols):
+    def weights(self, name, w_t, bias_cols, fine=None):
         """Weight rows ``w_t`` (cols, inner) int8 padded to the tile edge, then the zero bias
-        of ``bias_cols`` that a job reads: (buffer, padded inner)."""
+        of ``bias_cols`` that a job reads and, with the decomposition, the GEMM's fine rows
+        (:meth:`correct`): one constant, one transfer. Returns (buffer, padded inner)."""
         m = self.cfg.M
         cols, inner = w_t.shape
         inner_p = pad(inner, m)
         rows_t = np.zeros((cols, inner_p), np.int8)
         rows_t[:, :inner] = w_t
-        blob = np.concatenate([_i8(rows_t), np.zeros(4 * pad(bias_cols, m), np.uint8)])
-        return self.const(f"w_{name}", blob, reach=pad(cols, m) * inner_p), inner_p
+        parts = [_i8(rows_t), np.zeros(4 * pad(bias_cols, m), np.uint8)]
+        wname = f"w_{name}"
+        if fine is not None and self.decompose:   # the input -> fine row map, the rows
+            rows_f, w_fine = fine
+            index = np.full(inner, -1, np.int64)
+            index[np.asarray(rows_f)] = np.arange(len(rows_f))
+            self.fine_at[wname] = (sum(p.size for p in parts), inner)
+            parts.append(_words(index, np.asarray(w_fine).ravel(), dtype=np.int16))
+        return self.const(wname, np.concatenate(parts), reach=pad(cols, m) * inner_p), inner_p
 
-    def linear(self, name, group, src, w, rq, rows, out, stage, src_offset=0):
+    def linear(self, name, group, src, w, rq, rows, out, stage, src_offset=0, fine=None):
         """``out = requant(src @ w)`` (``w`` (inner, cols) int8) on the engine, or on the
         cores for a GEMV of ``group`` in :attr:`cores`; returns the weight buffer and its
         row pitch."""
         m = self.cfg.M
         inner, cols = w.shape
-        wname, inner_p = self.weights(name, np.asarray(w).T, cols)
+        wname, inner_p = self.weights(name, np.asarray(w).T, cols, fine)
         cols_p = pad(cols, m)
         self.buf(out, pad(rows, m) * cols_p)
         if group in self.cores:
@@ -197,14 +206,9 @@ class _DecoderLowering:
         x_buf, x_wide, x_pitch = x
         fine = (0, 0)
         reads = [x_buf, wname, y8]
-        if job.fine is not None:   # the input -> fine row map, then the fine rows (int16)
-            rows_f, w_fine = job.fine
-            index = np.full(inner, -1, np.int64)
-            index[np.asarray(rows_f)] = np.arange(len(rows_f))
-            table = self.const(f"wf_{name}", np.concatenate(
-                [_words(index, np.asarray(w_fine).ravel(), dtype=np.int16)]))
-            fine = (Ref(table, 0, "int16_t"), Ref(table, 2 * inner, "int16_t"))
-            reads.append(table)
+        if wname in self.fine_at:   # in the weights' constant (:meth:`weights`)
+            at, count = self.fine_at[wname]
+            fine = (Ref(wname, at, "int16_t"), Ref(wname, at + 2 * count, "int16_t"))
         y_buf, y_wide, y_row, y_col = y_layout
         self.kernel(f"decomposition_{name}", "decomposed_gemm",
                     (Ref(x_buf, x_offset, "int32_t" if x_wide else "int8_t"), int(x_wide),
@@ -221,7 +225,7 @@ class _DecoderLowering:
         m = self.cfg.M
         x_buf, x_wide = src
         wname, inner_p = self.linear(name, group, x_buf, job.w, job.rq, rows, out, stage,
-                                     src_offset)
+                                     src_offset, job.fine)
         cols_p = pad(job.w.shape[1], m)
         if not self.decompose:
             return out, cols_p, False
@@ -238,7 +242,7 @@ class _DecoderLowering:
         Ep, Tp, Pp = pad(s.E, m), pad(b.T, m), pad(s.P, m)
         vt = self.buf(f"vt{g}", Pp * Tp)
         if b.past == 0:   # the engine writes V^T: Wv^T as input rows, n1 as weights
-            wname, _ = self.weights(f"V{g}", np.asarray(job.w).T, s.S)
+            wname, _ = self.weights(f"V{g}", np.asarray(job.w).T, s.S, job.fine)
             self.op(ItaJob(f"V{g}", "linear", dict(S=s.P, E=s.E, P=s.S, F=0),
                            [(*job.rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
                            {"Q_IN": Ref(wname), "WQ": Ref("n1"), "BQ": Ref(wname, s.P * Ep),
@@ -251,7 +255,7 @@ class _DecoderLowering:
             return vt
         out = f"y_V{g}"
         wname, inner_p = self.linear(f"V{g}", "v", "n1", job.w, job.rq, rows, out,
-                                     "attention")
+                                     "attention", fine=job.fine)
         self.correct(f"V{g}", job, ("n1w", True, s.E), wname, (1, inner_p), out, (Pp, 1), vt,
                      (vt, False, 1, Tp), rows, "attention", y_offset=b.past)
         return vt

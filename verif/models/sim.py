@@ -82,9 +82,9 @@ def prepare(work, *, model="tiny", seed=1, corrupt=None, decompose=True, pos=0, 
 
 
 def weight_bytes(schedule):
-    """Bytes of the weights a run moves from L2 or L3 (the int8 rows and the fine rows)."""
+    """Bytes of the weights a run moves from L2 or L3 (the int8 rows with their fine rows)."""
     return sum(t.size for t in schedule.l2.values()
-               if t.role == "const" and t.name.startswith(("w_", "wf_")))
+               if t.role == "const" and t.name.startswith("w_"))
 
 
 def run_decoder_layer(work, *, model="tiny", seed=1, corrupt=None, decompose=True, pos=0,
