@@ -31,7 +31,7 @@
 #include "runtime.h"
 
 enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU, K_ADD_LAYERNORM,
-       K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD, K_DECOMPOSED_GEMM };
+       K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD, K_DECOMPOSED_GEMM, K_GEMV };
 
 typedef struct {
     const char *name;       /* kernel name */
@@ -145,6 +145,11 @@ static int run_case(const kcase_t *kc)
         return k_decomposed_gemm(operand(kc, 0), d[1], operand(kc, 1), operand(kc, 2),
                                  operand(kc, 3), d[2], (int32_t *)output(kc), d[0], d[2], p[0],
                                  p[1]);
+    case K_GEMV: /* k, n, unsigned; mult, shift, add; a, bt */
+        return d[2] ? k_gemv_u8(operand(kc, 0), operand(kc, 1), d[0], (int8_t *)output(kc),
+                                d[0], d[1], p[0], p[1], p[2])
+                    : k_gemv(operand(kc, 0), operand(kc, 1), d[0], (int8_t *)output(kc), d[0],
+                             d[1], p[0], p[1], p[2]);
     default:
         return K_OK;
     }
