@@ -69,9 +69,14 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
          * scans the row stops there, and the cores agree on the status); int8 rows clip
          * nothing */
         int32_t low = 0, high = 0;
-        if (x_wide) {
+        if (x_wide) { /* cores sharing the row start at different inputs (L1 banks) */
             const int32_t *xr = x32 + r * x_pitch;
-            for (int i = 0; i < k; i++) {
+            const int i0 = by_rows ? 0 : (int)core_id() * k / (int)num_cores();
+            for (int i = i0; i < k; i++) {
+                low = xr[i] < low ? xr[i] : low;
+                high = xr[i] > high ? xr[i] : high;
+            }
+            for (int i = 0; i < i0; i++) {
                 low = xr[i] < low ? xr[i] : low;
                 high = xr[i] > high ? xr[i] : high;
             }

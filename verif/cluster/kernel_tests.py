@@ -76,7 +76,7 @@ SIZES = {
         ("add_layernorm", "128x128"), ("add_layernorm", "64x384"),
         ("rmsnorm", "64x64"), ("rmsnorm", "32x576"), ("rope", "64x64"), ("rope", "64x32"),
         ("silu_mul", "16x128"), ("silu_mul", "64x256"), ("dequant_add", "16x64"),
-        ("dequant_add", "16x576"), ("decomposed_gemm", "16x64x128"), ("gemv", "576x576"),
+        ("dequant_add", "16x576"), ("decomposed_gemm", "16x64x128"), ("gemv", "576x128"),
         ("gemv", "64x128_u8"),
     ),
 }
