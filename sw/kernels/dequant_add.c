@@ -9,9 +9,9 @@
 #include "k_wide.h"
 #include "kernels.h"
 
-static inline int dequant_add(const int32_t *residual, const int8_t *y8, const int32_t *y32,
-                              int y_pitch, int32_t *out, int rows, int cols,
-                              const int32_t *consts)
+static inline __attribute__((always_inline)) int
+dequant_add(const int32_t *residual, const int8_t *y8, const int32_t *y32, int y_pitch,
+            int32_t *out, int rows, int cols, const int32_t *consts)
 {
     static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + cols;

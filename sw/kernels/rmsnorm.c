@@ -41,8 +41,9 @@ static uint32_t isqrt32(uint32_t v)
 /* ita.golden.decoder.WIDE: the bound of the wide outputs */
 #define WIDE ((1 << 23) - 1)
 
-static inline int rmsnorm(const int32_t *x, int8_t *out, int out_pitch, int32_t *wide,
-                          int rows, int cols, const int32_t *consts, int64_t eps)
+static inline __attribute__((always_inline)) int
+rmsnorm(const int32_t *x, int8_t *out, int out_pitch, int32_t *wide, int rows, int cols,
+        const int32_t *consts, int64_t eps)
 {
     static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + cols;
@@ -60,19 +61,15 @@ static inline int rmsnorm(const int32_t *x, int8_t *out, int out_pitch, int32_t 
     const int first = by_rows ? (int)core_id() : 0, step = by_rows ? (int)num_cores() : 1;
     for (int r = first; r < rows; r += step) {
         const int32_t *row = x + r * cols;
-        /* cores sharing the row start at different columns (L1 banks); sums are exact */
-        const int c0 = by_rows ? 0 : lo;
         uint32_t top = 0;
-        for (int i = 0; i < cols; i++) {
-            int c = i + c0 < cols ? i + c0 : i + c0 - cols;
+        for (int c = 0; c < cols; c++) {
             uint32_t m = row[c] < 0 ? 0u - (uint32_t)row[c] : (uint32_t)row[c];
             top = m > top ? m : top;
         }
         int a = bit_length64(top) - 15;
         a = a > 0 ? a : 0;
         uint64_t v = (uint64_t)(eps >> (2 * a));
-        for (int i = 0; i < cols; i++) {
-            int c = i + c0 < cols ? i + c0 : i + c0 - cols;
+        for (int c = 0; c < cols; c++) {
             int32_t s = row[c] >> a;
             v += (uint32_t)(s * s);
         }

@@ -17,9 +17,9 @@
 #define ROPE_SHIFT (14 + 8)
 
 /* x8 (int8) or x32 (int32) rows of x_pitch elements */
-static inline int rope(const int8_t *x8, const int32_t *x32, int x_pitch, int8_t *out,
-                       int out_pitch, int rows, int dim, const int32_t *consts,
-                       const int16_t *cos, const int16_t *sin)
+static inline __attribute__((always_inline)) int
+rope(const int8_t *x8, const int32_t *x32, int x_pitch, int8_t *out, int out_pitch, int rows,
+     int dim, const int32_t *consts, const int16_t *cos, const int16_t *sin)
 {
     static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + dim;

@@ -42,10 +42,10 @@ static inline int32_t silu(int64_t wide, const int32_t *table)
 }
 
 /* gate8/up8 (int8) or gate32/up32 (int32) rows of in_pitch; wide (rows x cols) or NULL */
-static inline int silu_mul(const int8_t *gate8, const int8_t *up8, const int32_t *gate32,
-                           const int32_t *up32, int in_pitch, int8_t *out, int out_pitch,
-                           int32_t *wide, int rows, int cols, const int32_t *consts,
-                           const int32_t *table)
+static inline __attribute__((always_inline)) int
+silu_mul(const int8_t *gate8, const int8_t *up8, const int32_t *gate32, const int32_t *up32,
+         int in_pitch, int8_t *out, int out_pitch, int32_t *wide, int rows, int cols,
+         const int32_t *consts, const int32_t *table)
 {
     const int32_t *gm = consts, *gs = consts + cols, *om = consts + 2 * cols,
                   *os = consts + 3 * cols;
