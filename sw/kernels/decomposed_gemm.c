@@ -7,9 +7,10 @@
  * k_decomposed_gemm_ex is the form the compiler calls: int8 inputs (the A.V output before O:
  * nothing clipped, only saturated outputs to recompute) or int32 ones, weights in any layout
  * (the engine's transposed rows: no second copy), the fine weights as a map from input to
- * fine row and only those rows (or whole, or none: w << 8), the engine's y8 and the result y with strides of their own, y either
- * int32 or int8 (saturated, for V, which stays int8; y may be y8 itself). So V's job, which
- * writes V^T, is corrected in place in the layout A.V reads.
+ * fine row and only those rows (or whole, or none: w << 8), the engine's y8 and the result y
+ * with strides of their own, y either int32 or int8 (saturated, for V, which stays int8; y
+ * may be y8 itself). So V's job, which writes V^T, is corrected in place in the layout A.V
+ * reads.
  *
  * With at least as many rows as cores, rows go round-robin to the cores; fewer rows (a
  * decoding step's one) share every row's output columns. Per row a core scans the inputs for

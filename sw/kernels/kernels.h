@@ -110,9 +110,10 @@ int k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int 
  * Decoder kernels (ita.golden.decoder), bit-exact with the integer Llama model
  * (ita.quant.llama): the outputs that feed the engine saturate to int8; the *_wide / *32
  * forms also keep (or read) the wide values of the decomposition (24-bit RMSNorm and SiLU x
- * up outputs, int32 GEMM outputs of k_decomposed_gemm_ex). Per-column constants come as one int32 array of
- * consecutive rows of `cols` (or `dim`) entries each, in the order named; multipliers may
- * reach 2^31 and shifts 62 (the 64-bit scale_round; a larger shift: K_ERR_SHIFT).
+ * up outputs, int32 GEMM outputs of k_decomposed_gemm_ex). Per-column constants come as one
+ * int32 array of consecutive rows of `cols` (or `dim`) entries each, in the order named;
+ * multipliers may reach 2^31 and shifts 62 (the 64-bit scale_round; a larger shift:
+ * K_ERR_SHIFT).
  */
 
 /* out(r, :) = clip8(rms_norm(x(r, :))): int32 rows, consts = mult | shift, eps in units of
