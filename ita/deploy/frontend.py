@@ -15,7 +15,7 @@ model description and a quantiser, so the compiler does not change when they arr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -166,11 +166,13 @@ class IntegerDecoderLayer:
     index: int
     S: int
     past: int = 0
+    #: decoding steps of one row each, run one after the other (the cache grows in place)
+    steps: int = 1
 
     @property
     def T(self):
-        """Positions in the cache after the layer: past + S."""
-        return self.past + self.S
+        """Positions in the cache after the layer: past + S * steps."""
+        return self.past + self.S * self.steps
 
     @property
     def capacity(self):
@@ -197,7 +199,7 @@ class IntegerDecoderLayer:
         engine reads it) of KV head g."""
         s = self.shape
         if name in ("out", "mid"):
-            return TensorSpec(name, (s.S, s.E), "int32")
+            return TensorSpec(name, (s.S * self.steps, s.E), "int32")
         for prefix, dims in (("k_cache", (self.T, s.P)), ("v_cache", (s.P, self.T))):
             if name.startswith(prefix) and name[len(prefix):].isdigit() and \
                     int(name[len(prefix):]) < s.KV:
@@ -206,7 +208,8 @@ class IntegerDecoderLayer:
 
     @property
     def macs(self):
-        return self.shape.macs
+        return sum(replace(self.shape, past=self.past + i * self.S).macs
+                   for i in range(self.steps))
 
 
 @dataclass(frozen=True)
@@ -252,19 +255,22 @@ class RandomLlama:
                      layers=(layer,), head=LMHead(norm=norm(), weight=tokens.T, tied=True),
                      hyper={"context_length": self.context})
 
-    def draw(self, past=0):
+    def draw(self, past=0, steps=1):
         """(integer model, int32 residual rows x of S random tokens); with ``past`` the model
-        is the decoding step of one token at position ``past`` and ``x`` holds the rows of
-        all ``past + 1`` tokens (the cached ones first)."""
+        is ``steps`` decoding steps of one token each from position ``past`` and ``x`` holds
+        the rows of all ``past + steps`` tokens (the cached ones first)."""
         rng = np.random.default_rng([self.seed, 1])
         calibration = [rng.integers(0, self.vocab, self.S) for _ in range(6)]
         imodel = ql.quantise(self.float_model(), calibration,
                              ql.LlamaQuantOptions(decompose=self.decompose))
-        if not 0 <= past < self.context:
-            raise ValueError(f"position {past} lies outside the context of {self.context}")
-        count = past + 1 if past else self.S
+        last = past + steps - 1
+        if not 0 <= past <= last < self.context:
+            raise ValueError(f"position {last} lies outside the context of {self.context}")
+        if steps > 1 and not past:
+            raise ValueError("decoding steps follow a cache: the first position must be > 0")
+        count = past + steps if past else self.S
         x = ql.embed(imodel, rng.integers(0, self.vocab, max(count, self.S))[:count])
-        layer = IntegerDecoderLayer(imodel, 0, 1, past) if past else \
+        layer = IntegerDecoderLayer(imodel, 0, 1, past, steps) if past else \
             IntegerDecoderLayer(imodel, 0, self.S)
         return IntegerModel((layer,), "decoder_layer"), x
 

@@ -112,6 +112,11 @@ def decoder_tilings(block: IntegerDecoderLayer, spec, **forced):
         raise CompileError(f"head dimension {s.P} must be even and at most M={m}")
     if block.past and not block.model.options.decompose:
         raise CompileError("a decoding step is lowered with the decomposition only")
+    if block.steps > 1 and (s.S != 1 or not block.past):
+        raise CompileError("several steps are decoding steps of one row after a cache")
+    if pad(block.past + s.S, m) != pad(block.T, m):
+        raise CompileError(f"positions {block.past} .. {block.T - 1} cross a tile edge of the "
+                           f"cache ({m}): one program per tile")
     if gemv is None:
         gemv = DECODE_GEMV_ON_CORES if s.S == 1 else ()
     gemv = tuple(gemv)
@@ -130,6 +135,7 @@ class _DecoderLowering:
         self.decompose = block.model.options.decompose
         self.cores = set(tiling.gemv)
         self.probes = tuple(probes)
+        self.step, self.past, self.sfx = 0, block.past, ""
         self.fine_at = {}   # weight constant -> (byte offset of its fine rows, inputs)
         self.out = Lowered()
 
@@ -141,7 +147,10 @@ class _DecoderLowering:
         return name
 
     def const(self, name, data, reach=0):
-        """A constant in L2 loaded whole into an L1 buffer of the same name."""
+        """A constant in L2 loaded whole into an L1 buffer of the same name (once: the
+        steps of a decoding run share it)."""
+        if name in self.out.l2:
+            return name
         data = np.asarray(data, np.uint8)
         self.out.l2[name] = L2Tensor(name, "const", data.size, lambda data=data: data)
         self.buf(name, data.size, reach)
@@ -157,6 +166,8 @@ class _DecoderLowering:
     # --- the steps ---
 
     def weights(self, name, w_t, bias_cols, fine=None):
+        if f"w_{name}" in self.out.l2:
+            return f"w_{name}", pad(w_t.shape[1], self.cfg.M)
         """Weight rows ``w_t`` (cols, inner) int8 padded to the tile edge, then the zero bias
         of ``bias_cols`` that a job reads and, with the decomposition, the GEMM's fine rows
         (:meth:`correct`): one constant, one transfer. Returns (buffer, padded inner)."""
@@ -221,7 +232,7 @@ class _DecoderLowering:
     def projection(self, name, group, src, job, rows, stage, src_offset=0):
         """A GEMM whose output the cores read next: (buffer, pitch, wide). With the
         decomposition an int32 ``<out>w`` buffer, else the engine's int8 output."""
-        out = f"y_{name}"
+        out = self.n(f"y_{name}")
         m = self.cfg.M
         x_buf, x_wide = src
         wname, inner_p = self.linear(name, group, x_buf, job.w, job.rq, rows, out, stage,
@@ -241,59 +252,64 @@ class _DecoderLowering:
         m, s, b, job = self.cfg.M, self.s, self.block, self.L.v[g]
         Ep, Tp, Pp = pad(s.E, m), pad(b.T, m), pad(s.P, m)
         vt = self.buf(f"vt{g}", Pp * Tp)
+        n1 = self.n("n1")
+        n1w = f"{n1}w"   # its wide values (:meth:`rmsnorm`)
         if b.past == 0:   # the engine writes V^T: Wv^T as input rows, n1 as weights
             wname, _ = self.weights(f"V{g}", np.asarray(job.w).T, s.S, job.fine)
             self.op(ItaJob(f"V{g}", "linear", dict(S=s.P, E=s.E, P=s.S, F=0),
                            [(*job.rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
-                           {"Q_IN": Ref(wname), "WQ": Ref("n1"), "BQ": Ref(wname, s.P * Ep),
+                           {"Q_IN": Ref(wname), "WQ": Ref(n1), "BQ": Ref(wname, s.P * Ep),
                             "QP": Ref(vt)},
-                           reads=("n1", wname), writes=(vt,), macs=s.S * s.E * s.P,
+                           reads=(n1, wname), writes=(vt,), macs=s.S * s.E * s.P,
                            cycles=gemm_cycles(s.P, s.S, s.E, self.cfg), stage="attention"))
             if self.decompose:   # in place, in the V^T layout: output (r, c) at c * Tp + r
-                self.correct(f"V{g}", job, ("n1w", True, s.E), wname, (1, Ep), vt, (1, Tp),
+                self.correct(f"V{g}", job, (n1w, True, s.E), wname, (1, Ep), vt, (1, Tp),
                              vt, (vt, False, 1, Tp), rows, "attention")
             return vt
-        out = f"y_V{g}"
-        wname, inner_p = self.linear(f"V{g}", "v", "n1", job.w, job.rq, rows, out,
+        out = self.n(f"y_V{g}")
+        wname, inner_p = self.linear(f"V{g}", "v", n1, job.w, job.rq, rows, out,
                                      "attention", fine=job.fine)
-        self.correct(f"V{g}", job, ("n1w", True, s.E), wname, (1, inner_p), out, (Pp, 1), vt,
-                     (vt, False, 1, Tp), rows, "attention", y_offset=b.past)
+        self.correct(f"V{g}", job, (n1w, True, s.E), wname, (1, inner_p), out, (Pp, 1), vt,
+                     (vt, False, 1, Tp), rows, "attention", y_offset=self.past)
         return vt
 
-    def rmsnorm(self, name, src, norm, dst, stage):
+    def rmsnorm(self, name, src, norm, dst, stage, src_offset=0):
         s, m = self.s, self.cfg.M
         consts = self.const(f"{name}_consts", _words(norm.mult, norm.shift))
         self.buf(dst, pad(s.S, m) * pad(s.E, m))
         if self.decompose:
             wide = self.buf(f"{dst}w", 4 * s.S * s.E)
-            self.kernel(name, "rmsnorm_wide", (Ref(src, 0, "int32_t"), Ref(dst), pad(s.E, m),
+            self.kernel(name, "rmsnorm_wide", (Ref(src, src_offset, "int32_t"), Ref(dst),
+                                               pad(s.E, m),
                                           Ref(wide, 0, "int32_t"), s.S, s.E,
                                           Ref(consts, 0, "int32_t"), int(norm.eps)),
                         (src, consts), (dst, wide), s.S * s.E, stage)
             return
-        self.kernel(name, "rmsnorm", (Ref(src, 0, "int32_t"), Ref(dst), s.S, s.E,
+        self.kernel(name, "rmsnorm", (Ref(src, src_offset, "int32_t"), Ref(dst), s.S, s.E,
                                       pad(s.E, m), Ref(consts, 0, "int32_t"), int(norm.eps)),
                     (src, consts), (dst,), s.S * s.E, stage)
 
     def rope(self, name, src, consts, dst):
-        s, m, b = self.s, self.cfg.M, self.block
+        s, m = self.s, self.cfg.M
         buf, pitch, wide = src
         Pp = pad(s.P, m)
         table = self.const(f"{name}_consts", _words(*consts))
+        at = self.step * s.S * s.P   # this step's rows of the tables (P/2 int16 each)
         self.kernel("rope", "rope32" if wide else "rope",
-                    (Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, b.past * Pp),
-                     Pp, s.S, s.P, Ref(table, 0, "int32_t"), Ref("cos", 0, "int16_t"),
-                     Ref("sin", 0, "int16_t")),
+                    (Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, self.past * Pp),
+                     Pp, s.S, s.P, Ref(table, 0, "int32_t"), Ref("cos", at, "int16_t"),
+                     Ref("sin", at, "int16_t")),
                     (buf, table, "cos", "sin"), (dst,), s.S * s.P, "attention")
 
-    def dequant_add(self, name, residual, y, consts, dst, stage):
+    def dequant_add(self, name, residual, y, consts, dst, stage, residual_offset=0):
         s = self.s
         buf, pitch, wide = y
         table = self.const(f"{name}_consts", _words(*consts))
         self.buf(dst, 4 * s.S * s.E)
         self.kernel(name.rstrip("0123456789"), "dequant_add32" if wide else "dequant_add",
-                    (Ref(residual, 0, "int32_t"), Ref(buf, 0, "int32_t" if wide else "int8_t"),
-                     pitch, Ref(dst, 0, "int32_t"), s.S, s.E, Ref(table, 0, "int32_t")),
+                    (Ref(residual, residual_offset, "int32_t"),
+                     Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, 0, "int32_t"),
+                     s.S, s.E, Ref(table, 0, "int32_t")),
                     (residual, buf, table), (dst,), s.S * s.E, stage)
 
     def attend(self, h, g):
@@ -301,16 +317,16 @@ class _DecoderLowering:
         against the T keys (``k_gemv``), its ITAmax (``k_itamax``), the probabilities times
         V (``k_gemv_u8``), into row ``past`` of ``o<h>``, where the QKAV job puts it."""
         s, m, b, L = self.s, self.cfg.M, self.block, self.L
-        Tp, Pp, T = pad(b.T, m), pad(s.P, m), b.T
-        logits, probs = self.buf(f"logits{h}", Tp), self.buf(f"probs{h}", Tp)
-        o = self.buf(f"o{h}", Tp * Pp)
-        self.kernel(f"qk_{h}", "gemv", (Ref(f"qr{h}", b.past * Pp), Ref(f"kr{g}"), Pp,
+        Tp, Pp, T = pad(b.T, m), pad(s.P, m), self.past + s.S
+        logits, probs = self.buf(self.n(f"logits{h}"), Tp), self.buf(self.n(f"probs{h}"), Tp)
+        o, qr = self.buf(self.n(f"o{h}"), Tp * Pp), self.n(f"qr{h}")
+        self.kernel(f"qk_{h}", "gemv", (Ref(qr, self.past * Pp), Ref(f"kr{g}"), Pp,
                                         Ref(logits), s.P, T, *L.rq_qk[h], 0),
-                    (f"qr{h}", f"kr{g}"), (logits,), s.P * T, "attention")
+                    (qr, f"kr{g}"), (logits,), s.P * T, "attention")
         self.kernel(f"softmax_{h}", "itamax", (Ref(logits), Ref(probs, 0, "uint8_t"), 1, T, T,
                                                0), (logits,), (probs,), T, "attention")
         self.kernel(f"av_{h}", "gemv_u8", (Ref(probs, 0, "uint8_t"), Ref(f"vt{g}"), Tp,
-                                           Ref(o, b.past * Pp), T, s.P, *L.rq_av[h], 0),
+                                           Ref(o, self.past * Pp), T, s.P, *L.rq_av[h], 0),
                     (probs, f"vt{g}"), (o,), s.P * T, "attention")
 
     def cache(self):
@@ -326,26 +342,45 @@ class _DecoderLowering:
             out.inputs[v] = Io(v, s.P, b.past, Cp)
             out.loads[f"kr{g}"] = [Dma(True, k, f"kr{g}", b.past * Pp)]
             out.loads[f"vt{g}"] = [Dma(True, v, f"vt{g}", Tp, s.P, Cp, Tp)]
-            out.stores[f"kr{g}"] = [Dma(False, k, f"kr{g}", s.S * Pp, l2_offset=b.past * Pp,
-                                        l1_offset=b.past * Pp)]
+            out.stores[f"kr{g}"] = [Dma(False, k, f"kr{g}", (b.T - b.past) * Pp,
+                                        l2_offset=b.past * Pp, l1_offset=b.past * Pp)]
             out.stores[f"vt{g}"] = [Dma(False, v, f"vt{g}", Tp, s.P, Cp, Tp)]
 
-    def lower(self):
-        s, L, m, b = self.s, self.L, self.cfg.M, self.block
-        S, E, P, H, KV, F, T = s.S, s.E, s.P, s.H, s.KV, s.F, b.T
-        Tp, Pp, Fp = pad(T, m), pad(P, m), pad(F, m)
-        out = self.out
+    def n(self, name):
+        """The name of a buffer of the current step (the steps of a run each have theirs)."""
+        return name + self.sfx
 
-        self.buf("x", 4 * S * E)
-        out.l2["x"] = L2Tensor("x", "input", 4 * S * E)
-        out.loads["x"] = [Dma(True, "x", "x", 4 * S * E)]
-        out.inputs["x"] = Io("x", S, 4 * E, 4 * E)
-        cos, sin = dec.rope_table(b.model.rope_theta, P, b.past + np.arange(S))
+    def lower(self):
+        s, b, out = self.s, self.block, self.out
+        S, E, P = s.S, s.E, s.P
+        rows = S * b.steps
+        self.buf("x", 4 * rows * E)
+        out.l2["x"] = L2Tensor("x", "input", 4 * rows * E)
+        out.loads["x"] = [Dma(True, "x", "x", 4 * rows * E)]
+        out.inputs["x"] = Io("x", rows, 4 * E, 4 * E)
+        cos, sin = dec.rope_table(b.model.rope_theta, P, b.past + np.arange(rows))
         self.const("cos", _words(cos, dtype=np.int16))
         self.const("sin", _words(sin, dtype=np.int16))
-        n1 = ("n1", self.decompose)
+        if b.past:
+            self.cache()
+        for step in range(b.steps):
+            self.step, self.past = step, b.past + step * S
+            self.sfx = f"_s{step}" if b.steps > 1 else ""
+            self.layer(4 * step * S * E)
+        for name in self.probes:
+            self.probe(name)
+        return out
 
-        self.rmsnorm("rmsnorm1", "x", L.norm1, "n1", "attention")
+    def layer(self, x_offset):
+        """One step: the layer on its S rows of ``x`` (from byte ``x_offset``)."""
+        s, L, m, b = self.s, self.L, self.cfg.M, self.block
+        S, P, H, KV, F = s.S, s.P, s.H, s.KV, s.F
+        T = self.past + S
+        Tp, Pp, Fp = pad(b.T, m), pad(P, m), pad(F, m)
+        n = self.n
+        n1 = (n("n1"), self.decompose)
+
+        self.rmsnorm("rmsnorm1", "x", L.norm1, n("n1"), "attention", x_offset)
         G = H // KV
         keys = []
         for g in range(KV):
@@ -353,60 +388,54 @@ class _DecoderLowering:
             keys.append(self.projection(f"K{g}", "k", n1, L.k[g], S, "attention"))
             self.value(g, S)
         queries = [self.projection(f"Q{h}", "q", n1, L.q[h], S, "attention") for h in range(H)]
-        if b.past:
-            self.cache()
         for g in range(KV):
             self.rope(f"rope_k{g}", keys[g], (L.k_rope[0][g], L.k_rope[1][g]), f"kr{g}")
         for h in range(H):
-            self.buf(f"qr{h}", Tp * Pp)
-            self.rope(f"rope_q{h}", queries[h], (L.q_rope[0][h], L.q_rope[1][h]), f"qr{h}")
+            self.buf(n(f"qr{h}"), Tp * Pp)
+            self.rope(f"rope_q{h}", queries[h], (L.q_rope[0][h], L.q_rope[1][h]), n(f"qr{h}"))
         for h in range(H):
             g = h // G
             if "attention" in self.cores:
                 self.attend(h, g)
                 continue
-            a, o = self.buf(f"a{h}", Tp * Tp), self.buf(f"o{h}", Tp * Pp)
+            a, o = self.buf(n(f"a{h}"), Tp * Tp), self.buf(n(f"o{h}"), Tp * Pp)
             rq = [_NO_RQ] * _RQ_ROWS
             rq[_QK], rq[_AV] = (*L.rq_qk[h], 0), (*L.rq_av[h], 0)
             self.op(ItaJob(f"attention head {h}", "qkav", dict(S=T, E=0, P=P, F=0), rq,
-                           {"QP": Ref(f"qr{h}"), "KP": Ref(f"kr{g}"), "VP": Ref(f"vt{g}"),
+                           {"QP": Ref(n(f"qr{h}")), "KP": Ref(f"kr{g}"), "VP": Ref(f"vt{g}"),
                             "A": Ref(a), "O": Ref(o)},
-                           reads=(f"qr{h}", f"kr{g}", f"vt{g}"), writes=(a, o), causal=True,
-                           macs=2 * S * T * P,
+                           reads=(n(f"qr{h}"), f"kr{g}", f"vt{g}"), writes=(a, o),
+                           causal=True, macs=2 * S * T * P,
                            cycles=gemm_cycles(T, T, P, self.cfg) + gemm_cycles(T, P, T,
                                                                                 self.cfg)))
-        residual = "x"
+        residual, at = "x", x_offset
         for h in range(H):
-            y = self.projection(f"O{h}", "o", (f"o{h}", False), L.o[h], S, "attention",
-                                src_offset=b.past * Pp)
-            nxt = "mid" if h == H - 1 else f"res{h}"
+            y = self.projection(f"O{h}", "o", (n(f"o{h}"), False), L.o[h], S, "attention",
+                                src_offset=self.past * Pp)
+            nxt = n("mid") if h == H - 1 else n(f"res{h}")
             self.dequant_add(f"residual_o{h}", residual, y, (L.o_add[0][h], L.o_add[1][h]),
-                             nxt, "attention")
-            residual = nxt
-        self.rmsnorm("rmsnorm2", "mid", L.norm2, "n2", "ffn")
-        n2 = ("n2", self.decompose)
+                             nxt, "attention", at)
+            residual, at = nxt, 0
+        self.rmsnorm("rmsnorm2", n("mid"), L.norm2, n("n2"), "ffn")
+        n2 = (n("n2"), self.decompose)
         g_buf, g_pitch, wide = self.projection("gate", "gate", n2, L.gate, S, "ffn")
         u_buf, _, _ = self.projection("up", "up", n2, L.up, S, "ffn")
         table = self.const("sigmoid", _words(dec.sigmoid_table()))
         gated = self.const("silu_consts", _words(*L.gated))
-        self.buf("h", pad(S, m) * Fp)
+        h_buf = self.buf(n("h"), pad(S, m) * Fp)
         consts = (Ref(gated, 0, "int32_t"), Ref(table, 0, "int32_t"))
         if wide:
-            self.buf("hw", 4 * S * F)
+            hw = self.buf(f"{h_buf}w", 4 * S * F)
             self.kernel("silu_mul", "silu_mul_wide",
-                        (Ref(g_buf, 0, "int32_t"), Ref(u_buf, 0, "int32_t"), g_pitch, Ref("h"),
-                         Fp, Ref("hw", 0, "int32_t"), S, F, *consts),
-                        (g_buf, u_buf, gated, table), ("h", "hw"), S * F, "ffn")
+                        (Ref(g_buf, 0, "int32_t"), Ref(u_buf, 0, "int32_t"), g_pitch,
+                         Ref(h_buf), Fp, Ref(hw, 0, "int32_t"), S, F, *consts),
+                        (g_buf, u_buf, gated, table), (h_buf, hw), S * F, "ffn")
         else:
-            self.kernel("silu_mul", "silu_mul", (Ref(g_buf), Ref(u_buf), g_pitch, Ref("h"), Fp,
-                                                 S, F, *consts),
-                        (g_buf, u_buf, gated, table), ("h",), S * F, "ffn")
-        d = self.projection("down", "down", ("h", self.decompose), L.down, S, "ffn")
-        self.dequant_add("residual_down", "mid", d, L.down_add, "out", "ffn")
-
-        for name in self.probes:
-            self.probe(name)
-        return out
+            self.kernel("silu_mul", "silu_mul", (Ref(g_buf), Ref(u_buf), g_pitch, Ref(h_buf),
+                                                 Fp, S, F, *consts),
+                        (g_buf, u_buf, gated, table), (h_buf,), S * F, "ffn")
+        d = self.projection("down", "down", (h_buf, self.decompose), L.down, S, "ffn")
+        self.dequant_add("residual_down", n("mid"), d, L.down_add, n("out"), "ffn")
 
     def probe(self, name):
         s, m, b, out = self.s, self.cfg.M, self.block, self.out
@@ -415,9 +444,17 @@ class _DecoderLowering:
         if b.past and name.startswith(("k_cache", "v_cache")):   # the cache in L2 itself
             out.outputs[name] = Io(name, rows, cols, out.inputs[name].pitch)
             return
-        if spec.dtype == "int32":
-            buffer, io = name, (rows, 4 * cols, 4 * cols)
-        elif name.startswith("k_cache"):
+        if spec.dtype == "int32":   # out / mid of every step, one after the other
+            size = 4 * rows * cols
+            out.l2[f"result_{name}"] = L2Tensor(f"result_{name}", "output", size)
+            per = size // b.steps
+            for step in range(b.steps):
+                buffer = name + (f"_s{step}" if b.steps > 1 else "")
+                out.stores.setdefault(buffer, []).append(
+                    Dma(False, f"result_{name}", buffer, per, l2_offset=step * per))
+            out.outputs[name] = Io(f"result_{name}", rows, 4 * cols, 4 * cols)
+            return
+        if name.startswith("k_cache"):
             buffer, io = f"kr{name[len('k_cache'):]}", (rows, cols, pad(s.P, m))
         else:
             buffer, io = f"vt{name[len('v_cache'):]}", (rows, cols, pad(b.T, m))

@@ -28,8 +28,8 @@ def _cache(layer, x):
 
 
 def decoder_inputs(model, x):
-    """The program's inputs: the new rows of ``x`` (all rows of a prefill, the last of a
-    decoding step) and, for a decoding step, the cache the prefill of the rows before
+    """The program's inputs: the new rows of ``x`` (all rows of a prefill, those after
+    ``past`` for decoding steps) and, for decoding, the cache the prefill of the rows before
     leaves (``k_cache<g>`` past x P, ``v_cache<g>`` P x past)."""
     (layer,) = model.blocks
     x = np.asarray(x)
@@ -44,13 +44,18 @@ def decoder_inputs(model, x):
 
 def expected_decoder_tensors(model, x, names):
     """The integer model's value of ``out``, ``k_cache<g>`` (T x P) and ``v_cache<g>``
-    (P x T) for the one decoder layer of ``model`` on int32 rows ``x`` (for a decoding
-    step: the cached rows first, then the new one)."""
+    (P x T) for the one decoder layer of ``model`` on int32 rows ``x`` (for decoding steps:
+    the cached rows first, then the new ones, decoded one by one)."""
     (layer,) = model.blocks
     x = np.asarray(x)
-    if layer.past:
-        out, keys, values = cached_layer(layer.model, layer.index, x[layer.past:],
-                                         *_cache(layer, x))
+    if layer.past:   # one decoding step after the other, each against the grown cache
+        keys, values = _cache(layer, x)
+        rows = []
+        for r in range(layer.past, x.shape[0]):
+            row, keys, values = cached_layer(layer.model, layer.index, x[r:r + 1], keys,
+                                             values)
+            rows.append(row)
+        out = np.concatenate(rows)
     else:
         out, keys, values = prefill_layer(layer.model, layer.index, x)
     tensors = {}

@@ -50,18 +50,18 @@ class Prepared:
     work: Path
 
 
-def prepare(work, *, model="tiny", seed=1, corrupt=None, decompose=True, pos=0, gemv=None,
-            config=DEFAULT_CONFIG) -> Prepared:
+def prepare(work, *, model="tiny", seed=1, corrupt=None, decompose=True, pos=0, steps=1,
+            gemv=None, config=DEFAULT_CONFIG) -> Prepared:
     """Compile, make self-checking and build one decoder layer into ``work``: its prefill, or
-    with ``pos`` > 0 the decoding step at that position (``gemv``: the GEMVs the cores run,
-    None: the compiler's choice). ``corrupt`` = (tensor, row, col) flips one expected
+    with ``pos`` > 0 ``steps`` decoding steps from that position (``gemv``: the GEMVs the
+    cores run, None: the compiler's choice). ``corrupt`` = (tensor, row, col) flips one expected
     value's low bit (to show that the check bites)."""
     if model not in MODELS:
         raise ValueError(f"unknown MODEL {model!r}; known: {', '.join(MODELS)}")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     spec = cluster_spec(config)
-    integer_model, x = MODELS[model](seed=seed, decompose=decompose).draw(pos)
+    integer_model, x = MODELS[model](seed=seed, decompose=decompose).draw(pos, steps)
     (layer,) = integer_model.blocks
     kv = layer.shape.KV
     probes = ("out", *(f"k_cache{g}" for g in range(kv)), *(f"v_cache{g}" for g in range(kv)))
@@ -88,10 +88,10 @@ def weight_bytes(schedule):
 
 
 def run_decoder_layer(work, *, model="tiny", seed=1, corrupt=None, decompose=True, pos=0,
-                      gemv=None, max_cycles=20_000_000, stream=False):
+                      steps=1, gemv=None, max_cycles=20_000_000, stream=False):
     """Prepare and run on the C++ harness: (status, RESULT fields, output, breakdown)."""
     prepared = prepare(work, model=model, seed=seed, corrupt=corrupt, decompose=decompose,
-                       pos=pos, gemv=gemv)
+                       pos=pos, steps=steps, gemv=gemv)
     run = run_image("encoder_layer", prepared.image, max_cycles=max_cycles, stream=stream)
     manifest = prepared.program.manifest
     rows, fields, checks = parse(run.output, manifest)
@@ -100,16 +100,16 @@ def run_decoder_layer(work, *, model="tiny", seed=1, corrupt=None, decompose=Tru
     schedule = prepared.program.schedule
     shape = schedule.model.shape
     result = {"model": model, "mode": "decode" if pos else "prefill",
-              **({"pos": pos} if pos else {}), "decompose": int(decompose),
+              **({"pos": pos, "steps": steps} if pos else {}), "decompose": int(decompose),
               **{k: getattr(shape, k) for k in ("S", "E", "P", "H", "KV", "F")},
               "cycles": run.fields.get("cycles"), **fields}
     if pos and fields:
         weights = weight_bytes(schedule)
         bound = weights / schedule.spec.rate(schedule.spec.weights)
         on_cores = schedule.choices.get("gemv", ())
-        result.update(decode_cycles=fields["layer_cycles"], weight_bytes=weights,
-                      bound_cycles=round(bound),
-                      bound_pct=f"{100 * bound / fields['layer_cycles']:.1f}",
+        per_step = round(fields["layer_cycles"] / steps)
+        result.update(decode_cycles=per_step, weight_bytes=weights, bound_cycles=round(bound),
+                      bound_pct=f"{100 * bound / per_step:.1f}",
                       gemv_cores=",".join(on_cores) or "none")
     result.update(mismatches=mismatches, outcome=run.fields["outcome"])
     status = run.status if fields else "FAIL"
@@ -152,8 +152,11 @@ def _gemv(value):
                     "F=128, S=16, context 64"),
                 choice_key("MODE", "prefill", ("prefill", "decode"),
                            help="prefill: S positions from 0; decode: one token at POS"),
-                int_key("POS", 16, minimum=1, help="decode: the token's position (the "
+                int_key("POS", 16, minimum=1, help="decode: the first token's position (the "
                         "cache holds the POS before it), below the context"),
+                int_key("STEPS", 1, minimum=1, help="decode: steps run one after the other "
+                        "in one program (the cache grows in place), within one tile of "
+                        "the cache"),
                 flag_key("DECOMPOSE", True, help="0: the recipe without the decomposition "
                          "(prefill only)"),
                 Key("GEMV", "auto", _gemv, "auto, engine, cores or a list of "
@@ -163,7 +166,8 @@ def _gemv(value):
 def _run(options):
     decode = options["MODE"] == "decode"
     pos = options["POS"] if decode else 0
-    tag = f"_pos{pos}" if decode else ""
+    steps = options["STEPS"] if decode else 1
+    tag = f"_pos{pos}" + (f"x{steps}" if steps > 1 else "") if decode else ""
     tag += "" if options["DECOMPOSE"] else "_nodecomp"
     gemv = options["GEMV"] if decode else None
     if gemv is not None:
@@ -173,7 +177,7 @@ def _run(options):
     try:
         status, result, _output, breakdown = run_decoder_layer(
             work, model=options["MODEL"], seed=options["SEED"],
-            decompose=options["DECOMPOSE"], pos=pos, gemv=gemv,
+            decompose=options["DECOMPOSE"], pos=pos, steps=steps, gemv=gemv,
             max_cycles=options["MAX_CYCLES"], stream=True)
     except (CompileError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
