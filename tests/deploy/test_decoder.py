@@ -112,6 +112,19 @@ def test_decode_plan_reads_and_grows_the_cache_in_l2(step):
                                                               "gemv_down"]
 
 
+def test_steps_share_constants_and_the_cache(step):
+    model, _ = RandomLlama(seed=2).draw(past=20, steps=3)
+    (layer,) = model.blocks
+    assert layer.T == 23 and layer.tensor("out").shape == (3, 64)
+    program = compile_model(model, cluster_spec(), probes=("out", "k_cache0"))
+    l2 = program.schedule.l2
+    assert "w_gate" in l2 and not any(name.endswith("_s1") for name in l2)
+    assert sum(p.job is not None and p.job.mode == "qkav" for p in program.schedule.phases) == 6
+    stores = [d for p in program.schedule.phases for d in p.stores if d.l2 == "k_cache0"]
+    assert [(d.l2_offset, d.bytes) for d in stores] == [(20 * 64, 3 * 64)]
+    assert sum(j.macs for p in program.schedule.phases if (j := p.job)) == layer.macs
+
+
 def test_refusals(tiny, step):
     model, _ = tiny
     with pytest.raises(CompileError, match="unknown tensor 'attn' of decoder_layer"):
@@ -127,6 +140,11 @@ def test_refusals(tiny, step):
         plan(clipped, cluster_spec())
     with pytest.raises(ValueError, match="position 64 lies outside the context of 64"):
         RandomLlama(seed=2).draw(past=64)
+    with pytest.raises(ValueError, match="position 65 lies outside the context of 64"):
+        RandomLlama(seed=2).draw(past=62, steps=4)
+    with pytest.raises(CompileError, match="cross a tile edge"):
+        crossing, _ = RandomLlama(seed=2, context=128).draw(past=62, steps=4)
+        plan(crossing, cluster_spec())
 
 
 def test_unknown_model_is_a_usage_error(capsys):
@@ -160,6 +178,15 @@ def test_decode_step_is_bit_exact_with_gemvs_on_both(tmp_path):
     assert result["decode_cycles"] > result["bound_cycles"] > 0
     assert result["gemv_cores"] == "q,v,down"
     assert "kernel gemv_Q0" in breakdown and "kernel decomposition_down" in breakdown
+
+
+@pytest.mark.verilator
+def test_decode_steps_in_one_run_grow_the_cache(tmp_path):
+    status, result, output, _ = run_decoder_layer(tmp_path, seed=2, pos=40, steps=3)
+    checks = re.findall(r"check: tensor=(\w+) elements=(\d+) mismatches=(\d+)", output)
+    assert checks == [("out", "192", "0"), ("k_cache0", "1376", "0"), ("v_cache0", "1376", "0")]
+    assert status == "PASS" and result["steps"] == 3 and result["ita_jobs"] == 33
+    assert result["decode_cycles"] == round(result["layer_cycles"] / 3)
 
 
 @pytest.mark.verilator

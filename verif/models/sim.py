@@ -169,7 +169,7 @@ def _run(options):
     steps = options["STEPS"] if decode else 1
     tag = f"_pos{pos}" + (f"x{steps}" if steps > 1 else "") if decode else ""
     tag += "" if options["DECOMPOSE"] else "_nodecomp"
-    gemv = options["GEMV"] if decode else None
+    gemv = options["GEMV"] if decode and options["GEMV"] != "auto" else None  # the default
     if gemv is not None:
         tag += "_gemv-" + ("-".join(gemv) or "engine")
     work = (toolchain.BUILD_ROOT / "deploy"
