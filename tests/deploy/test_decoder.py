@@ -13,6 +13,7 @@ from ita.quant import llama as ql
 from verif.cluster.encoder import cluster_spec
 from verif.deploy import expected_decoder_tensors, self_checking_decoder
 from verif.deploy.decoder import decoder_inputs
+from verif.deploy.execute import check_decoder_plan
 from verif.models.sim import run_decoder_layer
 from verif.sim import main as sim_main
 
@@ -123,6 +124,17 @@ def test_steps_share_constants_and_the_cache(step):
     stores = [d for p in program.schedule.phases for d in p.stores if d.l2 == "k_cache0"]
     assert [(d.l2_offset, d.bytes) for d in stores] == [(20 * 64, 3 * 64)]
     assert sum(j.macs for p in program.schedule.phases if (j := p.job)) == layer.macs
+
+
+@pytest.mark.parametrize("gemv", [(), ("q", "v", "attention", "down")])
+def test_interpreted_decode_plan_equals_the_integer_llama(gemv):
+    model, x = RandomLlama(seed=2).draw(past=20, steps=2)
+    program = compile_model(model, cluster_spec(), probes=("out", "k_cache0", "v_cache0"),
+                            gemv=gemv)
+    assert check_decoder_plan(program, model, x) is None
+    clipped, x8 = RandomLlama(seed=2, decompose=False).draw()
+    program = compile_model(clipped, cluster_spec(), probes=("out", "k_cache0", "v_cache0"))
+    assert check_decoder_plan(program, clipped, x8) is None
 
 
 def test_refusals(tiny, step):
