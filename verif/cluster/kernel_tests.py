@@ -39,7 +39,7 @@ __all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_heade
 
 KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu",
            "add_layernorm", "rmsnorm", "rope", "silu_mul", "dequant_add", "decomposed_gemm",
-           "gemv")
+           "gemv", "rmsnorm_wide", "rope32", "silu_mul_wide", "dequant_add32")
 _KERNEL_IDS = {name: i for i, name in enumerate(KERNELS)}  # enum order in main.c
 
 #: Bytes of the program's L1 arena for the inputs and output of one case (L1 minus stacks,
@@ -63,7 +63,9 @@ SIZES = {
         ("silu_mul", "4x40"), ("silu_mul", "3x13_l2"), ("dequant_add", "4x40"),
         ("dequant_add", "3x13_l2"), ("decomposed_gemm", "6x40x24"),
         ("decomposed_gemm", "3x12x5_l2"), ("decomposed_gemm", "9x40x12"), ("gemv", "64x36"),
-        ("gemv", "17x21_u8"), ("gemv", "13x9_odd"),
+        ("gemv", "17x21_u8"), ("gemv", "13x9_odd"), ("rmsnorm_wide", "9x64"),
+        ("rmsnorm_wide", "3x24"), ("rope32", "5x32"), ("silu_mul_wide", "4x40"),
+        ("silu_mul_wide", "3x13_l2"), ("dequant_add32", "3x40"),
     ),
     "large": (
         ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
@@ -343,8 +345,60 @@ def _gemv_case(rng, k, n, unsigned, common, size):
                       macs=k * n, **common)
 
 
+def _rmsnorm_wide_case(rng, rows, cols, wide, common, size):
+    # the wide output (24 bits) is the one checked; the int8 copy goes to a scratch area
+    case = _rmsnorm_case(rng, rows, cols, True, common, size)
+    x, consts = case.inputs
+    eps = (case.params[1] << 32) | (case.params[0] & 0xFFFFFFFF)
+    out = dec.rms_norm(x, consts[:cols], consts[cols:], eps).astype(np.int32)
+    return KernelCase("rmsnorm_wide", size, (rows, cols), case.params, case.inputs, out,
+                      rows * cols, **common)
+
+
+def _wide(rng, shape, bits):
+    """int32 GEMM outputs of ``bits`` bits of spread, a few at the int32 extremes."""
+    v = np.rint(rng.normal(0, 2.0**bits, shape)).astype(np.int64)
+    v.flat[0], v.flat[-1] = (1 << 31) - 1, -(1 << 31)
+    return v.astype(np.int32)
+
+
+def _rope32_case(rng, rows, dim, wide, common, size):
+    x = _wide(rng, (rows, dim), 14)
+    mult, shift = dec.fixed_multiplier(rng.uniform(0.5, 4.0, dim), 16)
+    start = int(rng.integers(0, 100))
+    cos, sin = dec.rope_table(10000.0, dim, np.arange(start, start + rows))
+    out = dec.rope(x[None].astype(np.int64), mult[None], shift[None], cos, sin)[0]
+    return KernelCase("rope32", size, (rows, dim), (),
+                      (x, _rows_of((mult, shift)), cos.astype(np.int16), sin.astype(np.int16)),
+                      out, rows * dim, **common)
+
+
+def _silu_wide_case(rng, rows, cols, wide, common, size):
+    gate, up = _wide(rng, (rows, cols), 12), _wide(rng, (rows, cols), 14)
+    gate_mult, gate_shift = dec.fixed_multiplier(rng.uniform(0.5, 8, cols), 16)
+    out_mult, out_shift = dec.fixed_multiplier(rng.uniform(1e-6, 1e-4, cols), 16)
+    consts = (gate_mult, gate_shift, out_mult, out_shift)
+    out = dec.gated(gate, up, *consts).astype(np.int32)
+    return KernelCase("silu_mul_wide", size, (rows, cols), (),
+                      (gate, up, _rows_of(consts), dec.sigmoid_table().astype(np.int32)), out,
+                      rows * cols, **common)
+
+
+def _dequant32_case(rng, rows, cols, wide, common, size):
+    residual = rng.integers(-(1 << 26), 1 << 26, (rows, cols))
+    residual[0, 0] = (1 << 31) - 5                    # saturates
+    y = _wide(rng, (rows, cols), 12)
+    mult, shift = dec.fixed_multiplier(rng.uniform(2.0**-4, 2.0**8, cols), 16)
+    out = dec.dequantise_add(residual, y, mult, shift).astype(np.int32)
+    return KernelCase("dequant_add32", size, (rows, cols), (),
+                      (residual.astype(np.int32), y, _rows_of((mult, shift))), out,
+                      rows * cols, **common)
+
+
 _DECODER_CASES = {"rmsnorm": _rmsnorm_case, "rope": _rope_case, "silu_mul": _silu_case,
-                  "dequant_add": _dequant_case}
+                  "dequant_add": _dequant_case, "rmsnorm_wide": _rmsnorm_wide_case,
+                  "rope32": _rope32_case, "silu_mul_wide": _silu_wide_case,
+                  "dequant_add32": _dequant32_case}
 
 
 def select(size_set: str, kernel: str = "all", seed: int = 1) -> list[KernelCase]:
