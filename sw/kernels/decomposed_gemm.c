@@ -43,6 +43,26 @@ static inline int32_t fine_weight(const int8_t *wc, int w_row, const int16_t *ma
     return wf ? wf[i * wf_row + c * wf_col] : wc[i * w_row] * (1 << FINE_BITS);
 }
 
+/* A saturated output from the whole row: scale_round((clip8(x) . w << 8) + corr), as int32.
+ * Out of line: rare, and it keeps the loops over the usual outputs short. */
+static __attribute__((noinline)) int32_t recompute(const void *x, int x_wide, int at, int k,
+                                                   const int8_t *wc, int w_row, int64_t corr,
+                                                   int mult, int shift)
+{
+    int32_t acc = 0;
+    if (x_wide) {
+        const int32_t *xr = (const int32_t *)x + at;
+        for (int i = 0; i < k; i++)
+            acc += clip8(xr[i]) * wc[i * w_row];
+    } else {
+        const int8_t *xr = (const int8_t *)x + at;
+        for (int i = 0; i < k; i++)
+            acc += xr[i] * wc[i * w_row];
+    }
+    int64_t v = k_scale_round(((int64_t)acc << FINE_BITS) + corr, mult, shift + FINE_BITS);
+    return (int32_t)k_clamp64(v, INT32_MIN, INT32_MAX);
+}
+
 int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const int8_t *w,
                          int w_row, int w_col, const int16_t *map, const int16_t *wf,
                          int wf_row, int wf_col, const int8_t *y8, int y8_row, int y8_col,
@@ -55,7 +75,6 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
         return K_ERR_SHIFT;
     int clip_at[CLIP_LIST];
     int32_t clip_excess[CLIP_LIST];
-    const int8_t *x8 = x;
     const int32_t *x32 = x;
     /* rows to the cores when there are enough of them (each core scans only its rows),
      * else every row's columns shared (a decoding step's one row) */
@@ -100,6 +119,21 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
                     listed++;
                 }
         }
+        if (!clipped) { /* the usual row: the engine's values, saturated ones recomputed */
+            const int8_t *y8r = y8 + r * y8_row;
+            for (int c = lo; c < hi; c++) {
+                int32_t engine = y8r[c * y8_col];
+                int32_t v = engine == 127 || engine == -128
+                                ? recompute(x, x_wide, r * x_pitch, k, w + c * w_col, w_row, 0,
+                                            mult, shift)
+                                : engine;
+                if (y_wide)
+                    ((int32_t *)y)[r * y_row + c * y_col] = v;
+                else
+                    ((int8_t *)y)[r * y_row + c * y_col] = (int8_t)clip8(v);
+            }
+            continue;
+        }
         for (int c = lo; c < hi; c++) {
             const int8_t *wc = w + c * w_col;
             int64_t corr = 0;
@@ -118,24 +152,16 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
                 }
             }
             int32_t engine = y8[r * y8_row + c * y8_col];
-            int64_t v;
-            if (engine == 127 || engine == -128) { /* saturated: the wide row */
-                int32_t acc = 0;
-                if (x_wide)
-                    for (int i = 0; i < k; i++)
-                        acc += clip8(x32[r * x_pitch + i]) * wc[i * w_row];
-                else
-                    for (int i = 0; i < k; i++)
-                        acc += x8[r * x_pitch + i] * wc[i * w_row];
-                v = k_scale_round(((int64_t)acc << FINE_BITS) + corr, mult, shift + FINE_BITS);
-            } else {
-                v = engine + (clipped ? k_scale_round(corr, mult, shift + FINE_BITS) : 0);
-            }
+            int32_t v = engine == 127 || engine == -128 /* saturated: the wide row */
+                            ? recompute(x, x_wide, r * x_pitch, k, wc, w_row, corr, mult,
+                                        shift)
+                            : (int32_t)k_clamp64(engine + k_scale_round(corr, mult,
+                                                                        shift + FINE_BITS),
+                                                 INT32_MIN, INT32_MAX);
             if (y_wide)
-                ((int32_t *)y)[r * y_row + c * y_col] = (int32_t)k_clamp64(v, INT32_MIN,
-                                                                           INT32_MAX);
+                ((int32_t *)y)[r * y_row + c * y_col] = v;
             else
-                ((int8_t *)y)[r * y_row + c * y_col] = (int8_t)k_clamp64(v, -128, 127);
+                ((int8_t *)y)[r * y_row + c * y_col] = (int8_t)clip8(v);
         }
     }
     if (by_rows)
