@@ -63,6 +63,33 @@ static __attribute__((noinline)) int32_t recompute(const void *x, int x_wide, in
     return (int32_t)k_clamp64(v, INT32_MIN, INT32_MAX);
 }
 
+/* Outputs [lo, hi) of a row whose `listed` clipped inputs (at most CLIP_LIST) have their
+ * excess, int8 weight rows wi (w_col apart over the columns) and fine rows fi (wf_col apart,
+ * or NULL: wi << 8): the engine's value plus the correction, saturated ones recomputed. */
+static __attribute__((noinline)) void
+listed_row(int listed, const int32_t *excess, const int8_t *const *wi,
+           const int16_t *const *fi, int w_col, int wf_col, const int8_t *y8r, int y8_col,
+           void *yr, int y_wide, int y_col, int lo, int hi, const void *x, int x_wide, int at,
+           int k, const int8_t *w, int w_row, int mult, int shift)
+{
+    for (int c = lo; c < hi; c++) {
+        int64_t corr = 0;
+        for (int j = 0; j < listed; j++)
+            corr += (int64_t)excess[j] * (fi[j] ? fi[j][c * wf_col]
+                                                : wi[j][c * w_col] * (1 << FINE_BITS));
+        int32_t engine = y8r[c * y8_col];
+        int32_t v = engine == 127 || engine == -128
+                        ? recompute(x, x_wide, at, k, w + c * w_col, w_row, corr, mult, shift)
+                        : (int32_t)k_clamp64(engine + k_scale_round(corr, mult,
+                                                                    shift + FINE_BITS),
+                                             INT32_MIN, INT32_MAX);
+        if (y_wide)
+            ((int32_t *)yr)[c * y_col] = v;
+        else
+            ((int8_t *)yr)[c * y_col] = (int8_t)clip8(v);
+    }
+}
+
 int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const int8_t *w,
                          int w_row, int w_col, const int16_t *map, const int16_t *wf,
                          int wf_row, int wf_col, const int8_t *y8, int y8_row, int y8_col,
@@ -73,8 +100,9 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
         return K_ERR_REQUANT;
     if (shift + FINE_BITS > K_SHIFT_MAX)
         return K_ERR_SHIFT;
-    int clip_at[CLIP_LIST];
     int32_t clip_excess[CLIP_LIST];
+    const int8_t *clip_w[CLIP_LIST];
+    const int16_t *clip_fine[CLIP_LIST];
     const int32_t *x32 = x;
     /* rows to the cores when there are enough of them (each core scans only its rows),
      * else every row's columns shared (a decoding step's one row) */
@@ -113,11 +141,21 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
             for (int i = 0; i < k && listed <= CLIP_LIST; i++)
                 if (xr[i] != clip8(xr[i])) {
                     if (listed < CLIP_LIST) {
-                        clip_at[listed] = i;
                         clip_excess[listed] = xr[i] - clip8(xr[i]);
+                        clip_w[listed] = w + i * w_row;
+                        clip_fine[listed] = map ? (map[i] >= 0 ? wf + map[i] * wf_row : 0)
+                                                : wf ? wf + i * wf_row : 0;
                     }
                     listed++;
                 }
+        }
+        if (clipped && listed <= CLIP_LIST) {
+            void *yr = y_wide ? (void *)((int32_t *)y + r * y_row)
+                              : (void *)((int8_t *)y + r * y_row);
+            listed_row(listed, clip_excess, clip_w, clip_fine, w_col, wf_col, y8 + r * y8_row,
+                       y8_col, yr, y_wide, y_col, lo, hi, x, x_wide, r * x_pitch, k, w, w_row,
+                       mult, shift);
+            continue;
         }
         if (!clipped) { /* the usual row: the engine's values, saturated ones recomputed */
             const int8_t *y8r = y8 + r * y8_row;
@@ -136,20 +174,13 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
         }
         for (int c = lo; c < hi; c++) {
             const int8_t *wc = w + c * w_col;
-            int64_t corr = 0;
-            if (clipped && listed <= CLIP_LIST) {
-                for (int j = 0; j < listed; j++) {
-                    corr += (int64_t)clip_excess[j] * fine_weight(wc, w_row, map, wf, wf_row,
-                                                                  wf_col, clip_at[j], c);
-                }
-            } else if (clipped) {
-                const int32_t *xr = x32 + r * x_pitch;
-                for (int i = 0; i < k; i++) {
-                    int32_t excess = xr[i] - clip8(xr[i]);
-                    if (excess)
-                        corr += (int64_t)excess * fine_weight(wc, w_row, map, wf, wf_row,
-                                                              wf_col, i, c);
-                }
+            int64_t corr = 0; /* more clipped inputs than listed: the whole row per output */
+            const int32_t *xr = x32 + r * x_pitch;
+            for (int i = 0; i < k; i++) {
+                int32_t excess = xr[i] - clip8(xr[i]);
+                if (excess)
+                    corr += (int64_t)excess * fine_weight(wc, w_row, map, wf, wf_row, wf_col,
+                                                          i, c);
             }
             int32_t engine = y8[r * y8_row + c * y8_col];
             int32_t v = engine == 127 || engine == -128 /* saturated: the wide row */
