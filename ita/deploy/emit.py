@@ -44,7 +44,11 @@ _ACTS = {"identity": "ITA_ACT_IDENTITY", "gelu": "ITA_ACT_GELU", "relu": "ITA_AC
 KERNEL_FUNCTIONS = {"head_acc": "dl_head_acc", "head_final": "dl_head_final",
                     "relayout": "dl_scatter", "add_layernorm": "k_add_layernorm",
                     "rmsnorm": "k_rmsnorm", "rope": "k_rope", "silu_mul": "k_silu_mul",
-                    "dequant_add": "k_dequant_add"}
+                    "dequant_add": "k_dequant_add", "rmsnorm_wide": "k_rmsnorm_wide",
+                    "rope32": "k_rope32", "silu_mul_wide": "k_silu_mul_wide",
+                    "dequant_add32": "k_dequant_add32", "gemv": "k_gemv",
+                    "gemv_u8": "k_gemv_u8", "itamax": "k_itamax",
+                    "decomposed_gemm": "k_decomposed_gemm_ex"}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ model description and a quantiser, so the compiler does not change when they arr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -130,8 +130,9 @@ class RandomEncoder:
 
 @dataclass(frozen=True)
 class DecoderShape:
-    """Sizes of one decoder layer's prefill: S positions of E, H query heads and KV key/value
-    heads of P, the gated FFN's F (``P``/``H`` as the encoder names them, for the manifest)."""
+    """Sizes of one decoder layer: S new positions of E after ``past`` cached ones, H query
+    heads and KV key/value heads of P, the gated FFN's F (``P``/``H`` as the encoder names
+    them, for the manifest)."""
 
     S: int
     E: int
@@ -139,26 +140,44 @@ class DecoderShape:
     H: int
     KV: int
     F: int
+    past: int = 0
 
     @property
     def macs(self):
-        """Q, K, V, QK^T, A.V, O, gate, up, down (QK and A.V over the whole S x S)."""
+        """Q, K, V, QK^T, A.V, O, gate, up, down (QK and A.V of the S new rows over all
+        past + S keys)."""
         S, E, P, H, KV, F = self.S, self.E, self.P, self.H, self.KV, self.F
-        return S * E * P * (2 * H + 2 * KV) + 2 * S * S * P * H + 3 * S * E * F
+        return (S * E * P * (2 * H + 2 * KV) + 2 * S * (self.past + S) * P * H
+                + 3 * S * E * F)
 
 
 @dataclass(frozen=True, eq=False)
 class IntegerDecoderLayer:
-    """Layer ``index`` of an integer Llama (:class:`ita.quant.llama.IntegerLlama`) as a
-    prefill of ``S`` positions from 0: int32 residual rows in, int32 rows out, and the
-    layer's int8 cache (rotated keys, values) beside them
-    (:func:`ita.quant.llama.prefill_layer` is its value)."""
+    """Layer ``index`` of an integer Llama (:class:`ita.quant.llama.IntegerLlama`) on ``S``
+    new positions after ``past`` cached ones: int32 residual rows in, int32 rows out, and the
+    layer's int8 cache (rotated keys, values) extended by the new rows. ``past = 0`` is a
+    prefill (:func:`ita.quant.llama.prefill_layer` is its value); a decoding step is
+    ``S = 1`` against a cache in L2 of ``capacity`` positions (the model's context)
+    (:func:`ita.quant.llama.cached_layer`)."""
 
     kind: ClassVar[str] = "decoder_layer"
 
     model: object
     index: int
     S: int
+    past: int = 0
+    #: decoding steps of one row each, run one after the other (the cache grows in place)
+    steps: int = 1
+
+    @property
+    def T(self):
+        """Positions in the cache after the layer: past + S * steps."""
+        return self.past + self.S * self.steps
+
+    @property
+    def capacity(self):
+        """Positions the cache holds: the model's context, at least T."""
+        return max(self.model.context or 0, self.T)
 
     @property
     def layer(self):
@@ -168,7 +187,7 @@ class IntegerDecoderLayer:
     def shape(self):
         m = self.model
         return DecoderShape(self.S, m.tokens.shape[1], m.head_dim, m.heads, m.kv_heads,
-                            self.layer.gate.w.shape[1])
+                            self.layer.gate.w.shape[1], self.past)
 
     @property
     def input(self):
@@ -176,12 +195,12 @@ class IntegerDecoderLayer:
 
     def tensor(self, name):
         """``out`` / ``mid`` (int32 residual rows after the layer / after attention),
-        ``k_cache<g>`` (S x P rotated keys) and ``v_cache<g>`` (P x S: V transposed, as the
+        ``k_cache<g>`` (T x P rotated keys) and ``v_cache<g>`` (P x T: V transposed, as the
         engine reads it) of KV head g."""
         s = self.shape
         if name in ("out", "mid"):
-            return TensorSpec(name, (s.S, s.E), "int32")
-        for prefix, dims in (("k_cache", (s.S, s.P)), ("v_cache", (s.P, s.S))):
+            return TensorSpec(name, (s.S * self.steps, s.E), "int32")
+        for prefix, dims in (("k_cache", (self.T, s.P)), ("v_cache", (s.P, self.T))):
             if name.startswith(prefix) and name[len(prefix):].isdigit() and \
                     int(name[len(prefix):]) < s.KV:
                 return TensorSpec(name, dims)
@@ -189,7 +208,8 @@ class IntegerDecoderLayer:
 
     @property
     def macs(self):
-        return self.shape.macs
+        return sum(replace(self.shape, past=self.past + i * self.S).macs
+                   for i in range(self.steps))
 
 
 @dataclass(frozen=True)
@@ -198,9 +218,9 @@ class RandomLlama:
     cluster's decoder layer: :meth:`draw` gives the integer model of its prefill and the
     embedded rows of ``S`` random tokens.
 
-    The quantiser runs without the decomposition (``decompose=False``): the cores'
-    corrections of clipped GEMM inputs and saturated outputs are not lowered yet, so the
-    contract is the integer model that clips, as the engine alone does.
+    The quantiser runs the default recipe (with the decomposition: the cores correct
+    clipped GEMM inputs and saturated outputs); ``decompose=False`` gives the integer model
+    that clips, as the engine alone does. ``context`` is the cache's capacity for decoding.
     """
 
     E: int = 64
@@ -211,6 +231,8 @@ class RandomLlama:
     S: int = 16
     vocab: int = 64
     seed: int = 1
+    decompose: bool = True
+    context: int = 64
 
     def float_model(self):
         rng = np.random.default_rng(self.seed)
@@ -231,16 +253,26 @@ class RandomLlama:
         tokens = rng.standard_normal((self.vocab, E)).astype(np.float32)
         return Model(family="llama", name="tiny_llama", embedding=Embedding(tokens=tokens),
                      layers=(layer,), head=LMHead(norm=norm(), weight=tokens.T, tied=True),
-                     hyper={"context_length": self.S})
+                     hyper={"context_length": self.context})
 
-    def draw(self):
-        """(integer model, int32 residual rows x of S random tokens)."""
+    def draw(self, past=0, steps=1):
+        """(integer model, int32 residual rows x of S random tokens); with ``past`` the model
+        is ``steps`` decoding steps of one token each from position ``past`` and ``x`` holds
+        the rows of all ``past + steps`` tokens (the cached ones first)."""
         rng = np.random.default_rng([self.seed, 1])
         calibration = [rng.integers(0, self.vocab, self.S) for _ in range(6)]
         imodel = ql.quantise(self.float_model(), calibration,
-                             ql.LlamaQuantOptions(decompose=False))
-        x = ql.embed(imodel, rng.integers(0, self.vocab, self.S))
-        return IntegerModel((IntegerDecoderLayer(imodel, 0, self.S),), "decoder_layer"), x
+                             ql.LlamaQuantOptions(decompose=self.decompose))
+        last = past + steps - 1
+        if not 0 <= past <= last < self.context:
+            raise ValueError(f"position {last} lies outside the context of {self.context}")
+        if steps > 1 and not past:
+            raise ValueError("decoding steps follow a cache: the first position must be > 0")
+        count = past + steps if past else self.S
+        x = ql.embed(imodel, rng.integers(0, self.vocab, max(count, self.S))[:count])
+        layer = IntegerDecoderLayer(imodel, 0, 1, past, steps) if past else \
+            IntegerDecoderLayer(imodel, 0, self.S)
+        return IntegerModel((layer,), "decoder_layer"), x
 
     def integer_model(self) -> IntegerModel:
         return self.draw()[0]

@@ -1,28 +1,38 @@
-"""Lowering of a Llama decoder layer's prefill: engine GEMMs, the cores' integer steps between.
+"""Lowering of a Llama decoder layer: engine GEMMs, the cores' integer steps between.
 
 The layer (:class:`~ita.deploy.frontend.IntegerDecoderLayer`, the integer model of
-:mod:`ita.quant.llama`) becomes, in program order:
+:mod:`ita.quant.llama`) runs ``S`` new positions after ``past`` cached ones: a prefill from
+an empty cache, or a decoding step (one row) against the KV cache in L2. In program order:
 
-1. ``k_rmsnorm`` of the int32 residual rows into int8 ``n1``;
-2. per KV head a linear job for K and one for V *transposed* (``V^T = Wv^T n1^T``: the
-   weights are the job's input rows and ``n1`` its weight rows, so the engine writes V in
-   the ``vp_t`` layout its A.V step reads, and no core transposes anything); per query head
-   a linear job for Q. Each job requantizes with one scalar; the per-output-column weight
-   scales stay in the values;
-3. ``k_rope`` on every K and Q head: the per-column scales are undone, the pairs rotated with
-   the compiler's Q14 cos/sin tables of positions 0 .. S-1, and the result requantized to
-   the int8 scale of QK^T;
-4. per query head one QKAV job (QK^T, the causal ITAmax, A.V on the rotated Q/K in memory);
-   query heads of one KV group read the same K and V^T buffers (GQA: computed once);
-5. per query head the O projection as a linear job and ``k_dequant_add`` of its output into
-   the residual (O's per-column scales, with V's folded in by the quantiser);
-6. ``k_rmsnorm`` into ``n2``, gate and up as linear jobs, ``k_silu_mul`` (the sigmoid table in
-   L1), the down job, and ``k_dequant_add`` into the layer's output rows.
+1. ``k_rmsnorm`` of the int32 residual rows into int8 ``n1`` (with the decomposition
+   ``k_rmsnorm_wide``, which also keeps the 24-bit values);
+2. per KV head K and V, per query head Q: a linear job each (or, for a decoding step, a
+   ``k_gemv`` on the cores where :class:`DecoderTiling` says so). In a prefill V is
+   computed *transposed* (``V^T = Wv^T n1^T``: the weights are the job's input rows and
+   ``n1`` its weight rows, so the engine writes the ``vp_t`` layout A.V reads); a decoding
+   step computes its one V row and writes it into column ``past`` of the cached V^T. Each
+   job requantizes with one scalar; the per-output-column weight scales stay in the values;
+3. with the decomposition, ``k_decomposed_gemm_ex`` after every GEMM
+   (:func:`ita.golden.decoder.decomposed_gemm`): the clipped excess of the wide inputs times
+   the fine weights, the saturated outputs recomputed from the wide row; int32 results, V's
+   saturated to int8 in place;
+4. ``k_rope`` / ``k_rope32`` on every K and Q head: the per-column scales undone, the pairs
+   rotated with the compiler's Q14 cos/sin tables of the new positions, the result
+   requantized to the int8 scale of QK^T; the rotated K rows land after the cached ones;
+5. per query head one QKAV job (QK^T, the causal ITAmax, A.V on the rotated Q/K in memory)
+   over all ``past + S`` keys; query heads of one KV group read the same K and V^T buffers
+   (GQA: computed once). The new queries sit at rows ``past ..``: one row tile of the engine
+   holds up to M positions, so a decoding step costs the tile of a padded row;
+6. per query head the O projection and ``k_dequant_add`` (``k_dequant_add32``) of its output
+   into the residual (O's per-column scales, with V's folded in by the quantiser);
+7. ``k_rmsnorm`` into ``n2``, gate and up, ``k_silu_mul`` (``k_silu_mul_wide``; the sigmoid
+   table in L1), down, and the last residual add into the layer's output rows.
 
 The residual stream is int32 in L1 throughout; every engine tensor is int8 with rows padded
-to the tile edge. The decomposition of :func:`ita.golden.decoder.decomposed_gemm` is not
-lowered: the block's integer model clips GEMM inputs to int8 (``decompose=False``), which is
-what the kernels' int8 outputs do.
+to the tile edge. Without the decomposition (``LlamaQuantOptions(decompose=False)``) the
+kernels saturate what feeds the engine to int8 and no correction runs: the integer model
+that clips. A decoding step needs the decomposition (its V row is written into the cache by
+the correction kernel).
 """
 
 from __future__ import annotations
@@ -37,13 +47,23 @@ from .cost import KERNEL_COSTS, gemm_cycles
 from .frontend import IntegerDecoderLayer
 from .ir import Buffer, CompileError, Dma, Io, ItaJob, Kernel, L2Tensor, Lowered, Ref, pad
 
-__all__ = ["DecoderTiling", "DECODER_KERNEL_COSTS", "decoder_tilings", "lower_decoder_layer"]
+__all__ = ["DecoderTiling", "DECODER_KERNEL_COSTS", "GEMVS", "DECODE_GEMV_ON_CORES",
+           "decoder_tilings", "lower_decoder_layer"]
 
 #: Cycles per element on one core of the decoder kernels (``make sim TEST=kernels``: the
-#: cluster's cycles per element times its 8 cores).
+#: cluster's cycles per element times its 8 cores; ``gemv`` per MAC, ``decomposed_gemm``
+#: per output with few corrections, as in the layer).
 DECODER_KERNEL_COSTS = {"rmsnorm": 81.0, "rope": 62.0, "silu_mul": 118.0,
-                        "dequant_add": 38.0}
+                        "dequant_add": 38.0, "rmsnorm_wide": 85.0, "rope32": 62.0,
+                        "silu_mul_wide": 125.0, "dequant_add32": 40.0, "gemv": 0.6,
+                        "gemv_u8": 0.6, "itamax": 40.0, "decomposed_gemm": 60.0}
 KERNEL_COSTS.update(DECODER_KERNEL_COSTS)
+
+#: The GEMMs of a layer that a decoding step may run on the cores instead of the engine
+#: (``attention``: QK^T, ITAmax and A.V of every head).
+GEMVS = ("q", "k", "v", "attention", "o", "gate", "up", "down")
+#: The decoding step's default: the GEMVs the cores run (measured, docs/decoder.md).
+DECODE_GEMV_ON_CORES = ()
 
 _NO_RQ = (0, 0, 0)
 #: Rows of the job's requantization table (REQUANT_* order) that QKAV uses.
@@ -66,32 +86,57 @@ def _words(*arrays, dtype=np.int32):
 
 @dataclass(frozen=True)
 class DecoderTiling:
-    """The decoder layer has one plan; the search still picks overlap per stage."""
+    """``gemv``: the GEMMs (:data:`GEMVS`) a decoding step runs on the cores; the search
+    still picks overlap per stage."""
 
+    gemv: tuple = ()
     STAGES = ("attention", "ffn")
 
 
 def decoder_tilings(block: IntegerDecoderLayer, spec, **forced):
+    gemv = forced.pop("gemv", None)
     if forced:
-        raise CompileError(f"the decoder layer takes no tiling choices, got {sorted(forced)}")
+        raise CompileError(f"the decoder layer takes no tiling choices but gemv, got "
+                           f"{sorted(forced)}")
     s = block.shape
     m = spec.config.M
     if s.E % 4 or s.F % 4:
         raise CompileError(f"E={s.E} and F={s.F} must be multiples of 4 (word rows)")
     if s.H % s.KV:
         raise CompileError(f"{s.H} query heads do not group over {s.KV} KV heads")
-    if s.S > spec.config.max_keys or max(s.E, s.F) > spec.config.max_inner_without_bias:
-        raise CompileError(f"S={s.S}, E={s.E}, F={s.F} exceed one engine job")
+    if block.capacity > spec.config.max_keys or max(s.E, s.F) > \
+            spec.config.max_inner_without_bias:
+        raise CompileError(f"a cache of {block.capacity}, E={s.E}, F={s.F} exceed one engine "
+                           f"job")
     if s.P % 2 or s.P > m:
         raise CompileError(f"head dimension {s.P} must be even and at most M={m}")
-    yield DecoderTiling()
+    if block.past and not block.model.options.decompose:
+        raise CompileError("a decoding step is lowered with the decomposition only")
+    if block.steps > 1 and (s.S != 1 or not block.past):
+        raise CompileError("several steps are decoding steps of one row after a cache")
+    if pad(block.past + s.S, m) != pad(block.T, m):
+        raise CompileError(f"positions {block.past} .. {block.T - 1} cross a tile edge of the "
+                           f"cache ({m}): one program per tile")
+    if gemv is None:
+        gemv = DECODE_GEMV_ON_CORES if s.S == 1 else ()
+    gemv = tuple(gemv)
+    unknown = sorted(set(gemv) - set(GEMVS))
+    if unknown:
+        raise CompileError(f"unknown GEMV {unknown[0]!r}; known: {', '.join(GEMVS)}")
+    if gemv and s.S != 1:
+        raise CompileError(f"GEMVs on the cores need one new row, the layer has {s.S}")
+    yield DecoderTiling(tuple(g for g in GEMVS if g in gemv))
 
 
 class _DecoderLowering:
-    def __init__(self, block: IntegerDecoderLayer, spec, probes):
+    def __init__(self, block: IntegerDecoderLayer, spec, tiling, probes):
         self.block, self.spec, self.cfg = block, spec, spec.config
         self.L, self.s = block.layer, block.shape
+        self.decompose = block.model.options.decompose
+        self.cores = set(tiling.gemv)
         self.probes = tuple(probes)
+        self.step, self.past, self.sfx = 0, block.past, ""
+        self.fine_at = {}   # weight constant -> (byte offset of its fine rows, inputs)
         self.out = Lowered()
 
     # --- declarations (as the encoder's lowering) ---
@@ -102,7 +147,10 @@ class _DecoderLowering:
         return name
 
     def const(self, name, data, reach=0):
-        """A constant in L2 loaded whole into an L1 buffer of the same name."""
+        """A constant in L2 loaded whole into an L1 buffer of the same name (once: the
+        steps of a decoding run share it)."""
+        if name in self.out.l2:
+            return name
         data = np.asarray(data, np.uint8)
         self.out.l2[name] = L2Tensor(name, "const", data.size, lambda data=data: data)
         self.buf(name, data.size, reach)
@@ -117,149 +165,313 @@ class _DecoderLowering:
 
     # --- the steps ---
 
-    def linear(self, name, src, w, rq, rows, out, stage, cols_pitch=None):
-        """``out = requant(src @ w)``: ``w`` (inner, cols) int8 stored as transposed rows
-        padded to the tile edge, followed by the zero bias the job reads."""
+    def weights(self, name, w_t, bias_cols, fine=None):
+        if f"w_{name}" in self.out.l2:
+            return f"w_{name}", pad(w_t.shape[1], self.cfg.M)
+        """Weight rows ``w_t`` (cols, inner) int8 padded to the tile edge, then the zero bias
+        of ``bias_cols`` that a job reads and, with the decomposition, the GEMM's fine rows
+        (:meth:`correct`): one constant, one transfer. Returns (buffer, padded inner)."""
+        m = self.cfg.M
+        cols, inner = w_t.shape
+        inner_p = pad(inner, m)
+        rows_t = np.zeros((cols, inner_p), np.int8)
+        rows_t[:, :inner] = w_t
+        parts = [_i8(rows_t), np.zeros(4 * pad(bias_cols, m), np.uint8)]
+        wname = f"w_{name}"
+        if fine is not None and self.decompose:   # the input -> fine row map, the rows
+            rows_f, w_fine = fine
+            index = np.full(inner, -1, np.int64)
+            index[np.asarray(rows_f)] = np.arange(len(rows_f))
+            self.fine_at[wname] = (sum(p.size for p in parts), inner)
+            parts.append(_words(index, np.asarray(w_fine).ravel(), dtype=np.int16))
+        return self.const(wname, np.concatenate(parts), reach=pad(cols, m) * inner_p), inner_p
+
+    def linear(self, name, group, src, w, rq, rows, out, stage, src_offset=0, fine=None):
+        """``out = requant(src @ w)`` (``w`` (inner, cols) int8) on the engine, or on the
+        cores for a GEMV of ``group`` in :attr:`cores`; returns the weight buffer and its
+        row pitch."""
         m = self.cfg.M
         inner, cols = w.shape
-        inner_p, cols_p = pad(inner, m), pad(cols, m)
-        rows_t = np.zeros((cols, inner_p), np.int8)
-        rows_t[:, :inner] = np.asarray(w).T
-        blob = np.concatenate([_i8(rows_t), np.zeros(4 * cols_p, np.uint8)])
-        wname = self.const(f"w_{name}", blob, reach=cols_p * inner_p)
-        self.buf(out, pad(rows, m) * (cols_pitch or cols_p))
-        self.op(ItaJob(name, "linear", dict(S=rows, E=inner, P=cols, F=0),
-                       [(*rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
-                       {"Q_IN": Ref(src), "WQ": Ref(wname), "BQ": Ref(wname, cols * inner_p),
-                        "QP": Ref(out)},
-                       reads=(src, wname), writes=(out,), macs=rows * inner * cols,
-                       cycles=gemm_cycles(rows, cols, inner, self.cfg), stage=stage))
+        wname, inner_p = self.weights(name, np.asarray(w).T, cols, fine)
+        cols_p = pad(cols, m)
+        self.buf(out, pad(rows, m) * cols_p)
+        if group in self.cores:
+            self.kernel(f"gemv_{name}", "gemv",
+                        (Ref(src, src_offset), Ref(wname), inner_p, Ref(out), inner, cols, *rq,
+                         0), (src, wname), (out,), inner * cols, stage)
+        else:
+            self.op(ItaJob(name, "linear", dict(S=rows, E=inner, P=cols, F=0),
+                           [(*rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
+                           {"Q_IN": Ref(src, src_offset), "WQ": Ref(wname),
+                            "BQ": Ref(wname, cols * inner_p), "QP": Ref(out)},
+                           reads=(src, wname), writes=(out,), macs=rows * inner * cols,
+                           cycles=gemm_cycles(rows, cols, inner, self.cfg), stage=stage))
+        return wname, inner_p
 
-    def value_t(self, g, src):
-        """V^T of KV head g: the job's input rows are Wv^T, its weight rows ``src``."""
-        m, s, job = self.cfg.M, self.s, self.L.v[g]
-        Ep, Sp, Pp = pad(s.E, m), pad(s.S, m), pad(s.P, m)
-        rows = np.zeros((s.P, Ep), np.int8)
-        rows[:, :s.E] = np.asarray(job.w).T
-        blob = np.concatenate([_i8(rows), np.zeros(4 * Sp, np.uint8)])
-        wname = self.const(f"w_V{g}", blob, reach=Pp * Ep)
-        out = self.buf(f"vt{g}", Pp * Sp)
-        self.op(ItaJob(f"V{g}", "linear", dict(S=s.P, E=s.E, P=s.S, F=0),
-                       [(*job.rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
-                       {"Q_IN": Ref(wname), "WQ": Ref(src), "BQ": Ref(wname, s.P * Ep),
-                        "QP": Ref(out)},
-                       reads=(src, wname), writes=(out,), macs=s.S * s.E * s.P,
-                       cycles=gemm_cycles(s.P, s.S, s.E, self.cfg), stage="attention"))
-        return out
+    def correct(self, name, job, x, wname, w_layout, y8, y8_layout, y, y_layout, rows, stage,
+                x_offset=0, y_offset=0):
+        """``k_decomposed_gemm_ex`` after the GEMM of ``job``: ``x`` = (buffer, wide,
+        pitch), the layouts (row stride, column stride) of the weights, ``y8`` and ``y``
+        (``y`` an int32 buffer, or int8 when its layout says ``wide=False``)."""
+        inner, cols = job.w.shape
+        x_buf, x_wide, x_pitch = x
+        fine = (0, 0)
+        reads = [x_buf, wname, y8]
+        if wname in self.fine_at:   # in the weights' constant (:meth:`weights`)
+            at, count = self.fine_at[wname]
+            fine = (Ref(wname, at, "int16_t"), Ref(wname, at + 2 * count, "int16_t"))
+        y_buf, y_wide, y_row, y_col = y_layout
+        self.kernel(f"decomposition_{name}", "decomposed_gemm",
+                    (Ref(x_buf, x_offset, "int32_t" if x_wide else "int8_t"), int(x_wide),
+                     x_pitch, inner, Ref(wname), *w_layout, *fine, cols, 1, Ref(y8),
+                     *y8_layout,
+                     Ref(y_buf, y_offset, "int32_t" if y_wide else "int8_t"), int(y_wide),
+                     y_row, y_col, rows, cols, *job.rq),
+                    reads, (y_buf,), rows * cols, stage)
 
-    def rmsnorm(self, name, src, norm, dst, stage):
+    def projection(self, name, group, src, job, rows, stage, src_offset=0):
+        """A GEMM whose output the cores read next: (buffer, pitch, wide). With the
+        decomposition an int32 ``<out>w`` buffer, else the engine's int8 output."""
+        out = self.n(f"y_{name}")
+        m = self.cfg.M
+        x_buf, x_wide = src
+        wname, inner_p = self.linear(name, group, x_buf, job.w, job.rq, rows, out, stage,
+                                     src_offset, job.fine)
+        cols_p = pad(job.w.shape[1], m)
+        if not self.decompose:
+            return out, cols_p, False
+        cols = job.w.shape[1]
+        wide = self.buf(f"{out}w", 4 * rows * cols)
+        x = (f"{x_buf}w", True, job.w.shape[0]) if x_wide else (x_buf, False, inner_p)
+        self.correct(name, job, x, wname, (1, inner_p), out, (cols_p, 1), wide,
+                     (wide, True, cols, 1), rows, stage, x_offset=src_offset)
+        return wide, cols, True
+
+    def value(self, g, rows):
+        """V of KV head g into the ``vt<g>`` buffer (V^T) at columns ``past ..``."""
+        m, s, b, job = self.cfg.M, self.s, self.block, self.L.v[g]
+        Ep, Tp, Pp = pad(s.E, m), pad(b.T, m), pad(s.P, m)
+        vt = self.buf(f"vt{g}", Pp * Tp)
+        n1 = self.n("n1")
+        n1w = f"{n1}w"   # its wide values (:meth:`rmsnorm`)
+        if b.past == 0:   # the engine writes V^T: Wv^T as input rows, n1 as weights
+            wname, _ = self.weights(f"V{g}", np.asarray(job.w).T, s.S, job.fine)
+            self.op(ItaJob(f"V{g}", "linear", dict(S=s.P, E=s.E, P=s.S, F=0),
+                           [(*job.rq, 0)] + [_NO_RQ] * (_RQ_ROWS - 1),
+                           {"Q_IN": Ref(wname), "WQ": Ref(n1), "BQ": Ref(wname, s.P * Ep),
+                            "QP": Ref(vt)},
+                           reads=(n1, wname), writes=(vt,), macs=s.S * s.E * s.P,
+                           cycles=gemm_cycles(s.P, s.S, s.E, self.cfg), stage="attention"))
+            if self.decompose:   # in place, in the V^T layout: output (r, c) at c * Tp + r
+                self.correct(f"V{g}", job, (n1w, True, s.E), wname, (1, Ep), vt, (1, Tp),
+                             vt, (vt, False, 1, Tp), rows, "attention")
+            return vt
+        out = self.n(f"y_V{g}")
+        wname, inner_p = self.linear(f"V{g}", "v", n1, job.w, job.rq, rows, out,
+                                     "attention", fine=job.fine)
+        self.correct(f"V{g}", job, (n1w, True, s.E), wname, (1, inner_p), out, (Pp, 1), vt,
+                     (vt, False, 1, Tp), rows, "attention", y_offset=self.past)
+        return vt
+
+    def rmsnorm(self, name, src, norm, dst, stage, src_offset=0):
         s, m = self.s, self.cfg.M
         consts = self.const(f"{name}_consts", _words(norm.mult, norm.shift))
         self.buf(dst, pad(s.S, m) * pad(s.E, m))
-        self.kernel(name, "rmsnorm", (Ref(src, 0, "int32_t"), Ref(dst), s.S, s.E,
+        if self.decompose:
+            wide = self.buf(f"{dst}w", 4 * s.S * s.E)
+            self.kernel(name, "rmsnorm_wide", (Ref(src, src_offset, "int32_t"), Ref(dst),
+                                               pad(s.E, m),
+                                          Ref(wide, 0, "int32_t"), s.S, s.E,
+                                          Ref(consts, 0, "int32_t"), int(norm.eps)),
+                        (src, consts), (dst, wide), s.S * s.E, stage)
+            return
+        self.kernel(name, "rmsnorm", (Ref(src, src_offset, "int32_t"), Ref(dst), s.S, s.E,
                                       pad(s.E, m), Ref(consts, 0, "int32_t"), int(norm.eps)),
                     (src, consts), (dst,), s.S * s.E, stage)
 
     def rope(self, name, src, consts, dst):
         s, m = self.s, self.cfg.M
+        buf, pitch, wide = src
         Pp = pad(s.P, m)
-        self.buf(dst, pad(s.S, m) * Pp)
         table = self.const(f"{name}_consts", _words(*consts))
-        self.kernel("rope", "rope", (Ref(src), Pp, Ref(dst), Pp, s.S, s.P,
-                                     Ref(table, 0, "int32_t"), Ref("cos", 0, "int16_t"),
-                                     Ref("sin", 0, "int16_t")),
-                    (src, table, "cos", "sin"), (dst,), s.S * s.P, "attention")
+        at = self.step * s.S * s.P   # this step's rows of the tables (P/2 int16 each)
+        self.kernel("rope", "rope32" if wide else "rope",
+                    (Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, self.past * Pp),
+                     Pp, s.S, s.P, Ref(table, 0, "int32_t"), Ref("cos", at, "int16_t"),
+                     Ref("sin", at, "int16_t")),
+                    (buf, table, "cos", "sin"), (dst,), s.S * s.P, "attention")
 
-    def dequant_add(self, name, residual, y, pitch, consts, dst, stage):
+    def dequant_add(self, name, residual, y, consts, dst, stage, residual_offset=0):
         s = self.s
+        buf, pitch, wide = y
         table = self.const(f"{name}_consts", _words(*consts))
         self.buf(dst, 4 * s.S * s.E)
-        self.kernel(name.rstrip("0123456789"), "dequant_add",
-                    (Ref(residual, 0, "int32_t"), Ref(y), pitch, Ref(dst, 0, "int32_t"), s.S,
-                     s.E, Ref(table, 0, "int32_t")),
-                    (residual, y, table), (dst,), s.S * s.E, stage)
+        self.kernel(name.rstrip("0123456789"), "dequant_add32" if wide else "dequant_add",
+                    (Ref(residual, residual_offset, "int32_t"),
+                     Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, 0, "int32_t"),
+                     s.S, s.E, Ref(table, 0, "int32_t")),
+                    (residual, buf, table), (dst,), s.S * s.E, stage)
+
+    def attend(self, h, g):
+        """A decoding step's attention of query head h on the cores: the row of logits
+        against the T keys (``k_gemv``), its ITAmax (``k_itamax``), the probabilities times
+        V (``k_gemv_u8``), into row ``past`` of ``o<h>``, where the QKAV job puts it."""
+        s, m, b, L = self.s, self.cfg.M, self.block, self.L
+        Tp, Pp, T = pad(b.T, m), pad(s.P, m), self.past + s.S
+        logits, probs = self.buf(self.n(f"logits{h}"), Tp), self.buf(self.n(f"probs{h}"), Tp)
+        o, qr = self.buf(self.n(f"o{h}"), Tp * Pp), self.n(f"qr{h}")
+        self.kernel(f"qk_{h}", "gemv", (Ref(qr, self.past * Pp), Ref(f"kr{g}"), Pp,
+                                        Ref(logits), s.P, T, *L.rq_qk[h], 0),
+                    (qr, f"kr{g}"), (logits,), s.P * T, "attention")
+        self.kernel(f"softmax_{h}", "itamax", (Ref(logits), Ref(probs, 0, "uint8_t"), 1, T, T,
+                                               0), (logits,), (probs,), T, "attention")
+        self.kernel(f"av_{h}", "gemv_u8", (Ref(probs, 0, "uint8_t"), Ref(f"vt{g}"), Tp,
+                                           Ref(o, self.past * Pp), T, s.P, *L.rq_av[h], 0),
+                    (probs, f"vt{g}"), (o,), s.P * T, "attention")
+
+    def cache(self):
+        """The decoding step's KV cache: L2 tensors of the block's capacity, the past rows
+        loaded into ``kr<g>`` / ``vt<g>``, the new rows stored back in place."""
+        s, m, b, out = self.s, self.cfg.M, self.block, self.out
+        Pp, Tp, Cp = pad(s.P, m), pad(b.T, m), pad(b.capacity, m)
+        for g in range(s.KV):
+            k, v = f"k_cache{g}", f"v_cache{g}"
+            out.l2[k] = L2Tensor(k, "input", b.capacity * Pp)
+            out.l2[v] = L2Tensor(v, "input", s.P * Cp)
+            out.inputs[k] = Io(k, b.past, s.P, Pp)
+            out.inputs[v] = Io(v, s.P, b.past, Cp)
+            out.loads[f"kr{g}"] = [Dma(True, k, f"kr{g}", b.past * Pp)]
+            out.loads[f"vt{g}"] = [Dma(True, v, f"vt{g}", Tp, s.P, Cp, Tp)]
+            out.stores[f"kr{g}"] = [Dma(False, k, f"kr{g}", (b.T - b.past) * Pp,
+                                        l2_offset=b.past * Pp, l1_offset=b.past * Pp)]
+            out.stores[f"vt{g}"] = [Dma(False, v, f"vt{g}", Tp, s.P, Cp, Tp)]
+
+    def n(self, name):
+        """The name of a buffer of the current step (the steps of a run each have theirs)."""
+        return name + self.sfx
 
     def lower(self):
-        s, L, m, b = self.s, self.L, self.cfg.M, self.block
-        S, E, P, H, KV, F = s.S, s.E, s.P, s.H, s.KV, s.F
-        Sp, Ep, Pp, Fp = pad(S, m), pad(E, m), pad(P, m), pad(F, m)
-        out = self.out
-
-        self.buf("x", 4 * S * E)
-        out.l2["x"] = L2Tensor("x", "input", 4 * S * E)
-        out.loads["x"] = [Dma(True, "x", "x", 4 * S * E)]
-        out.inputs["x"] = Io("x", S, 4 * E, 4 * E)
-        cos, sin = dec.rope_table(b.model.rope_theta, P, np.arange(S))
+        s, b, out = self.s, self.block, self.out
+        S, E, P = s.S, s.E, s.P
+        rows = S * b.steps
+        self.buf("x", 4 * rows * E)
+        out.l2["x"] = L2Tensor("x", "input", 4 * rows * E)
+        out.loads["x"] = [Dma(True, "x", "x", 4 * rows * E)]
+        out.inputs["x"] = Io("x", rows, 4 * E, 4 * E)
+        cos, sin = dec.rope_table(b.model.rope_theta, P, b.past + np.arange(rows))
         self.const("cos", _words(cos, dtype=np.int16))
         self.const("sin", _words(sin, dtype=np.int16))
+        if b.past:
+            self.cache()
+        for step in range(b.steps):
+            self.step, self.past = step, b.past + step * S
+            self.sfx = f"_s{step}" if b.steps > 1 else ""
+            self.layer(4 * step * S * E)
+        for name in self.probes:
+            self.probe(name)
+        return out
 
-        self.rmsnorm("rmsnorm1", "x", L.norm1, "n1", "attention")
+    def layer(self, x_offset):
+        """One step: the layer on its S rows of ``x`` (from byte ``x_offset``)."""
+        s, L, m, b = self.s, self.L, self.cfg.M, self.block
+        S, P, H, KV, F = s.S, s.P, s.H, s.KV, s.F
+        T = self.past + S
+        Tp, Pp, Fp = pad(b.T, m), pad(P, m), pad(F, m)
+        n = self.n
+        n1 = (n("n1"), self.decompose)
+
+        self.rmsnorm("rmsnorm1", "x", L.norm1, n("n1"), "attention", x_offset)
         G = H // KV
+        keys = []
         for g in range(KV):
-            self.linear(f"K{g}", "n1", L.k[g].w, L.k[g].rq, S, f"k{g}", "attention")
-            self.value_t(g, "n1")
-        for h in range(H):
-            self.linear(f"Q{h}", "n1", L.q[h].w, L.q[h].rq, S, f"q{h}", "attention")
+            self.buf(f"kr{g}", Tp * Pp)
+            keys.append(self.projection(f"K{g}", "k", n1, L.k[g], S, "attention"))
+            self.value(g, S)
+        queries = [self.projection(f"Q{h}", "q", n1, L.q[h], S, "attention") for h in range(H)]
         for g in range(KV):
-            self.rope(f"rope_k{g}", f"k{g}", (L.k_rope[0][g], L.k_rope[1][g]), f"kr{g}")
+            self.rope(f"rope_k{g}", keys[g], (L.k_rope[0][g], L.k_rope[1][g]), f"kr{g}")
         for h in range(H):
-            self.rope(f"rope_q{h}", f"q{h}", (L.q_rope[0][h], L.q_rope[1][h]), f"qr{h}")
+            self.buf(n(f"qr{h}"), Tp * Pp)
+            self.rope(f"rope_q{h}", queries[h], (L.q_rope[0][h], L.q_rope[1][h]), n(f"qr{h}"))
         for h in range(H):
             g = h // G
-            a, o = self.buf(f"a{h}", Sp * Sp), self.buf(f"o{h}", Sp * Pp)
+            if "attention" in self.cores:
+                self.attend(h, g)
+                continue
+            a, o = self.buf(n(f"a{h}"), Tp * Tp), self.buf(n(f"o{h}"), Tp * Pp)
             rq = [_NO_RQ] * _RQ_ROWS
             rq[_QK], rq[_AV] = (*L.rq_qk[h], 0), (*L.rq_av[h], 0)
-            self.op(ItaJob(f"attention head {h}", "qkav", dict(S=S, E=0, P=P, F=0), rq,
-                           {"QP": Ref(f"qr{h}"), "KP": Ref(f"kr{g}"), "VP": Ref(f"vt{g}"),
+            self.op(ItaJob(f"attention head {h}", "qkav", dict(S=T, E=0, P=P, F=0), rq,
+                           {"QP": Ref(n(f"qr{h}")), "KP": Ref(f"kr{g}"), "VP": Ref(f"vt{g}"),
                             "A": Ref(a), "O": Ref(o)},
-                           reads=(f"qr{h}", f"kr{g}", f"vt{g}"), writes=(a, o), causal=True,
-                           macs=2 * S * S * P,
-                           cycles=gemm_cycles(S, S, P, self.cfg) + gemm_cycles(S, P, S,
+                           reads=(n(f"qr{h}"), f"kr{g}", f"vt{g}"), writes=(a, o),
+                           causal=True, macs=2 * S * T * P,
+                           cycles=gemm_cycles(T, T, P, self.cfg) + gemm_cycles(T, P, T,
                                                                                 self.cfg)))
-        residual = "x"
+        residual, at = "x", x_offset
         for h in range(H):
-            self.linear(f"O{h}", f"o{h}", L.o[h].w, L.o[h].rq, S, f"yo{h}", "attention")
-            nxt = "mid" if h == H - 1 else f"res{h}"
-            self.dequant_add(f"residual_o{h}", residual, f"yo{h}", Ep,
-                             (L.o_add[0][h], L.o_add[1][h]), nxt, "attention")
-            residual = nxt
-        self.rmsnorm("rmsnorm2", "mid", L.norm2, "n2", "ffn")
-        self.linear("gate", "n2", L.gate.w, L.gate.rq, S, "g", "ffn")
-        self.linear("up", "n2", L.up.w, L.up.rq, S, "u", "ffn")
+            y = self.projection(f"O{h}", "o", (n(f"o{h}"), False), L.o[h], S, "attention",
+                                src_offset=self.past * Pp)
+            nxt = n("mid") if h == H - 1 else n(f"res{h}")
+            self.dequant_add(f"residual_o{h}", residual, y, (L.o_add[0][h], L.o_add[1][h]),
+                             nxt, "attention", at)
+            residual, at = nxt, 0
+        self.rmsnorm("rmsnorm2", n("mid"), L.norm2, n("n2"), "ffn")
+        n2 = (n("n2"), self.decompose)
+        g_buf, g_pitch, wide = self.projection("gate", "gate", n2, L.gate, S, "ffn")
+        u_buf, _, _ = self.projection("up", "up", n2, L.up, S, "ffn")
         table = self.const("sigmoid", _words(dec.sigmoid_table()))
         gated = self.const("silu_consts", _words(*L.gated))
-        self.buf("h", Sp * Fp)
-        self.kernel("silu_mul", "silu_mul", (Ref("g"), Ref("u"), Fp, Ref("h"), Fp, S, F,
-                                             Ref(gated, 0, "int32_t"),
-                                             Ref(table, 0, "int32_t")),
-                    ("g", "u", gated, table), ("h",), S * F, "ffn")
-        self.linear("down", "h", L.down.w, L.down.rq, S, "d", "ffn")
-        self.dequant_add("residual_down", "mid", "d", Ep, L.down_add, "out", "ffn")
+        h_buf = self.buf(n("h"), pad(S, m) * Fp)
+        consts = (Ref(gated, 0, "int32_t"), Ref(table, 0, "int32_t"))
+        if wide:
+            hw = self.buf(f"{h_buf}w", 4 * S * F)
+            self.kernel("silu_mul", "silu_mul_wide",
+                        (Ref(g_buf, 0, "int32_t"), Ref(u_buf, 0, "int32_t"), g_pitch,
+                         Ref(h_buf), Fp, Ref(hw, 0, "int32_t"), S, F, *consts),
+                        (g_buf, u_buf, gated, table), (h_buf, hw), S * F, "ffn")
+        else:
+            self.kernel("silu_mul", "silu_mul", (Ref(g_buf), Ref(u_buf), g_pitch, Ref(h_buf),
+                                                 Fp, S, F, *consts),
+                        (g_buf, u_buf, gated, table), (h_buf,), S * F, "ffn")
+        d = self.projection("down", "down", (h_buf, self.decompose), L.down, S, "ffn")
+        self.dequant_add("residual_down", n("mid"), d, L.down_add, n("out"), "ffn")
 
-        for name in self.probes:
-            spec = b.tensor(name)
-            rows, cols = spec.shape
-            if spec.dtype == "int32":
-                buffer, io = name, (rows, 4 * cols, 4 * cols)
-            elif name.startswith("k_cache"):
-                buffer, io = f"kr{name[len('k_cache'):]}", (rows, cols, Pp)
-            else:
-                buffer, io = f"vt{name[len('v_cache'):]}", (rows, cols, Sp)
-            size = io[0] * io[2]
+    def probe(self, name):
+        s, m, b, out = self.s, self.cfg.M, self.block, self.out
+        spec = b.tensor(name)
+        rows, cols = spec.shape
+        if b.past and name.startswith(("k_cache", "v_cache")):   # the cache in L2 itself
+            out.outputs[name] = Io(name, rows, cols, out.inputs[name].pitch)
+            return
+        if spec.dtype == "int32":   # out / mid of every step, one after the other
+            size = 4 * rows * cols
             out.l2[f"result_{name}"] = L2Tensor(f"result_{name}", "output", size)
-            out.stores.setdefault(buffer, []).append(
-                Dma(False, f"result_{name}", buffer, size))
-            out.outputs[name] = Io(f"result_{name}", *io)
-        return out
+            per = size // b.steps
+            for step in range(b.steps):
+                buffer = name + (f"_s{step}" if b.steps > 1 else "")
+                out.stores.setdefault(buffer, []).append(
+                    Dma(False, f"result_{name}", buffer, per, l2_offset=step * per))
+            out.outputs[name] = Io(f"result_{name}", rows, 4 * cols, 4 * cols)
+            return
+        if name.startswith("k_cache"):
+            buffer, io = f"kr{name[len('k_cache'):]}", (rows, cols, pad(s.P, m))
+        else:
+            buffer, io = f"vt{name[len('v_cache'):]}", (rows, cols, pad(b.T, m))
+        size = io[0] * io[2]
+        out.l2[f"result_{name}"] = L2Tensor(f"result_{name}", "output", size)
+        out.stores.setdefault(buffer, []).append(Dma(False, f"result_{name}", buffer, size))
+        out.outputs[name] = Io(f"result_{name}", *io)
 
 
 def lower_decoder_layer(block: IntegerDecoderLayer, spec, tiling: DecoderTiling,
                         probes=("out",)) -> Lowered:
-    """The decoder layer's prefill; ``probes``: tensors stored to L2 as outputs (``out``,
-    ``mid``, ``k_cache<g>``, ``v_cache<g>``)."""
+    """The decoder layer's prefill or decoding step; ``probes``: tensors stored to L2 as
+    outputs (``out``, ``mid``, ``k_cache<g>``, ``v_cache<g>``; a decoding step's cache is
+    its L2 input, updated in place)."""
     for name in probes:
         try:
             block.tensor(name)
         except KeyError:
             raise CompileError(f"unknown tensor {name!r} of {block.kind}") from None
-    return _DecoderLowering(block, spec, probes).lower()
+    return _DecoderLowering(block, spec, tiling, probes).lower()

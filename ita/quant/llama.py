@@ -616,8 +616,16 @@ if __name__ == "__main__":
 def prefill_layer(model: IntegerLlama, index, x):
     """Layer ``index`` of a prefill on int32 residual rows ``x`` (positions 0 .. T-1, empty
     cache): ``(rows out, keys, values)``, the unit a compiled layer is checked against."""
-    x = np.asarray(x, np.int64)
-    cos, sin = dec.rope_table(model.rope_theta, model.head_dim, np.arange(x.shape[0]))
     empty = np.zeros((model.kv_heads, 0, model.head_dim), np.int8)
-    out, keys, values, _ = _layer(model, model.layers[index], x, cos, sin, empty, empty)
+    return cached_layer(model, index, x, empty, empty)
+
+
+def cached_layer(model: IntegerLlama, index, x, keys, values):
+    """Layer ``index`` on int32 rows ``x`` after the layer's cached ``keys`` and ``values``
+    (kv_heads, past, D) int8 (positions past ..): ``(rows out, keys, values)`` extended by
+    the new rows; a decoding step is one row."""
+    x = np.asarray(x, np.int64)
+    past = keys.shape[1]
+    cos, sin = dec.rope_table(model.rope_theta, model.head_dim, past + np.arange(x.shape[0]))
+    out, keys, values, _ = _layer(model, model.layers[index], x, cos, sin, keys, values)
     return out, keys, values

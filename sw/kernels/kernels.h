@@ -108,10 +108,12 @@ int k_gelu(const int8_t *x, int8_t *out, int count, int b, int c, int mult, int 
 
 /*
  * Decoder kernels (ita.golden.decoder), bit-exact with the integer Llama model
- * (ita.quant.llama) where its GEMM inputs stay inside int8 (no decomposition): the outputs
- * that feed the engine saturate to int8. Per-column constants come as one int32 array of
- * consecutive rows of `cols` (or `dim`) entries each, in the order named; multipliers may
- * reach 2^31 and shifts 62 (the 64-bit scale_round; a larger shift: K_ERR_SHIFT).
+ * (ita.quant.llama): the outputs that feed the engine saturate to int8; the *_wide / *32
+ * forms also keep (or read) the wide values of the decomposition (24-bit RMSNorm and SiLU x
+ * up outputs, int32 GEMM outputs of k_decomposed_gemm_ex). Per-column constants come as one
+ * int32 array of consecutive rows of `cols` (or `dim`) entries each, in the order named;
+ * multipliers may reach 2^31 and shifts 62 (the 64-bit scale_round; a larger shift:
+ * K_ERR_SHIFT).
  */
 
 /* out(r, :) = clip8(rms_norm(x(r, :))): int32 rows, consts = mult | shift, eps in units of
@@ -136,6 +138,32 @@ int k_silu_mul(const int8_t *gate, const int8_t *up, int in_pitch, int8_t *out,
 int k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t *out,
                   int rows, int cols, const int32_t *consts);
 
+/* c(n) = requant(a(k) @ bt(n, k)^T) for one row, bt's rows bt_pitch bytes apart, the output
+ * columns shared by the cores: k_gemm_rq with m = 1 and no bias; k_gemv_u8 with uint8 a
+ * (A.V's probabilities). K_ERR_GEMM_SUM when k * 255 * 128 leaves int32. */
+int k_gemv(const int8_t *a, const int8_t *bt, int bt_pitch, int8_t *c, int k, int n, int mult,
+           int shift, int add);
+int k_gemv_u8(const uint8_t *a, const int8_t *bt, int bt_pitch, int8_t *c, int k, int n,
+              int mult, int shift, int add);
+
+/* k_rmsnorm, and wide(r, c) = rms_norm(x)(r, c) saturated to 24 bits (rows x cols int32). */
+int k_rmsnorm_wide(const int32_t *x, int8_t *out, int out_pitch, int32_t *wide, int rows,
+                   int cols, const int32_t *consts, int64_t eps);
+
+/* k_rope of int32 GEMM outputs (rows of x_pitch int32). */
+int k_rope32(const int32_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
+             const int32_t *consts, const int16_t *cos, const int16_t *sin);
+
+/* k_silu_mul of int32 gate and up (rows of in_pitch int32; up saturates to 2^21 - 1), and
+ * wide(r, c) = gated(gate, up) saturated to 24 bits (rows x cols int32). */
+int k_silu_mul_wide(const int32_t *gate, const int32_t *up, int in_pitch, int8_t *out,
+                    int out_pitch, int32_t *wide, int rows, int cols, const int32_t *consts,
+                    const int32_t *table);
+
+/* k_dequant_add of an int32 GEMM output (rows of y_pitch int32). */
+int k_dequant_add32(const int32_t *residual, const int32_t *y, int y_pitch, int32_t *out,
+                    int rows, int cols, const int32_t *consts);
+
 /* y = decomposed_gemm(x, w, (mult, shift), fine) of ita.golden.decoder from the engine's
  * y8 = requant(clip8(x) @ w): x rows x k wide inputs (24 bits), w k x n int8, wf k x n the
  * int16 weights at 8 more fraction bits (w << 8 except the fine rows), y rows x n int32;
@@ -143,5 +171,17 @@ int k_dequant_add(const int32_t *residual, const int8_t *y, int y_pitch, int32_t
 int k_decomposed_gemm(const int32_t *x, int k, const int8_t *w, const int16_t *wf,
                       const int8_t *y8, int y_pitch, int32_t *y, int rows, int n, int mult,
                       int shift);
+
+/* k_decomposed_gemm with element (i, c) of w at i * w_row + c * w_col; the fine weight of
+ * (i, c) at wf[map[i] * wf_row + c * wf_col] where map[i] >= 0 (the fine rows only), w << 8
+ * elsewhere; map NULL: at wf[i * wf_row + c * wf_col] (whole), both NULL: w << 8 everywhere.
+ * x rows of x_pitch int32 (x_wide) or int8 (nothing clipped), y8(r, c) at r * y8_row + c *
+ * y8_col and y(r, c) at r * y_row + c * y_col, int32 (y_wide) or int8 saturated; y may be
+ * y8 (in place). */
+int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const int8_t *w,
+                         int w_row, int w_col, const int16_t *map, const int16_t *wf,
+                         int wf_row, int wf_col, const int8_t *y8, int y8_row, int y8_col,
+                         void *y, int y_wide, int y_row, int y_col, int rows, int n, int mult,
+                         int shift);
 
 #endif /* KERNELS_H */

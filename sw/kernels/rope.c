@@ -1,6 +1,7 @@
 /*
  * k_rope: per-channel dequantisation, rotation and requantization of Q or K rows
- * (ita.golden.decoder.rope) for the engine's QK step.
+ * (ita.golden.decoder.rope) for the engine's QK step: k_rope from the engine's int8 outputs,
+ * k_rope32 from the int32 outputs of the decomposition (k_decomposed_gemm_ex).
  *
  * The compiler stores the Q14 cos/sin tables of the rows' positions (ita.golden.decoder.
  * rope_table): the cores only multiply. Each pair is independent: the pairs of every row
@@ -15,8 +16,10 @@
 #define ROPE_OPERAND 65535
 #define ROPE_SHIFT (14 + 8)
 
-int k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
-           const int32_t *consts, const int16_t *cos, const int16_t *sin)
+/* x8 (int8) or x32 (int32) rows of x_pitch elements */
+static inline __attribute__((always_inline)) int
+rope(const int8_t *x8, const int32_t *x32, int x_pitch, int8_t *out, int out_pitch, int rows,
+     int dim, const int32_t *consts, const int16_t *cos, const int16_t *sin)
 {
     static volatile int32_t slots[RT_CORES] L1_BSS;
     const int32_t *mult = consts, *shift = consts + dim;
@@ -30,12 +33,17 @@ int k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, i
     for (int p = (int)core_id(); p < half; p += (int)num_cores()) {
         const int32_t ma = mult[p], sa = shift[p], mb = mult[p + half], sb = shift[p + half];
         for (int r = 0; r < rows; r++) { /* a pair's constants once for all rows */
-            const int8_t *src = x + r * x_pitch;
             int8_t *dst = out + r * out_pitch;
-            int32_t a = (int32_t)k_clamp64(k_scale_round8(src[p], ma, sa), -ROPE_OPERAND - 1,
-                                           ROPE_OPERAND);
-            int32_t b = (int32_t)k_clamp64(k_scale_round8(src[p + half], mb, sb),
-                                           -ROPE_OPERAND - 1, ROPE_OPERAND);
+            int64_t ua, ub;
+            if (x32) {
+                ua = k_scale_round32(x32[r * x_pitch + p], ma, sa);
+                ub = k_scale_round32(x32[r * x_pitch + p + half], mb, sb);
+            } else {
+                ua = k_scale_round8(x8[r * x_pitch + p], ma, sa);
+                ub = k_scale_round8(x8[r * x_pitch + p + half], mb, sb);
+            }
+            int32_t a = (int32_t)k_clamp64(ua, -ROPE_OPERAND - 1, ROPE_OPERAND);
+            int32_t b = (int32_t)k_clamp64(ub, -ROPE_OPERAND - 1, ROPE_OPERAND);
             int32_t c = cos[r * half + p], s = sin[r * half + p];
             int64_t lo = (int64_t)(a * c) - (int64_t)(b * s);
             int64_t hi = (int64_t)(a * s) + (int64_t)(b * c);
@@ -45,4 +53,16 @@ int k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, i
     }
     barrier();
     return K_OK;
+}
+
+int k_rope(const int8_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
+           const int32_t *consts, const int16_t *cos, const int16_t *sin)
+{
+    return rope(x, 0, x_pitch, out, out_pitch, rows, dim, consts, cos, sin);
+}
+
+int k_rope32(const int32_t *x, int x_pitch, int8_t *out, int out_pitch, int rows, int dim,
+             const int32_t *consts, const int16_t *cos, const int16_t *sin)
+{
+    return rope(0, x, x_pitch, out, out_pitch, rows, dim, consts, cos, sin);
 }

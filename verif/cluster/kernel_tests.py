@@ -8,11 +8,12 @@ prints cycles per case); :func:`run_cases` builds and runs it with ``verif.harne
 the per-case lines. ``make sim TEST=kernels [KERNEL=..] [SIZE=small|large] [SEED=..]`` runs a
 set from :data:`SIZES` and prints the cycles-per-element table.
 
-A case is named ``<kernel> <size>``; sizes read ``MxKxN`` (GEMM), ``ROWSxCOLS`` (row-wise and
-element-wise kernels, whose outputs are reported by row and column), ``HhROWSxCOLS`` (head
-sum); suffixes say ``_l2`` (operands and output stay in L2), ``_odd`` (L1 copies start one byte
-past a word), ``_nobias``, ``_causal``, ``_vN`` (valid columns), ``_wide`` (constants that need
-the 64-bit requantization).
+A case is named ``<kernel> <size>``; sizes read ``MxKxN`` (GEMM), ``KxN`` (GEMV),
+``ROWSxCOLS`` (row-wise and element-wise kernels, whose outputs are reported by row and
+column), ``HhROWSxCOLS`` (head sum); suffixes say ``_l2`` (operands and output stay in L2),
+``_odd`` (L1 copies start one byte past a word), ``_nobias``, ``_causal``, ``_vN`` (valid
+columns), ``_wide`` (constants that need the 64-bit requantization), ``_u8`` (a GEMV of
+unsigned probabilities).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hw import toolchain
-from ita.golden import REFERENCE_GELU, gelu_constants, i_gelu, linear
+from ita.golden import REFERENCE_GELU, gelu_constants, gemm_step, i_gelu, linear
 from ita.golden import decoder as dec
 from ita.golden.encoder import core_softmax, head_sum, layer_norm, layer_norm_stats, residual_add
 from ita.golden.softmax import causal_mask, key_mask
@@ -37,7 +38,8 @@ __all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_heade
            "run_cases", "parse_lines", "format_table", "ARENA_BYTES"]
 
 KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu",
-           "add_layernorm", "rmsnorm", "rope", "silu_mul", "dequant_add", "decomposed_gemm")
+           "add_layernorm", "rmsnorm", "rope", "silu_mul", "dequant_add", "decomposed_gemm",
+           "gemv", "rmsnorm_wide", "rope32", "silu_mul_wide", "dequant_add32")
 _KERNEL_IDS = {name: i for i, name in enumerate(KERNELS)}  # enum order in main.c
 
 #: Bytes of the program's L1 arena for the inputs and output of one case (L1 minus stacks,
@@ -60,7 +62,10 @@ SIZES = {
         ("rmsnorm", "9x64"), ("rmsnorm", "5x24_l2_wide"), ("rope", "16x32"), ("rope", "5x8_l2"),
         ("silu_mul", "4x40"), ("silu_mul", "3x13_l2"), ("dequant_add", "4x40"),
         ("dequant_add", "3x13_l2"), ("decomposed_gemm", "6x40x24"),
-        ("decomposed_gemm", "3x12x5_l2"),
+        ("decomposed_gemm", "3x12x5_l2"), ("decomposed_gemm", "9x40x12"), ("gemv", "64x36"),
+        ("gemv", "17x21_u8"), ("gemv", "13x9_odd"), ("rmsnorm_wide", "9x64"),
+        ("rmsnorm_wide", "3x24"), ("rope32", "5x32"), ("silu_mul_wide", "4x40"),
+        ("silu_mul_wide", "3x13_l2"), ("dequant_add32", "3x40"),
     ),
     "large": (
         ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
@@ -73,7 +78,8 @@ SIZES = {
         ("add_layernorm", "128x128"), ("add_layernorm", "64x384"),
         ("rmsnorm", "64x64"), ("rmsnorm", "32x576"), ("rope", "64x64"), ("rope", "64x32"),
         ("silu_mul", "16x128"), ("silu_mul", "64x256"), ("dequant_add", "16x64"),
-        ("dequant_add", "16x576"), ("decomposed_gemm", "16x64x128"),
+        ("dequant_add", "16x576"), ("decomposed_gemm", "16x64x128"), ("gemv", "576x128"),
+        ("gemv", "64x128_u8"),
     ),
 }
 
@@ -112,7 +118,7 @@ def _parse_size(kernel: str, size: str):
         raise ValueError(f"{kernel} size {size!r} needs {want} positive dimensions")
     if (match["heads"] is not None) != (kernel == "head_sum"):
         raise ValueError(f"size {size!r}: the 'Nh' head count is for head_sum only")
-    known = {"l2", "odd", "nobias", "causal", "wide"}
+    known = {"l2", "odd", "nobias", "causal", "wide", "u8"}
     for flag in flags:
         if flag not in known and not re.fullmatch(r"v\d+", flag):
             raise ValueError(f"size {size!r}: unknown suffix _{flag}")
@@ -157,6 +163,8 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
                           **common)
     if kernel == "decomposed_gemm":
         return _decomposed_case(rng, *dims, common, size)
+    if kernel == "gemv":
+        return _gemv_case(rng, *dims, "u8" in flags, common, size)
     rows, cols = dims
     if kernel in _DECODER_CASES:
         return _DECODER_CASES[kernel](rng, rows, cols, wide, common, size)
@@ -324,8 +332,73 @@ def _decomposed_case(rng, rows, k, n, common, size):
                       rows * n, macs=rows * k * n, **common)
 
 
+def _gemv_case(rng, k, n, unsigned, common, size):
+    # one row against n weight rows; u8: the softmax probabilities of a decoding step's A.V
+    a = rng.integers(0, 256, (1, k)).astype(np.uint8) if unsigned else _int8(rng, (1, k), 60)
+    w = _int8(rng, (k, n), 60)
+    mult = int(rng.integers(64, 256))
+    shift = _shift_for(a.astype(np.int64) @ w.astype(np.int64), mult)
+    add = int(rng.integers(-8, 9))
+    out = gemm_step("AV" if unsigned else "QK", a, w, None, (mult, shift, add))
+    return KernelCase("gemv", size, (k, n, int(unsigned)), (mult, shift, add),
+                      (a.ravel(), np.ascontiguousarray(w.T)), out.astype(np.int8), n,
+                      macs=k * n, **common)
+
+
+def _rmsnorm_wide_case(rng, rows, cols, wide, common, size):
+    # the wide output (24 bits) is the one checked; the int8 copy goes to a scratch area
+    case = _rmsnorm_case(rng, rows, cols, True, common, size)
+    x, consts = case.inputs
+    eps = (case.params[1] << 32) | (case.params[0] & 0xFFFFFFFF)
+    out = dec.rms_norm(x, consts[:cols], consts[cols:], eps).astype(np.int32)
+    return KernelCase("rmsnorm_wide", size, (rows, cols), case.params, case.inputs, out,
+                      rows * cols, **common)
+
+
+def _wide(rng, shape, bits):
+    """int32 GEMM outputs of ``bits`` bits of spread, a few at the int32 extremes."""
+    v = np.rint(rng.normal(0, 2.0**bits, shape)).astype(np.int64)
+    v.flat[0], v.flat[-1] = (1 << 31) - 1, -(1 << 31)
+    return v.astype(np.int32)
+
+
+def _rope32_case(rng, rows, dim, wide, common, size):
+    x = _wide(rng, (rows, dim), 14)
+    mult, shift = dec.fixed_multiplier(rng.uniform(0.5, 4.0, dim), 16)
+    start = int(rng.integers(0, 100))
+    cos, sin = dec.rope_table(10000.0, dim, np.arange(start, start + rows))
+    out = dec.rope(x[None].astype(np.int64), mult[None], shift[None], cos, sin)[0]
+    return KernelCase("rope32", size, (rows, dim), (),
+                      (x, _rows_of((mult, shift)), cos.astype(np.int16), sin.astype(np.int16)),
+                      out, rows * dim, **common)
+
+
+def _silu_wide_case(rng, rows, cols, wide, common, size):
+    gate, up = _wide(rng, (rows, cols), 12), _wide(rng, (rows, cols), 14)
+    gate_mult, gate_shift = dec.fixed_multiplier(rng.uniform(0.5, 8, cols), 16)
+    out_mult, out_shift = dec.fixed_multiplier(rng.uniform(1e-6, 1e-4, cols), 16)
+    consts = (gate_mult, gate_shift, out_mult, out_shift)
+    out = dec.gated(gate, up, *consts).astype(np.int32)
+    return KernelCase("silu_mul_wide", size, (rows, cols), (),
+                      (gate, up, _rows_of(consts), dec.sigmoid_table().astype(np.int32)), out,
+                      rows * cols, **common)
+
+
+def _dequant32_case(rng, rows, cols, wide, common, size):
+    residual = rng.integers(-(1 << 26), 1 << 26, (rows, cols))
+    residual[0, 0] = (1 << 31) - 5                    # saturates
+    y = _wide(rng, (rows, cols), 12)
+    mult, shift = dec.fixed_multiplier(rng.uniform(2.0**-4, 2.0**8, cols), 16)
+    out = dec.dequantise_add(residual, y, mult, shift).astype(np.int32)
+    return KernelCase("dequant_add32", size, (rows, cols), (),
+                      (residual.astype(np.int32), y, _rows_of((mult, shift))), out,
+                      rows * cols, **common)
+
+
 _DECODER_CASES = {"rmsnorm": _rmsnorm_case, "rope": _rope_case, "silu_mul": _silu_case,
-                  "dequant_add": _dequant_case}
+                  "dequant_add": _dequant_case, "rmsnorm_wide": _rmsnorm_wide_case,
+                  "rope32": _rope32_case, "silu_mul_wide": _silu_wide_case,
+                  "dequant_add32": _dequant32_case}
 
 
 def select(size_set: str, kernel: str = "all", seed: int = 1) -> list[KernelCase]:

@@ -1,9 +1,10 @@
 """The decoder layer's program made self-checking: int32 residual rows and the int8 cache.
 
 As :func:`verif.deploy.self_checking` for the encoder, with the integer Llama
-(:func:`ita.quant.llama.prefill_layer`) as the reference and the int32 tensors (the input
-rows, ``out``) compared as int32 elements (``dl_check32``), so a mismatch names the tensor,
-its row and its column.
+(:func:`ita.quant.llama.prefill_layer`, for a decoding step
+:func:`ita.quant.llama.cached_layer` after the prefill of the cached rows) as the reference
+and the int32 tensors (the input rows, ``out``) compared as int32 elements (``dl_check32``),
+so a mismatch names the tensor, its row and its column.
 """
 
 from __future__ import annotations
@@ -13,22 +14,56 @@ import re
 
 import numpy as np
 
-from ita.quant.llama import prefill_layer
+from ita.quant.llama import cached_layer, prefill_layer
 
 from .harness import self_checking
 
-__all__ = ["expected_decoder_tensors", "self_checking_decoder"]
+__all__ = ["decoder_inputs", "expected_decoder_tensors", "self_checking_decoder"]
+
+
+def _cache(layer, x):
+    """The prefill of the ``past`` cached rows of ``x``: (keys, values) (kv_heads, past, D)."""
+    _, keys, values = prefill_layer(layer.model, layer.index, x[:layer.past])
+    return keys, values
+
+
+def decoder_inputs(model, x):
+    """The program's inputs: the new rows of ``x`` (all rows of a prefill, those after
+    ``past`` for decoding steps) and, for decoding, the cache the prefill of the rows before
+    leaves (``k_cache<g>`` past x P, ``v_cache<g>`` P x past)."""
+    (layer,) = model.blocks
+    x = np.asarray(x)
+    if not layer.past:
+        return {"x": x}
+    keys, values = _cache(layer, x)
+    inputs = {"x": x[layer.past:]}
+    for g in range(layer.shape.KV):
+        inputs[f"k_cache{g}"], inputs[f"v_cache{g}"] = keys[g], values[g].T
+    return inputs
 
 
 def expected_decoder_tensors(model, x, names):
-    """The integer model's value of ``out``, ``k_cache<g>`` (S x P) and ``v_cache<g>``
-    (P x S) for the decoder layers of ``model`` on int32 rows ``x``, each layer on the rows
-    the one before gives; with several layers ``out`` is the last one's and ``b<k>_<name>``
+    """The integer model's value of ``out``, ``k_cache<g>`` (T x P) and ``v_cache<g>``
+    (P x T) for the decoder layers of ``model`` on int32 rows ``x``, each layer on the rows
+    the one before gives (for decoding steps: the cached rows first, then the new ones,
+    decoded one by one); with several layers ``out`` is the last one's and ``b<k>_<name>``
     layer k's tensor (:func:`ita.deploy.search.block_probes`)."""
     blocks = model.blocks
+    if len(blocks) > 1 and any(layer.past for layer in blocks):
+        raise ValueError("decoding steps are checked one layer a program")
     results = []
+    x = np.asarray(x)
     for layer in blocks:
-        results.append(prefill_layer(layer.model, layer.index, x))
+        if layer.past:   # one decoding step after the other, each against the grown cache
+            keys, values = _cache(layer, x)
+            rows = []
+            for r in range(layer.past, x.shape[0]):
+                row, keys, values = cached_layer(layer.model, layer.index, x[r:r + 1], keys,
+                                                 values)
+                rows.append(row)
+            results.append((np.concatenate(rows), keys, values))
+        else:
+            results.append(prefill_layer(layer.model, layer.index, x))
         x = results[-1][0]
     tensors = {}
     for name in names:
@@ -60,11 +95,14 @@ _CHECK = re.compile(r'dl_check\(core, "(?P<name>\w+)", \(const int8_t \*\)(?P<go
                     r'(?P<pitch>\d+)\)')
 
 
-def self_checking_decoder(program, x, expected, spec):
-    """``program`` with the int32 rows ``x`` in its input slot and checks of every output
-    against ``expected`` (name -> int32 or int8 array)."""
+def self_checking_decoder(program, inputs, expected, spec):
+    """``program`` with ``inputs`` (:func:`decoder_inputs`: the int32 rows ``x``, a decoding
+    step's cache) in its input slots and checks of every output against ``expected`` (name
+    -> int32 or int8 array)."""
     wide = {name for name, value in expected.items() if np.asarray(value).dtype == np.int32}
-    checked = self_checking(program, {"x": _bytes(np.asarray(x, np.int32))},
+    inputs = {name: _bytes(np.asarray(value, np.int32) if name == "x" else value)
+              for name, value in inputs.items()}
+    checked = self_checking(program, inputs,
                             {name: _bytes(value) for name, value in expected.items()}, spec)
 
     def word_check(match):

@@ -34,7 +34,7 @@ from ita.golden.layers import attention_mask, gemm_step
 from ita.golden.softmax import itamax
 from ita.rtl.layouts import Mode
 from ita.rtl.schedule import tensor_shapes
-from verif.deploy.decoder import expected_decoder_tensors
+from verif.deploy.decoder import decoder_inputs, expected_decoder_tensors
 from verif.deploy.harness import expected_tensors
 
 __all__ = ["ExecutionError", "execute", "check_plan", "check_decoder_plan", "first_mismatch"]
@@ -200,7 +200,8 @@ def _qk_av(load, store, job, S, P, rq, config):
 def _args(mem, kernel):
     """Arena offsets for pointers, None for a null pointer (the literal 0 where a pointer
     may be absent), the integers as they are."""
-    pointer = {"head_final": (0,), "add_layernorm": (15,)}.get(kernel.kind, ())
+    pointer = {"head_final": (0,), "add_layernorm": (15,),
+               "decomposed_gemm": (7, 8)}.get(kernel.kind, ())
     return [mem.address(a) if isinstance(a, Ref)
             else None if i in pointer and int(a) == 0 else int(a)
             for i, a in enumerate(kernel.args)]
@@ -305,9 +306,112 @@ def _dequant_add(mem, a, what):
     mem.write(out, dec.dequantise_add(res, ys, c[:cols], c[cols:]), np.int32, what)
 
 
+def _rmsnorm_wide(mem, a, what):
+    x, out, pitch, wide, rows, cols, consts, eps = a
+    xs = mem.read(x, rows * cols, np.int32, what).reshape(rows, cols)
+    c = mem.read(consts, 2 * cols, np.int32, what)
+    v = dec.rms_norm(xs, c[:cols], c[cols:], eps)
+    _put_rows(mem, out, pitch, _clip8(v), np.int8, what)
+    mem.write(wide, v, np.int32, what)
+
+
+def _rope32(mem, a, what):
+    x, x_pitch, out, out_pitch, rows, dim, consts, cos, sin = a
+    xs = _rows(mem, x, 4 * x_pitch, rows, dim, np.int32, what)
+    c = mem.read(consts, 2 * dim, np.int32, what)
+    half = dim // 2
+    cs = mem.read(cos, rows * half, np.int16, what).reshape(rows, half)
+    sn = mem.read(sin, rows * half, np.int16, what).reshape(rows, half)
+    y = dec.rope(xs[None], c[:dim][None], c[dim:][None], cs, sn)[0]
+    _put_rows(mem, out, out_pitch, y, np.int8, what)
+
+
+def _silu_mul_wide(mem, a, what):
+    gate, up, in_pitch, out, out_pitch, wide, rows, cols, consts, table = a
+    g = _rows(mem, gate, 4 * in_pitch, rows, cols, np.int32, what)
+    u = _rows(mem, up, 4 * in_pitch, rows, cols, np.int32, what)
+    c = mem.read(consts, 4 * cols, np.int32, what).reshape(4, cols)
+    want = dec.sigmoid_table()
+    if not np.array_equal(mem.read(table, want.size, np.int32, what), want):
+        raise ExecutionError(f"{what}: the sigmoid table in L1 is not "
+                             "ita.golden.decoder.sigmoid_table()")
+    v = dec.gated(g, u, *c)
+    _put_rows(mem, out, out_pitch, _clip8(v), np.int8, what)
+    mem.write(wide, v, np.int32, what)
+
+
+def _dequant_add32(mem, a, what):
+    residual, y, y_pitch, out, rows, cols, consts = a
+    res = mem.read(residual, rows * cols, np.int32, what).reshape(rows, cols)
+    ys = _rows(mem, y, 4 * y_pitch, rows, cols, np.int32, what)
+    c = mem.read(consts, 2 * cols, np.int32, what)
+    mem.write(out, dec.dequantise_add(res, ys, c[:cols], c[cols:]), np.int32, what)
+
+
+def _strided(mem, start, row, col, rows, cols, dtype, what):
+    """Elements (r, c) at ``start + (r * row + c * col) * size``: a (rows, cols) array."""
+    index = np.arange(rows)[:, None] * row + np.arange(cols)[None, :] * col
+    return mem.read(start, int(index.max()) + 1, dtype, what)[index]
+
+
+def _decomposed_gemm(mem, a, what):
+    """``k_decomposed_gemm_ex`` from the engine's y8 in memory: corrections of the clipped
+    excess, saturated outputs recomputed (as ita.golden.decoder.decomposed_gemm does)."""
+    (x, x_wide, x_pitch, k, w, w_row, w_col, fine_map, wf, wf_row, wf_col, y8, y8_row, y8_col,
+     y, y_wide, y_row, y_col, rows, n, mult, shift) = a
+    xs = _rows(mem, x, (4 if x_wide else 1) * x_pitch, rows, k,
+               np.int32 if x_wide else np.int8, what)
+    if np.abs(xs).max(initial=0) > dec.WIDE + 1:
+        raise ExecutionError(f"{what}: a wide input beyond 24 bits")
+    ws = _strided(mem, w, w_row, w_col, k, n, np.int8, what)
+    fine = ws << dec.FINE_BITS
+    if fine_map is not None:
+        index = mem.read(fine_map, k, np.int16, what)
+        for i in np.flatnonzero(index >= 0):
+            fine[i] = _strided(mem, wf, wf_row, wf_col, int(index[i]) + 1, n, np.int16,
+                               what)[-1]
+    elif wf is not None:
+        fine = _strided(mem, wf, wf_row, wf_col, k, n, np.int16, what)
+    engine = _strided(mem, y8, y8_row, y8_col, rows, n, np.int8, what)
+    x8 = np.clip(xs, -128, 127)
+    c = (xs - x8) @ fine
+    clipped = np.any(xs != x8, axis=1)[:, None]
+    wide = dec.scale_round((x8 @ ws << dec.FINE_BITS) + c, mult, shift + dec.FINE_BITS)
+    fixed = engine + np.where(clipped, dec.scale_round(c, mult, shift + dec.FINE_BITS), 0)
+    v = np.where((engine == 127) | (engine == -128), wide, fixed)
+    size = 4 if y_wide else 1
+    for r in range(rows):
+        for col in range(n):
+            at = y + size * (r * y_row + col * y_col)
+            value = dec.saturate(v[r, col], (1 << 31) - 1) if y_wide else _clip8(v[r, col])
+            mem.write(at, [value], np.int32 if y_wide else np.int8, what)
+
+
+def _gemv(mem, a, what, unsigned=False):
+    x, bt, pitch, out, k, n, mult, shift, add = a
+    xs = mem.read(x, k, np.uint8 if unsigned else np.int8, what)
+    ws = _rows(mem, bt, pitch, n, k, np.int8, what)
+    mem.write(out, requant(ws @ xs, mult, shift, add), np.int8, what)
+
+
+def _itamax(mem, a, what):
+    x, out, rows, cols, valid, causal = a
+    logits = mem.read(x, rows * cols, np.int8, what).reshape(rows, cols)
+    keep = np.arange(cols)[None, :] < valid
+    if causal:
+        keep = keep & (np.arange(cols)[None, :] <= np.arange(rows)[:, None])
+    config = mem.schedule.spec.config
+    mem.write(out, itamax(logits, config.N, np.broadcast_to(keep, (rows, cols)),
+                          config=config), np.uint8, what)
+
+
 #: The decoder's kernels (``sw/kernels/kernels.h``), with ``ita.golden.decoder``.
 _DECODER_KERNELS = {"rmsnorm": _rmsnorm, "rope": _rope, "silu_mul": _silu_mul,
-                    "dequant_add": _dequant_add}
+                    "dequant_add": _dequant_add, "rmsnorm_wide": _rmsnorm_wide,
+                    "rope32": _rope32, "silu_mul_wide": _silu_mul_wide,
+                    "dequant_add32": _dequant_add32, "decomposed_gemm": _decomposed_gemm,
+                    "gemv": _gemv, "gemv_u8": lambda m, a, w: _gemv(m, a, w, True),
+                    "itamax": _itamax}
 
 
 def _run_phase(mem, phase, config):
@@ -382,7 +486,10 @@ def check_decoder_plan(program, model, x) -> str | None:
     compared element by element."""
     names = list(program.manifest["outputs"])
     expected = expected_decoder_tensors(model, x, names)
-    got = execute(program, {"x": np.ascontiguousarray(np.asarray(x, np.int32)).view(np.int8)})
+    inputs = {name: np.ascontiguousarray(np.asarray(value, np.int32)).view(np.int8)
+              if name == "x" else np.asarray(value, np.int8)
+              for name, value in decoder_inputs(model, x).items()}
+    got = execute(program, inputs)
     as_stored = {}
     for name, want in expected.items():
         want = np.asarray(want)

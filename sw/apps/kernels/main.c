@@ -31,7 +31,8 @@
 #include "runtime.h"
 
 enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU, K_ADD_LAYERNORM,
-       K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD, K_DECOMPOSED_GEMM };
+       K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD, K_DECOMPOSED_GEMM, K_GEMV, K_RMSNORM_WIDE,
+       K_ROPE32, K_SILU_MUL_WIDE, K_DEQUANT_ADD32 };
 
 typedef struct {
     const char *name;       /* kernel name */
@@ -60,6 +61,10 @@ static uint8_t out_l2[KC_OUT_L2_BYTES] __attribute__((aligned(4)));
 /* k_add_layernorm's per-column constants (rows up to LN_SCRATCH_COLS columns). */
 #define LN_SCRATCH_COLS 512
 static int32_t ln_scratch[2 * LN_SCRATCH_COLS] L1_BSS;
+
+/* The int8 copy the wide decoder kernels write beside their checked 24-bit output. */
+#define NARROW_BYTES 4096
+static int8_t narrow[NARROW_BYTES] L1_BSS;
 
 static void *operand(const kcase_t *kc, int i)
 {
@@ -145,6 +150,29 @@ static int run_case(const kcase_t *kc)
         return k_decomposed_gemm(operand(kc, 0), d[1], operand(kc, 1), operand(kc, 2),
                                  operand(kc, 3), d[2], (int32_t *)output(kc), d[0], d[2], p[0],
                                  p[1]);
+    case K_GEMV: /* k, n, unsigned; mult, shift, add; a, bt */
+        return d[2] ? k_gemv_u8(operand(kc, 0), operand(kc, 1), d[0], (int8_t *)output(kc),
+                                d[0], d[1], p[0], p[1], p[2])
+                    : k_gemv(operand(kc, 0), operand(kc, 1), d[0], (int8_t *)output(kc), d[0],
+                             d[1], p[0], p[1], p[2]);
+    case K_RMSNORM_WIDE: /* rows, cols; eps (low word, high word); x, consts; int32 output */
+        if (d[0] * d[1] > NARROW_BYTES)
+            return -1;
+        return k_rmsnorm_wide(operand(kc, 0), narrow, d[1], (int32_t *)output(kc), d[0], d[1],
+                              operand(kc, 1),
+                              (int64_t)((uint64_t)(uint32_t)p[0] | (uint64_t)(uint32_t)p[1] << 32));
+    case K_ROPE32: /* rows, dim; int32 x, consts, cos, sin */
+        return k_rope32(operand(kc, 0), d[1], (int8_t *)output(kc), d[1], d[0], d[1],
+                        operand(kc, 1), operand(kc, 2), operand(kc, 3));
+    case K_SILU_MUL_WIDE: /* rows, cols; int32 gate, up, consts, table; int32 output */
+        if (d[0] * d[1] > NARROW_BYTES)
+            return -1;
+        return k_silu_mul_wide(operand(kc, 0), operand(kc, 1), d[1], narrow, d[1],
+                               (int32_t *)output(kc), d[0], d[1], operand(kc, 2),
+                               operand(kc, 3));
+    case K_DEQUANT_ADD32: /* rows, cols; residual, int32 y, consts; int32 output */
+        return k_dequant_add32(operand(kc, 0), operand(kc, 1), d[1], (int32_t *)output(kc),
+                               d[0], d[1], operand(kc, 2));
     default:
         return K_OK;
     }
@@ -153,7 +181,11 @@ static int run_case(const kcase_t *kc)
 /* Bytes per output element: int32 for the residual stream, else one. */
 static uint32_t out_width(const kcase_t *kc)
 {
-    return kc->kernel == K_DEQUANT_ADD || kc->kernel == K_DECOMPOSED_GEMM ? 4u : 1u;
+    return kc->kernel == K_DEQUANT_ADD || kc->kernel == K_DECOMPOSED_GEMM
+                   || kc->kernel == K_RMSNORM_WIDE || kc->kernel == K_SILU_MUL_WIDE
+                   || kc->kernel == K_DEQUANT_ADD32
+               ? 4u
+               : 1u;
 }
 
 /* Output element i as a signed (or, for ITAmax, unsigned) integer. */
