@@ -8,8 +8,8 @@
  * K_ERR_RESIDUAL, the limits at which ita.quant.integer raises), and combined into one
  * coefficient mult << lshift per operand and column in `coef` (n cols int32 in L1), so that
  * a value costs one load and one cv.mac per operand. Rows then go round-robin over the
- * cores: a first pass finds max |v| of the row (cv.max / cv.min), a second one recomputes v
- * and rounds it with one cv.addrnr. Recomputing costs the n multiply-accumulates again but
+ * cores, each core starting at its own column: a first pass finds max |v| of the row (cv.max
+ * / cv.min), a second one recomputes v and rounds it with one cv.addrnr. Recomputing costs the n multiply-accumulates again but
  * needs no 32-bit copy of the row. The products have no SIMD form: each operand's column has
  * its own shift, and the coefficients reach 24 bits.
  */
@@ -39,13 +39,14 @@ static int ra_constants(const int32_t *consts, int n, int cols, int lo, int hi, 
     return K_OK;
 }
 
-/* v of column j of a row: the operands' bytes at offset `at` times their coefficients. */
+/* v of column j of a row: the operands' bytes (o[i], already at the row) times their
+ * coefficients (c[i], one array of cols per operand). */
 static inline __attribute__((always_inline)) int32_t
-ra_value(const int8_t *const *ops, const int32_t *coef, int n, int cols, int at, int j)
+ra_value(const int8_t *const *o, const int32_t *const *c, int n, int j)
 {
     int32_t v = 0;
     for (int i = 0; i < n; i++)
-        v = k_mac(v, ops[i][at], coef[i * cols + j]);
+        v = k_mac(v, o[i][j], c[i][j]);
     return v;
 }
 
@@ -61,30 +62,85 @@ static inline int32_t ra_min(int32_t a, int32_t b)
     return a;
 }
 
-/* One row (inlined with a constant n for the usual operand counts). */
+/* max |v| over the columns [from, to) of a row, with the running extremes. */
 static inline __attribute__((always_inline)) void
-ra_row(const int8_t *const *ops, const int32_t *coef, int n, int cols, int row, int16_t *out)
+ra_peak(const int8_t *const *o, const int32_t *const *c, int n, int from, int to,
+        int32_t *top, int32_t *bottom)
 {
-    const int at = row * cols;
-    int32_t top = 0, bottom = 0;
-    for (int j = 0; j < cols; j++) {
-        const int32_t v = ra_value(ops, coef, n, cols, at + j, j);
-        top = ra_max(top, v);
-        bottom = ra_min(bottom, v);
+    int32_t t = *top, b = *bottom;
+    for (int j = from; j < to; j++) {
+        const int32_t v = ra_value(o, c, n, j);
+        t = ra_max(t, v);
+        b = ra_min(b, v);
     }
+    *top = t;
+    *bottom = b;
+}
+
+/* The shifted values of the columns [from, to) of a row. */
+static inline __attribute__((always_inline)) void
+ra_store(const int8_t *const *o, const int32_t *const *c, int n, int from, int to, int s,
+         int safe, int16_t *out)
+{
+    if (safe) { /* v + 2^(s-1) stays inside int32: one rounding add-shift */
+        for (int j = from; j < to; j++)
+            out[j] = (int16_t)k_addrn(ra_value(o, c, n, j), 0, s);
+    } else {    /* floor((v + 2^(s-1)) / 2^s) = (floor(v / 2^(s-1)) + 1) >> 1 */
+        for (int j = from; j < to; j++)
+            out[j] = (int16_t)(((ra_value(o, c, n, j) >> (s - 1)) + 1) >> 1);
+    }
+}
+
+/* Most operands whose row and coefficient pointers a row keeps in local arrays (registers
+ * for the usual counts, which are inlined with a constant n). */
+#define RA_LOCAL_OPS 4
+
+/* One row (inlined with a constant n for the usual operand counts). Each core starts at
+ * column `rot` and wraps around, so that cores running in step read the coefficients (one
+ * word per column, the same for every row) and the operands from different L1 banks. */
+static inline __attribute__((always_inline)) void
+ra_row(const int8_t *const *ops, const int32_t *coef, int n, int cols, int row, int rot,
+       int16_t *out)
+{
+    const int8_t *o[RA_LOCAL_OPS];
+    const int32_t *c[RA_LOCAL_OPS];
+    for (int i = 0; i < n; i++) {
+        o[i] = ops[i] + row * cols;
+        c[i] = coef + i * cols;
+    }
+    int32_t top = 0, bottom = 0;
+    ra_peak(o, c, n, rot, cols, &top, &bottom);
+    ra_peak(o, c, n, 0, rot, &top, &bottom);
     /* |v| < 2^31 (the constants' check), so -bottom does not overflow */
     const uint32_t peak = (uint32_t)(top > -bottom ? top : -bottom);
     const int bits = peak ? 32 - __builtin_clz(peak) : 0;
     const int s = bits > K_ROW_BITS ? bits - K_ROW_BITS : 0;
-    int16_t *o = out + at;
-    if (s == 0 || peak + (1u << (s - 1)) < (1u << 31)) {
-        /* v + 2^(s-1) stays inside int32: one rounding add-shift */
-        for (int j = 0; j < cols; j++)
-            o[j] = (int16_t)k_addrn(ra_value(ops, coef, n, cols, at + j, j), 0, s);
-    } else {
-        /* floor((v + 2^(s-1)) / 2^s) = (floor(v / 2^(s-1)) + 1) >> 1 */
-        for (int j = 0; j < cols; j++)
-            o[j] = (int16_t)(((ra_value(ops, coef, n, cols, at + j, j) >> (s - 1)) + 1) >> 1);
+    const int safe = s == 0 || peak + (1u << (s - 1)) < (1u << 31);
+    ra_store(o, c, n, rot, cols, s, safe, out + row * cols);
+    ra_store(o, c, n, 0, rot, s, safe, out + row * cols);
+}
+
+/* A row of more operands: column by column, the operand pointers indexed. */
+static void ra_row_many(const int8_t *const *ops, const int32_t *coef, int n, int cols, int row,
+                        int16_t *out)
+{
+    int32_t top = 0, bottom = 0;
+    const int at = row * cols;
+    for (int j = 0; j < cols; j++) {
+        int32_t v = 0;
+        for (int i = 0; i < n; i++)
+            v = k_mac(v, ops[i][at + j], coef[i * cols + j]);
+        top = ra_max(top, v);
+        bottom = ra_min(bottom, v);
+    }
+    const uint32_t peak = (uint32_t)(top > -bottom ? top : -bottom);
+    const int bits = peak ? 32 - __builtin_clz(peak) : 0;
+    const int s = bits > K_ROW_BITS ? bits - K_ROW_BITS : 0;
+    for (int j = 0; j < cols; j++) {
+        int32_t v = 0;
+        for (int i = 0; i < n; i++)
+            v = k_mac(v, ops[i][at + j], coef[i * cols + j]);
+        out[at + j] = (int16_t)(s ? ((v >> (s - 1)) + 1) >> 1 : v);
     }
 }
 
@@ -101,14 +157,19 @@ int k_residual_add_rows(const int8_t *const *ops, int n, int16_t *out, int rows,
         barrier();
         return status;
     }
-    const int cores = (int)num_cores();
-    for (int r = (int)core_id(); r < rows; r += cores) {
-        if (n == 2)
-            ra_row(ops, coef, 2, cols, r, out);
+    const int cores = (int)num_cores(), core = (int)core_id();
+    const int rot = 4 * core < cols ? 4 * core : 0;
+    for (int r = core; r < rows; r += cores) {
+        if (n == 1)
+            ra_row(ops, coef, 1, cols, r, rot, out);
+        else if (n == 2)
+            ra_row(ops, coef, 2, cols, r, rot, out);
         else if (n == 3)
-            ra_row(ops, coef, 3, cols, r, out);
+            ra_row(ops, coef, 3, cols, r, rot, out);
+        else if (n == 4)
+            ra_row(ops, coef, 4, cols, r, rot, out);
         else
-            ra_row(ops, coef, n, cols, r, out);
+            ra_row_many(ops, coef, n, cols, r, out);
     }
     barrier();
     return K_OK;

@@ -62,10 +62,9 @@ static uint8_t out_l2[KC_OUT_L2_BYTES] __attribute__((aligned(4)));
 #define LN_SCRATCH_COLS 512
 static int32_t ln_scratch[2 * LN_SCRATCH_COLS] L1_BSS;
 
-/* k_residual_add_rows' coefficients (operands x columns) and operand pointers. */
-#define RA_COEF_WORDS 4096
-#define RA_MAX_OPS 16
-static int32_t ra_coef[RA_COEF_WORDS] L1_BSS;
+/* k_residual_add_rows' coefficients: the largest operands x columns of the run's cases
+ * (KC_RA_COEF_WORDS and KC_RA_MAX_OPS, from kernel_cases.h). */
+static int32_t ra_coef[KC_RA_COEF_WORDS] L1_BSS;
 
 static void *operand(const kcase_t *kc, int i)
 {
@@ -152,8 +151,8 @@ static int run_case(const kcase_t *kc)
                                  operand(kc, 3), d[2], (int32_t *)output(kc), d[0], d[2], p[0],
                                  p[1]);
     case K_RESIDUAL_ADD_ROWS: { /* n, rows, cols; operands (n stacked), consts; int16 out */
-        const int8_t *ops[RA_MAX_OPS];
-        const int n = d[0] < RA_MAX_OPS ? d[0] : RA_MAX_OPS;
+        const int8_t *ops[KC_RA_MAX_OPS];
+        const int n = d[0] < KC_RA_MAX_OPS ? d[0] : KC_RA_MAX_OPS;
         for (int i = 0; i < n; i++)
             ops[i] = (const int8_t *)operand(kc, 0) + i * d[1] * d[2];
         return k_residual_add_rows(ops, d[0], (int16_t *)output(kc), d[1], d[2], operand(kc, 1),
