@@ -43,7 +43,8 @@ _ACTS = {"identity": "ITA_ACT_IDENTITY", "gelu": "ITA_ACT_GELU", "relu": "ITA_AC
 KERNEL_FUNCTIONS = {"head_acc": "dl_head_acc", "head_final": "dl_head_final",
                     "relayout": "dl_scatter", "add_layernorm": "k_add_layernorm",
                     "rmsnorm": "k_rmsnorm", "rope": "k_rope", "silu_mul": "k_silu_mul",
-                    "dequant_add": "k_dequant_add"}
+                    "dequant_add": "k_dequant_add", "residual_add_rows": "k_residual_add_rows",
+                    "layer_norm_rows": "k_layer_norm_rows", "col_sums": "k_col_sums"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ def _ref(ref: Ref, schedule):
 
 
 def _arg(arg, schedule):
+    """An int, a Ref, or a tuple of Refs (an array of int8 operand pointers)."""
+    if isinstance(arg, tuple):
+        return f"(const int8_t *const[]){{{', '.join(_ref(r, schedule) for r in arg)}}}"
     return _ref(arg, schedule) if isinstance(arg, Ref) else str(int(arg))
 
 
