@@ -389,7 +389,7 @@ def _residual_rows_case(rng, rows, cols, flags, common, size):
     worst = "worst" in flags
     ops = np.stack([_int8(rng, (rows, cols), 30) for _ in range(n)])
     if worst:   # extreme rows: sums near -2**31 and 2**31, zero, one outlier column, small
-        for r, value in zip(range(rows), (-128, 127, 0)):
+        for r, value in zip(range(rows), (-128, 127, 0), strict=False):
             ops[:, r] = value
         if rows > 3:
             ops[:, 3] = 0
@@ -419,7 +419,7 @@ def _layer_norm_rows_input(rng, rows, cols, worst):
         specials = [np.full(cols, -limit), np.full(cols, limit),
                     np.where(np.arange(cols) % 2, limit, -limit), outlier,
                     rng.integers(-128, 128, cols)]
-    for r, row in zip(range(rows), specials):
+    for r, row in zip(range(rows), specials, strict=False):
         x[r] = row
     return x.astype(np.int16)
 
