@@ -9,7 +9,9 @@
  * coefficient mult << lshift per operand and column in `coef` (n cols int32 in L1), so that
  * a value costs one load and one cv.mac per operand. Rows then go round-robin over the
  * cores, each core starting at its own column: a first pass finds max |v| of the row (cv.max
- * / cv.min), a second one recomputes v and rounds it with one cv.addrnr. Recomputing costs the n multiply-accumulates again but
+ * / cv.min), a second one recomputes v and rounds it with one cv.addrnr. With fewer than
+ * four rows per core (a short sentence) the cores split the columns of every row instead
+ * and agree on each row's max |v| through a table in L1 (ra_columns). Recomputing costs the n multiply-accumulates again but
  * needs no 32-bit copy of the row. The products have no SIMD form: each operand's column has
  * its own shift, and the coefficients reach 24 bits.
  */
@@ -91,6 +93,15 @@ ra_store(const int8_t *const *o, const int32_t *const *c, int n, int from, int t
     }
 }
 
+/* The shift and rounding of a row whose largest |v| is `peak`. */
+static inline int ra_shift(uint32_t peak, int *safe)
+{
+    const int bits = peak ? 32 - __builtin_clz(peak) : 0;
+    const int s = bits > K_ROW_BITS ? bits - K_ROW_BITS : 0;
+    *safe = s == 0 || peak + (1u << (s - 1)) < (1u << 31);
+    return s;
+}
+
 /* Most operands whose row and coefficient pointers a row keeps in local arrays (registers
  * for the usual counts, which are inlined with a constant n). */
 #define RA_LOCAL_OPS 4
@@ -112,12 +123,55 @@ ra_row(const int8_t *const *ops, const int32_t *coef, int n, int cols, int row, 
     ra_peak(o, c, n, rot, cols, &top, &bottom);
     ra_peak(o, c, n, 0, rot, &top, &bottom);
     /* |v| < 2^31 (the constants' check), so -bottom does not overflow */
-    const uint32_t peak = (uint32_t)(top > -bottom ? top : -bottom);
-    const int bits = peak ? 32 - __builtin_clz(peak) : 0;
-    const int s = bits > K_ROW_BITS ? bits - K_ROW_BITS : 0;
-    const int safe = s == 0 || peak + (1u << (s - 1)) < (1u << 31);
+    int safe;
+    const int s = ra_shift((uint32_t)(top > -bottom ? top : -bottom), &safe);
     ra_store(o, c, n, rot, cols, s, safe, out + row * cols);
     ra_store(o, c, n, 0, rot, s, safe, out + row * cols);
+}
+
+/* Rows per block of the column-split path, and its two tables of each core's peaks. */
+#define RA_BLOCK 16
+static volatile uint32_t ra_peaks[2][RA_BLOCK][RT_CORES] L1_BSS;
+
+/* Few rows: every core takes its share [lo, hi) of the columns of every row (starting `rot`
+ * into it, for the banks). Per block of RA_BLOCK rows each core notes its part of every
+ * row's max |v| in a table, one barrier, then each takes the maximum over the cores. The
+ * tables alternate: a core fills a table again only after the next block's barrier, which
+ * every core reaches after reading it. */
+static inline __attribute__((always_inline)) void
+ra_columns(const int8_t *const *ops, const int32_t *coef, int n, int cols, int rows, int lo,
+           int hi, int rot, int16_t *out)
+{
+    const int core = (int)core_id(), cores = (int)num_cores();
+    const int8_t *o[RA_LOCAL_OPS];
+    const int32_t *c[RA_LOCAL_OPS];
+    for (int i = 0; i < n; i++)
+        c[i] = coef + i * cols;
+    for (int b = 0, t = 0; b < rows; b += RA_BLOCK, t ^= 1) {
+        const int end = rows - b < RA_BLOCK ? rows : b + RA_BLOCK;
+        for (int r = b; r < end; r++) {
+            for (int i = 0; i < n; i++)
+                o[i] = ops[i] + r * cols;
+            int32_t top = 0, bottom = 0;
+            ra_peak(o, c, n, lo + rot, hi, &top, &bottom);
+            ra_peak(o, c, n, lo, lo + rot, &top, &bottom);
+            ra_peaks[t][r - b][core] = (uint32_t)(top > -bottom ? top : -bottom);
+        }
+        barrier();
+        for (int r = b; r < end; r++) {
+            uint32_t peak = 0;
+            for (int k = 0; k < cores; k++) {
+                const uint32_t v = ra_peaks[t][r - b][k];
+                peak = v > peak ? v : peak;
+            }
+            int safe;
+            const int s = ra_shift(peak, &safe);
+            for (int i = 0; i < n; i++)
+                o[i] = ops[i] + r * cols;
+            ra_store(o, c, n, lo + rot, hi, s, safe, out + r * cols);
+            ra_store(o, c, n, lo, lo + rot, s, safe, out + r * cols);
+        }
+    }
 }
 
 /* A row of more operands: column by column, the operand pointers indexed. */
@@ -158,6 +212,19 @@ int k_residual_add_rows(const int8_t *const *ops, int n, int16_t *out, int rows,
         return status;
     }
     const int cores = (int)num_cores(), core = (int)core_id();
+    if (rows < 4 * cores && cols >= 16 * cores && n <= RA_LOCAL_OPS) { /* idle cores */
+        const int share = 4 * core < hi - lo ? 4 * core : 0;
+        if (n == 1)
+            ra_columns(ops, coef, 1, cols, rows, lo, hi, share, out);
+        else if (n == 2)
+            ra_columns(ops, coef, 2, cols, rows, lo, hi, share, out);
+        else if (n == 3)
+            ra_columns(ops, coef, 3, cols, rows, lo, hi, share, out);
+        else
+            ra_columns(ops, coef, 4, cols, rows, lo, hi, share, out);
+        barrier();
+        return K_OK;
+    }
     const int rot = 4 * core < cols ? 4 * core : 0;
     for (int r = core; r < rows; r += cores) {
         if (n == 1)
