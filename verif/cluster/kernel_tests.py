@@ -70,7 +70,7 @@ SIZES = {
         ("residual_add_rows", "8x40_n2"), ("residual_add_rows", "5x37_n3_worst"),
         ("residual_add_rows", "4x13_n1_l2"), ("residual_add_rows", "6x24_n2_worst"),
         ("residual_add_rows", "36x40_n2"), ("residual_add_rows", "40x20_n3_worst"),
-        ("residual_add_rows", "20x6_n4"), ("residual_add_rows", "3x160_n2_worst"),
+        ("residual_add_rows", "20x6_n4"), ("residual_add_rows", "6x160_n2_worst"),
         ("layer_norm_rows", "8x64"), ("layer_norm_rows", "7x37_wide_worst"),
         ("layer_norm_rows", "3x16_l2"), ("layer_norm_rows", "6x640_worst"),
         ("layer_norm_rows", "20x132_worst"), ("layer_norm_rows", "40x36"),
