@@ -174,7 +174,8 @@ class _EncoderLowering:
         self.buf("f1", Sp * Fp)
         self._ffn_gemm("f1", "ln1", p.w1, p.b1, E, F, self.fc, _rq(np.asarray(p.rq_ffn)[0]),
                        activation=s.activation)
-        self.buf("f2", S * E if Ep == E else Sp * Ep)
+        # one whole chunk is written in place, with the engine's padded rows
+        self.buf("f2", S * E if Ep == E and self.ec < E else Sp * Ep)
         self._ffn_gemm("f2", "f1", p.w2, p.b2, F, E, self.ec, _rq(np.asarray(p.rq_ffn)[1]))
 
         residual = "ln1"

@@ -12,7 +12,8 @@ part and the FFN:
    FFN part's F2 output), with per-column multipliers and shifts from an L2 constant, into
    13-bit int16 rows ``add1`` / ``add2``, which ``k_layer_norm_rows`` normalises into int8;
 3. the FFN is a sum of parts (the quantiser's outlier hidden units run as their own part):
-   every part's F1 then every part's F2, each in column chunks of the tiling's widths;
+   every part's F1 then every part's F2, each in column chunks of the tiling's widths (a
+   narrow part's F2 whole, when its weights take no more L1 than one chunk of the widest);
 4. with ``pool``, ``k_col_sums`` of the output's valid rows gives the pooling's int32 sums.
 
 The block registers itself in :data:`ita.deploy.lower.LOWERINGS` / ``TILINGS`` and its
@@ -146,10 +147,15 @@ class _BertLowering(_EncoderLowering):
                            act_rq=_rq(part.act_rq), stage="ffn1")
             f1s.append((f1, width))
         f2s = []
+        widest = max(width for _, width in f1s)
         for k, part in enumerate(L.ffn):
             f1, width = f1s[k]
-            f2 = self.buf(f"f2_{k}", S * E if Ep == E else Sp * Ep)
-            self._ffn_gemm(f2, f1, part.w2, part.b2, width, E, self.ec, _rq(part.rq[1]),
+            # a narrow part's F2 weights whole when they take no more L1 than one chunk of
+            # the widest part's (an outlier unit's F2 in one job instead of E / chunk)
+            chunk = E if Ep * pad(width, m) <= self.ec * pad(widest, m) else self.ec
+            # one whole chunk is written in place, with the engine's padded rows
+            f2 = self.buf(f"f2_{k}", Sp * Ep if chunk >= E or Ep != E else S * E)
+            self._ffn_gemm(f2, f1, part.w2, part.b2, width, E, chunk, _rq(part.rq[1]),
                            stage="ffn2")
             f2s.append(f2)
 
