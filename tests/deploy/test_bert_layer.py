@@ -11,8 +11,17 @@ import numpy as np
 import pytest
 
 from ita.deploy import CompileError, bert_layer_model, compile_model
+from ita.models import bert
 from ita.quant import integer as qi
-from verif.cluster.bert_layer import quantised_minilm, run_real_layer
+from ita.quant.calibration import calibrate
+from ita.quant.quantiser import QuantOptions, quantise
+from tests.models.test_bert import TINY, tiny_tensors, write_checkpoint
+from verif.cluster.bert_layer import (
+    prepare_block,
+    quantised_minilm,
+    run_prepared,
+    run_real_layer,
+)
 from verif.cluster.encoder import cluster_spec
 from verif.deploy import check_bert_plan, execute, expected_bert_tensors
 from verif.deploy.execute import first_mismatch
@@ -46,6 +55,43 @@ def test_plan_of_a_padded_layer_is_exact_in_every_tensor(minilm):
     assert first_mismatch({**{k: v for k, v in got.items() if k in ("attn", "ln1", "out")},
                            "add2": value}, {k: wrong[k] for k in ("attn", "ln1", "out", "add2")}) \
         == f"tensor=add2 row=4 col=100 got={value[4, 100]} expected={value[4, 100] + 1}"
+
+
+@pytest.fixture(scope="module")
+def per_head(tmp_path_factory):
+    """A small synthetic checkpoint (E=64, 4 heads) quantised with per-head output scales
+    (``head_scales``, no ``rq_sum``), its layer 1 on 11 tokens in 16 rows."""
+    config = dict(TINY, hidden_size=64, num_attention_heads=4, intermediate_size=128)
+    folder = tmp_path_factory.mktemp("per_head") / "ckpt"
+    model = bert.load(write_checkpoint(folder, config, tiny_tensors(config, 3)))
+    texts = ["the cat sat on a mat.", "a dog sat on the cat.", "the mat.", "a cat, a dog."]
+    integer = quantise(model, calibrate(model, texts), QuantOptions(head_scales=True))
+    ids = model.tokenizer.encode("the dog sat on a mat, the cat.")
+    run = qi.run(integer, ids, pad_to=16)
+    return integer, run, bert_layer_model(integer, 1, 16, valid=len(ids))
+
+
+def test_plan_with_the_heads_summed_by_the_residual_add_is_exact(per_head):
+    """Every head's output is an operand of ``k_residual_add_rows`` (1 + H operands)."""
+    integer, run, imodel = per_head
+    assert integer.layers[1].rq_sum is None and integer.layers[1].add1.shape == (10, 64)
+    program = compile_model(imodel, cluster_spec(), probes=("add1", "ln1", "add2", "out",
+                                                               "pooled"))
+    kernels = [k for ph in program.schedule.phases for k in ph.kernels]
+    assert not [k for k in kernels if k.kind.startswith("head_")]
+    assert [len(k.args[0]) for k in kernels if k.kind == "residual_add_rows"] == [5, 2]
+    assert check_bert_plan(program, imodel, run.hidden[1]) is None
+
+
+@pytest.mark.verilator
+def test_per_head_operands_on_the_cluster_are_exact(per_head, tmp_path):
+    _, run, imodel = per_head
+    prepared = prepare_block(tmp_path, imodel, run.hidden[1], debug=True, reference=run)
+    status, result, _, _ = run_prepared(prepared)
+    checks = dict((t, int(m)) for t, _, m in re.findall(
+        r"check: tensor=(\w+) elements=(\d+) mismatches=(\d+)", result.output))
+    assert checks == {"add1": 0, "ln1": 0, "add2": 0, "out": 0, "pooled": 0}, result.output
+    assert status == "PASS", result.output[-2000:]
 
 
 def test_bad_blocks_are_compile_errors(minilm):

@@ -47,7 +47,7 @@ from verif.deploy import expected_bert_tensors, self_checking_bert
 from verif.harness.run import l3_image, run_image
 
 __all__ = ["REAL_MODEL", "DEFAULT_TEXT", "quantised_minilm", "layer_input", "prepare_real",
-           "run_real_layer"]
+           "prepare_block", "run_prepared", "run_real_layer"]
 
 #: The MODEL= name of the real checkpoint's layers.
 REAL_MODEL = "minilm-real"
@@ -100,22 +100,34 @@ def prepare_real(work, *, layer=0, text=DEFAULT_TEXT, debug=False, corrupt=None,
                  config=DEFAULT_CONFIG, weights="l2"):
     """Compile and build layer ``layer`` of the real model on ``text`` into ``work``;
     returns (Prepared, info) with the token count and whether the text was truncated."""
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
     model, integer = quantised_minilm()
     ids, cut, result, x = layer_input(model, integer, text, layer)
-    spec = cluster_spec(config, weights=weights)
     imodel = bert_layer_model(integer, layer, len(ids))
+    prepared = prepare_block(work, imodel, x, debug=debug, corrupt=corrupt, config=config,
+                             weights=weights, reference=result)
+    return prepared, {"tokens": len(ids), "truncated": int(cut), "layer": layer}
+
+
+def prepare_block(work, imodel, x, *, debug=False, corrupt=None, config=DEFAULT_CONFIG,
+                  weights="l2", reference=None):
+    """Compile the one-layer BERT model ``imodel`` for int8 rows ``x``, make it self-checking
+    and build it into ``work``. ``reference`` (an :class:`ita.quant.integer.IntegerResult`
+    of the whole model) must agree with the expected output and column sums."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    spec = cluster_spec(config, weights=weights)
     (block,) = imodel.blocks
     probes = ("out", *(("pooled",) if block.pool else ()))
     if debug:
         probes = (*(n for n in block.INTERMEDIATES if _has(block, n)), *probes)
     program = compile_model(imodel, spec, probes=probes)
     expected = expected_bert_tensors(imodel, x, program.manifest["outputs"], config)
-    if not np.array_equal(expected["out"], result.hidden[layer + 1]):
-        raise AssertionError("the layer's expected output is not the integer model's")
-    if block.pool and not np.array_equal(expected["pooled"][0], result.pooled_sum):
-        raise AssertionError("the expected column sums are not the integer model's")
+    if reference is not None:
+        if not np.array_equal(expected["out"][:block.tokens],
+                              reference.hidden[block.index + 1][:block.tokens]):
+            raise AssertionError("the layer's expected output is not the integer model's")
+        if block.pool and not np.array_equal(expected["pooled"][0], reference.pooled_sum):
+            raise AssertionError("the expected column sums are not the integer model's")
     if corrupt:
         tensor, row, col = corrupt
         expected[tensor] = expected[tensor].copy()
@@ -127,8 +139,19 @@ def prepare_real(work, *, layer=0, text=DEFAULT_TEXT, debug=False, corrupt=None,
                                    *KERNEL_SOURCES, work / "checks.c"))
     image = combined_image(app, checked.image, spec, work / "encoder_layer.l2.hex")
     l3 = l3_image(program.l3_image, work / "encoder_layer.l3.hex") if program.l3_image else None
-    info = {"tokens": len(ids), "truncated": int(cut), "layer": layer}
-    return Prepared(program, checked, app, image, work, l3), info
+    return Prepared(program, checked, app, image, work, l3)
+
+
+def run_prepared(prepared, *, max_cycles=20_000_000, stream=False):
+    """Run a prepared program on the C++ harness: (status, run output, breakdown, fields)."""
+    run = run_image("encoder_layer", prepared.image, max_cycles=max_cycles, stream=stream,
+                    l3_hex=prepared.l3_hex)
+    rows, fields, _checks = parse(run.output, prepared.program.manifest)
+    status = run.status if fields else "FAIL"
+    breakdown = format_breakdown(rows, fields.get("layer_cycles", 0))
+    if fields:
+        breakdown += "\n" + job_table(run.output, prepared.program.manifest)
+    return status, run, breakdown, fields
 
 
 def _has(block, name):
@@ -145,18 +168,13 @@ def run_real_layer(work, *, layer=0, text=DEFAULT_TEXT, debug=False, corrupt=Non
     prepared), as :func:`verif.cluster.encoder.run_layer`."""
     prepared, info = prepare_real(work, layer=layer, text=text, debug=debug, corrupt=corrupt,
                                   weights=weights)
-    run = run_image("encoder_layer", prepared.image, max_cycles=max_cycles, stream=stream,
-                    l3_hex=prepared.l3_hex)
+    status, run, breakdown, fields = run_prepared(prepared, max_cycles=max_cycles,
+                                                  stream=stream)
     manifest = prepared.program.manifest
-    rows, fields, _checks = parse(run.output, manifest)
     shape = manifest["shape"]
     result = {"model": REAL_MODEL, **info, **{k: shape[k] for k in ("S", "E", "P", "H", "F")},
               "weights": weights, "cycles": run.fields.get("cycles"), **fields,
               "estimate": manifest["estimate"]["cycles"], "outcome": run.fields["outcome"]}
-    status = run.status if fields else "FAIL"
-    breakdown = format_breakdown(rows, fields.get("layer_cycles", 0))
-    if fields:
-        breakdown += "\n" + job_table(run.output, manifest)
     (Path(work) / "breakdown.txt").write_text(breakdown + "\n")
     (Path(work) / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     return status, result, run.output, breakdown, prepared
