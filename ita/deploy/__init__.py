@@ -10,7 +10,9 @@ The stages, one module each:
 * :mod:`~ita.deploy.frontend`: the integer model the compiler consumes and its sources;
 * :mod:`~ita.deploy.ir`: tensors with their L2 and L1 homes, DMA transfers, ITA jobs,
   kernels, phases, the schedule;
-* :mod:`~ita.deploy.lower`: per block type, the block as buffers and ordered operations;
+* :mod:`~ita.deploy.lower`: per block type, the block as buffers and ordered operations
+  (the Llama decoder layer in :mod:`~ita.deploy.lower_decoder`, a quantised BERT layer in
+  :mod:`~ita.deploy.lower_bert`, which registers itself);
 * :mod:`~ita.deploy.schedule`: the operations packed into phases, buffer lifetimes;
 * :mod:`~ita.deploy.allocate`: L1 ranges and L2 offsets;
 * :mod:`~ita.deploy.cost`: the cost model, from measured figures;
@@ -24,11 +26,21 @@ cluster or the testbenches. The C it writes is compiled by ``sw/build.py`` again
 ``sw/runtime``, ``sw/kernels`` and the runtime in ``csrc/``.
 """
 
+from . import lower_bert  # noqa: F401 -- registers the BERT layer's lowering
 from .emit import Program, compile_model
-from .frontend import IntegerEncoderLayer, IntegerModel, RandomEncoder, encoder_model, layer_macs
+from .frontend import (
+    IntegerBertLayer,
+    IntegerEncoderLayer,
+    IntegerModel,
+    RandomEncoder,
+    bert_layer_model,
+    encoder_model,
+    layer_macs,
+)
 from .ir import CompileError, Schedule
 from .search import plan
 from .target import ClusterSpec
 
-__all__ = ["ClusterSpec", "CompileError", "IntegerEncoderLayer", "IntegerModel", "Program",
-           "RandomEncoder", "Schedule", "compile_model", "encoder_model", "layer_macs", "plan"]
+__all__ = ["ClusterSpec", "CompileError", "IntegerBertLayer", "IntegerEncoderLayer",
+           "IntegerModel", "Program", "RandomEncoder", "Schedule", "bert_layer_model",
+           "compile_model", "encoder_model", "layer_macs", "plan"]

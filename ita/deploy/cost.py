@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .ir import tiles
 
-__all__ = ["KERNEL_COSTS", "JOB_OVERHEAD", "PHASE_OVERHEAD", "gemm_cycles", "attention_cycles", "kernel_cycles", "phase_cost", "estimate"]
+__all__ = ["KERNEL_COSTS", "JOB_OVERHEAD", "PHASE_OVERHEAD", "gemm_cycles", "attention_cycles",
+           "kernel_cycles", "phase_cost", "estimate"]
 
 #: Cycles per element on one core, by kernel kind (measured in the layer).
 KERNEL_COSTS = {"head_acc": 5.0, "head_final": 5.5, "relayout": 2.5, "add_layernorm": 18.0}

@@ -48,7 +48,9 @@ KERNEL_FUNCTIONS = {"head_acc": "dl_head_acc", "head_final": "dl_head_final",
                     "rope32": "k_rope32", "silu_mul_wide": "k_silu_mul_wide",
                     "dequant_add32": "k_dequant_add32", "gemv": "k_gemv",
                     "gemv_u8": "k_gemv_u8", "itamax": "k_itamax",
-                    "decomposed_gemm": "k_decomposed_gemm_ex"}
+                    "decomposed_gemm": "k_decomposed_gemm_ex",
+                    "residual_add_rows": "k_residual_add_rows",
+                    "layer_norm_rows": "k_layer_norm_rows", "col_sums": "k_col_sums"}
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ def _ref(ref: Ref, schedule):
 
 
 def _arg(arg, schedule):
+    """An int, a Ref, or a tuple of Refs (an array of int8 operand pointers)."""
+    if isinstance(arg, tuple):
+        return f"(const int8_t *const[]){{{', '.join(_ref(r, schedule) for r in arg)}}}"
     return _ref(arg, schedule) if isinstance(arg, Ref) else str(int(arg))
 
 

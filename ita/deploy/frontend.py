@@ -33,11 +33,14 @@ from ita.models.ir import (
     RoPE,
 )
 from ita.quant import llama as ql
+from ita.quant.integer import IntegerLayer
+from ita.quant.integer import IntegerModel as QuantisedModel
 
 from .ir import TensorSpec
 
 __all__ = ["IntegerEncoderLayer", "IntegerModel", "Frontend", "RandomEncoder",
-           "encoder_model", "layer_macs", "DecoderShape", "IntegerDecoderLayer", "RandomLlama"]
+           "encoder_model", "layer_macs", "DecoderShape", "IntegerDecoderLayer", "RandomLlama",
+           "IntegerBertLayer", "bert_layer_model"]
 
 
 def layer_macs(shape):
@@ -276,3 +279,72 @@ class RandomLlama:
 
     def integer_model(self) -> IntegerModel:
         return self.draw()[0]
+
+
+# --- a layer of a quantised BERT checkpoint (ita.quant) ----------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class IntegerBertLayer:
+    """One layer of a quantised BERT encoder (:class:`ita.quant.integer.IntegerLayer`, the
+    contract of :func:`ita.quant.integer.run`) on ``S`` int8 rows, of which the first
+    ``valid`` are tokens (the rest are padding whose keys every softmax masks; None: all).
+
+    Unlike :class:`IntegerEncoderLayer` the residual adds take per-column constants and
+    write 13-bit int16 rows (``add1``, ``add2``), the LayerNorms read them, and the FFN is a
+    sum of parts. ``pool``: the program also stores the column sums of the output's valid
+    rows (``pooled``, int32), the mean pooling's integer part.
+    """
+
+    kind: ClassVar[str] = "bert_layer"
+    #: Tensors on the way to ``out``: int8 ``attn`` (the head sum; absent when the residual
+    #: add sums the heads) and ``ln1``, int16 ``add1`` and ``add2``.
+    INTERMEDIATES: ClassVar[tuple] = ("attn", "add1", "ln1", "add2")
+
+    layer: IntegerLayer
+    S: int
+    valid: int | None = None
+    pool: bool = False
+    index: int = 0
+
+    @property
+    def shape(self):
+        L = self.layer
+        H, E, P = np.asarray(L.wq).shape
+        return EncoderShape(self.S, E, P, H, sum(int(part.w1.shape[1]) for part in L.ffn))
+
+    @property
+    def tokens(self):
+        return self.S if self.valid is None else self.valid
+
+    @property
+    def input(self):
+        return TensorSpec("x", (self.S, self.shape.E))
+
+    def tensor(self, name):
+        """The TensorSpec of ``out``, ``pooled`` (with ``pool``) or an intermediate."""
+        E = self.shape.E
+        if name == "pooled" and self.pool:
+            return TensorSpec(name, (1, E), "int32")
+        if name in ("add1", "add2"):
+            return TensorSpec(name, (self.S, E), "int16")
+        if name == "out" or name == "ln1" or (name == "attn" and self.layer.rq_sum is not None):
+            return TensorSpec(name, (self.S, E))
+        raise KeyError(name)
+
+    @property
+    def macs(self):
+        return layer_macs(self.shape)
+
+
+def bert_layer_model(model: QuantisedModel, index: int, S: int, *, valid=None, pool=None,
+                     name=None) -> IntegerModel:
+    """Layer ``index`` of the quantised encoder ``model`` as a one-block integer model on
+    ``S`` rows (``valid`` of them tokens); ``pool`` defaults to the last layer's."""
+    if not 0 <= index < len(model.layers):
+        raise ValueError(f"layer {index} does not exist: {model.name} has "
+                         f"{len(model.layers)} layers (0..{len(model.layers) - 1})")
+    last = index == len(model.layers) - 1
+    block = IntegerBertLayer(model.layers[index], int(S), valid,
+                             last if pool is None else bool(pool), index)
+    return IntegerModel((block,), name or f"{model.name}_layer{index}")

@@ -174,7 +174,8 @@ class _EncoderLowering:
         self.buf("f1", Sp * Fp)
         self._ffn_gemm("f1", "ln1", p.w1, p.b1, E, F, self.fc, _rq(np.asarray(p.rq_ffn)[0]),
                        activation=s.activation)
-        self.buf("f2", S * E if Ep == E else Sp * Ep)
+        # one whole chunk is written in place, with the engine's padded rows
+        self.buf("f2", S * E if Ep == E and self.ec < E else Sp * Ep)
         self._ffn_gemm("f2", "f1", p.w2, p.b2, F, E, self.ec, _rq(np.asarray(p.rq_ffn)[1]))
 
         residual = "ln1"
@@ -198,8 +199,10 @@ class _EncoderLowering:
             self.out.outputs[name] = Io(f"result_{name}", S, cols, pitch)
         return self.out
 
-    def _attention(self, S, E, P, H, Sp, Ep, Pp):
-        """One job per head; the cores sum the heads in int16."""
+    def _attention(self, S, E, P, H, Sp, Ep, Pp, sum_heads=True):
+        """One job per head; the cores sum the heads in int16 into ``attn`` (unless
+        ``sum_heads`` is false: then the heads' outputs ``head_out<h>`` stay for the next
+        kernel, which takes them as operands)."""
         p, m = self.p, self.cfg.M
         pw = pad(P, 4)  # L2 row pitch of wo_t (DMA rows are whole words)
         bias_off = 3 * P * Ep
@@ -210,8 +213,9 @@ class _EncoderLowering:
         buffers = self.out.buffers
         if lanes > 1:
             self.buf("wo_t", Ep * Pp, reach=Ep * Pp + (lanes - 1) * pw)
-        acc = self.buf("head_acc", 2 * S * E) if H > 1 else None
-        self.buf("attn", S * E)
+        acc = self.buf("head_acc", 2 * S * E) if H > 1 and sum_heads else None
+        if sum_heads:
+            self.buf("attn", S * E)
         for h in range(H):
             slot = self.buf(f"w_head{h}", slot_size, reach=slot_reach)
             self.load(slot, Dma(True, self.const(f"wqkv{h}", 3 * P * E, lambda h=h: np.concatenate(
@@ -256,6 +260,8 @@ class _EncoderLowering:
                 reads=("x", slot, wo), writes=(scratch, out), causal=self.causal,
                 valid_keys=self.valid_keys, macs=4 * S * E * P + 2 * S * S * P,
                 cycles=attention_cycles(S, E, P, self.cfg)))
+            if not sum_heads:
+                continue
             if h < H - 1:
                 self.op(Kernel("head_sum", "head_acc",
                                (Ref(acc, 0, "int16_t"), Ref(out), S * E, int(h == 0)),
@@ -280,16 +286,20 @@ class _EncoderLowering:
                       reads=(x, y, f"{ln}_gamma", f"{ln}_beta"), writes=(total, dst, coef),
                       elements=S * E, stage=stage)
 
-    def _ffn_gemm(self, dst, src, w, b, inner, cols, chunk, rq, activation="identity"):
-        """dst (S x cols) = act(rq(src @ w + b)) as linear jobs over column chunks."""
-        stage = "ffn1" if dst == "f1" else "ffn2"
+    def _ffn_gemm(self, dst, src, w, b, inner, cols, chunk, rq, activation="identity",
+                  gelu=None, act_rq=None, stage=None):
+        """dst (S x cols) = act(rq(src @ w + b)) as linear jobs over column chunks; the GELU
+        constants and the activation's requantization are the layer's unless given."""
+        stage = stage or ("ffn1" if dst == "f1" else "ffn2")
         p, S, m = self.p, self.shape.S, self.cfg.M
         Sp, inner_p, cols_p = pad(S, m), pad(inner, m), pad(cols, m)
         w_t = np.asarray(w).T  # (cols, inner)
         b = np.asarray(b)
         n_chunks = tiles(cols, chunk)
-        gelu = (int(p.gelu_b), int(p.gelu_c)) if activation == "gelu" else (0, 0)
-        act_rq = _rq(p.act_rq) if activation != "identity" else (1, 0, 0)
+        if gelu is None:
+            gelu = (int(p.gelu_b), int(p.gelu_c)) if activation == "gelu" else (0, 0)
+        if act_rq is None:
+            act_rq = _rq(p.act_rq) if activation != "identity" else (1, 0, 0)
         for j in range(n_chunks):
             c0 = j * chunk
             width = min(chunk, cols - c0)

@@ -38,6 +38,9 @@ enum {
     K_ERR_GELU_CONST = 6,   /* k_gelu: b or c outside int16 */
     K_ERR_WIDE_INPUT = 7,   /* k_decomposed_gemm: an input outside 24 bits */
     K_ERR_SHIFT = 8,        /* a decoder fixed-point shift outside 0..K_SHIFT_MAX */
+    K_ERR_RESIDUAL = 9,     /* k_residual_add_rows: a constant beyond its limits, no operand */
+    K_ERR_ROW_RANGE = 10,   /* k_layer_norm_rows: a value outside +-2^K_ROW_BITS */
+    K_ERR_ROWS = 11,        /* k_col_sums: rows outside 0..K_COLSUM_MAX_ROWS */
 };
 
 /* The limits (ita.golden: encoder._LN_MAX_COLS, the softmax_sum_width of ita.config with
@@ -47,6 +50,8 @@ enum {
 #define K_HEADS_MAX (1 << 24)      /* 128 * heads fits int32 */
 #define K_WIDE_MAX (1 << 23)       /* wide inputs: |x| <= K_WIDE_MAX */
 #define K_SHIFT_MAX 62
+#define K_ROW_BITS 13              /* ita.quant.integer.ROW_BITS: the int16 rows' magnitude */
+#define K_COLSUM_MAX_ROWS (1 << 24) /* -128 * rows fits int32 */
 
 /* The limit a K_ERR_* code stands for, as a short phrase for reports. */
 static inline const char *k_status_text(int status)
@@ -61,6 +66,9 @@ static inline const char *k_status_text(int status)
     case K_ERR_GELU_CONST: return "GELU constant outside int16";
     case K_ERR_WIDE_INPUT: return "wide input outside 24 bits";
     case K_ERR_SHIFT: return "shift outside 0..62";
+    case K_ERR_RESIDUAL: return "residual constants beyond the 31-bit sum";
+    case K_ERR_ROW_RANGE: return "row value outside 13 bits";
+    case K_ERR_ROWS: return "column sum rows beyond int32";
     default: return "unknown status";
     }
 }
@@ -183,5 +191,30 @@ int k_decomposed_gemm_ex(const void *x, int x_wide, int x_pitch, int k, const in
                          int wf_row, int wf_col, const int8_t *y8, int y8_row, int y8_col,
                          void *y, int y_wide, int y_row, int y_col, int rows, int n, int mult,
                          int shift);
+/*
+ * The kernels of a quantised BERT layer (ita.quant.integer), bit-exact with it: the residual
+ * adds into int16 rows of K_ROW_BITS magnitude bits, their LayerNorm, the pooling's column
+ * sums.
+ */
+
+/* out (rows x cols int16) = residual_add_rows(ops[0], ops[1 .. n-1], consts): n int8 operands
+ * of rows x cols (dense), consts (2n rows of cols int32: a multiplier per operand, then a left
+ * shift per operand); v = sum_i (ops[i] * mult_i) << lshift_i is exact, each row is shifted
+ * right by max(0, bit_length(max |v|) - K_ROW_BITS), rounding half up. K_ERR_RESIDUAL for
+ * n < 1, a multiplier outside 0..255, a negative shift or a column whose largest sum
+ * (128 * 255 << lshift over the operands) reaches 2^31. coef: n x cols int32 of scratch. */
+int k_residual_add_rows(const int8_t *const *ops, int n, int16_t *out, int rows, int cols,
+                        const int32_t *consts, int32_t *coef);
+
+/* out = layer_norm_rows(x) of ita.quant.integer: the LayerNorm of k_layernorm (int8 gamma,
+ * 24-bit beta, the output requantization) on int16 rows with a 64-bit sum of squares;
+ * |x| <= 2^K_ROW_BITS (K_ERR_ROW_RANGE), cols >= 1 (K_ERR_LN_COLS). scratch: 2 cols int32 for
+ * the per-column coefficients, or NULL. */
+int k_layer_norm_rows(const int16_t *x, int8_t *out, int rows, int cols, const int8_t *gamma,
+                      const int32_t *beta, int mult, int shift, int add, int32_t *scratch);
+
+/* out[c] = sum over rows r of x[r * pitch + c] (int32), the mean pooling's column sums;
+ * rows in 0..K_COLSUM_MAX_ROWS (K_ERR_ROWS). */
+int k_col_sums(const int8_t *x, int rows, int cols, int pitch, int32_t *out);
 
 #endif /* KERNELS_H */

@@ -19,6 +19,7 @@ from ita.golden import AccumulatorOverflowError, i_gelu, linear
 from ita.golden import decoder as dec
 from ita.golden import encoder as enc
 from ita.golden.encoder import core_softmax, head_sum, layer_norm_stats, residual_add
+from ita.quant import integer as qi
 from verif.cluster import kernel_tests as kt
 from verif.sim import main as sim_main
 
@@ -143,7 +144,7 @@ C = _c_names()
 
 def test_c_limits_are_the_golden_models():
     """Each C limit is where ita.golden starts to raise: in range it computes, one past raises."""
-    assert C["K_OK"] == 0 and len({v for k, v in C.items() if k.startswith("K_ERR_")}) == 8
+    assert C["K_OK"] == 0 and len({v for k, v in C.items() if k.startswith("K_ERR_")}) == 11
     assert C["K_LN_MAX_COLS"] == enc._LN_MAX_COLS
     layer_norm_stats(np.zeros((1, C["K_LN_MAX_COLS"]), np.int8))
     with pytest.raises(ValueError, match="sum of squares"):
@@ -163,6 +164,42 @@ def test_c_limits_are_the_golden_models():
     with pytest.raises(ValueError, match="mult"):
         residual_add(np.zeros(4, np.int8), np.zeros(4, np.int8), mult_x=256, mult_y=1, shift=0,
                      add=0)
+
+
+def _residual_at(shift1):
+    """Two operands whose last column shifts by 16 and ``shift1``: (16, 8) is the largest sum
+    below 2**31 (2**31 - 32768), (16, 9) passes it."""
+    case = kt.draw_case("residual_add_rows", "3x13_n2", 1)
+    consts = case.inputs[1].astype(np.int64)
+    consts[:2, 12] = 255
+    consts[2:, 12] = 16, shift1
+    ops = case.inputs[0].copy()
+    ops[:, 0, 12] = -128
+    return case, ops, consts
+
+
+def test_bert_kernel_limits_are_the_integer_models():
+    """k_residual_add_rows, k_layer_norm_rows: each C limit is where ita.quant.integer starts to
+    raise. k_col_sums' row limit is the int32 sums' (ita.quant.integer sums in int64)."""
+    assert C["K_ROW_BITS"] == qi.ROW_BITS
+    limit = 1 << C["K_ROW_BITS"]
+    gamma, beta = np.ones(4, np.int8), np.zeros(4, np.int32)
+    qi.layer_norm_rows(np.array([[limit, -limit, 0, 1]]), gamma, beta, mult=1, shift=0, add=0)
+    for bad in (limit + 1, -limit - 1):
+        with pytest.raises(ValueError, match="must lie in"):
+            qi.layer_norm_rows(np.array([[bad, 0, 0, 1]]), gamma, beta, mult=1, shift=0, add=0)
+    case, ops, consts = _residual_at(8)
+    qi.residual_add_rows(ops[0], [ops[1]], consts)
+    for bad_shift in (9, 17):
+        _, ops, consts = _residual_at(bad_shift)
+        with pytest.raises(ValueError, match="below 2"):
+            qi.residual_add_rows(ops[0], [ops[1]], consts)
+    for row, value, match in ((0, 256, "0..255"), (0, -1, "0..255"), (2, -1, "non-negative")):
+        bad = case.inputs[1].astype(np.int64)
+        bad[row, 5] = value
+        with pytest.raises(ValueError, match=match):
+            qi.residual_add_rows(ops[0], [ops[1]], bad)
+    assert C["K_COLSUM_MAX_ROWS"] * -128 == -(1 << 31)
 
 
 def _placeholder(case, rows=1, cols=4):
@@ -217,6 +254,33 @@ def _past_limit(name):
             _decomposed_with(case, x)
         return replace(_placeholder(case), inputs=(x.astype(np.int32), *case.inputs[1:])), \
             "K_ERR_WIDE_INPUT"
+    if name.startswith("residual_rows"):   # last column (one core's share) or a middle one
+        case, ops, consts = _residual_at(9)
+        if name == "residual_rows_mult":
+            consts = case.inputs[1].astype(np.int64)
+            consts[1, 5] = 256
+        elif name == "residual_rows_shift":
+            consts = case.inputs[1].astype(np.int64)
+            consts[2, 5] = -1
+        with pytest.raises(ValueError):
+            qi.residual_add_rows(ops[0], [ops[1]], consts)
+        return replace(_placeholder(case, 3, 13), inputs=(ops, consts.astype(np.int32))), \
+            "K_ERR_RESIDUAL"
+    if name == "residual_rows_none":
+        case = kt.draw_case("residual_add_rows", "3x13_n1", 1)
+        return replace(_placeholder(case), dims=(0, 3, 13)), "K_ERR_RESIDUAL"
+    if name.startswith("row_range"):     # in the scan of row 4 (core 4's), past +-2^13
+        case = kt.draw_case("layer_norm_rows", "6x24", 1)
+        x = case.inputs[0].copy()
+        x[4, 7] = (1 << C["K_ROW_BITS"]) + 1 if name == "row_range" else \
+            -(1 << C["K_ROW_BITS"]) - 1
+        with pytest.raises(ValueError, match="must lie in"):
+            qi.layer_norm_rows(x, *case.inputs[1:], mult=1, shift=0, add=0)
+        return replace(_placeholder(case, 6, 24), inputs=(x, *case.inputs[1:])), \
+            "K_ERR_ROW_RANGE"
+    if name == "colsum_rows":            # arguments only
+        case = kt.draw_case("col_sums", "2x8", 1)
+        return replace(_placeholder(case), dims=(C["K_COLSUM_MAX_ROWS"] + 1, 8)), "K_ERR_ROWS"
     # silu_shift: only the core that owns the last column sees it, all must report it
     case = kt.draw_case("silu_mul", "3x13_l2", 1)
     consts = case.inputs[2].copy()
@@ -226,7 +290,9 @@ def _past_limit(name):
 
 
 LIMITS = ("layernorm_cols", "itamax_cols", "gemm_sum", "residual_mult", "head_count",
-          "gelu_const", "wide_input", "silu_shift")
+          "gelu_const", "wide_input", "silu_shift", "residual_rows_sum", "residual_rows_mult",
+          "residual_rows_shift", "residual_rows_none", "row_range", "row_range_neg",
+          "colsum_rows")
 
 
 @pytest.mark.verilator
@@ -243,14 +309,29 @@ def test_a_kernel_past_its_limit_reports_the_code(name):
     assert int(found["status"]) == C[code], (found["status"], code)
 
 
+def _wide_edge(case):
+    """decomposed_gemm inputs at +-K_WIDE_MAX."""
+    x = case.inputs[0].astype(np.int64)
+    x[1, 2], x[2, 5] = C["K_WIDE_MAX"], -C["K_WIDE_MAX"]
+    return x
+
+
 @pytest.mark.verilator
 def test_kernels_at_their_limits_report_none_and_stay_exact():
     """Just inside each limit the kernels compute the golden bytes and report K_OK."""
     itamax = kt.draw_case("itamax", f"2x{C['K_SOFTMAX_MAX_COLS']}", 1)   # row 0 all equal
     wide = kt.draw_case("decomposed_gemm", "4x12x5", 1)
-    x = wide.inputs[0].astype(np.int64)
-    x[1, 2], x[2, 5] = C["K_WIDE_MAX"], -C["K_WIDE_MAX"]
-    cases = [itamax, _decomposed_with(wide, x)]
+    case, ops, consts = _residual_at(8)      # the largest residual sum below 2**31
+    residual = replace(case, size="3x13_n2_sum", inputs=(ops, consts.astype(np.int32)),
+                       expected=qi.residual_add_rows(ops[0], [ops[1]], consts))
+    norm = kt.draw_case("layer_norm_rows", "6x24", 1)
+    x = norm.inputs[0].copy()
+    x[4, 7], x[5, 3] = 1 << C["K_ROW_BITS"], -(1 << C["K_ROW_BITS"])
+    mult, shift, add = norm.params
+    norm = replace(norm, size="6x24_edge", inputs=(x, *norm.inputs[1:]),
+                   expected=qi.layer_norm_rows(x, *norm.inputs[1:], mult=mult, shift=shift,
+                                               add=add))
+    cases = [itamax, _decomposed_with(wide, _wide_edge(wide)), residual, norm]
     run = kt.run_cases(cases, tag="test_limits_in_range")
     assert run.status == "PASS", run.output[-1500:]
     assert not _LIMIT.search(run.output) and run.mismatch is None

@@ -30,6 +30,7 @@ from ita.golden import REFERENCE_GELU, gelu_constants, gemm_step, i_gelu, linear
 from ita.golden import decoder as dec
 from ita.golden.encoder import core_softmax, head_sum, layer_norm, layer_norm_stats, residual_add
 from ita.golden.softmax import causal_mask, key_mask
+from ita.quant.integer import ROW_BITS, layer_norm_rows, residual_add_rows
 from sw.build import KERNEL_SOURCES, build_app
 from verif.cluster.kernels import gemm_expected
 from verif.harness.run import DEFAULT_MAX_CYCLES, run_image
@@ -39,8 +40,13 @@ __all__ = ["KERNELS", "SIZES", "KernelCase", "draw_case", "select", "write_heade
 
 KERNELS = ("gemm_rq", "residual_add", "head_sum", "layernorm", "itamax", "gelu",
            "add_layernorm", "rmsnorm", "rope", "silu_mul", "dequant_add", "decomposed_gemm",
-           "gemv", "rmsnorm_wide", "rope32", "silu_mul_wide", "dequant_add32")
+           "gemv", "rmsnorm_wide", "rope32", "silu_mul_wide", "dequant_add32",
+           "residual_add_rows", "layer_norm_rows", "col_sums")
 _KERNEL_IDS = {name: i for i, name in enumerate(KERNELS)}  # enum order in main.c
+
+#: Kernels of the quantised BERT layer (:mod:`ita.quant.integer`) whose int16 / int32 operands
+#: cannot start one byte past a word (``_odd``).
+_WORD_KERNELS = ("residual_add_rows", "layer_norm_rows", "col_sums")
 
 #: Bytes of the program's L1 arena for the inputs and output of one case (L1 minus stacks,
 #: the runtime's and the kernels' own L1 data, with room to spare).
@@ -66,6 +72,15 @@ SIZES = {
         ("gemv", "17x21_u8"), ("gemv", "13x9_odd"), ("rmsnorm_wide", "9x64"),
         ("rmsnorm_wide", "3x24"), ("rope32", "5x32"), ("silu_mul_wide", "4x40"),
         ("silu_mul_wide", "3x13_l2"), ("dequant_add32", "3x40"),
+        ("decomposed_gemm", "3x12x5_l2"),
+        ("residual_add_rows", "8x40_n2"), ("residual_add_rows", "5x37_n3_worst"),
+        ("residual_add_rows", "4x13_n1_l2"), ("residual_add_rows", "6x24_n2_worst"),
+        ("residual_add_rows", "36x40_n2"), ("residual_add_rows", "40x20_n3_worst"),
+        ("residual_add_rows", "20x6_n4"), ("residual_add_rows", "6x160_n2_worst"),
+        ("layer_norm_rows", "8x64"), ("layer_norm_rows", "7x37_wide_worst"),
+        ("layer_norm_rows", "3x16_l2"), ("layer_norm_rows", "6x640_worst"),
+        ("layer_norm_rows", "20x132_worst"), ("layer_norm_rows", "40x36"),
+        ("col_sums", "9x40"), ("col_sums", "300x13_worst"), ("col_sums", "5x7_l2"),
     ),
     "large": (
         ("gemm_rq", "64x64x64"), ("gemm_rq", "128x128x128"), ("gemm_rq", "64x384x128"),
@@ -80,6 +95,12 @@ SIZES = {
         ("silu_mul", "16x128"), ("silu_mul", "64x256"), ("dequant_add", "16x64"),
         ("dequant_add", "16x576"), ("decomposed_gemm", "16x64x128"), ("gemv", "576x128"),
         ("gemv", "64x128_u8"),
+        ("dequant_add", "16x576"), ("decomposed_gemm", "16x64x128"),
+        ("residual_add_rows", "64x384_n2"), ("residual_add_rows", "32x384_n3"),
+        ("residual_add_rows", "9x384_n2"), ("residual_add_rows", "9x384_n3"),
+        ("residual_add_rows", "8x384_n13"),
+        ("layer_norm_rows", "64x384"), ("layer_norm_rows", "9x384"),
+        ("col_sums", "64x384"), ("col_sums", "9x384"),
     ),
 }
 
@@ -118,10 +139,15 @@ def _parse_size(kernel: str, size: str):
         raise ValueError(f"{kernel} size {size!r} needs {want} positive dimensions")
     if (match["heads"] is not None) != (kernel == "head_sum"):
         raise ValueError(f"size {size!r}: the 'Nh' head count is for head_sum only")
-    known = {"l2", "odd", "nobias", "causal", "wide", "u8"}
+    known = {"l2", "odd", "nobias", "causal", "wide", "u8", "worst"}
     for flag in flags:
-        if flag not in known and not re.fullmatch(r"v\d+", flag):
+        if flag not in known and not re.fullmatch(r"[vn]\d+", flag):
             raise ValueError(f"size {size!r}: unknown suffix _{flag}")
+    if kernel in _WORD_KERNELS and "odd" in flags:
+        raise ValueError(f"size {size!r}: {kernel} takes word-aligned operands (no _odd)")
+    if any(re.fullmatch(r"n\d+", f) for f in flags) != (kernel == "residual_add_rows"):
+        raise ValueError(f"size {size!r}: the '_nN' operand count is for residual_add_rows "
+                         f"only, which needs it")
     return dims, flags, int(match["heads"] or 0)
 
 
@@ -168,6 +194,8 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
     rows, cols = dims
     if kernel in _DECODER_CASES:
         return _DECODER_CASES[kernel](rng, rows, cols, wide, common, size)
+    if kernel in _BERT_CASES:
+        return _BERT_CASES[kernel](rng, rows, cols, flags, common, size)
     if kernel == "residual_add":
         x, y = _int8(rng, (rows, cols)), _int8(rng, (rows, cols))
         mx, my = (int(v) for v in rng.integers(0, 256, 2))
@@ -393,6 +421,114 @@ def _dequant32_case(rng, rows, cols, wide, common, size):
     return KernelCase("dequant_add32", size, (rows, cols), (),
                       (residual.astype(np.int32), y, _rows_of((mult, shift))), out,
                       rows * cols, **common)
+# --- the quantised BERT layer's kernels (ita.quant.integer) -------------------------------------
+
+#: Largest |int8 x multiplier| and the bound of the residual sum (ita.quant.integer's limits).
+_PRODUCT_MAX = 128 * 255
+_SUM_LIMIT = 1 << 31
+
+
+def _residual_consts(rng, n, cols, worst):
+    """(2n, cols) constants of residual_add_rows: random multipliers and shifts whose largest
+    sum stays below 2**31; ``worst``: multipliers 255 and, per column, the shifts taken
+    greedily as large as the bound allows (the operand first served rotates with the
+    column), so that sums come within 2**31 - 2**15 of the limit."""
+    if worst:
+        mults = np.full((n, cols), 255, np.int64)
+        lshifts = np.zeros((n, cols), np.int64)
+        for c in range(cols):
+            used = 0
+            for k in range(n):
+                i = (c + k) % n
+                rest = (n - k - 1) * _PRODUCT_MAX
+                shift = 0
+                while used + (_PRODUCT_MAX << (shift + 1)) + rest < _SUM_LIMIT:
+                    shift += 1
+                lshifts[i, c] = shift
+                used += _PRODUCT_MAX << shift
+        return np.concatenate([mults, lshifts])
+    mults = rng.integers(128, 256, (n, cols))
+    mults[-1, 0] = 0                                    # an operand left out of a column
+    lshifts = rng.integers(0, 7, (n, 1)) + rng.integers(0, 3, (n, cols))
+    while True:
+        bound = (np.int64(_PRODUCT_MAX) << lshifts).sum(axis=0)
+        if bound.max() < _SUM_LIMIT:
+            return np.concatenate([mults, lshifts]).astype(np.int64)
+        lshifts = np.maximum(lshifts - (bound >= _SUM_LIMIT), 0)
+
+
+def _residual_rows_case(rng, rows, cols, flags, common, size):
+    n = next(int(f[1:]) for f in flags if f[0] == "n")
+    if n < 1:
+        raise ValueError(f"size {size!r}: residual_add_rows needs at least one operand")
+    worst = "worst" in flags
+    ops = np.stack([_int8(rng, (rows, cols), 30) for _ in range(n)])
+    if worst:   # extreme rows: sums near -2**31 and 2**31, zero, one outlier column, small
+        for r, value in zip(range(rows), (-128, 127, 0), strict=False):
+            ops[:, r] = value
+        if rows > 3:
+            ops[:, 3] = 0
+            ops[0, 3, cols // 2] = 127
+        if rows > 4:
+            ops[:, 4] = rng.integers(-1, 2, (n, cols))
+    consts = _residual_consts(rng, n, cols, worst)
+    if not worst and rows > 1:   # one outlier column, as MiniLM's [CLS] row
+        ops[0, 1, cols - 1] = 127
+    out = residual_add_rows(ops[0], list(ops[1:]), consts)
+    return KernelCase("residual_add_rows", size, (n, rows, cols), (),
+                      (ops, consts.astype(np.int32)), out, rows * cols, **common)
+
+
+def _layer_norm_rows_input(rng, rows, cols, worst):
+    """int16 rows of the residual add's form: each row's largest |value| in [2^12, 2^13];
+    ``worst``: constant rows at -2^13 and 2^13, alternating +-2^13 (the largest sum of
+    squares), one outlier column, and a row of int8 magnitudes."""
+    limit = 1 << ROW_BITS
+    x = rng.normal(0, 1, (rows, cols)) + rng.normal(0, 0.3, (rows, 1))
+    x = x / np.abs(x).max(axis=1, keepdims=True) * rng.integers(limit // 2, limit + 1, (rows, 1))
+    x = np.rint(x).astype(np.int64)
+    specials = [np.full(cols, 7)]
+    if worst:
+        outlier = np.zeros(cols, np.int64)
+        outlier[cols // 3] = limit
+        specials = [np.full(cols, -limit), np.full(cols, limit),
+                    np.where(np.arange(cols) % 2, limit, -limit), outlier,
+                    rng.integers(-128, 128, cols)]
+    for r, row in zip(range(rows), specials, strict=False):
+        x[r] = row
+    return x.astype(np.int16)
+
+
+def _layer_norm_rows_case(rng, rows, cols, flags, common, size):
+    wide, worst = "wide" in flags, "worst" in flags
+    x = _layer_norm_rows_input(rng, rows, cols, worst)
+    gamma = _int8(rng, cols, 60)
+    if worst:
+        gamma[0], gamma[-1] = -128, 127
+    beta_range = (1 << 23) - 1 if wide else 1 << 18
+    beta = rng.integers(-beta_range, beta_range + 1, cols).astype(np.int32)
+    mult = 255 if wide or worst else int(rng.integers(64, 256))
+    add = int(rng.integers(-8, 9))
+    # the shift that spreads the outputs best (about 40 LSB)
+    spreads = {sh: float(np.std(layer_norm_rows(x, gamma, beta, mult=mult, shift=sh,
+                                                 add=add).astype(np.float64)))
+               for sh in range(8, 30)}
+    shift = min(spreads, key=lambda sh: abs(spreads[sh] - 40.0))
+    out = layer_norm_rows(x, gamma, beta, mult=mult, shift=shift, add=add)
+    return KernelCase("layer_norm_rows", size, (rows, cols), (mult, shift, add),
+                      (x, gamma, beta), out, rows * cols, **common)
+
+
+def _col_sums_case(rng, rows, cols, flags, common, size):
+    x = _int8(rng, (rows, cols), 50)
+    if "worst" in flags:   # columns at both int8 extremes over more than 256 rows
+        x[:, 0], x[:, -1] = -128, 127
+    out = x.astype(np.int64).sum(axis=0)[None].astype(np.int32)
+    return KernelCase("col_sums", size, (rows, cols), (), (x,), out, rows * cols, **common)
+
+
+_BERT_CASES = {"residual_add_rows": _residual_rows_case,
+               "layer_norm_rows": _layer_norm_rows_case, "col_sums": _col_sums_case}
 
 
 _DECODER_CASES = {"rmsnorm": _rmsnorm_case, "rope": _rope_case, "silu_mul": _silu_case,
@@ -490,7 +626,11 @@ def write_header(cases, out_dir, *, corrupt: tuple[int, int] | None = None) -> P
             f"{case.expected.nbytes}, {out_offset}, {case.out_cols}, {case.elements}}},")
     parts.append(f"\n#define KC_COUNT {len(cases)}\n")
     parts.append(f"#define KC_ARENA_BYTES {max(4, -(-arena // 4) * 4)}\n")
-    parts.append(f"#define KC_OUT_L2_BYTES {max(4, -(-out_l2 // 4) * 4)}\n\n")
+    parts.append(f"#define KC_OUT_L2_BYTES {max(4, -(-out_l2 // 4) * 4)}\n")
+    # k_residual_add_rows: the coefficient scratch and the operand pointers of the largest case
+    ra = [case.dims for case in cases if case.kernel == "residual_add_rows"]
+    parts.append(f"#define KC_RA_COEF_WORDS {max([n * cols for n, _, cols in ra], default=1)}\n")
+    parts.append(f"#define KC_RA_MAX_OPS {max([n for n, _, _ in ra], default=1)}\n\n")
     parts.append("static const kcase_t KC_CASES[KC_COUNT] = {\n" + "\n".join(table) + "\n};\n")
     parts.append("\n#endif\n")
     path = out_dir / "kernel_cases.h"

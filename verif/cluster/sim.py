@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 from hw import toolchain
-from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key
+from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key, text_key
 from ita.deploy import CompileError
 from ita.deploy.search import CHAINS
 from ita.deploy.target import WEIGHT_HOMES
 from sw.build import build_app
 from verif.cluster.attention import prepare
+from verif.cluster.bert_layer import DEFAULT_TEXT, REAL_MODEL, run_real_layer
 from verif.cluster.encoder import MODELS, run_layer
 from verif.cluster.kernel_tests import KERNELS, SIZES, format_table, run_cases, select
 from verif.cluster.kernels import run_barrier, run_dma, run_gemm
@@ -178,7 +180,7 @@ def _run_kernels(options):
 def _model(text):
     """A model of verif.cluster.encoder, imported only when MODEL= is given (the compiler)."""
 
-    if text not in MODELS:
+    if text not in (*MODELS, REAL_MODEL):
         raise ValueError(text)
     return text
 
@@ -187,14 +189,20 @@ def _model(text):
           "compiled by ita.deploy (DMA, ITA jobs, core kernels; double-buffered) and run "
           "from L2 on the C++ harness; every "
           "output byte checked in C against ita.golden.encoder; cycle breakdown, RESULT "
-          "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm; S/E/P/H/F override its"
-          " sizes (0: keep); DEBUG=1 also stores and checks every intermediate; WEIGHTS=l3 "
-          "keeps the weights in off-chip L3 (read over its link) instead of L2; LAYERS=n chains"
-          " n random layers of the shape in one program (each layer's output the next one's "
-          "input; CHAIN=l2 keeps the activations in L2 between layers, PREFETCH=0 lets no "
-          "layer's loads start before its own phases); TRACE=1 also runs the same image on the "
-          "cocotb model to record its timeline",
-          keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert or minilm"),
+          "ops_per_cycle and ita_busy_pct. MODEL=tiny|mobilebert|minilm (random layers of "
+          "their shapes); S/E/P/H/F override its sizes (0: keep); MODEL=minilm-real: layer "
+          "LAYER of the quantised all-MiniLM-L6-v2 checkpoint on the sentence TEXT, checked "
+          "against ita.quant.integer (the last layer also pools); "
+          "DEBUG=1 also stores and checks every intermediate; "
+          "WEIGHTS=l3 keeps the weights in off-chip L3 (read over its link) instead of L2; "
+          "LAYERS=n chains n random layers of the shape in one program (each layer's output "
+          "the next one's input; CHAIN=l2 keeps the activations in L2 between layers, "
+          "PREFETCH=0 lets no layer's loads start before its own phases); "
+          "TRACE=1 also runs the same image on the cocotb model to record its timeline",
+          keys=(Key("MODEL", "tiny", _model, "tiny, mobilebert, minilm or minilm-real"),
+                int_key("LAYER", 0, minimum=0, help="MODEL=minilm-real: the layer, 0..5"),
+                text_key("TEXT", DEFAULT_TEXT, expect="a sentence",
+                         help="MODEL=minilm-real: the sentence whose rows the layer gets"),
                 int_key("S", 0, minimum=0), int_key("E", 0, minimum=0),
                 int_key("P", 0, minimum=0), int_key("H", 0, minimum=0),
                 int_key("F", 0, minimum=0),
@@ -220,13 +228,26 @@ def _run_encoder_layer(options):
                     *([f"layers{layers}"] if layers > 1 else []),
                     *([f"chain_{options['CHAIN']}"] if options["CHAIN"] != "auto" else []),
                     *(["noprefetch"] if not options["PREFETCH"] else [])])
+    if model == REAL_MODEL:
+        if sizes or layers != 1:
+            raise UsageError("MODEL=minilm-real takes its sizes from the checkpoint and the "
+                             "sentence and runs one layer; S/E/P/H/F and LAYERS do not apply")
+        digest = hashlib.sha256(options["TEXT"].encode()).hexdigest()[:8]
+        tag = "_".join([model, f"layer{options['LAYER']}", f"text{digest}",
+                        *([f"weights_{weights}"] if weights != "l2" else [])])
     work = toolchain.BUILD_ROOT / "deploy" / tag
     try:
-        status, result, output, breakdown, prepared = run_layer(
-            work, model=model, seed=options["SEED"], sizes=sizes,
-            debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True,
-            weights=weights, layers=layers, chain=options["CHAIN"],
-            prefetch=bool(options["PREFETCH"]))
+        if model == REAL_MODEL:
+            status, result, output, breakdown, prepared = run_real_layer(
+                work, layer=options["LAYER"], text=options["TEXT"],
+                debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True,
+                weights=weights)
+        else:
+            status, result, output, breakdown, prepared = run_layer(
+                work, model=model, seed=options["SEED"], sizes=sizes,
+                debug=bool(options["DEBUG"]), max_cycles=options["MAX_CYCLES"], stream=True,
+                weights=weights, layers=layers, chain=options["CHAIN"],
+                prefetch=bool(options["PREFETCH"]))
     except (CompileError, ValueError) as exc:  # a layer the compiler or the model refuses
         raise UsageError(str(exc).splitlines()[0]) from None
     print(breakdown, flush=True)

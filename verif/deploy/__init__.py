@@ -6,10 +6,11 @@ compares them, so that a run on the cluster checks itself; :mod:`~verif.deploy.e
 a plan in numpy instead, against the same results, without the cluster.
 """
 
+from .bert import expected_bert_tensors, self_checking_bert
 from .decoder import expected_decoder_tensors, self_checking_decoder
-from .execute import ExecutionError, check_plan, execute
+from .execute import ExecutionError, check_bert_plan, check_plan, execute
 from .harness import C_DIR, C_SOURCES, SelfChecking, expected_tensors, self_checking
 
 __all__ = ["C_DIR", "C_SOURCES", "SelfChecking", "expected_tensors", "self_checking",
-           "expected_decoder_tensors", "self_checking_decoder", "ExecutionError", "check_plan",
-           "execute"]
+           "expected_decoder_tensors", "self_checking_decoder", "expected_bert_tensors",
+           "self_checking_bert", "ExecutionError", "check_plan", "check_bert_plan", "execute"]

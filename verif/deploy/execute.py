@@ -32,12 +32,15 @@ from ita.golden.arith import requant
 from ita.golden.encoder import layer_norm, residual_add
 from ita.golden.layers import attention_mask, gemm_step
 from ita.golden.softmax import itamax
+from ita.quant import integer as qi
 from ita.rtl.layouts import Mode
 from ita.rtl.schedule import tensor_shapes
+from verif.deploy.bert import expected_bert_tensors
 from verif.deploy.decoder import decoder_inputs, expected_decoder_tensors
 from verif.deploy.harness import expected_tensors
 
-__all__ = ["ExecutionError", "execute", "check_plan", "check_decoder_plan", "first_mismatch"]
+__all__ = ["ExecutionError", "execute", "check_plan", "check_decoder_plan", "check_bert_plan",
+           "first_mismatch"]
 
 #: What a byte of L1 holds before anything writes it (any value but zero would do).
 GARBAGE_SEED = 0xA5
@@ -201,8 +204,9 @@ def _args(mem, kernel):
     """Arena offsets for pointers, None for a null pointer (the literal 0 where a pointer
     may be absent), the integers as they are."""
     pointer = {"head_final": (0,), "add_layernorm": (15,),
-               "decomposed_gemm": (7, 8)}.get(kernel.kind, ())
+               "decomposed_gemm": (7, 8), "layer_norm_rows": (9,)}.get(kernel.kind, ())
     return [mem.address(a) if isinstance(a, Ref)
+            else [mem.address(r) for r in a] if isinstance(a, tuple)
             else None if i in pointer and int(a) == 0 else int(a)
             for i, a in enumerate(kernel.args)]
 
@@ -249,6 +253,8 @@ def _kernel(mem, kernel):
         mem.write(out, layer_norm(s, g, b, mult=mult, shift=shift, add=add), np.int8, what)
     elif kernel.kind in _DECODER_KERNELS:
         _DECODER_KERNELS[kernel.kind](mem, a, what)
+    elif kernel.kind in _BERT_KERNELS:
+        _BERT_KERNELS[kernel.kind](mem, a, what)
     else:
         raise ExecutionError(f"{what}: no interpreter for kernel kind {kernel.kind!r}")
 
@@ -414,6 +420,46 @@ _DECODER_KERNELS = {"rmsnorm": _rmsnorm, "rope": _rope, "silu_mul": _silu_mul,
                     "itamax": _itamax}
 
 
+def _residual_add_rows(mem, a, what):
+    ops, n, out, rows, cols, consts, coef = a
+    if len(ops) != n:
+        raise ExecutionError(f"{what}: {len(ops)} operand pointers for {n} operands")
+    xs = [mem.read(o, rows * cols, np.int8, what).reshape(rows, cols) for o in ops]
+    c = mem.read(consts, 2 * n * cols, np.int32, what).reshape(2 * n, cols)
+    try:
+        value = qi.residual_add_rows(xs[0], xs[1:], c)
+    except ValueError as exc:   # the kernel's K_ERR_RESIDUAL
+        raise ExecutionError(f"{what}: {exc}") from None
+    mem.write(coef, c[:n] << c[n:], np.int32, what)   # the kernel's coefficients
+    mem.write(out, value, np.int16, what)
+
+
+def _layer_norm_rows(mem, a, what):
+    x, out, rows, cols, gamma, beta, mult, shift, add, scratch = a
+    xs = mem.read(x, rows * cols, np.int16, what).reshape(rows, cols)
+    g = mem.read(gamma, cols, np.int8, what)
+    b = mem.read(beta, cols, np.int32, what)
+    try:
+        value = qi.layer_norm_rows(xs, g, b, mult=mult, shift=shift, add=add)
+    except ValueError as exc:   # the kernel's K_ERR_ROW_RANGE
+        raise ExecutionError(f"{what}: {exc}") from None
+    if scratch is not None:   # the per-column constants the kernel may keep there (ln_coef)
+        coef = np.stack([g * mult, b * mult + (add << min(shift, 31))], axis=1)
+        mem.write(scratch, (coef & 0xFFFFFFFF).astype(np.uint32), np.uint32, what)
+    mem.write(out, value, np.int8, what)
+
+
+def _col_sums(mem, a, what):
+    x, rows, cols, pitch, out = a
+    xs = _rows(mem, x, pitch, rows, cols, np.int8, what)
+    mem.write(out, xs.sum(axis=0), np.int32, what)
+
+
+#: The quantised BERT layer's kernels, with ``ita.quant.integer``.
+_BERT_KERNELS = {"residual_add_rows": _residual_add_rows, "layer_norm_rows": _layer_norm_rows,
+                 "col_sums": _col_sums}
+
+
 def _run_phase(mem, phase, config):
     """The phase in every order the program allows; the memory after it, the same in all."""
     actors = {"dma": lambda m: _transfers(m, phase)}
@@ -496,5 +542,22 @@ def check_decoder_plan(program, model, x) -> str | None:
         value = got[name]
         if want.dtype == np.int32:
             value = np.ascontiguousarray(value).view(np.int32)
+        as_stored[name] = value
+    return first_mismatch(as_stored, expected)
+
+
+def check_bert_plan(program, model, x) -> str | None:
+    """As :func:`check_plan` for a quantised BERT layer's ``program`` on int8 rows ``x``,
+    against :mod:`ita.quant.integer` (:func:`verif.deploy.bert.expected_bert_tensors`); int16
+    and int32 tensors are compared element by element."""
+    names = list(program.manifest["outputs"])
+    expected = expected_bert_tensors(model, x, names, program.schedule.spec.config)
+    got = execute(program, {"x": np.asarray(x, np.int8)})
+    as_stored = {}
+    for name, want in expected.items():
+        want = np.asarray(want)
+        value = got[name]
+        if want.dtype != np.int8:
+            value = np.ascontiguousarray(value).view(want.dtype)
         as_stored[name] = value
     return first_mismatch(as_stored, expected)

@@ -32,7 +32,8 @@
 
 enum { K_GEMM_RQ, K_RESIDUAL_ADD, K_HEAD_SUM, K_LAYERNORM, K_ITAMAX, K_GELU, K_ADD_LAYERNORM,
        K_RMSNORM, K_ROPE, K_SILU_MUL, K_DEQUANT_ADD, K_DECOMPOSED_GEMM, K_GEMV, K_RMSNORM_WIDE,
-       K_ROPE32, K_SILU_MUL_WIDE, K_DEQUANT_ADD32 };
+       K_ROPE32, K_SILU_MUL_WIDE, K_DEQUANT_ADD32, K_RESIDUAL_ADD_ROWS, K_LAYER_NORM_ROWS,
+       K_COL_SUMS };
 
 typedef struct {
     const char *name;       /* kernel name */
@@ -65,6 +66,9 @@ static int32_t ln_scratch[2 * LN_SCRATCH_COLS] L1_BSS;
 /* The int8 copy the wide decoder kernels write beside their checked 24-bit output. */
 #define NARROW_BYTES 4096
 static int8_t narrow[NARROW_BYTES] L1_BSS;
+/* k_residual_add_rows' coefficients: the largest operands x columns of the run's cases
+ * (KC_RA_COEF_WORDS and KC_RA_MAX_OPS, from kernel_cases.h). */
+static int32_t ra_coef[KC_RA_COEF_WORDS] L1_BSS;
 
 static void *operand(const kcase_t *kc, int i)
 {
@@ -173,12 +177,27 @@ static int run_case(const kcase_t *kc)
     case K_DEQUANT_ADD32: /* rows, cols; residual, int32 y, consts; int32 output */
         return k_dequant_add32(operand(kc, 0), operand(kc, 1), d[1], (int32_t *)output(kc),
                                d[0], d[1], operand(kc, 2));
+    case K_RESIDUAL_ADD_ROWS: { /* n, rows, cols; operands (n stacked), consts; int16 out */
+        const int8_t *ops[KC_RA_MAX_OPS];
+        const int n = d[0] < KC_RA_MAX_OPS ? d[0] : KC_RA_MAX_OPS;
+        for (int i = 0; i < n; i++)
+            ops[i] = (const int8_t *)operand(kc, 0) + i * d[1] * d[2];
+        return k_residual_add_rows(ops, d[0], (int16_t *)output(kc), d[1], d[2], operand(kc, 1),
+                                   ra_coef);
+    }
+    case K_LAYER_NORM_ROWS: /* rows, cols; mult, shift, add; x (int16), gamma, beta */
+        return k_layer_norm_rows(operand(kc, 0), (int8_t *)output(kc), d[0], d[1],
+                                 operand(kc, 1), operand(kc, 2), p[0], p[1], p[2],
+                                 d[1] <= LN_SCRATCH_COLS ? ln_scratch : 0);
+    case K_COL_SUMS: /* rows, cols; x; int32 output */
+        return k_col_sums(operand(kc, 0), d[0], d[1], d[1], (int32_t *)output(kc));
     default:
         return K_OK;
     }
 }
 
-/* Bytes per output element: int32 for the residual stream, else one. */
+/* Bytes per output element: int32 for the residual stream and the column sums, int16 for
+ * the wide residual rows, else one. */
 static uint32_t out_width(const kcase_t *kc)
 {
     return kc->kernel == K_DEQUANT_ADD || kc->kernel == K_DECOMPOSED_GEMM
@@ -186,6 +205,9 @@ static uint32_t out_width(const kcase_t *kc)
                    || kc->kernel == K_DEQUANT_ADD32
                ? 4u
                : 1u;
+    if (kc->kernel == K_DEQUANT_ADD || kc->kernel == K_DECOMPOSED_GEMM || kc->kernel == K_COL_SUMS)
+        return 4u;
+    return kc->kernel == K_RESIDUAL_ADD_ROWS ? 2u : 1u;
 }
 
 /* Output element i as a signed (or, for ITAmax, unsigned) integer. */
@@ -194,6 +216,8 @@ static int32_t element(const kcase_t *kc, const uint8_t *bytes, uint32_t i)
     if (out_width(kc) == 4)
         return (int32_t)(bytes[4 * i] | (uint32_t)bytes[4 * i + 1] << 8
                          | (uint32_t)bytes[4 * i + 2] << 16 | (uint32_t)bytes[4 * i + 3] << 24);
+    if (out_width(kc) == 2)
+        return (int16_t)(bytes[2 * i] | (uint32_t)bytes[2 * i + 1] << 8);
     return kc->kernel == K_ITAMAX ? bytes[i] : (int8_t)bytes[i];
 }
 
