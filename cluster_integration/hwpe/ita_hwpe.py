@@ -2,8 +2,16 @@
 
 import enum
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, DomainRenamer, Module, ResetInserter,
-                          ResetSignal, Signal)
+from amaranth.hdl import (
+    Cat,
+    ClockDomain,
+    ClockSignal,
+    DomainRenamer,
+    Module,
+    ResetInserter,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
