@@ -34,6 +34,7 @@ from .frontend import (
     IntegerModel,
     RandomEncoder,
     bert_layer_model,
+    bert_model,
     encoder_model,
     layer_macs,
 )
@@ -42,5 +43,5 @@ from .search import plan
 from .target import ClusterSpec
 
 __all__ = ["ClusterSpec", "CompileError", "IntegerBertLayer", "IntegerEncoderLayer",
-           "IntegerModel", "Program", "RandomEncoder", "Schedule", "bert_layer_model",
+           "IntegerModel", "Program", "RandomEncoder", "Schedule", "bert_layer_model", "bert_model",
            "compile_model", "encoder_model", "layer_macs", "plan"]

@@ -40,7 +40,7 @@ from .ir import TensorSpec
 
 __all__ = ["IntegerEncoderLayer", "IntegerModel", "Frontend", "RandomEncoder",
            "encoder_model", "layer_macs", "DecoderShape", "IntegerDecoderLayer", "RandomLlama",
-           "IntegerBertLayer", "bert_layer_model"]
+           "IntegerBertLayer", "bert_layer_model", "bert_model"]
 
 
 def layer_macs(shape):
@@ -293,19 +293,23 @@ class IntegerBertLayer:
     Unlike :class:`IntegerEncoderLayer` the residual adds take per-column constants and
     write 13-bit int16 rows (``add1``, ``add2``), the LayerNorms read them, and the FFN is a
     sum of parts. ``pool``: the program also stores the column sums of the output's valid
-    rows (``pooled``, int32), the mean pooling's integer part.
+    rows (``pooled``, int32), the mean pooling's integer part. ``embed_norm``: the block
+    first normalises its input, the host's int16 embedding rows
+    (:func:`ita.quant.integer.embed_rows`), with these constants
+    (:class:`ita.quant.integer.NormConstants`): the first layer of a whole model.
     """
 
     kind: ClassVar[str] = "bert_layer"
     #: Tensors on the way to ``out``: int8 ``attn`` (the head sum; absent when the residual
     #: add sums the heads) and ``ln1``, int16 ``add1`` and ``add2``.
-    INTERMEDIATES: ClassVar[tuple] = ("attn", "add1", "ln1", "add2")
+    INTERMEDIATES: ClassVar[tuple] = ("ln0", "attn", "add1", "ln1", "add2")
 
     layer: IntegerLayer
     S: int
     valid: int | None = None
     pool: bool = False
     index: int = 0
+    embed_norm: object = None
 
     @property
     def shape(self):
@@ -319,11 +323,14 @@ class IntegerBertLayer:
 
     @property
     def input(self):
-        return TensorSpec("x", (self.S, self.shape.E))
+        return TensorSpec("x", (self.S, self.shape.E),
+                          "int8" if self.embed_norm is None else "int16")
 
     def tensor(self, name):
         """The TensorSpec of ``out``, ``pooled`` (with ``pool``) or an intermediate."""
         E = self.shape.E
+        if name == "ln0" and self.embed_norm is not None:
+            return TensorSpec(name, (self.S, E))
         if name == "pooled" and self.pool:
             return TensorSpec(name, (1, E), "int32")
         if name in ("add1", "add2"):
@@ -348,3 +355,13 @@ def bert_layer_model(model: QuantisedModel, index: int, S: int, *, valid=None, p
     block = IntegerBertLayer(model.layers[index], int(S), valid,
                              last if pool is None else bool(pool), index)
     return IntegerModel((block,), name or f"{model.name}_layer{index}")
+
+
+def bert_model(model: QuantisedModel, S: int, *, valid=None, name=None) -> IntegerModel:
+    """The whole quantised encoder after the host's embedding lookup, one block a layer on
+    ``S`` rows: the first normalises the int16 embedding rows, the last pools."""
+    last = len(model.layers) - 1
+    blocks = tuple(IntegerBertLayer(layer, int(S), valid, index == last, index,
+                                    model.embed_norm if index == 0 else None)
+                   for index, layer in enumerate(model.layers))
+    return IntegerModel(blocks, name or model.name)

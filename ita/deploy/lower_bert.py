@@ -108,14 +108,16 @@ class _BertLowering(_EncoderLowering):
                        reads=(*operands, table), writes=(dst, coef), elements=n * S * E,
                        stage=stage))
 
-    def _norm(self, ln, src, norm, dst, stage):
-        """dst (S x E int8) = layer_norm_rows(src) with ``norm``'s constants."""
+    def _norm(self, ln, src, norm, dst, stage, *, allocate=True):
+        """dst (S x E int8) = layer_norm_rows(src) with ``norm``'s constants (``allocate``:
+        dst is a new buffer of S x E bytes)."""
         S, E = self.shape.S, self.shape.E
         gamma = self._const_load(f"{ln}_gamma", np.concatenate(
             [_i8(norm.gamma), np.zeros(pad(E, 4) - E, np.uint8)]))
         beta = self._const_load(f"{ln}_beta", _i32(norm.beta))
         coef = self.buf(f"{ln}_coef", 8 * E)   # scratch of this call only
-        self.buf(dst, S * E)
+        if allocate:
+            self.buf(dst, S * E)
         self.op(Kernel(f"layer_norm_{ln}", "layer_norm_rows",
                        (Ref(src, 0, "int16_t"), Ref(dst), S, E, Ref(gamma),
                         Ref(beta, 0, "int32_t"), *_rq(norm.rq), Ref(coef, 0, "int32_t")),
@@ -128,8 +130,16 @@ class _BertLowering(_EncoderLowering):
         Sp, Ep, Pp = pad(S, m), pad(E, m), pad(P, m)
 
         self.buf("x", Sp * Ep)
-        self.load("x", Dma(True, self.slot("x", "input", S * E), "x", S * E))
-        self.out.inputs["x"] = Io("x", S, E, E)
+        norm = self.block.embed_norm
+        if norm is None:
+            self.load("x", Dma(True, self.slot("x", "input", S * E), "x", S * E))
+            self.out.inputs["x"] = Io("x", S, E, E)
+        else:   # the host's int16 embedding rows, normalised here into x
+            self.buf("embed", 2 * S * E)
+            self.load("embed", Dma(True, self.slot("x", "input", 2 * S * E), "embed",
+                                   2 * S * E))
+            self.out.inputs["x"] = Io("x", S, 2 * E, 2 * E)
+            self._norm("ln0", "embed", norm, "x", "attention", allocate=False)
 
         sum_heads = L.rq_sum is not None
         self._attention(S, E, P, H, Sp, Ep, Pp, sum_heads=sum_heads)
@@ -182,7 +192,8 @@ class _BertLowering(_EncoderLowering):
             width = {"int8": 1, "int16": 2, "int32": 4}[spec.dtype]
             size = rows * cols * width
             self.slot(f"result_{name}", "output", size)
-            self.store(name, Dma(False, f"result_{name}", name, size))
+            source = "x" if name == "ln0" else name   # the embedding LayerNorm writes x
+            self.store(source, Dma(False, f"result_{name}", source, size))
             self.out.outputs[name] = Io(f"result_{name}", rows, cols * width, cols * width)
         return self.out
 

@@ -231,6 +231,8 @@ def _renamed(low: Lowered, buf, l2=lambda n: n, block=None) -> Lowered:
     given, every buffer and operation marked as block ``block``."""
 
     def ref(r):
+        if isinstance(r, tuple):   # a kernel's array of pointers (the residual's operands)
+            return tuple(ref(item) for item in r)
         return replace(r, buffer=buf(r.buffer)) if isinstance(r, Ref) else r
 
     def dma(d):

@@ -110,23 +110,30 @@ def prepare_real(work, *, layer=0, text=DEFAULT_TEXT, debug=False, corrupt=None,
 
 def prepare_block(work, imodel, x, *, debug=False, corrupt=None, config=DEFAULT_CONFIG,
                   weights="l2", reference=None):
-    """Compile the one-layer BERT model ``imodel`` for int8 rows ``x``, make it self-checking
-    and build it into ``work``. ``reference`` (an :class:`ita.quant.integer.IntegerResult`
-    of the whole model) must agree with the expected output and column sums."""
+    """Compile the BERT model ``imodel`` (one layer, or several chained) for its input rows
+    ``x``, make it self-checking and build it into ``work``. ``reference`` (an
+    :class:`ita.quant.integer.IntegerResult` of the whole model) must agree with the
+    expected output and column sums."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     spec = cluster_spec(config, weights=weights)
-    (block,) = imodel.blocks
-    probes = ("out", *(("pooled",) if block.pool else ()))
+    blocks = imodel.blocks
+    last = blocks[-1]
+    pooled = "pooled" if len(blocks) == 1 else f"b{len(blocks) - 1}_pooled"
+    probes = ("out", *((pooled,) if last.pool else ()))
     if debug:
-        probes = (*(n for n in block.INTERMEDIATES if _has(block, n)), *probes)
+        names = [n for n in last.INTERMEDIATES if _has(last, n)]
+        probes = (*(n for n in names if len(blocks) == 1),
+                  *(f"b{k}_{n}" for k, b in enumerate(blocks) if len(blocks) > 1
+                    for n in (*b.INTERMEDIATES, "out") if _has(b, n)
+                    and not (n == "out" and k == len(blocks) - 1)), *probes)
     program = compile_model(imodel, spec, probes=probes)
     expected = expected_bert_tensors(imodel, x, program.manifest["outputs"], config)
     if reference is not None:
-        if not np.array_equal(expected["out"][:block.tokens],
-                              reference.hidden[block.index + 1][:block.tokens]):
-            raise AssertionError("the layer's expected output is not the integer model's")
-        if block.pool and not np.array_equal(expected["pooled"][0], reference.pooled_sum):
+        if not np.array_equal(expected["out"][:last.tokens],
+                              reference.hidden[last.index + 1][:last.tokens]):
+            raise AssertionError("the program's expected output is not the integer model's")
+        if last.pool and not np.array_equal(expected[pooled][0], reference.pooled_sum):
             raise AssertionError("the expected column sums are not the integer model's")
     if corrupt:
         tensor, row, col = corrupt

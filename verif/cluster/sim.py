@@ -5,17 +5,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+import numpy as np
+
 from hw import toolchain
 from ita.cli import SEED, WAVES, Key, UsageError, choice_key, flag_key, int_key, text_key
 from ita.deploy import CompileError
 from ita.deploy.search import CHAINS
 from ita.deploy.target import WEIGHT_HOMES
+from ita.models.ir import ModelError
 from sw.build import build_app
 from verif.cluster.attention import prepare
 from verif.cluster.bert_layer import DEFAULT_TEXT, REAL_MODEL, run_real_layer
 from verif.cluster.encoder import MODELS, run_layer
 from verif.cluster.kernel_tests import KERNELS, SIZES, format_table, run_cases, select
 from verif.cluster.kernels import run_barrier, run_dma, run_gemm
+from verif.cluster.minilm import run_sentences
 from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 from verif.console import SUMMARY_FIELD
 from verif.sim import register
@@ -275,3 +279,49 @@ def _trace_encoder_layer(status, result, prepared, tag, max_cycles) -> str:
                            f"_not_{result.get('cycles')}")
         return "FAIL"
     return status
+
+
+# --- The whole all-MiniLM-L6-v2 (verif/cluster/minilm.py) --------------------------------------
+
+
+@register("minilm", "the whole all-MiniLM-L6-v2 on the cluster: the host tokenizes TEXT and "
+          "looks up its embedding rows; one compiled program runs the embedding LayerNorm, the "
+          "six layers and the pooling's column sums with the weights in L3, checked in C "
+          "against ita.quant.integer; prints the embedding's cosine against the float model, "
+          "cycles, share of the ITA's peak and the latency at 500 MHz; TEXT2 adds the two "
+          "sentences' similarity, float and integer",
+          keys=(text_key("TEXT", DEFAULT_TEXT, expect="a sentence", help="the sentence"),
+                text_key("TEXT2", "", expect="a sentence", empty=True,
+                         help="a second sentence: their cosine similarity, float and integer"),
+                choice_key("WEIGHTS", "l3", WEIGHT_HOMES, help="where the weights live "
+                           "(10.6 MB: L2 holds 4 MiB)"),
+                flag_key("DEBUG", help="also check every layer's intermediates"),
+                int_key("MAX_CYCLES", 60_000_000, minimum=1, help="watchdog per sentence")))
+def _run_minilm(options):
+    texts = [options["TEXT"], *([options["TEXT2"]] if options["TEXT2"] else [])]
+    try:
+        runs = run_sentences(texts, weights=options["WEIGHTS"], debug=bool(options["DEBUG"]),
+                             max_cycles=options["MAX_CYCLES"], stream=True)
+    except (CompileError, ModelError, ValueError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    status = "PASS" if all(run[0] == "PASS" for run in runs) else "FAIL"
+    _, fields, breakdown, (float_emb, int_emb) = runs[0]
+    print(breakdown, flush=True)
+    fields = dict(fields)
+    summary = [f"model          all-MiniLM-L6-v2, {fields['layers']} layers, "
+               f"{fields['tokens']} tokens, weights in {fields['weights'].upper()}",
+               f"accuracy       cosine {fields['cos']} against the float model",
+               f"latency        {fields['latency_ms']} ms at {fields['clock_mhz']} MHz"]
+    if fields["truncated"]:
+        summary.append(f"note           TEXT was cut to {fields['tokens']} tokens")
+    if len(runs) > 1:
+        f2, i2 = runs[1][3]
+        sim_float = float(float_emb @ f2 / (np.linalg.norm(float_emb) * np.linalg.norm(f2)))
+        sim_int = float(int_emb @ i2 / (np.linalg.norm(int_emb) * np.linalg.norm(i2)))
+        fields.update(similarity_float=f"{sim_float:.4f}", similarity_integer=f"{sim_int:.4f}",
+                      cos2=runs[1][1]["cos"], mismatches=fields["mismatches"]
+                      + runs[1][1]["mismatches"], cycles2=runs[1][1]["cycles"])
+        summary.append(f"similarity     float {sim_float:.4f}, integer {sim_int:.4f} "
+                       f"(TEXT2: {runs[1][1]['tokens']} tokens, cosine {runs[1][1]['cos']})")
+    fields[SUMMARY_FIELD] = summary
+    return status, fields

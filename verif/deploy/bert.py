@@ -22,13 +22,14 @@ from .harness import self_checking
 __all__ = ["expected_bert_tensors", "self_checking_bert", "as_bytes"]
 
 
-def expected_bert_tensors(model, x, names, config):
-    """The integer model's value of every tensor in ``names`` for the one BERT layer of
-    ``model`` on int8 rows ``x`` (``out``, ``pooled``, the intermediates)."""
-    (block,) = model.blocks
+def _block_tensors(block, x, config):
+    """Every tensor of one BERT layer block on its input ``x`` (int16 embedding rows for a
+    block with ``embed_norm``, else int8 rows)."""
     L, x = block.layer, np.asarray(x)
     valid = block.valid if block.valid is not None and block.valid < block.S else None
     t = {}
+    if block.embed_norm is not None:
+        x = t["ln0"] = block.embed_norm.rows(x)
     if L.rq_sum is None:
         heads = [attention_head(x, x, L.wq[h], L.wk[h], L.wv[h], L.wo[h], L.bq[h], L.bk[h],
                                 L.bv[h], L.bo[h], rq=L.rq_attn[h], valid_keys=valid,
@@ -47,7 +48,28 @@ def expected_bert_tensors(model, x, names, config):
     if not np.array_equal(t["out"], reference):
         raise AssertionError("expected_bert_tensors drifted from ita.quant.integer")
     t["pooled"] = t["out"][:block.tokens].astype(np.int64).sum(axis=0)[None].astype(np.int32)
-    return {name: t[name] for name in names}
+    return t
+
+
+def expected_bert_tensors(model, x, names, config):
+    """The integer model's value of every tensor in ``names`` for the BERT layer blocks of
+    ``model`` on rows ``x``, each block on the output of the one before: ``out``, ``pooled``
+    and the intermediates for one block; ``out`` (the last block's) and ``b<k>_<name>``
+    (block k's tensor) for several (:func:`ita.deploy.search.block_probes`)."""
+    blocks, found = model.blocks, []
+    for block in blocks:
+        found.append(_block_tensors(block, x, config))
+        x = found[-1]["out"]
+    if len(blocks) == 1:
+        return {name: found[0][name] for name in names}
+    tensors = {}
+    for name in names:
+        if name == "out":
+            tensors[name] = found[-1]["out"]
+        else:
+            head, _, tensor = name.partition("_")
+            tensors[name] = found[int(head[1:])][tensor]
+    return tensors
 
 
 def as_bytes(array):
@@ -64,10 +86,13 @@ _CHECK = re.compile(r'dl_check\(core, "(?P<name>\w+)", \(const int8_t \*\)(?P<go
 
 
 def self_checking_bert(program, x, expected, spec):
-    """``program`` with the int8 rows ``x`` in its input slot and checks of every output
-    against ``expected`` (name -> int8, int16 or int32 array)."""
+    """``program`` with the rows ``x`` (int8, or the int16 embedding rows of a first block
+    that normalises them) in its input slot and checks of every output against ``expected``
+    (name -> int8, int16 or int32 array)."""
     wide = {name for name, value in expected.items() if np.asarray(value).dtype == np.int32}
-    checked = self_checking(program, {"x": np.asarray(x, np.int8)},
+    x = np.asarray(x)
+    checked = self_checking(program, {"x": as_bytes(x if x.dtype == np.int16 else
+                                                    x.astype(np.int8))},
                             {name: as_bytes(value) for name, value in expected.items()}, spec)
 
     def word_check(match):
