@@ -31,10 +31,10 @@ def decoder_inputs(model, x):
     """The program's inputs: the new rows of ``x`` (all rows of a prefill, those after
     ``past`` for decoding steps) and, for decoding, the cache the prefill of the rows before
     leaves (``k_cache<g>`` past x P, ``v_cache<g>`` P x past)."""
-    (layer,) = model.blocks
     x = np.asarray(x)
-    if not layer.past:
+    if not any(block.past for block in model.blocks):   # prefills, one layer or chained
         return {"x": x}
+    (layer,) = model.blocks
     keys, values = _cache(layer, x)
     inputs = {"x": x[layer.past:]}
     for g in range(layer.shape.KV):
