@@ -116,8 +116,8 @@ class _BertLowering(_EncoderLowering):
             [_i8(norm.gamma), np.zeros(pad(E, 4) - E, np.uint8)]))
         beta = self._const_load(f"{ln}_beta", _i32(norm.beta))
         coef = self.buf(f"{ln}_coef", 8 * E)   # scratch of this call only
-        if allocate:
-            self.buf(dst, S * E)
+        if allocate:   # the engine reads it in whole tiles (ln1: F1; out: the next layer)
+            self.buf(dst, pad(S, self.cfg.M) * pad(E, self.cfg.M))
         self.op(Kernel(f"layer_norm_{ln}", "layer_norm_rows",
                        (Ref(src, 0, "int16_t"), Ref(dst), S, E, Ref(gamma),
                         Ref(beta, 0, "int32_t"), *_rq(norm.rq), Ref(coef, 0, "int32_t")),
