@@ -75,8 +75,9 @@ class ITAConfig:
             raise ValueError("bias_width must be smaller than acc_width")
         if self.softmax_shift < 0:
             raise ValueError("softmax_shift must not be negative")
-        if not 0 <= self.logit_frac_max <= self.input_width:
-            raise ValueError(f"logit_frac_max must lie in 0..{self.input_width}")
+        if self.logit_frac_max not in (1, 3, 7):
+            # 2**b - 1: every value of the b-bit job field is a step the engine takes
+            raise ValueError(f"logit_frac_max must be 1, 3 or 7, not {self.logit_frac_max}")
         if self.contexts < 1:
             raise ValueError("at least one job context is needed")
 
