@@ -213,7 +213,7 @@ class _DecoderLowering:
                            {"QP": Ref(f"qr{h}"), "KP": Ref(f"kr{g}"), "VP": Ref(f"vt{g}"),
                             "A": Ref(a), "O": Ref(o)},
                            reads=(f"qr{h}", f"kr{g}", f"vt{g}"), writes=(a, o), causal=True,
-                           macs=2 * S * S * P,
+                           logit_frac=L.logit_frac[h], macs=2 * S * S * P,
                            cycles=gemm_cycles(S, S, P, self.cfg) + gemm_cycles(S, P, S,
                                                                                 self.cfg)))
         residual = "x"
