@@ -92,15 +92,16 @@ class LlamaQuantOptions:
     percentile: float = 99.8
     narrow_percentile: float = 99.99
     smooth_alpha: float | None = None
-    logit_frac: int | None = 0
+    logit_frac: int | None = None
 
 
 #: The study's steps, each adding one ingredient.
 VARIANTS = {
     "naive": LlamaQuantOptions(per_channel=False, decompose=False, skip_first=False,
-                               percentile=100.0, narrow_percentile=100.0),
-    "per-channel": LlamaQuantOptions(decompose=False, skip_first=False, percentile=99.99),
-    "decomposition": LlamaQuantOptions(skip_first=False),
+                               percentile=100.0, narrow_percentile=100.0, logit_frac=0),
+    "per-channel": LlamaQuantOptions(decompose=False, skip_first=False, percentile=99.99,
+                                     logit_frac=0),
+    "decomposition": LlamaQuantOptions(skip_first=False, logit_frac=0),
     "best": LlamaQuantOptions(),
 }
 

@@ -146,8 +146,8 @@ def main(argv=None) -> int:
                         help="one weight scale per tensor for OW and F2")
     parser.add_argument("--logit-frac", default=defaults.logit_frac,
                         type=lambda v: None if v == "auto" else int(v),
-                        help="ITAmax logit step ln 2 / 2**K for every head, or 'auto': per "
-                             "head the finest that holds its logits (default %(default)s)")
+                        help="ITAmax logit step ln 2 / 2**K for every head, or 'auto' (the "
+                             "default): per head the finest that holds its logits")
     args = parser.parse_args(argv)
     options = QuantOptions(percentile=args.percentile,
                            smooth_alpha=None if args.alpha < 0 else args.alpha,

@@ -19,11 +19,14 @@ What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurem
   channel by ``s_j = max|x_j|**alpha / max|w_j|**(1 - alpha)`` (folded into gamma and beta)
   and the GEMM's weight rows multiplied by it. The residual add that also reads the
   LayerNorm output undoes the factor per column.
-* **The softmax's fixed input scale**: one logit step is ln 2, because ITAmax computes
-  ``2**(x - max)`` of its int8 input; the QK requantization is ``s_q * s_k / sqrt(P) / ln 2``
-  and is never calibrated (another step would change the softmax's temperature).
-  Probabilities have scale 1/255 (``floor(65280 / sum) >> (max - x)`` with the maximum's
-  term 256).
+* **The softmax's input scale is its logit step**: ITAmax computes ``2**((x - max) / 2**k)``
+  of its int8 input, so one logit step is ln 2 / 2**k and the QK requantization is
+  ``s_q * s_k / sqrt(P) / (ln 2 / 2**k)``, never calibrated (another scale would change the
+  softmax's temperature). k is the job's ``logit_frac``: per head the finest step whose
+  int8 range (127 steps) holds the head's largest calibrated logit
+  (:func:`logit_frac_for`); the public ITA's k = 0 rounds logits to ln 2, the largest
+  single error term. Probabilities have scale 1/255 (``floor(65280 / sum)`` times
+  ``2**((x - max) / 2**k)`` with the maximum's term 256).
 * **The FFN's outlier hidden units in their own engine FFN** (:func:`_ffn_groups`), so that
   one or two units reaching 13-25 on [CLS] do not coarsen the GELU outputs of the other
   1,534; the residual add sums the parts' F2 outputs.
@@ -88,7 +91,7 @@ class QuantOptions:
     per_channel: bool = True
     outlier_ratio: float | None = 6.0
     head_scales: bool = False
-    logit_frac: int | None = 0
+    logit_frac: int | None = None
 
 
 def logit_frac_for(logit_max, config: ITAConfig = DEFAULT_CONFIG) -> int:
