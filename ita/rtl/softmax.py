@@ -109,7 +109,6 @@ class SoftmaxUnit(wiring.Component):
         cfg = self._config
         width, shift = cfg.input_width, cfg.softmax_shift
         lowest = Const(-(1 << (width - 1)), signed(width))  # -128: never raises a maximum
-        unit = Const(1 << width, width + 1)  # 256, the weight of a logit equal to the maximum
         sum_limit = 1 << cfg.softmax_sum_width
 
         # The job's fraction table 2**(-f / 2**k) in units of 1/256 (entries f >= 2**k unused).

@@ -11,8 +11,8 @@ from verif.engine import run_engine_test
 pytestmark = pytest.mark.verilator
 
 DEFAULTS = {"S": 64, "E": 64, "P": 64, "F": 64, "H": 1, "ACT": "gelu", "BIAS": True,
-            "CAUSAL": False, "VALID_KEYS": 0, "LOGIT_FRAC": 0, "STALLS": True, "ARRAY_N": 16, "ARRAY_M": 64,
-            "SEED": 1, "WAVES": False}
+            "CAUSAL": False, "VALID_KEYS": 0, "LOGIT_FRAC": 0, "STALLS": True, "ARRAY_N": 16,
+            "ARRAY_M": 64, "SEED": 1, "WAVES": False}
 
 CASES = [
     # The reference's CI shapes (S, E, P, F), with and without stalls.
