@@ -38,6 +38,9 @@ class ITAConfig:
         Numerator of the softmax reciprocal (255 * 256).
     softmax_shift:
         Extra right shift applied to (max - x) in ITAmax; 0 is the current reference.
+    logit_frac_max:
+        Largest per-job ``logit_frac`` k of ITAmax: a logit step of ln 2 / 2**k, the k low
+        bits of (max - x) looked up in :meth:`exp_table` (``docs/arithmetic.md`` 4.9).
     gelu_const_width:
         Signed width of the i-GELU constants b and c.
     gelu_width:
@@ -56,6 +59,7 @@ class ITAConfig:
     softmax_sum_width: int = 19
     softmax_scalar: int = 65280
     softmax_shift: int = 0
+    logit_frac_max: int = 3
     gelu_const_width: int = 16
     gelu_width: int = 26
     contexts: int = 2
@@ -71,6 +75,9 @@ class ITAConfig:
             raise ValueError("bias_width must be smaller than acc_width")
         if self.softmax_shift < 0:
             raise ValueError("softmax_shift must not be negative")
+        if self.logit_frac_max not in (1, 3, 7):
+            # 2**b - 1: every value of the b-bit job field is a step the engine takes
+            raise ValueError(f"logit_frac_max must be 1, 3 or 7, not {self.logit_frac_max}")
         if self.contexts < 1:
             raise ValueError("at least one job context is needed")
 
@@ -112,6 +119,21 @@ class ITAConfig:
     def max_inner_without_bias(self) -> int:
         """Largest inner dimension of a bias-free step (QK) that cannot overflow."""
         return self.acc_max // (128 * 128)
+
+    @property
+    def logit_frac_bits(self) -> int:
+        """Width of the job field that carries ``logit_frac`` (0..``logit_frac_max``)."""
+        return self.logit_frac_max.bit_length()
+
+    def exp_table(self, logit_frac: int) -> tuple:
+        """ITAmax's fraction table for a logit step of ln 2 / 2**k: entry f is
+        ``round(256 * 2**(-f / 2**k))``, f in 0..2**k - 1, so entry 0 is exactly 256 and
+        k = 0 is the shift-only arithmetic of the reference."""
+        if not 0 <= logit_frac <= self.logit_frac_max:
+            raise ValueError(f"logit_frac must lie in 0..{self.logit_frac_max}, got {logit_frac}")
+        one = 1 << self.input_width
+        steps = 1 << logit_frac
+        return tuple(int(round(one * 2.0 ** (-f / steps))) for f in range(steps))
 
     @property
     def max_keys(self) -> int:

@@ -14,7 +14,7 @@ from hw.configs import get as get_config
 from hw.verilog import config_key
 from ita.cli import SEED, choice_key, flag_key, int_key
 from verif.channel import publish
-from verif.engine import ACTIVATIONS, engine_options
+from verif.engine import ACTIVATIONS, LOGIT_FRAC, engine_options
 from verif.engine import TB_MODULE as ENGINE_TB
 from verif.hwpe.sim import JOBS_TESTCASE, MODES, hwpe_options
 from verif.hwpe.sim import TB_MODULE as HWPE_TB
@@ -43,6 +43,7 @@ def _keys(*extra):
             choice_key("ACT", "gelu", ACTIVATIONS, help="activation of F1 / linear"),
             flag_key("BIAS", True), flag_key("CAUSAL"),
             int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
+            LOGIT_FRAC,
             flag_key("STALLS", True, help="random idle cycles, back-pressure, grant stalls"),
             SEED)
 

@@ -15,6 +15,7 @@ enough. Biases are int32 words (the engine uses their low 24 bits).
 """
 
 from cluster_integration.registers import WORD_BYTES, Field, Register
+from ita.config import DEFAULT_CONFIG
 
 __all__ = ["Field", "Register", "SHARED", "JOB", "REGISTERS", "JOB_BASE", "TENSOR_POINTERS",
            "REQUANT_STEPS", "REQUANT_REGISTERS", "POINTER_REGISTERS", "pointer_register",
@@ -65,7 +66,10 @@ _JOB_FIELDS = [
       Field("activation", 2, 2, "0 identity, 1 GELU, 2 ReLU (FFN F1, linear)",
             config="activation"),
       Field("bias_enable", 4, 1, "add the biases", config="bias_enable"),
-      Field("causal", 5, 1, "causal attention mask", config="causal"))),
+      Field("causal", 5, 1, "causal attention mask", config="causal"),
+      Field("logit_frac", 6, DEFAULT_CONFIG.logit_frac_bits,
+            f"ITAmax logit step ln 2 / 2**k, k = 0..{DEFAULT_CONFIG.logit_frac_max} (0: the "
+            "reference's)", config="logit_frac"))),
     ("DIMS_SE", "Sequence length S and embedding size E.",
      (Field("seq_len", 0, 16, "S", config="seq_len"),
       Field("embed", 16, 16, "E", config="embed"))),

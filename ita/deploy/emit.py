@@ -154,7 +154,8 @@ def _job(job: ItaJob, schedule, var):
             f" .ffn = {d['F']}u, .valid_keys = {job.valid_keys}u,\n"
             f"               .requant = {{{rq}}},\n"
             f"               .gelu_b = {job.gelu[0]}, .gelu_c = {job.gelu[1]},"
-            f" .act_requant = {{{act[0]}u, {act[1]}u, {act[2]}}}}},\n"
+            f" .act_requant = {{{act[0]}u, {act[1]}u, {act[2]}}},"
+            f" .logit_frac = {job.logit_frac}u}},\n"
             f"    .pointer = {{{pointers}}},\n}};\n")
 
 

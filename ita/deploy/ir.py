@@ -148,6 +148,7 @@ class ItaJob:
     act_rq: tuple = (1, 0, 0)
     causal: bool = False
     valid_keys: int = 0
+    logit_frac: int = 0        #: ITAmax logit step ln 2 / 2**logit_frac
     macs: int = 0              #: useful MACs (unpadded shapes)
     cycles: int = 0            #: engine cycles of the padded tiles
     stage: str = "attention"   #: attention, ffn1 or ffn2 (each may overlap or not)

@@ -258,7 +258,8 @@ class _EncoderLowering:
             self.op(ItaJob(
                 f"attention head {h}", "attention", dict(S=S, E=E, P=P, F=0), rq, pointers,
                 reads=("x", slot, wo), writes=(scratch, out), causal=self.causal,
-                valid_keys=self.valid_keys, macs=4 * S * E * P + 2 * S * S * P,
+                valid_keys=self.valid_keys, logit_frac=p.head_logit_frac(h),
+                macs=4 * S * E * P + 2 * S * S * P,
                 cycles=attention_cycles(S, E, P, self.cfg)))
             if not sum_heads:
                 continue

@@ -317,6 +317,10 @@ class _DecoderLowering:
         against the T keys (``k_gemv``), its ITAmax (``k_itamax``), the probabilities times
         V (``k_gemv_u8``), into row ``past`` of ``o<h>``, where the QKAV job puts it."""
         s, m, b, L = self.s, self.cfg.M, self.block, self.L
+        if int(L.logit_frac[h]):
+            raise CompileError(f"attention of head {h} on the cores: its logit step is "
+                               f"ln 2 / 2^{int(L.logit_frac[h])}, the cores' ITAmax has the "
+                               f"ln 2 step only (run it on the engine)")
         Tp, Pp, T = pad(b.T, m), pad(s.P, m), self.past + s.S
         logits, probs = self.buf(self.n(f"logits{h}"), Tp), self.buf(self.n(f"probs{h}"), Tp)
         o, qr = self.buf(self.n(f"o{h}"), Tp * Pp), self.n(f"qr{h}")
@@ -405,7 +409,7 @@ class _DecoderLowering:
                            {"QP": Ref(n(f"qr{h}")), "KP": Ref(f"kr{g}"), "VP": Ref(f"vt{g}"),
                             "A": Ref(a), "O": Ref(o)},
                            reads=(n(f"qr{h}"), f"kr{g}", f"vt{g}"), writes=(a, o),
-                           causal=True, macs=2 * S * T * P,
+                           causal=True, logit_frac=L.logit_frac[h], macs=2 * S * T * P,
                            cycles=gemm_cycles(T, T, P, self.cfg) + gemm_cycles(T, P, T,
                                                                                 self.cfg)))
         residual, at = "x", x_offset

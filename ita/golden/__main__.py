@@ -22,6 +22,8 @@ KEYS = (*(cli.int_key(name, 64, minimum=1, help=what) for name, what in (
         cli.flag_key("CAUSAL", help="causal attention mask"),
         cli.int_key("VALID_KEYS", 0, minimum=0,
                     help="only the first VALID_KEYS keys take part in the softmax (0: all S)"),
+        cli.int_key("LOGIT_FRAC", 0, minimum=0, maximum=ITAConfig().logit_frac_max,
+                    help="softmax logit step ln 2 / 2**LOGIT_FRAC (0: the reference's)"),
         cli.int_key("SEED", 0, minimum=0, help="random seed"),
         *cli.array_keys(),
         cli.path_key("OUT", None, help="output directory (default build/vectors/<shape>_seed<n>)"))
@@ -37,13 +39,15 @@ def _command(argv):
                              f"{exc}") from None
     shape = LayerShape(S=options["S"], E=options["E"], P=options["P"], F=options["F"],
                        H=options["H"], activation=options["ACT"], bias=options["BIAS"],
-                       causal=options["CAUSAL"], valid_keys=options["VALID_KEYS"] or None)
+                       causal=options["CAUSAL"], valid_keys=options["VALID_KEYS"] or None,
+                       logit_frac=options["LOGIT_FRAC"])
     shape.validate(config)
     seed = options["SEED"]
     out = options["OUT"] or (
         f"build/vectors/S{shape.S}_E{shape.E}_P{shape.P}_F{shape.F}_H{shape.H}_"
         f"{shape.activation}{'' if shape.bias else '_nobias'}"
-        f"{'_causal' if shape.causal else ''}_seed{seed}")
+        f"{'_causal' if shape.causal else ''}"
+        f"{f'_lf{shape.logit_frac}' if shape.logit_frac else ''}_seed{seed}")
     start = time.perf_counter()
     vectors = generate(shape, seed, config)
     npz, manifest = write(vectors, out, shape=shape, seed=seed, config=config)

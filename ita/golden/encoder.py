@@ -196,8 +196,9 @@ def layer_norm(x, gamma, beta, *, mult, shift, add):
 def core_softmax(a, *, n=None, mask=None, config: ITAConfig = DEFAULT_CONFIG):
     """The cores' softmax: ITAmax with column groups of ``n`` (default ``config.N``).
 
-    Identical to :func:`ita.golden.itamax` by definition, so a layer may compute its
-    softmax on the engine or on the cores and get the same bytes.
+    Identical to :func:`ita.golden.itamax` at the ln 2 logit step (``logit_frac`` 0, the
+    only step the cores' kernel takes), so a layer at that step may compute its softmax on
+    the engine or on the cores and get the same bytes.
     """
     return itamax(a, config.N if n is None else n, mask, config=config)
 
@@ -271,6 +272,11 @@ class EncoderParams:
     ln2_beta: np.ndarray   #: (E,) int32
     ln2_rq: np.ndarray     #: (3,)
     activation: str = "gelu"
+    logit_frac: tuple = ()  #: per head the ITAmax logit step ln 2 / 2**k (empty: k = 0)
+
+    def head_logit_frac(self, head: int) -> int:
+        """The logit step k of head ``head``'s attention job."""
+        return int(self.logit_frac[head]) if len(self.logit_frac) else 0
 
     def shape(self, seq: int) -> EncoderShape:
         """The :class:`EncoderShape` these weights belong to, for ``seq`` tokens."""
@@ -337,7 +343,10 @@ def encoder_layer(x, params: EncoderParams, *, causal=False, valid_keys=None,
     p = params
     attention = multi_head_attention(x, x, p.wq, p.wk, p.wv, p.wo, p.bq, p.bk, p.bv, p.bo,
                                      rq=p.rq_attn, rq_sum=p.rq_sum, causal=causal,
-                                     valid_keys=valid_keys, config=config)
+                                     valid_keys=valid_keys,
+                                     logit_frac=[p.head_logit_frac(h)
+                                                 for h in range(np.shape(p.wq)[0])],
+                                     config=config)
     attn = head_sum(attention.out, p.rq_sum)
     add1 = _residual(x, attn, p.add1, "add1")
     ln1 = layer_norm(add1, p.ln1_gamma, p.ln1_beta, **_rq_kwargs(p.ln1_rq, "ln1_rq"))
@@ -403,7 +412,8 @@ def encoder_layer_float(x, params: EncoderParams, *, causal=False, valid_keys=No
     heads = np.shape(p.wq)[0]
     per_head = [attention_head_float(x, x, p.wq[h], p.wk[h], p.wv[h], p.wo[h], p.bq[h],
                                      p.bk[h], p.bv[h], p.bo[h], rq=p.rq_attn[h],
-                                     causal=causal, valid_keys=valid_keys)
+                                     causal=causal, valid_keys=valid_keys,
+                                     logit_frac=p.head_logit_frac(h))
                 for h in range(heads)]
     attention = {k: np.stack([r[k] for r in per_head]) for k in per_head[0]}
     attn = _scale(p.rq_sum)(attention["out"].sum(axis=0))

@@ -106,7 +106,8 @@ class AttentionResult:
 
 
 def attention_head(q_in, kv_in, wq, wk, wv, wo, bq=None, bk=None, bv=None, bo=None, *, rq,
-                   causal=False, valid_keys=None, config: ITAConfig = DEFAULT_CONFIG):
+                   causal=False, valid_keys=None, logit_frac=0,
+                   config: ITAConfig = DEFAULT_CONFIG):
     """One attention head, step by step as the engine runs it.
 
     ``Q = rq0(q_in @ wq + bq)``, ``K = rq1(kv_in @ wk + bk)``, ``V = rq2(kv_in @ wv + bv)``,
@@ -128,6 +129,9 @@ def attention_head(q_in, kv_in, wq, wk, wv, wo, bq=None, bk=None, bv=None, bo=No
     valid_keys:
         Only the first ``valid_keys`` keys take part in the softmax (a shorter sentence in a
         longer buffer); None means all S keys.
+    logit_frac:
+        The job's ITAmax logit step ln 2 / 2**logit_frac (:func:`ita.golden.itamax`); QK's
+        requantization maps real logits to that step.
     """
     q_in, kv_in = _int8("q_in", q_in, 2), _int8("kv_in", kv_in, 2)
     wq, wk, wv, wo = (_int8(n, w, 2) for n, w in (("wq", wq), ("wk", wk), ("wv", wv),
@@ -149,7 +153,7 @@ def attention_head(q_in, kv_in, wq, wk, wv, wo, bq=None, bk=None, bv=None, bo=No
     vp = gemm_step("V", kv_in, wv, bv, rq[2], config)
     a = gemm_step("QK", qp, kp.T, None, rq[3], config)
     mask = attention_mask(seq, causal=causal, valid_keys=valid_keys)
-    a_soft = itamax(a, config.N, mask, config=config)
+    a_soft = itamax(a, config.N, mask, logit_frac=logit_frac, config=config)
     o = gemm_step("AV", a_soft, vp, None, rq[4], config)
     out = gemm_step("OW", o, wo, bo, rq[5], config)
     return AttentionResult(qp=qp, kp=kp, vp=vp, a=a, a_soft=a_soft, o=o, out=out)
@@ -182,13 +186,14 @@ class MultiHeadResult:
 
 
 def multi_head_attention(q_in, kv_in, wq, wk, wv, wo, bq=None, bk=None, bv=None, bo=None, *,
-                         rq, rq_sum, causal=False, valid_keys=None,
+                         rq, rq_sum, causal=False, valid_keys=None, logit_frac=0,
                          config: ITAConfig = DEFAULT_CONFIG):
     """H attention heads on the same inputs, then ``out_sum = rq_sum(sum_h out[h])``.
 
     Weights carry a leading head axis: ``wq`` (H, E, P), ``wo`` (H, P, E), biases (H, P) and
-    (H, E), ``rq`` (H, 6, 3). The engine runs one head per job; the head sum with its own
-    requantization is done by software (the cores), exactly as defined here.
+    (H, E), ``rq`` (H, 6, 3); ``logit_frac`` is one ITAmax step for all heads or one per
+    head. The engine runs one head per job; the head sum with its own requantization is
+    done by software (the cores), exactly as defined here.
     """
     wq = np.asarray(wq)
     heads = wq.shape[0] if wq.ndim == 3 else 0
@@ -198,13 +203,15 @@ def multi_head_attention(q_in, kv_in, wq, wk, wv, wo, bq=None, bk=None, bv=None,
     if rq.shape != (heads, 6, 3):
         raise ValueError(f"rq must have shape ({heads}, 6, 3), got {rq.shape}")
 
+    fracs = np.broadcast_to(np.asarray(logit_frac, dtype=np.int64), (heads,))
+
     def head_arg(value, h):
         return None if value is None else np.asarray(value)[h]
 
     results = [attention_head(q_in, kv_in, wq[h], head_arg(wk, h), head_arg(wv, h),
                               head_arg(wo, h), head_arg(bq, h), head_arg(bk, h),
                               head_arg(bv, h), head_arg(bo, h), rq=rq[h], causal=causal,
-                              valid_keys=valid_keys, config=config)
+                              valid_keys=valid_keys, logit_frac=int(fracs[h]), config=config)
                    for h in range(heads)]
     stacked = {f: np.stack([getattr(r, f) for r in results])
                for f in ("qp", "kp", "vp", "a", "a_soft", "o", "out")}

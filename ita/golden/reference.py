@@ -53,7 +53,7 @@ def gelu_float(x):
 
 
 def attention_head_float(q_in, kv_in, wq, wk, wv, wo, bq=None, bk=None, bv=None, bo=None, *,
-                         rq, causal=False, valid_keys=None, golden=None):
+                         rq, causal=False, valid_keys=None, logit_frac=0, golden=None):
     """Float twin of :func:`ita.golden.attention_head`; returns a dict of float arrays.
 
     ``golden`` (an :class:`ita.golden.AttentionResult`) switches to per-step inputs.
@@ -73,7 +73,8 @@ def attention_head_float(q_in, kv_in, wq, wk, wv, wo, bq=None, bk=None, bv=None,
 
     a = f[3](step_input(qp, "qp") @ step_input(kp, "kp").T)
     mask = attention_mask(len(q_in), causal=causal, valid_keys=valid_keys)
-    a_soft = 255.0 * softmax_float(step_input(a, "a"), mask, logit_scale=SOFTMAX_LOGIT_SCALE)
+    a_soft = 255.0 * softmax_float(step_input(a, "a"), mask,
+                                   logit_scale=SOFTMAX_LOGIT_SCALE / 2**logit_frac)
     o = f[4](step_input(a_soft, "a_soft") @ step_input(vp, "vp"))
     out = f[5](step_input(o, "o") @ np.asarray(wo, dtype=np.float64) + bias(bo, emb))
     return {"qp": qp, "kp": kp, "vp": vp, "a": a, "a_soft": a_soft, "o": o, "out": out}

@@ -33,40 +33,55 @@ def key_mask(rows, cols, valid_keys):
     return np.broadcast_to(np.arange(cols)[None, :] < valid_keys, (rows, cols))
 
 
-def itamax(logits, n=None, mask=None, *, config: ITAConfig = DEFAULT_CONFIG):
+def _exp_weights(diff, logit_frac, table):
+    """Fraction entry and integer shift of ``2**(-diff / 2**logit_frac)`` (non-negative diff):
+    the value is ``table[f] / 256 >> q``, the shift capped for numpy."""
+    return table[diff & ((1 << logit_frac) - 1)], np.minimum(diff >> logit_frac, 62)
+
+
+def itamax(logits, n=None, mask=None, *, logit_frac=0, config: ITAConfig = DEFAULT_CONFIG):
     """Streaming integer softmax of int8 logits, one probability row per logit row.
 
     Parameters
     ----------
     logits:
-        int8 array of shape (..., rows, columns); one logit step means ln 2.
+        int8 array of shape (..., rows, columns); one logit step means ln 2 / 2**logit_frac.
     n:
         Column group width (the engine's N); defaults to ``config.N``.
     mask:
         Optional boolean array broadcastable to ``logits``; True keeps a key. Masked keys
         take no part in the maximum or the denominator and get probability 0. Padded key
         columns of a tile are masked this way.
+    logit_frac:
+        The job's k in 0..``config.logit_frac_max``: the low k bits of every difference
+        ``d = max - x`` select an entry ``T[f]`` of ``config.exp_table(k)`` (256 at f = 0),
+        the others shift: ``2**(-d / 2**k) ~ T[d mod 2**k] / 256 >> (d >> k)``.
 
     Returns
     -------
     uint8 array of the same shape, ``~ 255 * 2**(x - max) / sum(2**(x_j - max))``.
 
-    Semantics per row, with groups of ``n`` columns taken in ascending order:
+    Semantics per row, with groups of ``n`` columns taken in ascending order and
+    ``q = d >> k``, ``f = d mod 2**k`` of each difference d:
 
     1. ``new = max(prev, max of the unmasked logits of the group)``, ``prev = -128`` at the
        first group (a masked logit behaves as -128, which never raises the maximum).
-    2. ``part = sum over unmasked x of 256 >> (new - x)`` plus, after the first group, the old
-       sum shifted right by ``new - prev``.
+    2. ``part = sum over unmasked x of T[f] >> q`` (d = new - x) plus, after the first group,
+       ``(old_sum * T[f]) >> (8 + q)`` (d = new - prev).
     3. After the last group ``inv = floor(65280 / sum)`` (0 for a fully masked row).
-    4. ``p = inv >> (max - x)`` for unmasked keys, else 0.
+    4. ``p = (inv * T[f]) >> (8 + q)`` (d = max - x) for unmasked keys, else 0.
 
-    Shifts are applied to ``round_half_up(d / 2**softmax_shift)`` instead of ``d`` when the
-    configuration uses the older /32 variant. Raises :class:`AccumulatorOverflowError` if a
-    running sum leaves ``config.softmax_sum_width`` bits.
+    With k = 0 the table is (256,) and these are the reference's ``256 >> d``, ``sum >> d``
+    and ``inv >> d``. Differences are ``round_half_up(d / 2**softmax_shift)`` instead of
+    ``d`` when the configuration uses the older /32 variant. Raises
+    :class:`AccumulatorOverflowError` if a running sum leaves ``config.softmax_sum_width``
+    bits.
     """
     n = config.N if n is None else int(n)
     if n < 1:
         raise ValueError(f"group width n must be positive, got {n}")
+    table = np.array(config.exp_table(int(logit_frac)), dtype=np.int64)
+    k, one = int(logit_frac), config.input_width
     x = np.asarray(logits)
     if x.ndim < 2:
         raise ValueError("logits must have at least two dimensions (rows, columns)")
@@ -91,10 +106,10 @@ def itamax(logits, n=None, mask=None, *, config: ITAConfig = DEFAULT_CONFIG):
     for g in range(groups):
         group, kept = xg[:, g], kg[:, g]
         new_max = np.maximum(row_max, np.where(kept, group, -128).max(axis=1))
-        exponent = np.minimum(_scaled_shift(new_max[:, None] - group, shift), 62)
-        part = np.where(kept, 256 >> exponent, 0).sum(axis=1)
-        rescale = np.minimum(_scaled_shift(new_max - row_max, shift), 62)
-        row_sum = part + (row_sum >> rescale)
+        frac, exponent = _exp_weights(_scaled_shift(new_max[:, None] - group, shift), k, table)
+        part = np.where(kept, frac >> exponent, 0).sum(axis=1)
+        frac, exponent = _exp_weights(_scaled_shift(new_max - row_max, shift), k, table)
+        row_sum = part + ((row_sum * frac) >> np.minimum(exponent + one, 62))
         row_max = new_max
         if np.any(row_sum >= limit):
             row = int(np.argmax(row_sum >= limit))
@@ -103,6 +118,7 @@ def itamax(logits, n=None, mask=None, *, config: ITAConfig = DEFAULT_CONFIG):
                 f"after column group {g}")
 
     inverse = np.where(row_sum > 0, config.softmax_scalar // np.maximum(row_sum, 1), 0)
-    exponent = np.minimum(_scaled_shift(np.maximum(row_max[:, None] - x, 0), shift), 62)
-    probs = np.where(keep, inverse[:, None] >> exponent, 0)
+    frac, exponent = _exp_weights(_scaled_shift(np.maximum(row_max[:, None] - x, 0), shift),
+                                  k, table)
+    probs = np.where(keep, (inverse[:, None] * frac) >> np.minimum(exponent + one, 62), 0)
     return probs.astype(np.uint8).reshape(shape)

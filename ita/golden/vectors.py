@@ -28,7 +28,7 @@ FORMAT = "ita-vectors/1"
 
 INPUT_KEYS = ("q_in", "kv_in", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo", "ff_in", "w1",
               "b1", "w2", "b2", "rq_attn", "rq_ffn", "rq_sum", "gelu_b", "gelu_c", "act_rq",
-              "activation", "causal", "valid_keys")
+              "activation", "causal", "valid_keys", "logit_frac")
 OUTPUT_KEYS = ("qp", "kp", "vp", "a", "a_soft", "o", "out", "out_sum", "f1", "f2")
 
 
@@ -45,6 +45,7 @@ class LayerShape:
     bias: bool = True
     causal: bool = False
     valid_keys: int | None = None
+    logit_frac: int = 0
 
     def validate(self, config: ITAConfig = DEFAULT_CONFIG):
         """Raise ValueError naming the first size the hardware cannot compute exactly."""
@@ -66,6 +67,7 @@ class LayerShape:
                              f"softmax sum (at most {config.max_keys} keys)")
         if self.valid_keys is not None and not 1 <= self.valid_keys <= self.S:
             raise ValueError(f"valid_keys must be in 1..S={self.S}, got {self.valid_keys}")
+        config.exp_table(self.logit_frac)  # a step the engine takes
 
 
 def _cauchy(rng, shape, bits, dtype):
@@ -121,11 +123,13 @@ def generate(shape: LayerShape, seed: int, config: ITAConfig = DEFAULT_CONFIG):
     v["activation"] = np.str_(shape.activation)
     v["causal"] = np.bool_(shape.causal)
     v["valid_keys"] = np.int32(S if shape.valid_keys is None else shape.valid_keys)
+    v["logit_frac"] = np.int32(shape.logit_frac)
 
     attn = multi_head_attention(v["q_in"], v["kv_in"], v["wq"], v["wk"], v["wv"], v["wo"],
                                 v["bq"], v["bk"], v["bv"], v["bo"], rq=v["rq_attn"],
                                 rq_sum=v["rq_sum"], causal=shape.causal,
-                                valid_keys=shape.valid_keys, config=config)
+                                valid_keys=shape.valid_keys, logit_frac=shape.logit_frac,
+                                config=config)
     ff = ffn(v["ff_in"], v["w1"], v["b1"], v["w2"], v["b2"], rq=v["rq_ffn"],
              activation=shape.activation, gelu_b=gelu.b, gelu_c=gelu.c, act_rq=v["act_rq"],
              config=config)

@@ -31,8 +31,9 @@ PAIRS_FILE = DATA / "evaluation_pairs.tsv"
 # Largest int8 magnitude a calibrated scale maps to.
 _INT8_MAX = 127
 
-# Trace entries of (H, S, X) shape (per head); the others are (S, X). Attention logits are
-# not kept: their scale is the softmax's fixed one.
+# Trace entries of (H, S, X) shape (per head); the others are (S, X). Attention logits
+# (H, S, S) are kept only as each head's largest magnitude, ``logit_max`` (H,): their scale
+# is the softmax's fixed step, and the largest logit says how fine that step may be.
 _PER_HEAD = ("q", "k", "v", "o", "head_out")
 _SKIPPED = ("logits",)
 
@@ -73,7 +74,8 @@ class Calibration:
 
     ``embed`` is the (T, E) embedding sum (the host's int8 input); ``layers[l]`` maps the
     trace names of :func:`ita.models.bert_reference.encoder_layer` to arrays with all T
-    tokens along the token axis (axis 1 for per-head arrays, else axis 0).
+    tokens along the token axis (axis 1 for per-head arrays, else axis 0), and
+    ``logit_max`` (H,) to each head's largest attention logit magnitude (nats).
     """
 
     embed: np.ndarray
@@ -105,6 +107,8 @@ def calibrate(model: Model, texts) -> Calibration:
                 continue
             axis = 1 if name in _PER_HEAD else 0
             entries[name] = np.concatenate([t[index][name] for t in traces], axis=axis)
+        entries["logit_max"] = np.max([np.abs(t[index]["logits"]).max(axis=(1, 2))
+                                       for t in traces], axis=0)
         layers.append(entries)
     return Calibration(embed=np.concatenate(embeds), layers=tuple(layers),
                        sentences=len(texts))

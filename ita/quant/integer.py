@@ -107,6 +107,11 @@ class IntegerLayer:
     ffn: tuple             #: FFNPart, ...
     add2: np.ndarray       #: ln1 + the parts' F2 outputs
     norm2: NormConstants
+    logit_frac: tuple = ()  #: per head the ITAmax step ln 2 / 2**k (empty: k = 0)
+
+    def head_logit_frac(self, head: int) -> int:
+        """Head ``head``'s k (as :meth:`ita.golden.EncoderParams.head_logit_frac`)."""
+        return _logit_frac(self, head)
 
 
 @dataclass(frozen=True)
@@ -262,15 +267,21 @@ def embed_rows(model: IntegerModel, ids) -> np.ndarray:
     return np.rint(total / top * ((1 << ROW_BITS) - 1)).astype(np.int16)
 
 
+def _logit_frac(L: IntegerLayer, head):
+    return L.logit_frac[head] if L.logit_frac else 0
+
+
 def _layer(x, L: IntegerLayer, valid, config):
     if L.rq_sum is None:  # one engine job per head; the residual add sums the heads
         heads = [attention_head(x, x, L.wq[h], L.wk[h], L.wv[h], L.wo[h], L.bq[h], L.bk[h],
                                 L.bv[h], L.bo[h], rq=L.rq_attn[h], valid_keys=valid,
-                                config=config).out for h in range(len(L.wq))]
+                                logit_frac=_logit_frac(L, h), config=config).out
+                 for h in range(len(L.wq))]
         add1 = residual_add_rows(x, heads, L.add1)
     else:
         att = multi_head_attention(x, x, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
                                    rq=L.rq_attn, rq_sum=L.rq_sum, valid_keys=valid,
+                                   logit_frac=[_logit_frac(L, h) for h in range(len(L.wq))],
                                    config=config)
         add1 = residual_add_rows(x, att.out_sum, L.add1)   # out_sum: the cores' head sum
     ln1 = L.norm1.rows(add1)

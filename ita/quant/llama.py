@@ -52,7 +52,7 @@ from ita.models.llama import load_smollm2
 
 from . import llama_eval
 from .calibration import percentile_scale
-from .quantiser import QuantError
+from .quantiser import QuantError, logit_frac_for
 
 __all__ = ["CALIBRATION_TEXT", "VARIANTS", "LlamaQuantOptions", "Gemm", "Norm",
            "IntegerDecoderLayer", "IntegerLlama", "IntegerCache", "IntegerOutput",
@@ -81,7 +81,9 @@ class LlamaQuantOptions:
     position 0 stays out of the activation statistics; ``percentile`` of ``|x|`` maps to
     127 (100: the maximum); ``narrow_percentile`` serves the tensors that stay int8 (V,
     rotated Q/K, A.V: no core corrects them); ``smooth_alpha`` is SmoothQuant's migration
-    strength for the GEMM inputs the cores produce (the norms, SiLU x up; None: none).
+    strength for the GEMM inputs the cores produce (the norms, SiLU x up; None: none);
+    ``logit_frac`` is the ITAmax logit step ln 2 / 2**logit_frac of the attention jobs
+    (None: per query head, the finest step whose int8 range holds its calibrated logits).
     """
 
     per_channel: bool = True
@@ -90,14 +92,16 @@ class LlamaQuantOptions:
     percentile: float = 99.8
     narrow_percentile: float = 99.99
     smooth_alpha: float | None = None
+    logit_frac: int | None = None
 
 
 #: The study's steps, each adding one ingredient.
 VARIANTS = {
     "naive": LlamaQuantOptions(per_channel=False, decompose=False, skip_first=False,
-                               percentile=100.0, narrow_percentile=100.0),
-    "per-channel": LlamaQuantOptions(decompose=False, skip_first=False, percentile=99.99),
-    "decomposition": LlamaQuantOptions(skip_first=False),
+                               percentile=100.0, narrow_percentile=100.0, logit_frac=0),
+    "per-channel": LlamaQuantOptions(decompose=False, skip_first=False, percentile=99.99,
+                                     logit_frac=0),
+    "decomposition": LlamaQuantOptions(skip_first=False, logit_frac=0),
     "best": LlamaQuantOptions(),
 }
 
@@ -138,6 +142,7 @@ class IntegerDecoderLayer:
     k_rope: tuple
     rq_qk: tuple         #: per query head
     rq_av: tuple         #: per query head
+    logit_frac: tuple    #: per query head, the QKAV job's ITAmax step ln 2 / 2**k
     o: tuple             #: per query head, V's column scales folded into the rows
     o_add: tuple
     norm2: Norm
@@ -214,6 +219,7 @@ def _float_layer(layer: DecoderLayer, x):
     G = H // KV
     scores = qr.reshape(KV, G, T, D) @ kr[:, None].swapaxes(-1, -2) / np.float32(np.sqrt(D))
     scores = np.where(causal_mask(T), scores, -np.inf)
+    logit_max = np.abs(np.where(causal_mask(T), scores, 0)).reshape(H, T * T).max(axis=1)
     o = (_softmax(scores) @ v.reshape(T, KV, D).transpose(1, 0, 2)[:, None]).reshape(H, T, D)
     head_out = o @ att.wo.reshape(H, D, -1)
     x = x + head_out.sum(axis=0)
@@ -222,7 +228,7 @@ def _float_layer(layer: DecoderLayer, x):
     h = g / (1.0 + np.exp(-g)) * u
     d = h @ ffn.w_down
     return x + d, dict(n1=n1, q=q, k=k, v=v, qr=qr, kr=kr, o=o, head_out=head_out, n2=n2,
-                       g=g, u=u, h=h, d=d, mid=x)
+                       g=g, u=u, h=h, d=d, mid=x, logit_max=logit_max)
 
 
 # --- quantisation helpers --------------------------------------------------------------------
@@ -342,6 +348,8 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
         raise QuantError("calibration needs a sequence of at least two tokens")
     q = _Quantiser(options)
     skip = options.skip_first
+    if options.logit_frac is not None:
+        config.exp_table(options.logit_frac)  # refuses a step the engine cannot take
     xs = [model.embedding.tokens[s].astype(np.float32) for s in sequences]
     residual_max = max(float(np.abs(x).max()) for x in xs)
     layers, pending = [], []
@@ -354,6 +362,7 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
         outs = [_float_layer(layer, x) for x in xs]
         xs = [o[0] for o in outs]
         tr = {k: [o[1][k] for o in outs] for k in outs[0][1]}
+        logit_max = np.max(tr.pop("logit_max"), axis=0)
         residual_max = max(residual_max, *(float(np.abs(t).max()) for t in tr["mid"]),
                            *(float(np.abs(x).max()) for x in xs))
         H, KV, D = att.heads, att.kv_heads, att.head_dim
@@ -374,9 +383,12 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
         v_jobs, _, s_v = _projection(q, s_n1, att.wv, rows["v"], None, D, f"{name} V",
                                      full["n1"])
         rq_qk, rq_av, o_jobs, o_scales = [], [], [], []
+        logit_frac = tuple(logit_frac_for(float(m), config) for m in logit_max) \
+            if options.logit_frac is None else (options.logit_frac,) * H
         for h in range(H):
             g = h // G
-            rq_qk.append(_requant(s_qr[h] * s_kr[g] / math.sqrt(D) / SOFTMAX_LOGIT_SCALE,
+            logit_step = SOFTMAX_LOGIT_SCALE / 2**logit_frac[h]
+            rq_qk.append(_requant(s_qr[h] * s_kr[g] / math.sqrt(D) / logit_step,
                                   f"{name} QK{h}"))
             acc = s_v[g] / _PROB_ONE                       # per column of V
             mult, shift = _requant(1.0 / q.scale(rows["o"][h] / acc, narrow=True),
@@ -403,7 +415,8 @@ def quantise(model: Model, sequences, options: LlamaQuantOptions = LlamaQuantOpt
         layers.append(dict(q=tuple(q_jobs), k=tuple(k_jobs), v=tuple(v_jobs),
                            q_rope=tuple(np.stack(c) for c in zip(*q_rope, strict=True)),
                            k_rope=tuple(np.stack(c) for c in zip(*k_rope, strict=True)),
-                           rq_qk=tuple(rq_qk), rq_av=tuple(rq_av), o=tuple(o_jobs),
+                           rq_qk=tuple(rq_qk), rq_av=tuple(rq_av),
+                           logit_frac=logit_frac, o=tuple(o_jobs),
                            gate=gate, up=up, gated=gated, down=down))
         pending.append((norm1, layer.norm1.eps, norm2, layer.norm2.eps, np.stack(o_scales),
                         s_d))
@@ -483,7 +496,7 @@ def _layer(m: IntegerLlama, L: IntegerDecoderLayer, x, cos, sin, past_k, past_v)
     for h in range(H):
         g = h // G
         logits = gemm_step("QK", qr[h], keys[g].T, None, (*L.rq_qk[h], 0), cfg)
-        probs = itamax(logits, cfg.N, mask, config=cfg)
+        probs = itamax(logits, cfg.N, mask, logit_frac=L.logit_frac[h], config=cfg)
         o = gemm_step("AV", probs, values[g], None, (*L.rq_av[h], 0), cfg)
         count += dec.GemmCount(engine=T * D * (past + T) * 2)
         x = dec.dequantise_add(x, gemm(o, L.o[h], "O"), L.o_add[0][h], L.o_add[1][h])
@@ -573,6 +586,9 @@ def _command(args):
     options = VARIANTS[args.variant]
     if args.percentile is not None:
         options = replace(options, percentile=args.percentile)
+    if args.logit_frac is not None:
+        options = replace(options, logit_frac=None if args.logit_frac == "auto"
+                          else args.logit_frac)
     imodel = quantise(model, _sequences(model.tokenizer, calibration), options)
     comparison, count, head = evaluate(model, imodel, _sequences(model.tokenizer, text,
                                                            args.positions))
@@ -600,6 +616,9 @@ def main(argv=None):
     parser.add_argument("--calibration", type=Path, default=CALIBRATION_TEXT,
                         help="calibration paragraphs (default ita/quant/data/"
                              "llama_calibration.txt)")
+    parser.add_argument("--logit-frac", type=lambda v: "auto" if v == "auto" else int(v),
+                        help="ITAmax logit step ln 2 / 2**K for every head, or 'auto': per "
+                             "head the finest that holds its logits (default: the variant's)")
     args = parser.parse_args(argv)
     try:
         _command(args)

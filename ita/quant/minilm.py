@@ -144,10 +144,14 @@ def main(argv=None) -> int:
                         help="SmoothQuant strength; a negative value turns smoothing off")
     parser.add_argument("--per-tensor", action="store_true",
                         help="one weight scale per tensor for OW and F2")
+    parser.add_argument("--logit-frac", default=defaults.logit_frac,
+                        type=lambda v: None if v == "auto" else int(v),
+                        help="ITAmax logit step ln 2 / 2**K for every head, or 'auto' (the "
+                             "default): per head the finest that holds its logits")
     args = parser.parse_args(argv)
     options = QuantOptions(percentile=args.percentile,
                            smooth_alpha=None if args.alpha < 0 else args.alpha,
-                           per_channel=not args.per_tensor)
+                           per_channel=not args.per_tensor, logit_frac=args.logit_frac)
     try:
         own = args.sentences is not None
         texts = [t for path in (args.sentences if own else EVALUATION_FILES)

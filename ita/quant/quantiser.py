@@ -19,11 +19,14 @@ What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurem
   channel by ``s_j = max|x_j|**alpha / max|w_j|**(1 - alpha)`` (folded into gamma and beta)
   and the GEMM's weight rows multiplied by it. The residual add that also reads the
   LayerNorm output undoes the factor per column.
-* **The softmax's fixed input scale**: one logit step is ln 2, because ITAmax computes
-  ``2**(x - max)`` of its int8 input; the QK requantization is ``s_q * s_k / sqrt(P) / ln 2``
-  and is never calibrated (another step would change the softmax's temperature).
-  Probabilities have scale 1/255 (``floor(65280 / sum) >> (max - x)`` with the maximum's
-  term 256).
+* **The softmax's input scale is its logit step**: ITAmax computes ``2**((x - max) / 2**k)``
+  of its int8 input, so one logit step is ln 2 / 2**k and the QK requantization is
+  ``s_q * s_k / sqrt(P) / (ln 2 / 2**k)``, never calibrated (another scale would change the
+  softmax's temperature). k is the job's ``logit_frac``: per head the finest step whose
+  int8 range (127 steps) holds the head's largest calibrated logit
+  (:func:`logit_frac_for`); the public ITA's k = 0 rounds logits to ln 2, the largest
+  single error term. Probabilities have scale 1/255 (``floor(65280 / sum)`` times
+  ``2**((x - max) / 2**k)`` with the maximum's term 256).
 * **The FFN's outlier hidden units in their own engine FFN** (:func:`_ffn_groups`), so that
   one or two units reaching 13-25 on [CLS] do not coarsen the GELU outputs of the other
   1,534; the residual add sums the parts' F2 outputs.
@@ -77,7 +80,10 @@ class QuantOptions:
     output column (False: one per tensor); ``outlier_ratio`` separates the FFN's outlier
     hidden units into their own engine FFN (None: one FFN), see :func:`_ffn_groups`;
     ``head_scales`` gives each attention head's output its own scale, the residual add
-    summing the heads (False: one scale, the cores' head sum, then the add).
+    summing the heads (False: one scale, the cores' head sum, then the add);
+    ``logit_frac`` is the ITAmax logit step ln 2 / 2**logit_frac of every attention job
+    (None: per head, the finest step whose int8 range holds the head's calibrated logits,
+    :func:`logit_frac_for`).
     """
 
     percentile: float = 99.999
@@ -85,6 +91,19 @@ class QuantOptions:
     per_channel: bool = True
     outlier_ratio: float | None = 6.0
     head_scales: bool = False
+    logit_frac: int | None = None
+
+
+def logit_frac_for(logit_max, config: ITAConfig = DEFAULT_CONFIG) -> int:
+    """The largest k in 0..``config.logit_frac_max`` whose logit step ln 2 / 2**k keeps a
+    logit of magnitude ``logit_max`` (nats) inside int8: a finer step resolves the
+    probabilities better, but QK's requantization saturates what lies beyond 127 steps and
+    merges the largest logits of a row."""
+    k = 0
+    while (k < config.logit_frac_max
+           and logit_max * 2**(k + 1) / SOFTMAX_LOGIT_SCALE <= _INT8_MAX):
+        k += 1
+    return k
 
 
 def _int8(values, scale):
@@ -256,6 +275,8 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
                          f"{model.family!r}")
     pct = options.percentile
     alpha = options.smooth_alpha
+    if options.logit_frac is not None:
+        config.exp_table(options.logit_frac)  # refuses a step the engine cannot take
     prob_one = config.softmax_scalar // 256  # ITAmax: 65280 / sum of 256 >> (max - x) terms
     layers = model.layers
     traces = calibration.layers
@@ -273,6 +294,8 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
         att, ff = layer.attention, layer.ffn
         H, P = att.heads, att.head_dim
         per_head = {k: [] for k in ("wq", "wk", "wv", "bq", "bk", "bv", "wo", "bo", "rq")}
+        logit_frac = tuple(logit_frac_for(float(m), config) for m in tr["logit_max"]) \
+            if options.logit_frac is None else (options.logit_frac,) * H
 
         s_wo = _column_scales(att.wo, options.per_channel)
         # Head outputs: int8 of head_out / s_wo at s_head (per head, or one for all heads).
@@ -294,8 +317,9 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
                 rq.append(_rq(s_x * s_w / s_out, f"{name} head {h} {key.upper()}"))
                 projections[key] = s_out
             s_o = percentile_scale(tr["o"][h], pct)
-            rq.append(_rq(projections["q"] * projections["k"] / math.sqrt(P)
-                          / SOFTMAX_LOGIT_SCALE, f"{name} head {h} QK"))
+            logit_step = SOFTMAX_LOGIT_SCALE / 2**logit_frac[h]
+            rq.append(_rq(projections["q"] * projections["k"] / math.sqrt(P) / logit_step,
+                          f"{name} head {h} QK"))
             rq.append(_rq(projections["v"] / prob_one / s_o, f"{name} head {h} AV"))
             rq.append(_rq(s_o / s_head[h], f"{name} head {h} OW"))
             per_head["wo"].append(_int8(att.wo[cols], s_wo))
@@ -331,7 +355,7 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
             rq_attn=np.array(per_head["rq"], dtype=np.int64),
             rq_sum=rq_sum,
             add1=add1, norm1=norm1, ffn=tuple(part for part, _ in parts),
-            add2=add2, norm2=norm2))
+            add2=add2, norm2=norm2, logit_frac=logit_frac))
         # Real value of one LSB of every int8 tensor at a block boundary (per column where
         # it varies), named as in the float trace; f1 is sign-inverted with i-GELU.
         scales[name] = {"x": smooth * s_x, "heads": [s_wo * s for s in s_head],

@@ -327,6 +327,7 @@ class Engine(wiring.Component):
             softmax.acc_keep.eq(at_act.qk_keep),
             softmax.acc_first.eq(at_act.softmax_first),
             softmax.acc_last.eq(at_act.softmax_last),
+            softmax.logit_frac.eq(job.logit_frac),
             act.value.eq(rq.result),
             act.kind.eq(at_act.act_kind),
             act.gelu_b.eq(job.gelu_b),

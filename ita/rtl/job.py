@@ -51,6 +51,7 @@ class EngineJob:
     gelu_b: int = 0
     gelu_c: int = 0
     act_requant: tuple = (1, 0, 0)
+    logit_frac: int = 0
 
     @property
     def dims(self):
@@ -69,7 +70,7 @@ class EngineJob:
             "bias_enable": int(self.bias), "causal": int(self.causal), "seq_len": self.S,
             "embed": self.E, "proj": self.P, "ffn": self.F,
             "valid_keys": 0 if self.valid_keys is None else self.valid_keys,
-            "gelu_b": self.gelu_b, "gelu_c": self.gelu_c,
+            "gelu_b": self.gelu_b, "gelu_c": self.gelu_c, "logit_frac": self.logit_frac,
         }
         for index, (mult, shift, add) in enumerate(self.requant):
             fields[f"requant.{index}.mult"] = int(mult)
@@ -142,7 +143,8 @@ def job_from_vectors(mode, v, *, head=0, config: ITAConfig = DEFAULT_CONFIG):
     activation = str(v["activation"])
     common = dict(requant=tuple(requant), gelu_b=int(v["gelu_b"]), gelu_c=int(v["gelu_c"]),
                   act_requant=tuple(map(int, v["act_rq"])), bias=bool(np.any(v["bq"]) or
-                                                                   np.any(v["b1"])))
+                                                                   np.any(v["b1"])),
+                  logit_frac=int(v["logit_frac"]) if "logit_frac" in v else 0)
     natural = {
         "q_in": v["q_in"], "kv_in": v["kv_in"], "wq_t": v["wq"][h].T, "wk_t": v["wk"][h].T,
         "wv_t": v["wv"][h].T, "wo_t": v["wo"][h].T, "bq": v["bq"][h], "bk": v["bk"][h],

@@ -80,6 +80,7 @@ def engine_config_layout(config: ITAConfig = DEFAULT_CONFIG):
         "proj": unsigned(DIM_BITS),
         "ffn": unsigned(DIM_BITS),
         "valid_keys": unsigned(DIM_BITS),  # 0 means all S keys
+        "logit_frac": unsigned(config.logit_frac_bits),  # ITAmax logit step ln 2 / 2**k
         "requant": data.ArrayLayout(RequantLayout, REQUANT_SETS),
         "gelu_b": signed(config.gelu_const_width),
         "gelu_c": signed(config.gelu_const_width),

@@ -19,6 +19,14 @@ def _scaled_shift(diff, softmax_shift):
     return (diff >> softmax_shift) + half
 
 
+def _split(distance, logit_frac, table):
+    """``(table[distance mod 2**k], distance >> k)`` for the job's k = ``logit_frac``: the
+    fraction entry and the integer shift of ``2**(-distance / 2**k)``."""
+    bits = len(table).bit_length() - 1
+    masks = Array(Const((1 << k) - 1, bits) for k in range(bits + 1 if bits else 1))
+    return Array(table)[distance[:bits] & masks[logit_frac]], distance >> logit_frac
+
+
 def _reduce_tree(m, values, combine, name):
     """Combine ``values`` pairwise in a balanced tree of depth ``ceil(log2(len(values)))``.
 
@@ -41,6 +49,9 @@ def _reduce_tree(m, values, combine, name):
 
 class SoftmaxUnit(wiring.Component):
     """Per-row softmax statistics of an M-row block, and normalisation of logits with them.
+
+    ``logit_frac`` is the job's k (held for the whole job): a logit step of ln 2 / 2**k, the
+    low k bits of every difference selecting an entry of ``config.exp_table(k)``.
 
     Phase 1 (step QK) takes one requantized output beat per cycle at the accumulate port: row
     ``acc_row``, N consecutive key columns in ascending order. It keeps a running maximum and
@@ -84,6 +95,7 @@ class SoftmaxUnit(wiring.Component):
             "acc_first": In(1),
             "acc_last": In(1),
             "restart": In(1),
+            "logit_frac": In(config.logit_frac_bits),
             "rows_ready": Out(range(config.M + 1)),
             "overflow": Out(1),
             "norm_row": In(row),
@@ -97,8 +109,16 @@ class SoftmaxUnit(wiring.Component):
         cfg = self._config
         width, shift = cfg.input_width, cfg.softmax_shift
         lowest = Const(-(1 << (width - 1)), signed(width))  # -128: never raises a maximum
-        unit = Const(1 << width, width + 1)  # 256, the weight of a logit equal to the maximum
         sum_limit = 1 << cfg.softmax_sum_width
+
+        # The job's fraction table 2**(-f / 2**k) in units of 1/256 (entries f >= 2**k unused).
+        steps = 1 << cfg.logit_frac_max
+        table = [Signal(width + 1, name=f"exp_table_{f}") for f in range(steps)]
+        with m.Switch(self.logit_frac):
+            for k in range(cfg.logit_frac_max + 1):
+                with m.Case(k):
+                    m.d.comb += [table[f].eq(value)
+                                 for f, value in enumerate(cfg.exp_table(k))]
 
         maxima = Array(Signal(signed(width), name=f"max_{r}") for r in range(cfg.M))
         sums = Array(Signal(cfg.softmax_sum_width, name=f"sum_{r}") for r in range(cfg.M))
@@ -142,15 +162,19 @@ class SoftmaxUnit(wiring.Component):
         for n in range(cfg.N):
             # A kept logit never exceeds the new maximum, so the difference fits unsigned.
             distance = (s1_max - s1_logits[n])[:width]
-            weights.append(Mux(s1_keep[n], unit >> _scaled_shift(distance, shift), 0))
+            fraction, exponent = _split(_scaled_shift(distance, shift), self.logit_frac, table)
+            weights.append(Mux(s1_keep[n], fraction >> exponent, 0))
         group_sum = _reduce_tree(m, weights, lambda a, b: a + b, "group_sum")
         old_sum = Signal(cfg.softmax_sum_width)
+        rescale_fraction, rescale_exponent = _split(s1_rescale, self.logit_frac, table)
+        rescaled = Signal(cfg.softmax_sum_width)  # old_sum * 2**(-d / 2**k), floored
         total = Signal(range(sum_limit + (cfg.N << width)))
         overflowed = Signal()
         row_sum = Signal(cfg.softmax_sum_width)  # saturated: the golden model would raise
         m.d.comb += [
             old_sum.eq(Mux(s1_first, 0, sums[s1_row])),
-            total.eq(group_sum + (old_sum >> s1_rescale)),
+            rescaled.eq((old_sum * rescale_fraction) >> (rescale_exponent + width)),
+            total.eq(group_sum + rescaled),
             overflowed.eq(total >= sum_limit),
             row_sum.eq(Mux(overflowed, sum_limit - 1, total)),
         ]
@@ -185,10 +209,14 @@ class SoftmaxUnit(wiring.Component):
             norm_max.eq(maxima[self.norm_row]),
             norm_inverse.eq(inverses[self.norm_row]),
         ]
+        # The row's reciprocal times each table entry, shared by the M lanes.
+        scaled = [Signal(2 * width + 1, name=f"scaled_inverse_{f}") for f in range(steps)]
+        m.d.comb += [scaled[f].eq(norm_inverse * table[f]) for f in range(steps)]
         for k in range(cfg.M):
             difference = norm_max - self.norm_logits[k]
             distance = Mux(difference < 0, 0, difference)[:width]  # as the golden model clamps
-            prob = (norm_inverse >> _scaled_shift(distance, shift))[:width]
+            product, exponent = _split(_scaled_shift(distance, shift), self.logit_frac, scaled)
+            prob = (product >> (exponent + width))[:width]
             m.d.sync += self.norm_probs[k].eq(Mux(self.norm_keep[k], prob, 0))
 
         return m

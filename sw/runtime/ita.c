@@ -28,7 +28,8 @@ int ita_acquire(void)
 void ita_program_config(const ita_config_t *c)
 {
     write_reg(ITA_HWPE_MODE_OFFSET,
-              ita_hwpe_mode_pack(c->mode, c->activation, c->bias_enable, c->causal));
+              ita_hwpe_mode_pack(c->mode, c->activation, c->bias_enable, c->causal,
+                                 c->logit_frac));
     write_reg(ITA_HWPE_DIMS_SE_OFFSET, ita_hwpe_dims_se_pack(c->seq_len, c->embed));
     write_reg(ITA_HWPE_DIMS_PF_OFFSET, ita_hwpe_dims_pf_pack(c->proj, c->ffn));
     write_reg(ITA_HWPE_VALID_KEYS_OFFSET, ita_hwpe_valid_keys_pack(c->valid_keys));

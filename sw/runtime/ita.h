@@ -56,6 +56,7 @@ typedef struct {
     int32_t gelu_b;
     int32_t gelu_c;
     ita_requant_t act_requant;
+    uint32_t logit_frac;  /* softmax logit step ln 2 / 2^logit_frac; 0: the reference's */
 } ita_config_t;
 
 typedef struct {

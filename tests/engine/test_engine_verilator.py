@@ -11,8 +11,8 @@ from verif.engine import run_engine_test
 pytestmark = pytest.mark.verilator
 
 DEFAULTS = {"S": 64, "E": 64, "P": 64, "F": 64, "H": 1, "ACT": "gelu", "BIAS": True,
-            "CAUSAL": False, "VALID_KEYS": 0, "STALLS": True, "ARRAY_N": 16, "ARRAY_M": 64,
-            "SEED": 1, "WAVES": False}
+            "CAUSAL": False, "VALID_KEYS": 0, "LOGIT_FRAC": 0, "STALLS": True, "ARRAY_N": 16,
+            "ARRAY_M": 64, "SEED": 1, "WAVES": False}
 
 CASES = [
     # The reference's CI shapes (S, E, P, F), with and without stalls.
@@ -28,6 +28,10 @@ CASES = [
     ("ita_attention", "attention", dict(S=70, E=64, P=64, VALID_KEYS=50, H=2, SEED=9)),
     ("ita_ffn", "ffn", dict(S=30, E=100, F=150, ACT="gelu", SEED=10)),
     ("ita_linear", "linear", dict(S=65, E=33, P=17, ACT="relu", BIAS=False, SEED=11)),
+    # Finer softmax logit steps (ln 2 / 2**k), also with masks.
+    ("ita_attention", "attention", dict(S=100, E=64, P=64, LOGIT_FRAC=3, CAUSAL=True, SEED=14)),
+    ("ita_qkav", "qkav", dict(S=130, P=64, LOGIT_FRAC=2, VALID_KEYS=120, SEED=15)),
+    ("ita_attention", "attention", dict(S=64, E=64, P=64, LOGIT_FRAC=1, H=2, SEED=16)),
     # A second geometry: ARRAY_N=8 units of ARRAY_M=32.
     ("ita_attention", "attention",
      dict(S=90, E=40, P=48, CAUSAL=True, ARRAY_N=8, ARRAY_M=32, SEED=12)),

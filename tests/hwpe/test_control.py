@@ -376,7 +376,7 @@ def test_byte_enables():
         assert decode("DIMS_SE", await h.read("DIMS_SE")) == {"seq_len": 0, "embed": 0x78}
         await h.write("MODE", WORD_MASK)  # bits outside the fields are not stored
         assert await h.read("MODE") == encode("MODE", mode=3, activation=3, bias_enable=1,
-                                              causal=1)
+                                              causal=1, logit_frac=3)
 
     simulate(body)
 

@@ -13,7 +13,7 @@ from verif.regress import regression_tests
 pytestmark = pytest.mark.verilator
 
 DEFAULTS = {"MODE": "attention", "S": 64, "E": 64, "P": 64, "F": 64, "H": 1, "ACT": "gelu",
-            "BIAS": True, "CAUSAL": False, "VALID_KEYS": 0, "STALLS": True,
+            "BIAS": True, "CAUSAL": False, "VALID_KEYS": 0, "LOGIT_FRAC": 0, "STALLS": True,
             "ARRAY_N": 16, "ARRAY_M": 64, "SEED": 1, "WAVES": False}
 
 CASES = [
@@ -22,6 +22,7 @@ CASES = [
     dict(MODE="ffn", S=96, E=64, F=160, ACT="gelu", SEED=3),
     dict(MODE="linear", S=65, E=33, P=17, ACT="relu", BIAS=False, SEED=4),
     dict(MODE="qkav", S=130, P=64, VALID_KEYS=120, SEED=5),
+    dict(S=96, E=64, P=64, CAUSAL=True, LOGIT_FRAC=3, H=2, SEED=6),  # the MODE field's step
 ]
 
 

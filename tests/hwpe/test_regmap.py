@@ -226,7 +226,7 @@ def test_c_header_compiles(header_dir, flags):
     source = header_dir / "include_twice.c"
     source.write_text('#include "ita_hwpe_regs.h"\n#include "ita_hwpe_regs.h"\n'
                       "int main(void) { return (int)(ita_hwpe_mode_pack(ITA_MODE_FFN, "
-                      "ITA_ACT_GELU, 1u, 0u) & ITA_HWPE_JOB_REGS)\n"
+                      "ITA_ACT_GELU, 1u, 0u, 2u) & ITA_HWPE_JOB_REGS)\n"
                       "    + (int)ita_hwpe_requant_offset(ITA_STEP_F2)\n"
                       "    + (int)ita_hwpe_pointer_offset(ITA_PTR_OUT)\n"
                       "    + ita_hwpe_acquire_job_id_get(ita_hwpe_requant_pack(1u, 2u, -3)); }\n")
@@ -275,9 +275,9 @@ def test_c_pack_functions_match_python(header_dir):
     # Out-of-range arguments are masked to the field width, not spilled into neighbours.
     calls.append("ita_hwpe_requant_q_pack(0x1FFu, 0x100u, 128)")
     expected.append(model.pack("REQUANT_Q", mult=0xFF, shift=0, add=-128))
-    calls.append("ita_hwpe_mode_pack(ITA_MODE_QKAV, ITA_ACT_RELU, 1u, 1u)")
+    calls.append("ita_hwpe_mode_pack(ITA_MODE_QKAV, ITA_ACT_RELU, 1u, 1u, 3u)")
     expected.append(model.pack("MODE", mode=Mode.QKAV, activation=ActivationKind.RELU.value,
-                               bias_enable=1, causal=1))
+                               bias_enable=1, causal=1, logit_frac=3))
     assert run_c(header_dir, calls) == expected
 
 

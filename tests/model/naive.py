@@ -43,10 +43,17 @@ def gelu_int(q, b, c, mult, shift, add):
     return requant_int(w(q * w(erf + c)), mult, shift, add)
 
 
-def softmax_rows(logits, n, keep=None, softmax_shift=0):
+def softmax_rows(logits, n, keep=None, softmax_shift=0, logit_frac=0):
     """Contract section 4 per row, per group, per element."""
     def sh(d):
         return d if softmax_shift == 0 else (d >> softmax_shift) + ((d >> (softmax_shift - 1)) & 1)
+
+    steps = 2 ** logit_frac
+
+    def scale(value, d):  # floor(value * 2**(-d / steps)) with the 8-bit fraction table
+        d = sh(d)
+        entry = round(256 * 2 ** (-(d % steps) / steps))
+        return (value * entry) >> min(8 + d // steps, 63)
 
     rows, cols = len(logits), len(logits[0])
     out = np.zeros((rows, cols), dtype=np.uint8)
@@ -64,13 +71,13 @@ def softmax_rows(logits, n, keep=None, softmax_shift=0):
             part = 0
             for c in idx:
                 if k[c]:
-                    part += 256 >> min(sh(new - x[c]), 63)
+                    part += scale(256, new - x[c])
             if g > 0:
-                part += acc >> min(sh(new - prev), 63)
+                part += scale(acc, new - prev)
             mx, acc = new, part
         inv = 65280 // acc if acc else 0
         for c in range(cols):
-            out[r, c] = (inv >> min(sh(mx - x[c]), 63)) & 0xFF if k[c] else 0
+            out[r, c] = scale(inv, max(mx - x[c], 0)) & 0xFF if k[c] else 0
     return out
 
 

@@ -45,6 +45,53 @@ def test_softmax_shift_variant_rounds_half_up():
     assert itamax(x, 4, config=cfg).tolist() == naive.softmax_rows(x, 4, softmax_shift=5).tolist()
 
 
+def test_finer_logit_step_hand_computed():
+    # k = 2: d = 0, 1, 5, 11 -> entries T[0], T[1], T[1] >> 1, T[3] >> 2 of (256, 215, 181,
+    # 152): 256 + 215 + 107 + 38 = 616; inv = 65280 // 616 = 105;
+    # p = (105 * T[f]) >> (8 + q) = 105, 88, 44, 15.
+    x = np.array([[11, 10, 6, 0]], dtype=np.int8)
+    assert itamax(x, 4, logit_frac=2).tolist() == [[105, 88, 44, 15]]
+    # Two groups, max 6 then 11: the old sum 256 + (181 >> 1) = 346 rescales by d = 5 to
+    # (346 * 215) >> 9 = 145; with 256 + 215 it is 616 again, inv 105.
+    y = np.array([[6, 0, 11, 10]], dtype=np.int8)
+    assert itamax(y, 2, logit_frac=2).tolist() == [[44, 15, 105, 88]]
+    assert itamax(y, 2, logit_frac=2).tolist() == naive.softmax_rows(y, 2, logit_frac=2).tolist()
+
+
+def test_logit_step_out_of_range_is_refused():
+    x = np.zeros((1, 4), dtype=np.int8)
+    with pytest.raises(ValueError, match="logit_frac"):
+        itamax(x, 4, logit_frac=4)
+    with pytest.raises(ValueError, match="logit_frac_max"):
+        ITAConfig(logit_frac_max=2)
+
+
+@pytest.mark.parametrize("logit_frac", [0, 1, 2, 3])
+@pytest.mark.parametrize("n", [1, 16])
+def test_finer_logit_steps_match_naive(n, logit_frac):
+    rng = np.random.default_rng(n * 10 + logit_frac)
+    x = rng.integers(-128, 128, (24, 100)).astype(np.int8)
+    x[:12] = rng.integers(60, 80, (12, 100))          # many terms within a few octaves
+    mask = rng.random((24, 100)) < 0.8
+    for cfg in (ITAConfig(), ITAConfig(softmax_shift=2)):
+        np.testing.assert_array_equal(
+            itamax(x, n, mask, logit_frac=logit_frac, config=cfg),
+            naive.softmax_rows(x, n, mask, softmax_shift=cfg.softmax_shift,
+                               logit_frac=logit_frac))
+
+
+def test_finer_logit_step_is_closer_to_the_real_softmax():
+    rng = np.random.default_rng(2)
+    real = rng.normal(0, 2.5, (64, 64))                # logits in nats
+    errors = []
+    for k in range(4):
+        x = np.clip(np.rint(real / (np.log(2) / 2**k)), -128, 127).astype(np.int8)
+        e = np.exp(real - real.max(axis=1, keepdims=True))
+        errors.append(np.abs(itamax(x, 16, logit_frac=k) / 255 - e / e.sum(1, keepdims=True))
+                      .sum(axis=1).mean())
+    assert errors[0] > 1.5 * errors[2] and errors[1] > errors[2] > errors[3]
+
+
 @pytest.mark.parametrize("n", [1, 4, 8, 16])
 @pytest.mark.parametrize("cols", [16, 64, 100, 192])
 def test_random_rows_match_naive(n, cols):

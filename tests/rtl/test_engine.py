@@ -1,5 +1,7 @@
 """Whole-engine jobs under amaranth.sim on a small array (N=4, M=8), bit-exact."""
 
+from dataclasses import replace
+
 import pytest
 
 from ita.config import ITAConfig
@@ -19,7 +21,18 @@ CASES = [
     ("qkav", LayerShape(S=13, E=8, P=10, causal=True), 0.2),
     ("attention", LayerShape(S=8, E=8, P=8), 0.0),
     ("attention", LayerShape(S=19, E=12, P=9, causal=True, valid_keys=15), 0.3),
+    ("qkav", LayerShape(S=21, E=8, P=10, valid_keys=17, logit_frac=3), 0.2),
+    ("attention", LayerShape(S=16, E=8, P=8, causal=True, logit_frac=2), 0.0),
 ]
+
+
+def test_logit_step_reaches_the_probabilities():
+    """The finer-step cases above are not the k = 0 results under another name."""
+    for _mode, shape, _stall in CASES:
+        if shape.logit_frac:
+            coarse = replace(shape, logit_frac=0)
+            assert (generate(shape, seed=shape.S, config=SMALL)["a_soft"]
+                    != generate(coarse, seed=shape.S, config=SMALL)["a_soft"]).any()
 
 
 @pytest.mark.parametrize("mode, shape, stall", CASES,

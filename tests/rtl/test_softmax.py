@@ -24,8 +24,10 @@ def _padded(array, columns, fill):
     return np.pad(array, ((0, 0), (0, columns - array.shape[1])), constant_values=fill)
 
 
-def _simulate(config, blocks, *, rng=None, bubble_rate=0.0, early_normalize=False):
-    """Run ``blocks`` of (logits, keep), each M x C, one after the other.
+def _simulate(config, blocks, *, rng=None, bubble_rate=0.0, early_normalize=False,
+              logit_frac=0):
+    """Run ``blocks`` of (logits, keep), each M x C, one after the other, with the logit
+    step ``logit_frac`` (one k for all blocks, or one per block).
 
     Padded key columns of the last tile get logit 127 and keep 0: a unit that ignored the
     keep bits would let them win the maximum. With ``bubble_rate``, idle cycles are inserted
@@ -50,7 +52,9 @@ def _simulate(config, blocks, *, rng=None, bubble_rate=0.0, early_normalize=Fals
             cycle += 1
             ready[cycle] = ctx.get(dut.rows_ready)
 
-        for logits, keep in blocks:
+        fracs = np.broadcast_to(logit_frac, (len(blocks),))
+        for (logits, keep), frac in zip(blocks, fracs, strict=True):
+            ctx.set(dut.logit_frac, int(frac))
             columns = logits.shape[1]
             tiles = -(-columns // M)
             logits = _padded(logits, tiles * M, 127)
@@ -136,8 +140,10 @@ def _assert_probs(actual, expected, *, block=0):
 
 def _check(config, blocks, **options):
     dut, results = _simulate(config, blocks, **options)
-    for index, ((logits, keep), result) in enumerate(zip(blocks, results, strict=True)):
-        expected = itamax(logits, n=config.N, mask=keep, config=config)
+    fracs = np.broadcast_to(options.get("logit_frac", 0), (len(blocks),))
+    for index, ((logits, keep), result, frac) in enumerate(zip(blocks, results, fracs,
+                                                               strict=True)):
+        expected = itamax(logits, n=config.N, mask=keep, logit_frac=int(frac), config=config)
         _assert_probs(result["probs"], expected, block=index)
         assert not result["padding"].any(), "padded key columns must get probability 0"
         assert not result["overflow"]
@@ -233,6 +239,26 @@ def test_softmax_shift_5(N, M):
     _check(config, [(logits, keep)])
 
 
+@pytest.mark.parametrize("logit_frac", [1, 2, 3])
+@pytest.mark.parametrize(("N", "M"), [(4, 16), (16, 32)])
+def test_finer_logit_steps(N, M, logit_frac):
+    rng = np.random.default_rng(N * 10 + logit_frac)
+    _check(ITAConfig(N=N, M=M), [_mixed_rows(rng, M, 2 * M + 5)], logit_frac=logit_frac)
+
+
+def test_logit_step_changes_between_jobs_and_meets_the_shift_variant():
+    rng = np.random.default_rng(3)
+    blocks = [_mixed_rows(rng, 16, 32) for _ in range(4)]
+    _check(ITAConfig(N=4, M=16), blocks, logit_frac=[3, 0, 2, 1])
+    _check(ITAConfig(N=8, M=16, softmax_shift=2), blocks[:2], logit_frac=[3, 1])
+
+
+def test_seven_fraction_bits():
+    rng = np.random.default_rng(77)
+    config = ITAConfig(N=4, M=8, logit_frac_max=7)
+    _check(config, [_mixed_rows(rng, 8, 24)] * 3, logit_frac=[7, 5, 0])
+
+
 def test_bubbles_and_normalizing_while_rows_finish():
     rng = np.random.default_rng(7)
     config = ITAConfig(N=4, M=16)
@@ -282,7 +308,7 @@ def test_signature():
     dut = SoftmaxUnit(config=config)
     widths = {
         "acc_valid": 1, "acc_row": 5, "acc_logits": 8 * 8, "acc_keep": 8, "acc_first": 1,
-        "acc_last": 1, "restart": 1, "rows_ready": 6, "overflow": 1, "norm_row": 5,
+        "acc_last": 1, "restart": 1, "logit_frac": 2, "rows_ready": 6, "overflow": 1, "norm_row": 5,
         "norm_logits": 8 * 32, "norm_keep": 32, "norm_probs": 8 * 32,
     }
     assert {name: len(Value.cast(getattr(dut, name))) for name in widths} == widths
@@ -295,7 +321,8 @@ def test_signature():
     ITAConfig(N=4, M=16, softmax_shift=5),
     ITAConfig(N=1, M=1),
     ITAConfig(N=3, M=6),
-], ids=["default", "shift5", "1x1", "3x6"])
+    ITAConfig(N=2, M=4, logit_frac_max=1),
+], ids=["default", "shift5", "1x1", "3x6", "frac1"])
 def test_converts_to_verilog(config):
     text = verilog.convert(SoftmaxUnit(config=config), name="softmax_unit", emit_src=False)
     assert "module softmax_unit" in text and "[-1:0]" not in text

@@ -33,10 +33,13 @@ def _block_tensors(block, x, config):
     if L.rq_sum is None:
         heads = [attention_head(x, x, L.wq[h], L.wk[h], L.wv[h], L.wo[h], L.bq[h], L.bk[h],
                                 L.bv[h], L.bo[h], rq=L.rq_attn[h], valid_keys=valid,
-                                config=config).out for h in range(len(L.wq))]
+                                logit_frac=L.head_logit_frac(h), config=config).out
+                 for h in range(len(L.wq))]
     else:
         t["attn"] = multi_head_attention(x, x, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
                                          rq=L.rq_attn, rq_sum=L.rq_sum, valid_keys=valid,
+                                         logit_frac=[L.head_logit_frac(h)
+                                                     for h in range(len(L.wq))],
                                          config=config).out_sum
         heads = t["attn"]
     t["add1"] = qi.residual_add_rows(x, heads, L.add1)

@@ -195,7 +195,7 @@ def _qk_av(load, store, job, S, P, rq, config):
     """Steps QK (with the softmax) and AV of a job, from and to memory."""
     a = gemm_step("QK", load("qp", S, P), load("kp", S, P).T, None, rq[3], config)
     mask = attention_mask(S, causal=job.causal, valid_keys=job.valid_keys or None)
-    store("a", itamax(a, config.N, mask, config=config))
+    store("a", itamax(a, config.N, mask, logit_frac=job.logit_frac, config=config))
     store("o", gemm_step("AV", load("a", S, S, np.uint8), load("vp_t", P, S).T, None, rq[4],
                          config))
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from hw import toolchain
 from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
-from ita.config import ITAConfig
+from ita.config import DEFAULT_CONFIG, ITAConfig
 from ita.golden.vectors import LayerShape, generate
 from ita.rtl.engine import Engine
 from ita.rtl.job import EngineJob, TensorMemory, job_from_vectors
@@ -46,11 +46,12 @@ class LayerOptions:
     bias: bool
     causal: bool
     valid_keys: int  #: 0: every key
+    logit_frac: int = 0  #: ITAmax logit step ln 2 / 2**logit_frac
 
     def shape(self) -> LayerShape:
         return LayerShape(S=self.S, E=self.E, P=self.P, F=self.F, H=self.H,
                           activation=self.activation, bias=self.bias, causal=self.causal,
-                          valid_keys=self.valid_keys or None)
+                          valid_keys=self.valid_keys or None, logit_frac=self.logit_frac)
 
     def jobs(self, seed: int, config: ITAConfig) -> list[tuple[EngineJob, TensorMemory]]:
         """The layer's engine jobs: one per head in the attention modes, else one."""
@@ -62,11 +63,11 @@ class LayerOptions:
 
 def layer_options(mode: str, options) -> dict:
     """The :class:`LayerOptions` fields of ``make sim`` keys (S, E, P, F, H, ACT, BIAS,
-    CAUSAL, VALID_KEYS)."""
+    CAUSAL, VALID_KEYS, LOGIT_FRAC)."""
     return {"mode": mode, "S": options["S"], "E": options["E"], "P": options["P"],
             "F": options["F"], "H": options["H"], "activation": options["ACT"],
             "bias": bool(options["BIAS"]), "causal": bool(options["CAUSAL"]),
-            "valid_keys": options["VALID_KEYS"]}
+            "valid_keys": options["VALID_KEYS"], "logit_frac": options["LOGIT_FRAC"]}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +96,11 @@ def run_engine_test(test_name, mode, options, *, inject=""):
                          results_name=f"{test_name}-seed{options['SEED']}")
 
 
+#: The ITAmax logit step of the attention modes' jobs.
+LOGIT_FRAC = int_key("LOGIT_FRAC", 0, minimum=0, maximum=DEFAULT_CONFIG.logit_frac_max,
+                     help="softmax logit step ln 2 / 2**LOGIT_FRAC (0: the reference's)")
+
+
 def _keys(S=64, E=64, P=64, F=64, act="gelu"):
     dims = [int_key(name, default, minimum=1, maximum=4095) for name, default in
             (("S", S), ("E", E), ("P", P), ("F", F))]
@@ -102,6 +108,7 @@ def _keys(S=64, E=64, P=64, F=64, act="gelu"):
             choice_key("ACT", act, ACTIVATIONS, help="activation of F1 / linear"),
             flag_key("BIAS", True), flag_key("CAUSAL"),
             int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
+            LOGIT_FRAC,
             flag_key("STALLS", True, help="random idle cycles and back-pressure on every stream"),
             *array_keys(), SEED, WAVES)
 

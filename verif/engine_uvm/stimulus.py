@@ -92,6 +92,7 @@ class JobSpec:
     #: raw config fields that override the legal ones (illegal configurations)
     raw_fields: dict = field(default_factory=dict)
     label: str = ""
+    logit_frac: int = 0  #: ITAmax logit step (attention modes)
 
     @property
     def dims(self) -> dict:
@@ -102,6 +103,8 @@ class JobSpec:
         extra = [f"act={self.activation}" if self.mode in ("ffn", "linear") else
                  f"mask={mask_kind(self)}", f"data={self.data}", f"rq={self.requant_kind}",
                  f"stall={self.stall}", f"bias={int(self.bias)}"]
+        if self.logit_frac:
+            extra.append(f"logit_frac={self.logit_frac}")
         if self.clear_at is not None:
             extra.append(f"clear_at={self.clear_at}")
         if self.expect_error is not None:
@@ -280,7 +283,9 @@ def random_spec(rng: random.Random, mode: str, config: ITAConfig = DEFAULT_CONFI
         bias=rng.random() < 0.8 if bias is None else bias, causal=causal, valid_keys=valid_keys,
         requant=_requant_sets(rng, mode, dims, requant_kind), act_requant=act_rq, gelu=gelu,
         data=data, stall=stall or rng.choice(STALL_PROFILES), sat_target=saturate,
-        requant_kind=requant_kind)
+        requant_kind=requant_kind,
+        logit_frac=rng.randint(0, config.logit_frac_max) if mode in ("attention", "qkav")
+        else 0)
 
 
 def spec_for_bin(rng, mode, bin_, config=DEFAULT_CONFIG) -> JobSpec:
@@ -354,10 +359,12 @@ def build_job(spec: JobSpec, seed: int, config: ITAConfig = DEFAULT_CONFIG
     v["rq_ffn"] = rq[6:8]
     v["gelu_b"], v["gelu_c"] = np.int32(spec.gelu[0]), np.int32(spec.gelu[1])
     v["act_rq"] = np.asarray(spec.act_requant, dtype=np.int32)
+    v["logit_frac"] = np.int32(spec.logit_frac)
     attn = multi_head_attention(v["q_in"], v["kv_in"], v["wq"], v["wk"], v["wv"], v["wo"],
                                 v["bq"], v["bk"], v["bv"], v["bo"], rq=v["rq_attn"],
                                 rq_sum=v["rq_sum"], causal=spec.causal,
-                                valid_keys=spec.valid_keys, config=config)
+                                valid_keys=spec.valid_keys, logit_frac=spec.logit_frac,
+                                config=config)
     ff = ffn(v["ff_in"], v["w1"], v["b1"], v["w2"], v["b2"], rq=v["rq_ffn"],
              activation=spec.activation, gelu_b=spec.gelu[0], gelu_c=spec.gelu[1],
              act_rq=v["act_rq"], config=config)
@@ -384,4 +391,5 @@ def illegal_job(spec: JobSpec) -> EngineJob:
     return EngineJob(Mode(MODE_NAMES[spec.mode]), spec.S, spec.E, spec.P, spec.F,
                      activation=spec.activation, bias=spec.bias, causal=spec.causal,
                      valid_keys=spec.valid_keys, requant=spec.requant, gelu_b=spec.gelu[0],
-                     gelu_c=spec.gelu[1], act_requant=spec.act_requant)
+                     gelu_c=spec.gelu[1], act_requant=spec.act_requant,
+                     logit_frac=spec.logit_frac)

@@ -130,6 +130,7 @@ FIELDS = {
         "activation": (2, 2, False),
         "bias_enable": (4, 1, False),
         "causal": (5, 1, False),
+        "logit_frac": (6, 2, False),
     },
     "DIMS_SE": {
         "seq_len": (0, 16, False),

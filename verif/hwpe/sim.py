@@ -9,7 +9,7 @@ from hw import toolchain
 from ita.cli import SEED, WAVES, array_keys, choice_key, flag_key, int_key
 from ita.config import ITAConfig
 from verif.channel import publish
-from verif.engine import LayerOptions, layer_options
+from verif.engine import LOGIT_FRAC, LayerOptions, layer_options
 from verif.sim import register
 from verif.uvm.runner import UvmTest, run_test
 from verif.uvm.stall import PROFILES
@@ -102,6 +102,7 @@ def run_hwpe_test(options, test_name="ita_hwpe", testcase=JOBS_TESTCASE, *, cloc
                 choice_key("ACT", "gelu", ACTIVATIONS, help="activation of F1 / linear"),
                 flag_key("BIAS", True), flag_key("CAUSAL"),
                 int_key("VALID_KEYS", 0, minimum=0, help="keys seen by the softmax (0: all S)"),
+                LOGIT_FRAC,
                 flag_key("STALLS", True, help="random TCDM grant stalls"),
                 *array_keys(), SEED, WAVES))
 def _run(options):

@@ -35,6 +35,7 @@ int main(unsigned core)
             .gelu_b = -1234,
             .gelu_c = 567,
             .act_requant = {7, 9, -5},
+            .logit_frac = 2,
         },
     };
     for (unsigned i = 0; i < ITA_STEPS; i++)

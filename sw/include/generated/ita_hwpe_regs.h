@@ -110,6 +110,9 @@
 #define ITA_HWPE_MODE_CAUSAL_LSB        5u
 #define ITA_HWPE_MODE_CAUSAL_WIDTH      1u
 #define ITA_HWPE_MODE_CAUSAL_MASK       0x00000020u
+#define ITA_HWPE_MODE_LOGIT_FRAC_LSB    6u
+#define ITA_HWPE_MODE_LOGIT_FRAC_WIDTH  2u
+#define ITA_HWPE_MODE_LOGIT_FRAC_MASK   0x000000C0u
 
 /* DIMS_SE (rw): Sequence length S and embedding size E. */
 #define ITA_HWPE_DIMS_SE_OFFSET        0x24u
@@ -395,16 +398,17 @@ static inline uint32_t ita_hwpe_error_job_id_get(uint32_t word)
 /* --- Job register pack functions -------------------------------------------------------------- */
 
 /*
- * MODE word from its fields (mode [1:0], activation [3:2], bias_enable [4], causal [5]); values
- * are masked to their field widths.
+ * MODE word from its fields (mode [1:0], activation [3:2], bias_enable [4], causal [5],
+ * logit_frac [7:6]); values are masked to their field widths.
  */
 static inline uint32_t ita_hwpe_mode_pack(uint32_t mode, uint32_t activation, uint32_t bias_enable,
-                                          uint32_t causal)
+                                          uint32_t causal, uint32_t logit_frac)
 {
     return (mode & 0x3u)
          | ((activation & 0x3u) << 2)
          | ((bias_enable & 0x1u) << 4)
-         | ((causal & 0x1u) << 5);
+         | ((causal & 0x1u) << 5)
+         | ((logit_frac & 0x3u) << 6);
 }
 
 /*
