@@ -4,7 +4,7 @@ The host tokenizes the sentence and looks up its embedding rows (:func:`ita.quan
 embed_rows`, int16); everything after that runs on the cluster as one program of six blocks
 (:func:`ita.deploy.bert_model`): the embedding LayerNorm inside the first, the six layers,
 the pooling's int32 column sums inside the last. The weights live in L3 (10.6 MB do not fit
-in the 4 MiB L2) and stream through L1; the activations pass from layer to layer in L1 or
+in L2) and stream through L1; the activations pass from layer to layer in L1 or
 L2. The program checks the last layer's output and the column sums (every intermediate of
 every layer with ``DEBUG=1``) against :mod:`ita.quant.integer`; the host then divides the
 sums by the token count, scales and normalises them (:func:`ita.quant.integer.dequantise`)

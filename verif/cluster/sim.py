@@ -294,7 +294,7 @@ def _trace_encoder_layer(status, result, prepared, tag, max_cycles) -> str:
                 text_key("TEXT2", "", expect="a sentence", empty=True,
                          help="a second sentence: their cosine similarity, float and integer"),
                 choice_key("WEIGHTS", "l3", WEIGHT_HOMES, help="where the weights live "
-                           "(10.6 MB: L2 holds 4 MiB)"),
+                           "(10.6 MB: more than L2 holds)"),
                 flag_key("DEBUG", help="also check every layer's intermediates"),
                 int_key("MAX_CYCLES", 60_000_000, minimum=1, help="watchdog per sentence")))
 def _run_minilm(options):
