@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def quantised_minilm():
         return model, pickle.loads(path.read_bytes())
     integer = quantise(model, calibrate(model, read_sentences(CALIBRATION_FILE)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")   # parallel test workers write their own
     tmp.write_bytes(pickle.dumps(integer))
     tmp.replace(path)
     return model, integer
