@@ -213,6 +213,12 @@ def c_header(config: ITAConfig = DEFAULT_CONFIG) -> str:
     out += ["/* Engine geometry (ita.config.ITAConfig). */"]
     out += _defines([("ITA_N", str(config.N)), ("ITA_M", str(config.M)),
                      ("ITA_CONTEXTS", str(config.contexts))])
+    finest = config.exp_table(config.logit_frac_max)
+    out += ["", *_c_comment("ITAmax's fraction table at the finest logit step ln 2 / "
+                            "2^ITA_LOGIT_FRAC_MAX; the table of step k is every "
+                            "2^(ITA_LOGIT_FRAC_MAX - k)-th entry (ITAConfig.exp_table).")]
+    out += _defines([("ITA_LOGIT_FRAC_MAX", str(config.logit_frac_max)),
+                     ("ITA_EXP_TABLE", "{" + ", ".join(map(str, finest)) + "}")])
     out += ["", "/* Job register block: first job register and number of job registers. */"]
     out += _defines([("ITA_HWPE_JOB_BASE", f"0x{regmap.JOB_BASE:02X}u"),
                      ("ITA_HWPE_JOB_REGS", f"{len(regmap.JOB)}u")])

@@ -317,10 +317,6 @@ class _DecoderLowering:
         against the T keys (``k_gemv``), its ITAmax (``k_itamax``), the probabilities times
         V (``k_gemv_u8``), into row ``past`` of ``o<h>``, where the QKAV job puts it."""
         s, m, b, L = self.s, self.cfg.M, self.block, self.L
-        if int(L.logit_frac[h]):
-            raise CompileError(f"attention of head {h} on the cores: its logit step is "
-                               f"ln 2 / 2^{int(L.logit_frac[h])}, the cores' ITAmax has the "
-                               f"ln 2 step only (run it on the engine)")
         Tp, Pp, T = pad(b.T, m), pad(s.P, m), self.past + s.S
         logits, probs = self.buf(self.n(f"logits{h}"), Tp), self.buf(self.n(f"probs{h}"), Tp)
         o, qr = self.buf(self.n(f"o{h}"), Tp * Pp), self.n(f"qr{h}")
@@ -328,7 +324,8 @@ class _DecoderLowering:
                                         Ref(logits), s.P, T, *L.rq_qk[h], 0),
                     (qr, f"kr{g}"), (logits,), s.P * T, "attention")
         self.kernel(f"softmax_{h}", "itamax", (Ref(logits), Ref(probs, 0, "uint8_t"), 1, T, T,
-                                               0), (logits,), (probs,), T, "attention")
+                                               0, int(L.logit_frac[h])),
+                    (logits,), (probs,), T, "attention")
         self.kernel(f"av_{h}", "gemv_u8", (Ref(probs, 0, "uint8_t"), Ref(f"vt{g}"), Tp,
                                            Ref(o, self.past * Pp), T, s.P, *L.rq_av[h], 0),
                     (probs, f"vt{g}"), (o,), s.P * T, "attention")

@@ -193,14 +193,13 @@ def layer_norm(x, gamma, beta, *, mult, shift, add):
     return requant(t * gamma + beta, *rq)
 
 
-def core_softmax(a, *, n=None, mask=None, config: ITAConfig = DEFAULT_CONFIG):
+def core_softmax(a, *, n=None, mask=None, logit_frac=0, config: ITAConfig = DEFAULT_CONFIG):
     """The cores' softmax: ITAmax with column groups of ``n`` (default ``config.N``).
 
-    Identical to :func:`ita.golden.itamax` at the ln 2 logit step (``logit_frac`` 0, the
-    only step the cores' kernel takes), so a layer at that step may compute its softmax on
-    the engine or on the cores and get the same bytes.
+    Identical to :func:`ita.golden.itamax` at every logit step, so a layer may compute its
+    softmax on the engine or on the cores and get the same bytes.
     """
-    return itamax(a, config.N if n is None else n, mask, config=config)
+    return itamax(a, config.N if n is None else n, mask, logit_frac=logit_frac, config=config)
 
 
 # --- shapes and parameters -------------------------------------------------------------------

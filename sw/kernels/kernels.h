@@ -41,6 +41,7 @@ enum {
     K_ERR_RESIDUAL = 9,     /* k_residual_add_rows: a constant beyond its limits, no operand */
     K_ERR_ROW_RANGE = 10,   /* k_layer_norm_rows: a value outside +-2^K_ROW_BITS */
     K_ERR_ROWS = 11,        /* k_col_sums: rows outside 0..K_COLSUM_MAX_ROWS */
+    K_ERR_LOGIT_FRAC = 12,  /* k_itamax: logit_frac outside 0..ITA_LOGIT_FRAC_MAX */
 };
 
 /* The limits (ita.golden: encoder._LN_MAX_COLS, the softmax_sum_width of ita.config with
@@ -69,6 +70,7 @@ static inline const char *k_status_text(int status)
     case K_ERR_RESIDUAL: return "residual constants beyond the 31-bit sum";
     case K_ERR_ROW_RANGE: return "row value outside 13 bits";
     case K_ERR_ROWS: return "column sum rows beyond int32";
+    case K_ERR_LOGIT_FRAC: return "ITAmax logit step outside 0..ITA_LOGIT_FRAC_MAX";
     default: return "unknown status";
     }
 }
@@ -105,9 +107,11 @@ int k_add_layernorm(const int8_t *x, const int8_t *y, int8_t *sum, int8_t *out, 
                     int32_t *scratch);
 
 /* ITAmax of each row (groups of ITA_N columns): ita.golden.itamax with the mask "column <
- * valid_cols, and column <= row if causal" (row counted from 0 in this call). At most
+ * valid_cols, and column <= row if causal" (row counted from 0 in this call), one logit step
+ * meaning ln 2 / 2^logit_frac (K_ERR_LOGIT_FRAC outside 0..ITA_LOGIT_FRAC_MAX). At most
  * K_SOFTMAX_MAX_COLS kept columns per row (K_ERR_SOFTMAX_COLS). */
-int k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal);
+int k_itamax(const int8_t *a, uint8_t *out, int rows, int cols, int valid_cols, int causal,
+             int logit_frac);
 
 /* out[i] = requant(i_gelu_poly(x[i], b, c), mult, shift, add): ita.golden.i_gelu (26-bit
  * intermediates, b and c int16: K_ERR_GELU_CONST). */

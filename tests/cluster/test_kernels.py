@@ -144,7 +144,7 @@ C = _c_names()
 
 def test_c_limits_are_the_golden_models():
     """Each C limit is where ita.golden starts to raise: in range it computes, one past raises."""
-    assert C["K_OK"] == 0 and len({v for k, v in C.items() if k.startswith("K_ERR_")}) == 11
+    assert C["K_OK"] == 0 and len({v for k, v in C.items() if k.startswith("K_ERR_")}) == 12
     assert C["K_LN_MAX_COLS"] == enc._LN_MAX_COLS
     layer_norm_stats(np.zeros((1, C["K_LN_MAX_COLS"]), np.int8))
     with pytest.raises(ValueError, match="sum of squares"):
@@ -229,6 +229,12 @@ def _past_limit(name):
         case = kt.draw_case("itamax", "2x4", 1)
         return replace(_placeholder(case), size=f"2x{cols}", dims=(2, cols, cols, 0),
                        inputs=(np.zeros((2, cols), np.int8),)), "K_ERR_SOFTMAX_COLS"
+    if name == "itamax_logit_frac":  # one step finer than the engine's finest
+        case = kt.draw_case("itamax", "2x4_lf3", 1)
+        with pytest.raises(ValueError, match="logit_frac must lie in"):
+            core_softmax(case.inputs[0], logit_frac=DEFAULT_CONFIG.logit_frac_max + 1)
+        return replace(_placeholder(case), params=(DEFAULT_CONFIG.logit_frac_max + 1,)), \
+            "K_ERR_LOGIT_FRAC"
     if name == "gemm_sum":           # k * 2^14 reaches 2^31
         case = kt.draw_case("gemm_rq", "1x4x1_nobias", 1)
         return replace(_placeholder(case), dims=(1, 1 << 17, 1)), "K_ERR_GEMM_SUM"
@@ -289,7 +295,7 @@ def _past_limit(name):
         "K_ERR_SHIFT"
 
 
-LIMITS = ("layernorm_cols", "itamax_cols", "gemm_sum", "residual_mult", "head_count",
+LIMITS = ("layernorm_cols", "itamax_cols", "itamax_logit_frac", "gemm_sum", "residual_mult", "head_count",
           "gelu_const", "wide_input", "silu_shift", "residual_rows_sum", "residual_rows_mult",
           "residual_rows_shift", "residual_rows_none", "row_range", "row_range_neg",
           "colsum_rows")

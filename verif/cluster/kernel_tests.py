@@ -12,8 +12,8 @@ A case is named ``<kernel> <size>``; sizes read ``MxKxN`` (GEMM), ``KxN`` (GEMV)
 ``ROWSxCOLS`` (row-wise and element-wise kernels, whose outputs are reported by row and
 column), ``HhROWSxCOLS`` (head sum); suffixes say ``_l2`` (operands and output stay in L2),
 ``_odd`` (L1 copies start one byte past a word), ``_nobias``, ``_causal``, ``_vN`` (valid
-columns), ``_wide`` (constants that need the 64-bit requantization), ``_u8`` (a GEMV of
-unsigned probabilities).
+columns), ``_lfK`` (ITAmax at the logit step ln 2 / 2^K), ``_wide`` (constants that need
+the 64-bit requantization), ``_u8`` (a GEMV of unsigned probabilities).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ SIZES = {
         ("head_sum", "4h8x40"), ("head_sum", "3h5x11_odd"),
         ("layernorm", "8x64"), ("layernorm", "5x37_odd_wide"), ("layernorm", "3x16_l2"),
         ("itamax", "16x40"), ("itamax", "16x40_causal"), ("itamax", "9x23_causal_v11_odd"),
+        ("itamax", "16x40_lf1"), ("itamax", "9x37_causal_v30_odd_lf3"),
         ("gelu", "2x150"), ("gelu", "3x77_odd_wide"),
         ("add_layernorm", "8x64"), ("add_layernorm", "20x64"), ("add_layernorm", "5x37_odd_wide"),
         ("rmsnorm", "9x64"), ("rmsnorm", "5x24_l2_wide"), ("rope", "16x32"), ("rope", "5x8_l2"),
@@ -89,6 +90,7 @@ SIZES = {
         ("head_sum", "4h128x128"), ("head_sum", "12h16x384"),
         ("layernorm", "128x128"), ("layernorm", "64x384"),
         ("itamax", "128x128"), ("itamax", "64x64_causal"), ("itamax", "64x128_v100"),
+        ("itamax", "64x128_lf2"),
         ("gelu", "64x256"), ("gelu", "64x512"),
         ("add_layernorm", "128x128"), ("add_layernorm", "64x384"),
         ("rmsnorm", "64x64"), ("rmsnorm", "32x576"), ("rope", "64x64"), ("rope", "64x32"),
@@ -141,7 +143,7 @@ def _parse_size(kernel: str, size: str):
         raise ValueError(f"size {size!r}: the 'Nh' head count is for head_sum only")
     known = {"l2", "odd", "nobias", "causal", "wide", "u8", "worst"}
     for flag in flags:
-        if flag not in known and not re.fullmatch(r"[vn]\d+", flag):
+        if flag not in known and not re.fullmatch(r"[vn]\d+|lf\d", flag):
             raise ValueError(f"size {size!r}: unknown suffix _{flag}")
     if kernel in _WORD_KERNELS and "odd" in flags:
         raise ValueError(f"size {size!r}: {kernel} takes word-aligned operands (no _odd)")
@@ -256,10 +258,11 @@ def draw_case(kernel: str, size: str, seed: int) -> KernelCase:
             a[1, cols - 1] = 127                                 # one-hot at the end
         causal = "causal" in flags
         valid = next((int(f[1:]) for f in flags if f.startswith("v")), cols)
+        logit_frac = next((int(f[2:]) for f in flags if f.startswith("lf")), 0)
         mask = key_mask(rows, cols, valid) & (causal_mask(rows, cols) if causal else True)
-        out = core_softmax(a, mask=mask)
-        return KernelCase(kernel, size, (rows, cols, valid, int(causal)), (), (a,), out,
-                          rows * cols, **common)
+        out = core_softmax(a, mask=mask, logit_frac=logit_frac)
+        return KernelCase(kernel, size, (rows, cols, valid, int(causal)), (logit_frac,), (a,),
+                          out, rows * cols, **common)
     # gelu
     x = rng.integers(-128, 128, (rows, cols)).astype(np.int8)
     constants = gelu_constants(0.05) if wide else REFERENCE_GELU

@@ -401,14 +401,17 @@ def _gemv(mem, a, what, unsigned=False):
 
 
 def _itamax(mem, a, what):
-    x, out, rows, cols, valid, causal = a
+    x, out, rows, cols, valid, causal, logit_frac = a
     logits = mem.read(x, rows * cols, np.int8, what).reshape(rows, cols)
     keep = np.arange(cols)[None, :] < valid
     if causal:
         keep = keep & (np.arange(cols)[None, :] <= np.arange(rows)[:, None])
     config = mem.schedule.spec.config
+    if not 0 <= logit_frac <= config.logit_frac_max:   # the kernel's K_ERR_LOGIT_FRAC
+        raise ExecutionError(f"{what}: logit step ln 2 / 2^{logit_frac} outside "
+                             f"0..{config.logit_frac_max}")
     mem.write(out, itamax(logits, config.N, np.broadcast_to(keep, (rows, cols)),
-                          config=config), np.uint8, what)
+                          logit_frac=logit_frac, config=config), np.uint8, what)
 
 
 #: The decoder's kernels (``sw/kernels/kernels.h``), with ``ita.golden.decoder``.

@@ -128,8 +128,8 @@ static int run_case(const kcase_t *kc)
     case K_LAYERNORM: /* rows, cols; mult, shift, add; x, gamma, beta */
         return k_layernorm(operand(kc, 0), (int8_t *)output(kc), d[0], d[1], operand(kc, 1),
                            operand(kc, 2), p[0], p[1], p[2]);
-    case K_ITAMAX: /* rows, cols, valid_cols, causal; a */
-        return k_itamax(operand(kc, 0), output(kc), d[0], d[1], d[2], d[3]);
+    case K_ITAMAX: /* rows, cols, valid_cols, causal; logit_frac; a */
+        return k_itamax(operand(kc, 0), output(kc), d[0], d[1], d[2], d[3], p[0]);
     case K_GELU: /* count; b, c, mult, shift, add; x */
         return k_gelu(operand(kc, 0), (int8_t *)output(kc), d[0], p[0], p[1], p[2], p[3], p[4]);
     case K_ADD_LAYERNORM: /* rows, cols; x, y rq (4), LayerNorm rq (3); x, y, gamma, beta;

@@ -17,6 +17,13 @@
 #define ITA_M        64
 #define ITA_CONTEXTS 2
 
+/*
+ * ITAmax's fraction table at the finest logit step ln 2 / 2^ITA_LOGIT_FRAC_MAX; the table of
+ * step k is every 2^(ITA_LOGIT_FRAC_MAX - k)-th entry (ITAConfig.exp_table).
+ */
+#define ITA_LOGIT_FRAC_MAX 3
+#define ITA_EXP_TABLE      {256, 235, 215, 197, 181, 166, 152, 140}
+
 /* Job register block: first job register and number of job registers. */
 #define ITA_HWPE_JOB_BASE 0x20u
 #define ITA_HWPE_JOB_REGS 30u
