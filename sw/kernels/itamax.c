@@ -23,15 +23,21 @@
 
 static const uint16_t exp_table[1 << ITA_LOGIT_FRAC_MAX] = ITA_EXP_TABLE;
 
+/* The running maximum raised by the logits a[g..end). */
+static inline int32_t group_max(const int8_t *a, int g, int end, int32_t max)
+{
+    for (int j = g; j < end; j++)
+        max = a[j] > max ? a[j] : max;
+    return max;
+}
+
 static void itamax_row(const int8_t *a, uint8_t *out, int cols, int kept)
 {
     int32_t max = -128;
     uint32_t sum = 0;
     for (int g = 0; g < kept; g += ITA_N) {
         const int end = g + ITA_N < kept ? g + ITA_N : kept;
-        int32_t new_max = max;
-        for (int j = g; j < end; j++)
-            new_max = a[j] > new_max ? a[j] : new_max;
+        const int32_t new_max = group_max(a, g, end, max);
         uint32_t part = 0;
         for (int j = g; j < end; j++) {
             int32_t d = new_max - a[j];
@@ -65,9 +71,7 @@ static void itamax_row_fine(const int8_t *a, uint8_t *out, int cols, int kept, i
     uint32_t sum = 0;
     for (int g = 0; g < kept; g += ITA_N) {
         const int end = g + ITA_N < kept ? g + ITA_N : kept;
-        int32_t new_max = max;
-        for (int j = g; j < end; j++)
-            new_max = a[j] > new_max ? a[j] : new_max;
+        const int32_t new_max = group_max(a, g, end, max);
         uint32_t part = 0;
         for (int j = g; j < end; j++)
             part += scaled(256u, new_max - a[j], k, stride);
