@@ -60,6 +60,8 @@ def test_timeout_fails_and_output_is_captured():
     (("APP=hello", "WAVES=1"), "unknown key WAVES (known: APP, MAX_CYCLES, SIM_PROFILE)"),
     (("APP=hello", "MAX_CYCLES=ten"), "bad value 'ten' for key MAX_CYCLES (expected an integer"),
     (("APP=no_such_app",), "no app 'no_such_app'"),
+    (("APP=gemm",), "APP=gemm includes gemm_data.h, the data a run of `make sim TEST=gemm` "
+                    "writes for it"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, message, capsys):
     assert harness.main(list(args)) == 2

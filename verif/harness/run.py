@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -366,6 +367,9 @@ def run_app(name: str, *, max_cycles: int = DEFAULT_MAX_CYCLES, stream: bool = T
 # --- command line -----------------------------------------------------------------------------
 
 
+#: The compiler's words for an include that is not there: an app whose data a flow writes.
+_MISSING_HEADER = re.compile(r"fatal error: '([\w.]+)' file not found")
+
 KEYS = (cli.text_key("APP", None, expect="an app of sw/apps", required=True,
                      help="the program to run"),
         cli.int_key("MAX_CYCLES", DEFAULT_MAX_CYCLES, minimum=1, help="give up after this many"),
@@ -386,7 +390,14 @@ def _command(argv: list[str]) -> int:
     name, max_cycles, profile = parse_args(argv)
     toolchain.sim_profile(profile)  # a bad $SIM_PROFILE: an error before any build
     app_sources(name)  # unknown app: a usage error before any build
-    run = run_app(name, max_cycles=max_cycles, profile=profile)
+    try:
+        run = run_app(name, max_cycles=max_cycles, profile=profile)
+    except BuildError as exc:
+        missing = _MISSING_HEADER.search(str(exc))
+        if missing is None:
+            raise
+        raise UsageError(f"APP={name} includes {missing[1]}, the data a run of `make sim "
+                         f"TEST={name}` writes for it; run that instead") from None
     print(run.result_line, flush=True)
     return 0 if run.status == "PASS" else 1
 
