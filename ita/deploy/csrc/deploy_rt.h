@@ -56,6 +56,17 @@ void dl_head_final(const int16_t *acc, const int8_t *out, int8_t *res, int count
 void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, int rows,
                 int cols);
 
+/* Collectives over the ring of chip-to-chip links (docs/multichip.md), SPMD like the kernels;
+ * `me` and `k` are the chip and chip count the program was compiled for (checked against the
+ * system's), `token` an L2 slot the neighbour's handshake lands in. */
+/* acc (count int16, the head sum's layout) summed over the k chips, on every chip. */
+void dl_allreduce_i16(int16_t *acc, int16_t *recv, int count, int me, int k, void *token);
+/* buf (rows x k * cols, row pitch `pitch`): chip c's columns [c * cols, (c + 1) * cols)
+ * copied to every chip. */
+void dl_allgather(int8_t *buf, int pitch, int rows, int cols, int me, int k, void *token);
+/* res = requant(acc), the head sum of an accumulator that holds every head. */
+void dl_head_requant(const int16_t *acc, int8_t *res, int count, int mult, int shift, int add);
+
 /* Note a kernel's status (every core gets the same one): the first limit a kernel reports
  * stays in dl_stats and makes the program fail, instead of a silently wrong result. */
 void dl_kernel_status(int kernel, int status);

@@ -1,0 +1,322 @@
+"""The multi-chip partitioner: one encoder layer split tensor-parallel over a ring of K chips.
+
+:func:`partition` splits an :class:`~ita.deploy.frontend.IntegerEncoderLayer` without
+duplicating a weight matrix: chip c gets the heads ``[c H/K, (c + 1) H/K)`` (their Wq, Wk,
+Wv, Wo and biases), the columns ``[c F/K, (c + 1) F/K)`` of W1 and the columns
+``[c E/K, (c + 1) E/K)`` of W2, each in the L2 of the chip that uses it. Each chip's share is
+an :class:`IntegerEncoderShard` block, compiled by the same compiler as one chip
+(:func:`ita.deploy.compile_model`: lowering, search, schedule, emission) into one program per
+chip (:func:`compile_partition`). Between the engine's jobs the programs exchange over the
+links (``dl_allreduce_i16``, ``dl_allgather`` in the deploy runtime):
+
+1. after attention, an **all-reduce of the int16 head accumulator** (each chip's heads
+   summed, then the chips' sums; the head sum is requantized once on every chip), so
+   ``attn``, the residual add and LayerNorm 1 are the single chip's bytes;
+2. after F1, an **all-gather of f1's column slices** (the GELU output is exact int8 per
+   column, so every chip then holds the whole f1);
+3. after F2, an **all-gather of f2's column slices**; LayerNorm 2 then runs on every chip.
+
+Why W2 by columns and not by rows: the engine requantizes every job to int8, so a chip can
+only produce a complete sum's requantized value. Splitting W2 by rows makes every chip's F2
+a partial sum over F/K of the reduction, which would have to leave the engine as int32 to
+stay bit-exact; the engine has no such output, and the same S x E int32 partials would cost
+twice the link bytes of gathering f1 (an all-reduce sends 2 (K - 1) / K of its 4 S E bytes,
+the all-gather (K - 1) / K of S F = 4 S E). See docs/multichip.md.
+
+When a chip's share does not fit, :class:`~ita.deploy.ir.CompileError` names the chip, the
+tensor and the sizes: the partitioner checks the weights against each chip's L2 before
+compiling, and the compiler's own errors (L1, L2 layout) come prefixed with the chip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ita.cluster_config import DEFAULT
+
+from . import lower as _lower
+from .cost import KERNEL_COSTS
+from .frontend import IntegerEncoderLayer, IntegerModel
+from .ir import CompileError, Kernel, L2Ref, Ref, pad
+
+__all__ = ["ChipShare", "Partition", "IntegerEncoderShard", "partition", "compile_partition",
+           "COLLECTIVE_KINDS", "link_cycles_per_byte"]
+
+#: Kernel kinds that move data over the links (their cycles are the all-reduce time).
+COLLECTIVE_KINDS = ("allreduce_i16", "allgather")
+
+
+def link_cycles_per_byte(cluster=DEFAULT):
+    """Cycles one byte takes over a link of ``cluster`` (the cost model's collective rate)."""
+    return 1.0 / cluster.link_bytes_per_cycle
+
+
+# A collective's cost per byte sent by the chip, on one core (kernel_cycles divides by cores).
+for _kind in COLLECTIVE_KINDS:
+    KERNEL_COSTS[_kind] = DEFAULT.cores * link_cycles_per_byte()
+KERNEL_COSTS["head_requant"] = KERNEL_COSTS["head_final"]
+
+
+@dataclass(frozen=True)
+class ChipShare:
+    """What chip ``chip`` of ``chips`` computes: a range of heads and two column slices."""
+
+    chip: int
+    chips: int
+    heads: tuple          #: (first, end) head indices
+    f_cols: tuple         #: (first, end) columns of W1 / f1
+    e_cols: tuple         #: (first, end) columns of W2 / f2
+
+    def weights(self, shape):
+        """(tensor, description, bytes) of the chip's weight slices (int8, biases int32)."""
+        S, E, P, F = shape.S, shape.E, shape.P, shape.F
+        h0, h1 = self.heads
+        f0, f1 = self.f_cols
+        e0, e1 = self.e_cols
+        heads = h1 - h0
+        return [
+            (f"wq,wk,wv[{h0}:{h1}]", f"3 x {heads} x {E} x {P} int8", 3 * heads * E * P),
+            (f"wo[{h0}:{h1}]", f"{heads} x {P} x {E} int8", heads * P * E),
+            (f"bq,bk,bv,bo[{h0}:{h1}]", f"{heads} x ({3 * P} + {E}) int32",
+             4 * heads * (3 * P + E)),
+            (f"w1[:, {f0}:{f1}]", f"{E} x {f1 - f0} int8", E * (f1 - f0)),
+            (f"b1[{f0}:{f1}]", f"{f1 - f0} int32", 4 * (f1 - f0)),
+            (f"w2[:, {e0}:{e1}]", f"{F} x {e1 - e0} int8", F * (e1 - e0)),
+            (f"b2[{e0}:{e1}]", f"{e1 - e0} int32", 4 * (e1 - e0)),
+            ("ln1,ln2 gamma,beta", f"2 x {E} x (int8 + int32)", 2 * 5 * E),
+        ]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The plan: one share per chip and the blocks the compiler takes."""
+
+    layer: IntegerEncoderLayer
+    shares: tuple         #: ChipShare per chip
+
+    @property
+    def chips(self):
+        return len(self.shares)
+
+    def blocks(self):
+        """Per chip the block to compile: the layer itself on one chip, else its shard."""
+        if self.chips == 1:
+            return [self.layer]
+        return [IntegerEncoderShard(self.layer, s) for s in self.shares]
+
+    def link_bytes(self):
+        """Bytes each chip sends over its link per layer (the three collectives)."""
+        k, s = self.chips, self.layer.shape
+        if k == 1:
+            return 0
+        return (2 * (k - 1) * (2 * s.S * s.E) // k + (k - 1) * s.S * s.F // k
+                + (k - 1) * s.S * s.E // k)
+
+
+@dataclass(frozen=True)
+class IntegerEncoderShard:
+    """Chip ``share.chip``'s part of an encoder layer (see the module docstring): its input and
+    every named tensor (``attn`` .. ``out``) are the whole layer's, bit for bit."""
+
+    kind: ClassVar[str] = "encoder_shard"
+    INTERMEDIATES: ClassVar[tuple] = IntegerEncoderLayer.INTERMEDIATES
+
+    layer: IntegerEncoderLayer
+    share: ChipShare
+
+    @property
+    def shape(self):
+        return self.layer.shape
+
+    @property
+    def input(self):
+        return self.layer.input
+
+    def tensor(self, name):
+        return self.layer.tensor(name)
+
+    @property
+    def macs(self):
+        s, sh = self.shape, self.share
+        heads = sh.heads[1] - sh.heads[0]
+        return (heads * (4 * s.S * s.E * s.P + 2 * s.S * s.S * s.P)
+                + s.S * s.E * (sh.f_cols[1] - sh.f_cols[0])
+                + s.S * s.F * (sh.e_cols[1] - sh.e_cols[0]))
+
+
+def _split(n, k, what, quantum=1):
+    if n % (k * quantum):
+        unit = f" in multiples of {quantum}" if quantum > 1 else ""
+        raise CompileError(f"{what}={n} cannot be split evenly over {k} chips{unit}")
+    step = n // k
+    return [(c * step, (c + 1) * step) for c in range(k)]
+
+
+def partition(model, chips, spec) -> Partition:
+    """Split one encoder layer (an IntegerEncoderLayer or a one-block IntegerModel) over
+    ``chips`` chips of ``spec`` each; CompileError (one line) when it cannot."""
+    blocks = model.blocks if isinstance(model, IntegerModel) else (model,)
+    if len(blocks) != 1 or not isinstance(blocks[0], IntegerEncoderLayer):
+        raise CompileError("the partitioner takes one encoder layer")
+    layer = blocks[0]
+    if isinstance(chips, bool) or not isinstance(chips, (int, np.integer)) or chips < 1:
+        raise CompileError(f"CHIPS must be a positive integer, got {chips!r}")
+    s = layer.shape
+    heads = _split(s.H, chips, "H")
+    # Slices of f1 and f2 are gathered as rows of whole words, and the head accumulator's
+    # chunks are whole groups of four (the int16 pair layout of the head sum).
+    f_cols = _split(s.F, chips, "F", 4)
+    e_cols = _split(s.E, chips, "E", 4)
+    if (s.S * s.E) % (4 * chips):
+        raise CompileError(f"S x E = {s.S * s.E} cannot be split into {chips} chunks of whole "
+                           f"groups of four for the all-reduce")
+    shares = tuple(ChipShare(c, chips, heads[c], f_cols[c], e_cols[c]) for c in range(chips))
+    room = spec.l2_size - spec.l2_data_offset
+    for share in shares:
+        at = 0
+        for tensor, sizes, size in share.weights(s):
+            at += size
+            if at > room:
+                raise CompileError(
+                    f"chip {share.chip} of {chips}: its weights do not fit its L2: tensor "
+                    f"{tensor} ({sizes}, {size} B) ends at {at} B of the {room} B L2 data area")
+    return Partition(layer, shares)
+
+
+def compile_partition(part: Partition, spec, *, probes=("out",), **forced):
+    """One program per chip, each by :func:`ita.deploy.compile_model`; CompileError names the
+    chip when one does not compile, or when the chips' buffers that the links write differ."""
+    from .emit import compile_model  # emit imports the lowering, which imports this module
+
+    programs = []
+    for c, block in enumerate(part.blocks()):
+        try:
+            programs.append(compile_model(IntegerModel((block,), f"encoder_chip{c}"), spec,
+                                          probes=probes, **forced))
+        except CompileError as exc:
+            raise CompileError(f"chip {c} of {part.chips}: {exc}") from None
+    shared = _remote_targets(programs[0])
+    for c, program in enumerate(programs[1:], 1):
+        if _remote_targets(program) != shared:
+            raise CompileError(f"chip {c} of {part.chips}: the buffers the links write are not "
+                               f"where chip 0 has them ({_remote_targets(program)} vs {shared})")
+    return programs
+
+
+def _remote_targets(program):
+    """(buffer, offset, size) of every L1 buffer and L2 slot a neighbour writes into."""
+    sch = program.schedule
+    names = {a.buffer for ph in sch.phases for k in ph.kernels if k.kind in COLLECTIVE_KINDS
+             for a in k.args if isinstance(a, Ref)}
+    l1 = tuple(sorted((n, sch.buffers[n].offset, sch.buffers[n].reach) for n in names))
+    l2 = tuple(sorted((n, t.offset, t.size) for n, t in sch.l2.items() if n == "link_token"))
+    return l1 + l2
+
+
+# --- lowering ------------------------------------------------------------------------------
+
+
+class _ShardLowering(_lower._EncoderLowering):
+    """The encoder lowering restricted to one chip's share, with the collectives between."""
+
+    def __init__(self, block: IntegerEncoderShard, spec, tiling, probes):
+        super().__init__(block.layer, spec, tiling, probes)
+        self.share = block.share
+
+    def lower(self):
+        s, p, cfg, sh = self.shape, self.p, self.cfg, self.share
+        S, E, P, H, F = s.S, s.E, s.P, s.H, s.F
+        m = cfg.M
+        Sp, Ep, Pp = pad(S, m), pad(E, m), pad(P, m)
+        me, k = sh.chip, sh.chips
+        self.slot("link_token", "output", 16)
+        token = L2Ref("link_token")
+
+        self.buf("x", Sp * Ep)
+        self.load("x", _lower.Dma(True, self.slot("x", "input", S * E), "x", S * E))
+        self.out.inputs["x"] = _lower.Io("x", S, E, E)
+        for ln in ("ln1", "ln2"):
+            gamma, beta = getattr(p, f"{ln}_gamma"), getattr(p, f"{ln}_beta")
+            self.buf(f"{ln}_gamma", pad(E, 4))
+            self.buf(f"{ln}_beta", 4 * E)
+            self.load(f"{ln}_gamma", _lower.Dma(True, self.const(
+                f"{ln}_gamma", pad(E, 4), lambda gamma=gamma: _lower._i8(gamma)),
+                f"{ln}_gamma", pad(E, 4)))
+            self.load(f"{ln}_beta", _lower.Dma(True, self.const(
+                f"{ln}_beta", 4 * E, lambda beta=beta: _lower._i32(beta)), f"{ln}_beta", 4 * E))
+
+        self._attention(S, E, P, H, Sp, Ep, Pp, sum_heads="partial", heads=range(*sh.heads))
+        chunk = S * E // k
+        recv = self.buf("head_recv", 2 * chunk * (k - 1))
+        self.op(Kernel("allreduce_attn", "allreduce_i16",
+                       (Ref("head_acc", 0, "int16_t"), Ref(recv, 0, "int16_t"), S * E, me, k,
+                        token),
+                       reads=("head_acc",), writes=("head_acc", recv),
+                       elements=2 * (k - 1) * 2 * chunk))
+        self.op(Kernel("head_sum", "head_requant",
+                       (Ref("head_acc", 0, "int16_t"), Ref("attn"), S * E, *_lower._rq(p.rq_sum)),
+                       reads=("head_acc",), writes=("attn",), elements=S * E))
+
+        self.buf("add1", S * E)
+        self.buf("ln1", S * E)
+        self.op(self._add_layernorm("ln1", "x", "attn", "add1", "ln1", p.add1))
+
+        Fp = pad(F, m)
+        f0, f1 = sh.f_cols
+        e0, e1 = sh.e_cols
+        self.buf("f1", Sp * Fp)
+        self._ffn_gemm("f1", "ln1", np.asarray(p.w1)[:, f0:f1], np.asarray(p.b1)[f0:f1], E,
+                       f1 - f0, self.fc, _lower._rq(np.asarray(p.rq_ffn)[0]),
+                       activation=s.activation, col0=f0, dst_cols=F)
+        self.op(Kernel("allgather_f1", "allgather", (Ref("f1"), Fp, S, f1 - f0, me, k, token),
+                       reads=("f1",), writes=("f1",), elements=(k - 1) * S * (f1 - f0),
+                       stage="ffn1"))
+        self.buf("f2", S * E if Ep == E else Sp * Ep)
+        self._ffn_gemm("f2", "f1", np.asarray(p.w2)[:, e0:e1], np.asarray(p.b2)[e0:e1], F,
+                       e1 - e0, self.ec, _lower._rq(np.asarray(p.rq_ffn)[1]), col0=e0,
+                       dst_cols=E)
+        self.op(Kernel("allgather_f2", "allgather", (Ref("f2"), pad(E, m), S, e1 - e0, me, k,
+                                                     token),
+                       reads=("f2",), writes=("f2",), elements=(k - 1) * S * (e1 - e0),
+                       stage="ffn2"))
+
+        residual = "ln1"
+        if self.spill:
+            self.slot("ln1_spill", "spill", S * E)
+            self.store("ln1", _lower.Dma(False, "ln1_spill", "ln1", S * E))
+            residual = self.buf("ln1_back", S * E)
+            self.load(residual, _lower.Dma(True, "ln1_spill", residual, S * E))
+        self.buf("add2", S * E)
+        self.buf("out", S * E)
+        self.op(self._add_layernorm("ln2", residual, "f2", "add2", "out", p.add2,
+                                    stage="ffn2"))
+        for name in self.probes:
+            cols, pitch = (F, Fp) if name == "f1" else (E, E)
+            size = S * pitch
+            self.slot(f"result_{name}", "output", size)
+            self.store(name, _lower.Dma(False, f"result_{name}", name, size))
+            self.out.outputs[name] = _lower.Io(f"result_{name}", S, cols, pitch)
+        return self.out
+
+
+def _shard_tilings(block: IntegerEncoderShard, spec, *, fc=None, ec=None):
+    s, sh, m = block.shape, block.share, spec.config.M
+    _lower._check_shape(s, spec.config)
+    for f_chunk in [fc] if fc else _lower.chunk_candidates(sh.f_cols[1] - sh.f_cols[0], m):
+        for e_chunk in [ec] if ec else _lower.chunk_candidates(sh.e_cols[1] - sh.e_cols[0], m):
+            for spill in (False, True):
+                yield _lower.EncoderTiling(f_chunk, e_chunk, spill)
+
+
+def _lower_shard(block, spec, tiling, probes=("out",)):
+    unknown = [n for n in probes if n != "out" and n not in block.INTERMEDIATES]
+    if unknown:
+        raise CompileError(f"unknown tensor {unknown[0]!r} of {block.kind}")
+    return _ShardLowering(block, spec, tiling, probes).lower()
+
+
+_lower.LOWERINGS[IntegerEncoderShard] = _lower_shard
+_lower.TILINGS[IntegerEncoderShard] = _shard_tilings
