@@ -51,7 +51,7 @@ KERNEL_FUNCTIONS = {"head_acc": "dl_head_acc", "head_final": "dl_head_final",
                     "decomposed_gemm": "k_decomposed_gemm_ex",
                     "residual_add_rows": "k_residual_add_rows",
                     "layer_norm_rows": "k_layer_norm_rows", "col_sums": "k_col_sums",
-                    "allreduce_i16": "dl_allreduce_i16", "allgather": "dl_allgather",
+                    "reduce_scatter_i16": "dl_reduce_scatter_i16", "allgather": "dl_allgather",
                     "head_requant": "dl_head_requant"}
 
 

@@ -46,7 +46,7 @@ __all__ = ["ChipShare", "Partition", "IntegerEncoderShard", "partition", "compil
            "COLLECTIVE_KINDS", "link_cycles_per_byte"]
 
 #: Kernel kinds that move data over the links (their cycles are the all-reduce time).
-COLLECTIVE_KINDS = ("allreduce_i16", "allgather")
+COLLECTIVE_KINDS = ("reduce_scatter_i16", "allgather")
 
 
 def link_cycles_per_byte(cluster=DEFAULT):
@@ -108,21 +108,20 @@ class Partition:
         return [IntegerEncoderShard(self.layer, s) for s in self.shares]
 
     def link_bytes(self):
-        """Bytes each chip sends over its link per layer (the three collectives)."""
+        """Bytes each chip sends over its link per layer: the int16 reduce-scatter, the
+        gathers of ln1's rows, f1's and f2's columns and out's rows."""
         k, s = self.chips, self.layer.shape
-        if k == 1:
-            return 0
-        return (2 * (k - 1) * (2 * s.S * s.E) // k + (k - 1) * s.S * s.F // k
-                + (k - 1) * s.S * s.E // k)
+        return (k - 1) * (2 * s.S * s.E + s.S * s.E + s.S * s.F + s.S * s.E + s.S * s.E) // k
 
 
 @dataclass(frozen=True)
 class IntegerEncoderShard:
-    """Chip ``share.chip``'s part of an encoder layer (see the module docstring): its input and
-    every named tensor (``attn`` .. ``out``) are the whole layer's, bit for bit."""
+    """Chip ``share.chip``'s part of an encoder layer (see the module docstring): its input,
+    ``out`` and the intermediates it names are the whole layer's, bit for bit."""
 
     kind: ClassVar[str] = "encoder_shard"
-    INTERMEDIATES: ClassVar[tuple] = IntegerEncoderLayer.INTERMEDIATES
+    #: The tensors every chip holds whole (attn, add1 and add2 only in its own rows).
+    INTERMEDIATES: ClassVar[tuple] = ("ln1", "f1", "f2")
 
     layer: IntegerEncoderLayer
     share: ChipShare
@@ -170,9 +169,7 @@ def partition(model, chips, spec) -> Partition:
     # chunks are whole groups of four (the int16 pair layout of the head sum).
     f_cols = _split(s.F, chips, "F", 4)
     e_cols = _split(s.E, chips, "E", 4)
-    if (s.S * s.E) % (4 * chips):
-        raise CompileError(f"S x E = {s.S * s.E} cannot be split into {chips} chunks of whole "
-                           f"groups of four for the all-reduce")
+    _split(s.S, chips, "S")   # the rows each chip normalises
     shares = tuple(ChipShare(c, chips, heads[c], f_cols[c], e_cols[c]) for c in range(chips))
     room = spec.l2_size - spec.l2_data_offset
     for share in shares:
@@ -249,20 +246,25 @@ class _ShardLowering(_lower._EncoderLowering):
                 f"{ln}_beta", 4 * E, lambda beta=beta: _lower._i32(beta)), f"{ln}_beta", 4 * E))
 
         self._attention(S, E, P, H, Sp, Ep, Pp, sum_heads="partial", heads=range(*sh.heads))
-        chunk = S * E // k
+        # The chips' head sums meet in a reduce-scatter by rows: chip me then requantizes,
+        # adds and normalises its S / K rows, and the rows of ln1 are gathered.
+        rows = S // k
+        chunk = rows * E
+        r0 = me * chunk
         recv = self.buf("head_recv", 2 * chunk * (k - 1))
-        self.op(Kernel("allreduce_attn", "allreduce_i16",
+        self.op(Kernel("reduce_scatter_attn", "reduce_scatter_i16",
                        (Ref("head_acc", 0, "int16_t"), Ref(recv, 0, "int16_t"), S * E, me, k,
                         token),
                        reads=("head_acc",), writes=("head_acc", recv),
-                       elements=2 * (k - 1) * 2 * chunk))
+                       elements=(k - 1) * 2 * chunk))
         self.op(Kernel("head_sum", "head_requant",
-                       (Ref("head_acc", 0, "int16_t"), Ref("attn"), S * E, *_lower._rq(p.rq_sum)),
-                       reads=("head_acc",), writes=("attn",), elements=S * E))
-
+                       (Ref("head_acc", 2 * r0, "int16_t"), Ref("attn", r0), chunk,
+                        *_lower._rq(p.rq_sum)),
+                       reads=("head_acc",), writes=("attn",), elements=chunk))
         self.buf("add1", S * E)
         self.buf("ln1", S * E)
-        self.op(self._add_layernorm("ln1", "x", "attn", "add1", "ln1", p.add1))
+        self.op(self._rows_add_layernorm("ln1", "x", "attn", "add1", "ln1", p.add1, r0, rows))
+        self.op(self._gather_rows("ln1", chunk, token, "attention"))
 
         Fp = pad(F, m)
         f0, f1 = sh.f_cols
@@ -291,8 +293,9 @@ class _ShardLowering(_lower._EncoderLowering):
             self.load(residual, _lower.Dma(True, "ln1_spill", residual, S * E))
         self.buf("add2", S * E)
         self.buf("out", S * E)
-        self.op(self._add_layernorm("ln2", residual, "f2", "add2", "out", p.add2,
-                                    stage="ffn2"))
+        self.op(self._rows_add_layernorm("ln2", residual, "f2", "add2", "out", p.add2, r0, rows,
+                                         stage="ffn2"))
+        self.op(self._gather_rows("out", chunk, token, "ffn2"))
         for name in self.probes:
             cols, pitch = (F, Fp) if name == "f1" else (E, E)
             size = S * pitch
@@ -300,6 +303,24 @@ class _ShardLowering(_lower._EncoderLowering):
             self.store(name, _lower.Dma(False, f"result_{name}", name, size))
             self.out.outputs[name] = _lower.Io(f"result_{name}", S, cols, pitch)
         return self.out
+
+
+    def _rows_add_layernorm(self, ln, x, y, total, dst, add_rq, r0, rows, stage="attention"):
+        """The residual add and LayerNorm of ``rows`` rows from element ``r0`` on."""
+        kernel = self._add_layernorm(ln, x, y, total, dst, add_rq, stage=stage)
+        args = list(kernel.args)
+        for i in range(4):   # x, y, the sum, the result: the chip's rows
+            args[i] = Ref(args[i].buffer, r0)
+        args[4] = rows
+        kernel.args, kernel.elements = tuple(args), rows * self.shape.E
+        return kernel
+
+    def _gather_rows(self, buffer, chunk, token, stage):
+        """Every chip's block of ``chunk`` bytes of ``buffer`` (its rows) to every chip."""
+        k = self.share.chips
+        return Kernel(f"allgather_{buffer}", "allgather",
+                      (Ref(buffer), chunk, 1, chunk, self.share.chip, k, token),
+                      reads=(buffer,), writes=(buffer,), elements=(k - 1) * chunk, stage=stage)
 
 
 def _shard_tilings(block: IntegerEncoderShard, spec, *, fc=None, ec=None):

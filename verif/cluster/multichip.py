@@ -39,6 +39,8 @@ __all__ = ["MODELS", "prepare", "run_multichip", "DEFAULT_N", "RING_WORDS"]
 #: encoder layer split over the chips (verif/cluster/multichip_encoder.py).
 MODELS = ("allreduce", "ring", "encoder")
 DEFAULT_N = 4096
+#: Cycles without a beat on any link before the harness stops a run, per model.
+WATCHDOG = {"allreduce": 200_000, "encoder": 2_000_000}
 #: Words of X each chip sends to the next in the ring step.
 RING_WORDS = 256
 #: Per-chip data above the program's share of L2.
@@ -214,13 +216,16 @@ def _failure(run) -> str:
                 int_key("LINK_STALL", 0, minimum=0, maximum=99,
                         help="percent of the beats a link stalls before, 1 to 64 cycles"),
                 int_key("HALT_CHIP", None, minimum=0, help="a chip held in reset"),
-                int_key("WATCHDOG", 200_000, minimum=1,
-                        help="cycles without link traffic before the run is stopped"),
+                int_key("WATCHDOG", None, minimum=1,
+                        help="cycles without link traffic before the run is stopped "
+                             f"(default {WATCHDOG['allreduce']:,}; MODEL=encoder, whose "
+                             f"phases compute long between exchanges, {WATCHDOG['encoder']:,})"),
                 SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1)))
 def _run(options):
     if options["HALT_CHIP"] is not None and options["HALT_CHIP"] >= options["CHIPS"]:
         raise UsageError(f"HALT_CHIP={options['HALT_CHIP']} is not one of the "
                          f"{options['CHIPS']} chips")
+    watchdog = options["WATCHDOG"] or WATCHDOG.get(options["MODEL"], WATCHDOG["allreduce"])
     try:
         if options["MODEL"] == "encoder":
             from verif.cluster.multichip_encoder import run_encoder
@@ -228,14 +233,14 @@ def _run(options):
             status, fields, _ = run_encoder(
                 chips=options["CHIPS"], seed=options["SEED"],
                 link_stall=options["LINK_STALL"], halt_chip=options["HALT_CHIP"],
-                max_cycles=options["MAX_CYCLES"], watchdog=options["WATCHDOG"],
+                max_cycles=options["MAX_CYCLES"], watchdog=watchdog,
                 **{k: options[k] for k in ("S", "E", "H", "F")})
         else:
             status, fields, _ = run_multichip(
                 model=options["MODEL"], chips=options["CHIPS"], n=options["N"],
                 seed=options["SEED"], link_stall=options["LINK_STALL"],
                 halt_chip=options["HALT_CHIP"], max_cycles=options["MAX_CYCLES"],
-                watchdog=options["WATCHDOG"])
+                watchdog=watchdog)
     except ValueError as exc:  # CompileError is one
         raise UsageError(str(exc)) from None
     fields["seed"] = options["SEED"]

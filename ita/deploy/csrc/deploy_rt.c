@@ -269,7 +269,7 @@ static void __attribute__((noinline)) wait_all_gather(void)
     link_wait_pumping(LINK_PREV, ++link_arrivals);
 }
 
-void dl_allreduce_i16(int16_t *acc, int16_t *recv, int count, int me, int k, void *token)
+void dl_reduce_scatter_i16(int16_t *acc, int16_t *recv, int count, int me, int k, void *token)
 {
     const int chunk = count / k; /* elements; a multiple of 2 (whole words) */
     uint32_t t0 = 0;
@@ -277,8 +277,8 @@ void dl_allreduce_i16(int16_t *acc, int16_t *recv, int count, int me, int k, voi
         t0 = cycles();
         link_enter(me, k, token);
     }
-    for (int s = 0; s + 1 < k; s++) { /* reduce-scatter: chip me ends with chunk me + 1 */
-        const int out = (me + k - s) % k, in = (me + 2 * k - s - 1) % k;
+    for (int s = 0; s + 1 < k; s++) { /* step s: send chunk me - s - 1, add chunk me - s - 2 */
+        const int out = (me + 2 * k - s - 1) % k, in = (me + 2 * k - s - 2) % k;
         int16_t *landing = recv + s * chunk;
         if (core_id() == 0) {
             dl_dma(link_remote(LINK_NEXT, landing), acc + out * chunk, 2u * chunk, 1u,
@@ -294,15 +294,8 @@ void dl_allreduce_i16(int16_t *acc, int16_t *recv, int count, int me, int k, voi
             a[i] = k_add_h(a[i], b[i]);
         barrier();
     }
-    if (core_id() == 0) {
-        for (int s = 0; s + 1 < k; s++) { /* all-gather: the complete chunks passed on */
-            int16_t *p = acc + ((me + 1 + k - s) % k) * chunk;
-            dl_dma(link_remote(LINK_NEXT, p), p, 2u * chunk, 1u, 2u * chunk, 2u * chunk);
-            wait_all_gather();
-        }
+    if (core_id() == 0)
         link_cycles += cycles() - t0;
-    }
-    barrier();
 }
 
 void dl_allgather(int8_t *buf, int pitch, int rows, int cols, int me, int k, void *token)
@@ -310,7 +303,7 @@ void dl_allgather(int8_t *buf, int pitch, int rows, int cols, int me, int k, voi
     if (core_id() == 0) {
         uint32_t t0 = cycles();
         link_enter(me, k, token);
-        for (int s = 0; s + 1 < k; s++) { /* pass on the block owned by chip me - s */
+        for (int s = 0; s + 1 < k; s++) { /* pass on the block of chip me - s */
             int8_t *p = buf + ((me + k - s) % k) * cols;
             dl_dma(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
                    (uint32_t)pitch, (uint32_t)pitch);

@@ -59,8 +59,10 @@ void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, in
 /* Collectives over the ring of chip-to-chip links (docs/multichip.md), SPMD like the kernels;
  * `me` and `k` are the chip and chip count the program was compiled for (checked against the
  * system's), `token` an L2 slot the neighbour's handshake lands in. */
-/* acc (count int16, the head sum's layout) summed over the k chips, on every chip. */
-void dl_allreduce_i16(int16_t *acc, int16_t *recv, int count, int me, int k, void *token);
+/* acc (count int16, the head sum's layout) summed over the k chips: afterwards chip `me`
+ * holds chunk `me` (elements [me * count / k, (me + 1) * count / k)) of the sum; `recv` holds
+ * k - 1 chunks, one per step. */
+void dl_reduce_scatter_i16(int16_t *acc, int16_t *recv, int count, int me, int k, void *token);
 /* buf (rows x k * cols, row pitch `pitch`): chip c's columns [c * cols, (c + 1) * cols)
  * copied to every chip. */
 void dl_allgather(int8_t *buf, int pitch, int rows, int cols, int me, int k, void *token);
