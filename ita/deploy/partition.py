@@ -7,14 +7,24 @@ Wv, Wo and biases), the columns ``[c F/K, (c + 1) F/K)`` of W1 and the columns
 an :class:`IntegerEncoderShard` block, compiled by the same compiler as one chip
 (:func:`ita.deploy.compile_model`: lowering, search, schedule, emission) into one program per
 chip (:func:`compile_partition`). Between the engine's jobs the programs exchange over the
-links (``dl_allreduce_i16``, ``dl_allgather`` in the deploy runtime):
+links (``dl_reduce_scatter_i16``, ``dl_allgather`` in the deploy runtime):
 
-1. after attention, an **all-reduce of the int16 head accumulator** (each chip's heads
-   summed, then the chips' sums; the head sum is requantized once on every chip), so
-   ``attn``, the residual add and LayerNorm 1 are the single chip's bytes;
+1. after attention, a **reduce-scatter of the int16 head accumulator** by rows (each chip has
+   summed its own heads; afterwards chip c holds the sum over all heads of rows
+   ``[c S/K, (c + 1) S/K)``); chip c requantizes those rows (the head sum), adds the
+   residual and normalises them (LayerNorm 1), and the rows of ``ln1`` are **gathered**;
 2. after F1, an **all-gather of f1's column slices** (the GELU output is exact int8 per
    column, so every chip then holds the whole f1);
-3. after F2, an **all-gather of f2's column slices**; LayerNorm 2 then runs on every chip.
+3. after F2, an **all-gather of f2's column slices**; chip c adds and normalises its rows
+   (LayerNorm 2) and the rows of ``out`` are **gathered**, so every chip ends with the whole
+   output, as the next layer needs it.
+
+The two exchanges of the attention block (reduce-scatter, gather) are the all-reduce of the
+head sum with the requantization and LayerNorm done once per row instead of on every chip;
+the FFN's are the gathers of its two slices. The partial sums are int16: a head's output is
+int8 and the single-chip reference sums the heads exactly (``|sum| <= 128 H``) before one
+requantization, so adding the chips' int16 sums in any order gives its bits; an int8
+exchange would requantize per chip and round differently.
 
 Why W2 by columns and not by rows: the engine requantizes every job to int8, so a chip can
 only produce a complete sum's requantized value. Splitting W2 by rows makes every chip's F2

@@ -125,7 +125,7 @@ def run_encoder(*, chips, seed, link_stall=0, halt_chip=None, max_cycles, watchd
     cycles = [f.get("layer_cycles", 0) for _rows, f, _checks in per_chip]
     if ok:
         fields["cycles"] = max(cycles)
-        collective = [sum(v for k, v in s.items() if k.startswith("kernel_all")) for s in stats]
+        collective = [s.get("link_cycles", 0) for s in stats]
         tx = sum(s.get("link_tx_bytes", 0) for s in stats)
         rx = sum(s.get("link_rx_bytes", 0) for s in stats)
         if not tx == rx == summary.get("link_bytes"):

@@ -43,12 +43,18 @@ static uint32_t dma_in_flight(void)
     return (rt_read32(DMA_STATUS_ADDR) & DMA_STATUS_BUSY_MASK) >> DMA_STATUS_BUSY_LSB;
 }
 
+/* Link sends, in their own order ahead of the queue (dl_dma_first). */
+#define DL_LINK_QUEUE 8u
+static dl_xfer_t link_queue[DL_LINK_QUEUE];
+static uint32_t link_head, link_tail;
+
 void dl_dma_pump(void)
 {
-    while (queue_head != queue_tail && dma_in_flight() < DL_DMA_SLOTS) {
-        const dl_xfer_t *x = &queue[queue_head % DL_QUEUE];
+    while ((link_head != link_tail || queue_head != queue_tail)
+           && dma_in_flight() < DL_DMA_SLOTS) {
+        const dl_xfer_t *x = link_head != link_tail ? &link_queue[link_head++ % DL_LINK_QUEUE]
+                                                    : &queue[queue_head++ % DL_QUEUE];
         dma_copy_2d(x->dst, x->src, x->row_bytes, x->rows, x->dst_stride, x->src_stride);
-        queue_head++;
     }
 }
 
@@ -63,10 +69,25 @@ void dl_dma(void *dst, const void *src, uint32_t row_bytes, uint32_t rows, uint3
     dl_dma_pump();
 }
 
+/* A link send: ahead of the queued transfers, since another chip waits for it and should not
+ * wait for the prefetches of later phases (they target other buffers, so the order between
+ * the two does not matter; among link sends it does: the receiver counts arrivals). */
+static void dl_dma_first(void *dst, const void *src, uint32_t row_bytes, uint32_t rows,
+                         uint32_t dst_stride, uint32_t src_stride)
+{
+    while (link_tail - link_head >= DL_LINK_QUEUE)
+        dl_dma_pump();
+    link_queue[link_tail % DL_LINK_QUEUE] =
+        (dl_xfer_t){dst, src, row_bytes, rows, dst_stride, src_stride};
+    link_tail++;
+    dl_stats.dma_bytes += row_bytes * rows;
+    dl_dma_pump();
+}
+
 uint32_t dl_dma_drain(void)
 {
     uint32_t t = cycles();
-    while (queue_head != queue_tail || dma_in_flight() != 0) {
+    while (link_head != link_tail || queue_head != queue_tail || dma_in_flight() != 0) {
         dl_dma_pump();
         dl_ita_poll();
     }
@@ -255,7 +276,7 @@ static void link_enter(int me, int k, void *token)
                chip_id(), num_chips());
         exit(3);
     }
-    dl_dma(link_remote(LINK_PREV, token), link_token_word, 16u, 1u, 16u, 16u);
+    dl_dma_first(link_remote(LINK_PREV, token), link_token_word, 16u, 1u, 16u, 16u);
     link_wait_pumping(LINK_NEXT, ++link_tokens);
 }
 
@@ -281,7 +302,7 @@ void dl_reduce_scatter_i16(int16_t *acc, int16_t *recv, int count, int me, int k
         const int out = (me + 2 * k - s - 1) % k, in = (me + 2 * k - s - 2) % k;
         int16_t *landing = recv + s * chunk;
         if (core_id() == 0) {
-            dl_dma(link_remote(LINK_NEXT, landing), acc + out * chunk, 2u * chunk, 1u,
+            dl_dma_first(link_remote(LINK_NEXT, landing), acc + out * chunk, 2u * chunk, 1u,
                    2u * chunk, 2u * chunk);
             wait_reduce_scatter();
         }
@@ -305,7 +326,7 @@ void dl_allgather(int8_t *buf, int pitch, int rows, int cols, int me, int k, voi
         link_enter(me, k, token);
         for (int s = 0; s + 1 < k; s++) { /* pass on the block of chip me - s */
             int8_t *p = buf + ((me + k - s) % k) * cols;
-            dl_dma(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
+            dl_dma_first(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
                    (uint32_t)pitch, (uint32_t)pitch);
             wait_all_gather();
         }
