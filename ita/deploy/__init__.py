@@ -27,8 +27,10 @@ cluster or the testbenches. The C it writes is compiled by ``sw/build.py`` again
 ``sw/runtime``, ``sw/kernels`` and the runtime in ``csrc/``.
 """
 
-from . import lower_bert  # noqa: F401 -- registers the BERT layer's lowering
-from . import partition  # noqa: F401 -- registers the multi-chip shard's lowering
+from . import (
+    lower_bert,  # noqa: F401 -- registers the BERT layer's lowering
+    partition,  # noqa: F401 -- registers the multi-chip shard's lowering
+)
 from .emit import Program, compile_model
 from .frontend import (
     IntegerBertLayer,

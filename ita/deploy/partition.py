@@ -49,6 +49,7 @@ from ita.cluster_config import DEFAULT
 
 from . import lower as _lower
 from .cost import KERNEL_COSTS
+from .emit import compile_model
 from .frontend import IntegerEncoderLayer, IntegerModel
 from .ir import CompileError, Kernel, L2Ref, Ref, pad
 
@@ -82,7 +83,7 @@ class ChipShare:
 
     def weights(self, shape):
         """(tensor, description, bytes) of the chip's weight slices (int8, biases int32)."""
-        S, E, P, F = shape.S, shape.E, shape.P, shape.F
+        E, P, F = shape.E, shape.P, shape.F
         h0, h1 = self.heads
         f0, f1 = self.f_cols
         e0, e1 = self.e_cols
@@ -196,8 +197,6 @@ def partition(model, chips, spec) -> Partition:
 def compile_partition(part: Partition, spec, *, probes=("out",), **forced):
     """One program per chip, each by :func:`ita.deploy.compile_model`; CompileError names the
     chip when one does not compile, or when the chips' buffers that the links write differ."""
-    from .emit import compile_model  # emit imports the lowering, which imports this module
-
     programs = []
     for c, block in enumerate(part.blocks()):
         try:

@@ -27,6 +27,7 @@ from hw import toolchain
 from ita.cli import SEED, UsageError, choice_key, int_key
 from ita.cluster_config import DEFAULT
 from sw.build import build_app
+from verif.cluster.multichip_encoder import run_encoder
 from verif.cluster.trace import Symbols, TraceError
 from verif.console import SUMMARY_FIELD
 from verif.harness.multichip import MAX_CHIPS, run_chips
@@ -228,8 +229,6 @@ def _run(options):
     watchdog = options["WATCHDOG"] or WATCHDOG.get(options["MODEL"], WATCHDOG["allreduce"])
     try:
         if options["MODEL"] == "encoder":
-            from verif.cluster.multichip_encoder import run_encoder
-
             status, fields, _ = run_encoder(
                 chips=options["CHIPS"], seed=options["SEED"],
                 link_stall=options["LINK_STALL"], halt_chip=options["HALT_CHIP"],
