@@ -51,7 +51,9 @@ KERNEL_FUNCTIONS = {"head_acc": "dl_head_acc", "head_final": "dl_head_final",
                     "decomposed_gemm": "k_decomposed_gemm_ex",
                     "residual_add_rows": "k_residual_add_rows",
                     "layer_norm_rows": "k_layer_norm_rows", "col_sums": "k_col_sums",
-                    "reduce_scatter_i16": "dl_reduce_scatter_i16", "allgather": "dl_allgather",
+                    "reduce_scatter_i16": "dl_reduce_scatter_i16",
+                    "link_open": "dl_link_open", "link_send": "dl_link_send",
+                    "gather_rest": "dl_gather_rest",
                     "head_requant": "dl_head_requant"}
 
 

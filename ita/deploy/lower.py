@@ -292,11 +292,12 @@ class _EncoderLowering:
                       elements=S * E, stage=stage)
 
     def _ffn_gemm(self, dst, src, w, b, inner, cols, chunk, rq, activation="identity",
-                  gelu=None, act_rq=None, stage=None, col0=0, dst_cols=None):
+                  gelu=None, act_rq=None, stage=None, col0=0, dst_cols=None, on_chunk=None):
         """dst (S x cols) = act(rq(src @ w + b)) as linear jobs over column chunks; the GELU
         constants and the activation's requantization are the layer's unless given. With
         ``col0`` / ``dst_cols`` the ``cols`` columns computed are columns ``col0 ..`` of a
-        ``dst`` of ``dst_cols`` columns (one chip's slice of a partitioned layer)."""
+        ``dst`` of ``dst_cols`` columns (one chip's slice of a partitioned layer);
+        ``on_chunk(c0, width)`` is called once a chunk's columns are in ``dst``."""
         stage = stage or ("ffn1" if dst == "f1" else "ffn2")
         p, S, m = self.p, self.shape.S, self.cfg.M
         dst_cols = cols if dst_cols is None else dst_cols
@@ -336,6 +337,8 @@ class _EncoderLowering:
                 self.op(Kernel(f"relayout_{dst}", "relayout",
                                (Ref(out), width_p, Ref(dst, col0 + c0), cols_p, S, width),
                                reads=(out,), writes=(dst,), elements=S * width, stage=stage))
+            if on_chunk:
+                on_chunk(c0, width)
 
 
 def lower_encoder_layer(block: IntegerEncoderLayer, spec, tiling: EncoderTiling,

@@ -7,7 +7,9 @@ Wv, Wo and biases), the columns ``[c F/K, (c + 1) F/K)`` of W1 and the columns
 an :class:`IntegerEncoderShard` block, compiled by the same compiler as one chip
 (:func:`ita.deploy.compile_model`: lowering, search, schedule, emission) into one program per
 chip (:func:`compile_partition`). Between the engine's jobs the programs exchange over the
-links (``dl_reduce_scatter_i16``, ``dl_allgather`` in the deploy runtime):
+links (``dl_reduce_scatter_i16``, ``dl_link_open``, ``dl_link_send``, ``dl_gather_rest`` in
+the deploy runtime; every gather is sent in pieces as they are computed, so the link carries
+one piece while the engine or the cores compute the next):
 
 1. after attention, a **reduce-scatter of the int16 head accumulator** by rows (each chip has
    summed its own heads; afterwards chip c holds the sum over all heads of rows
@@ -57,7 +59,10 @@ __all__ = ["ChipShare", "Partition", "IntegerEncoderShard", "partition", "compil
            "COLLECTIVE_KINDS", "link_cycles_per_byte"]
 
 #: Kernel kinds that move data over the links (their cycles are the all-reduce time).
-COLLECTIVE_KINDS = ("reduce_scatter_i16", "allgather")
+COLLECTIVE_KINDS = ("reduce_scatter_i16", "link_open", "link_send", "gather_rest")
+#: Pieces each chip's rows of ln1 and out are normalised and sent in (the send of one piece
+#: overlaps the LayerNorm of the next).
+ROW_PIECES = 4
 
 
 def link_cycles_per_byte(cluster=DEFAULT):
@@ -65,9 +70,11 @@ def link_cycles_per_byte(cluster=DEFAULT):
     return 1.0 / cluster.link_bytes_per_cycle
 
 
-# A collective's cost per byte sent by the chip, on one core (kernel_cycles divides by cores).
-for _kind in COLLECTIVE_KINDS:
+# A collective's cost per byte it waits for, on one core (kernel_cycles divides by cores);
+# the handshake and the queuing of a send cost the cores next to nothing.
+for _kind in ("reduce_scatter_i16", "gather_rest"):
     KERNEL_COSTS[_kind] = DEFAULT.cores * link_cycles_per_byte()
+KERNEL_COSTS["link_open"] = KERNEL_COSTS["link_send"] = 0.0
 KERNEL_COSTS["head_requant"] = KERNEL_COSTS["head_final"]
 
 
@@ -272,27 +279,18 @@ class _ShardLowering(_lower._EncoderLowering):
                        reads=("head_acc",), writes=("attn",), elements=chunk))
         self.buf("add1", S * E)
         self.buf("ln1", S * E)
-        self.op(self._rows_add_layernorm("ln1", "x", "attn", "add1", "ln1", p.add1, r0, rows))
-        self.op(self._gather_rows("ln1", chunk, token, "attention"))
+        self._normalise_and_gather("ln1", "x", "attn", "add1", "ln1", p.add1, rows, token,
+                                   "attention")
 
         Fp = pad(F, m)
         f0, f1 = sh.f_cols
         e0, e1 = sh.e_cols
         self.buf("f1", Sp * Fp)
-        self._ffn_gemm("f1", "ln1", np.asarray(p.w1)[:, f0:f1], np.asarray(p.b1)[f0:f1], E,
-                       f1 - f0, self.fc, _lower._rq(np.asarray(p.rq_ffn)[0]),
-                       activation=s.activation, col0=f0, dst_cols=F)
-        self.op(Kernel("allgather_f1", "allgather", (Ref("f1"), Fp, S, f1 - f0, me, k, token),
-                       reads=("f1",), writes=("f1",), elements=(k - 1) * S * (f1 - f0),
-                       stage="ffn1"))
+        self._gathered_ffn("f1", "ln1", p.w1, p.b1, E, F, (f0, f1), self.fc,
+                           _lower._rq(np.asarray(p.rq_ffn)[0]), token, activation=s.activation)
         self.buf("f2", S * E if Ep == E else Sp * Ep)
-        self._ffn_gemm("f2", "f1", np.asarray(p.w2)[:, e0:e1], np.asarray(p.b2)[e0:e1], F,
-                       e1 - e0, self.ec, _lower._rq(np.asarray(p.rq_ffn)[1]), col0=e0,
-                       dst_cols=E)
-        self.op(Kernel("allgather_f2", "allgather", (Ref("f2"), pad(E, m), S, e1 - e0, me, k,
-                                                     token),
-                       reads=("f2",), writes=("f2",), elements=(k - 1) * S * (e1 - e0),
-                       stage="ffn2"))
+        self._gathered_ffn("f2", "f1", p.w2, p.b2, F, E, (e0, e1), self.ec,
+                           _lower._rq(np.asarray(p.rq_ffn)[1]), token)
 
         residual = "ln1"
         if self.spill:
@@ -302,9 +300,8 @@ class _ShardLowering(_lower._EncoderLowering):
             self.load(residual, _lower.Dma(True, "ln1_spill", residual, S * E))
         self.buf("add2", S * E)
         self.buf("out", S * E)
-        self.op(self._rows_add_layernorm("ln2", residual, "f2", "add2", "out", p.add2, r0, rows,
-                                         stage="ffn2"))
-        self.op(self._gather_rows("out", chunk, token, "ffn2"))
+        self._normalise_and_gather("ln2", residual, "f2", "add2", "out", p.add2, rows, token,
+                                   "ffn2")
         for name in self.probes:
             cols, pitch = (F, Fp) if name == "f1" else (E, E)
             size = S * pitch
@@ -324,12 +321,59 @@ class _ShardLowering(_lower._EncoderLowering):
         kernel.args, kernel.elements = tuple(args), rows * self.shape.E
         return kernel
 
-    def _gather_rows(self, buffer, chunk, token, stage):
-        """Every chip's block of ``chunk`` bytes of ``buffer`` (its rows) to every chip."""
-        k = self.share.chips
-        return Kernel(f"allgather_{buffer}", "allgather",
-                      (Ref(buffer), chunk, 1, chunk, self.share.chip, k, token),
-                      reads=(buffer,), writes=(buffer,), elements=(k - 1) * chunk, stage=stage)
+    def _normalise_and_gather(self, ln, x, y, total, dst, add_rq, rows, token, stage):
+        """The residual add and LayerNorm of this chip's ``rows`` rows into ``dst``, in
+        pieces, each sent on as soon as it is done; then the other chips' rows."""
+        E, me, k = self.shape.E, self.share.chip, self.share.chips
+        pieces = ROW_PIECES if rows % ROW_PIECES == 0 else 1
+        step = rows // pieces
+        self.op(self._open(dst, token, stage))
+        for j in range(pieces):
+            r0 = (me * rows + j * step) * E
+            self.op(self._rows_add_layernorm(ln, x, y, total, dst, add_rq, r0, step,
+                                             stage=stage))
+            self.op(self._send(dst, r0, 1, step * E, step * E, stage))
+        self.op(Kernel(f"gather_{dst}", "gather_rest",
+                       (Ref(dst), step * E, 1, step * E, pieces, step * E, rows * E, me, k),
+                       reads=(dst,), writes=(dst,), elements=(k - 1) * rows * E, stage=stage))
+
+    def _gathered_ffn(self, dst, src, w, b, inner, cols, span, chunk, rq, token,
+                      activation="identity"):
+        """This chip's columns ``span`` of an FFN GEMM, each chunk sent on once it is in
+        ``dst``, then the other chips' columns."""
+        S, m = self.shape.S, self.cfg.M
+        me, k = self.share.chip, self.share.chips
+        c0, c1 = span
+        pitch = pad(cols, m)
+        # The receivers count pieces of one width; a slice of uneven chunks goes at once.
+        even = (c1 - c0) % chunk == 0
+        stage = "ffn1" if dst == "f1" else "ffn2"
+        self.op(self._open(dst, token, stage))
+
+        def send(col, width):
+            if even:
+                self.op(self._send(dst, c0 + col, S, width, pitch, stage))
+        self._ffn_gemm(dst, src, np.asarray(w)[:, c0:c1], np.asarray(b)[c0:c1], inner,
+                       c1 - c0, chunk, rq, activation=activation, col0=c0, dst_cols=cols,
+                       on_chunk=send)
+        if not even:
+            self.op(self._send(dst, c0, S, c1 - c0, pitch, stage))
+        piece, pieces = (chunk, (c1 - c0) // chunk) if even else (c1 - c0, 1)
+        self.op(Kernel(f"gather_{dst}", "gather_rest",
+                       (Ref(dst), pitch, S, piece, pieces, piece, c1 - c0, me, k),
+                       reads=(dst,), writes=(dst,), elements=(k - 1) * S * (c1 - c0),
+                       stage=stage))
+
+    def _open(self, buffer, token, stage):
+        """The handshake before the first send into the neighbours' ``buffer``: from here on
+        this chip's ``buffer`` is live and the previous chip may write it."""
+        return Kernel(f"open_{buffer}", "link_open", (self.share.chip, self.share.chips, token),
+                      reads=(), writes=(buffer,), elements=0, stage=stage)
+
+    def _send(self, buffer, offset, rows, cols, pitch, stage):
+        """Queue a block of this chip's ``buffer`` to the next chip (core 0, no wait)."""
+        return Kernel(f"send_{buffer}", "link_send", (Ref(buffer, offset), pitch, rows, cols),
+                      reads=(buffer,), writes=(), elements=0, stage=stage)
 
 
 def _shard_tilings(block: IntegerEncoderShard, spec, *, fc=None, ec=None):

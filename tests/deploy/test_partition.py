@@ -73,7 +73,7 @@ def test_programs_hold_only_their_slices():
             assert np.array_equal(np.concatenate(rows), np.asarray(w)[:, c0:c1].T)
         kinds = [k.kind for ph in program.schedule.phases for k in ph.kernels
                  if k.kind in COLLECTIVE_KINDS]
-        assert kinds == ["reduce_scatter_i16", "allgather", "allgather", "allgather", "allgather"]
+        assert kinds.count("gather_rest") == 4 and kinds[0] == "reduce_scatter_i16"
         assert "dl_reduce_scatter_i16" in program.c_source
         assert f", {share.chip}, 2, (void *)" in program.c_source   # chip and chip count
     # The buffers the links write sit at the same L1 offsets on both chips.

@@ -319,16 +319,41 @@ void dl_reduce_scatter_i16(int16_t *acc, int16_t *recv, int count, int me, int k
         link_cycles += cycles() - t0;
 }
 
-void dl_allgather(int8_t *buf, int pitch, int rows, int cols, int me, int k, void *token)
+void dl_link_open(int me, int k, void *token)
 {
     if (core_id() == 0) {
         uint32_t t0 = cycles();
         link_enter(me, k, token);
-        for (int s = 0; s + 1 < k; s++) { /* pass on the block of chip me - s */
-            int8_t *p = buf + ((me + k - s) % k) * cols;
-            dl_dma_first(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
-                   (uint32_t)pitch, (uint32_t)pitch);
-            wait_all_gather();
+        link_cycles += cycles() - t0;
+    }
+    barrier();
+}
+
+void dl_link_send(const int8_t *p, int pitch, int rows, int cols)
+{
+    if (core_id() == 0)
+        dl_dma_first(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
+                     (uint32_t)pitch, (uint32_t)pitch);
+    barrier();
+}
+
+void dl_gather_rest(int8_t *buf, int pitch, int rows, int cols, int pieces, int piece_stride,
+                    int chip_stride, int me, int k)
+{
+    if (core_id() == 0) {
+        uint32_t t0 = cycles();
+        /* From the previous chip come its own pieces, then those it passes on: chip me - 1's,
+         * then chip me - 2's, ...; each is passed on unless the next chip is its origin. */
+        for (int d = 1; d < k; d++) {
+            int8_t *base = buf + ((me + k - d) % k) * chip_stride;
+            for (int j = 0; j < pieces; j++) {
+                wait_all_gather();
+                if (d + 1 < k) {
+                    int8_t *p = base + j * piece_stride;
+                    dl_dma_first(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
+                                 (uint32_t)pitch, (uint32_t)pitch);
+                }
+            }
         }
         link_cycles += cycles() - t0;
     }
