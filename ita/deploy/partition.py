@@ -60,8 +60,9 @@ __all__ = ["ChipShare", "Partition", "IntegerEncoderShard", "partition", "compil
 
 #: Kernel kinds that move data over the links (their cycles are the all-reduce time).
 COLLECTIVE_KINDS = ("reduce_scatter_i16", "link_open", "link_send", "gather_rest")
-#: Pieces each chip's rows of ln1 and out are normalised and sent in (the send of one piece
-#: overlaps the LayerNorm of the next).
+#: At most this many pieces of a chip's rows of ln1 and out are normalised and sent one after
+#: the other (the send of one overlaps the LayerNorm of the next); a piece has at least a row
+#: per core, since the LayerNorm kernel shares rows among the cores.
 ROW_PIECES = 4
 
 
@@ -325,7 +326,11 @@ class _ShardLowering(_lower._EncoderLowering):
         """The residual add and LayerNorm of this chip's ``rows`` rows into ``dst``, in
         pieces, each sent on as soon as it is done; then the other chips' rows."""
         E, me, k = self.shape.E, self.share.chip, self.share.chips
-        pieces = ROW_PIECES if rows % ROW_PIECES == 0 else 1
+        cores = self.spec.cores
+        pieces = min(ROW_PIECES, rows // cores) if rows % cores == 0 else 1
+        pieces = max(1, pieces)
+        while rows % pieces:
+            pieces -= 1
         step = rows // pieces
         self.op(self._open(dst, token, stage))
         for j in range(pieces):
