@@ -119,3 +119,21 @@ def test_compile_errors_name_the_chip():
     tiny_l1 = SPEC.__class__(**{**SPEC.__dict__, "l1_size": SPEC.l1_reserved + 16384})
     with pytest.raises(CompileError, match=r"^chip 0 of 2: no tiling fits the 16384 B L1 arena"):
         compile_partition(part, tiny_l1)
+
+
+def test_gathers_go_in_pieces_of_a_row_per_core():
+    """S=64 on two chips: 32 rows each, normalised and sent in 4 pieces of 8 rows (one per
+    core); each FFN chunk is sent once it is in place, before the final receive."""
+    layer, _ = _layer(EncoderShape(64, 128, 32, 4, 256))
+    part = partition(layer, 2, SPEC)
+    program = compile_partition(part, SPEC)[1]
+    kernels = [k for ph in program.schedule.phases for k in ph.kernels]
+    names = [k.name for k in kernels]
+    sends = [k for k in kernels if k.name == "send_ln1"]
+    assert len(sends) == 4 and all(k.args[3] == 8 * 128 for k in sends)
+    assert [k.args[0].offset for k in sends] == [(32 + 8 * j) * 128 for j in range(4)]
+    chunks = 256 // 2 // program.manifest["choices"]["ffn1_chunk"]
+    assert names.count("send_f1") == chunks
+    assert names.index("gather_f1") > max(i for i, n in enumerate(names) if n == "send_f1")
+    rest = kernels[names.index("gather_ln1")]
+    assert rest.args[1:7] == (8 * 128, 1, 8 * 128, 4, 8 * 128, 32 * 128)
