@@ -63,7 +63,7 @@ COLLECTIVE_KINDS = ("reduce_scatter_i16", "link_open", "link_send", "gather_rest
 #: At most this many pieces of a chip's rows of ln1 and out are normalised and sent one after
 #: the other (the send of one overlaps the LayerNorm of the next); a piece has at least a row
 #: per core, since the LayerNorm kernel shares rows among the cores.
-ROW_PIECES = 4
+ROW_PIECES = 2
 
 
 def link_cycles_per_byte(cluster=DEFAULT):

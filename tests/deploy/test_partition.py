@@ -8,6 +8,7 @@ import pytest
 from ita.deploy import CompileError, RandomEncoder
 from ita.deploy.partition import (
     COLLECTIVE_KINDS,
+    ROW_PIECES,
     IntegerEncoderShard,
     compile_partition,
     partition,
@@ -122,18 +123,20 @@ def test_compile_errors_name_the_chip():
 
 
 def test_gathers_go_in_pieces_of_a_row_per_core():
-    """S=64 on two chips: 32 rows each, normalised and sent in 4 pieces of 8 rows (one per
-    core); each FFN chunk is sent once it is in place, before the final receive."""
+    """S=64 on two chips: 32 rows each, normalised and sent in ROW_PIECES pieces of at least
+    a row per core; each FFN chunk is sent once it is in place, before the final receive."""
     layer, _ = _layer(EncoderShape(64, 128, 32, 4, 256))
     part = partition(layer, 2, SPEC)
     program = compile_partition(part, SPEC)[1]
     kernels = [k for ph in program.schedule.phases for k in ph.kernels]
     names = [k.name for k in kernels]
     sends = [k for k in kernels if k.name == "send_ln1"]
-    assert len(sends) == 4 and all(k.args[3] == 8 * 128 for k in sends)
-    assert [k.args[0].offset for k in sends] == [(32 + 8 * j) * 128 for j in range(4)]
+    pieces = min(ROW_PIECES, 32 // SPEC.cores)
+    step = 32 // pieces
+    assert pieces > 1 and len(sends) == pieces and all(k.args[3] == step * 128 for k in sends)
+    assert [k.args[0].offset for k in sends] == [(32 + step * j) * 128 for j in range(pieces)]
     chunks = 256 // 2 // program.manifest["choices"]["ffn1_chunk"]
     assert names.count("send_f1") == chunks
     assert names.index("gather_f1") > max(i for i, n in enumerate(names) if n == "send_f1")
     rest = kernels[names.index("gather_ln1")]
-    assert rest.args[1:7] == (8 * 128, 1, 8 * 128, 4, 8 * 128, 32 * 128)
+    assert rest.args[1:7] == (step * 128, 1, step * 128, pieces, step * 128, 32 * 128)
