@@ -10,6 +10,7 @@ from ita.deploy.partition import partition
 from verif.cluster.encoder import cluster_spec
 from verif.cluster.multichip_encoder import encoder_shape, run_encoder
 from verif.console import SUMMARY_FIELD
+from verif.sim import main as sim_main
 
 pytestmark = pytest.mark.verilator
 
@@ -42,3 +43,13 @@ def test_a_wrong_byte_is_named():
     assert status == "FAIL" and fields["mismatches"] == 1 and fields["error"] == "mismatch"
     assert any(line.startswith("check          chip 1: mismatch: tensor=out row=3 col=5 ")
                for line in fields[SUMMARY_FIELD]), fields[SUMMARY_FIELD]
+
+
+@pytest.mark.parametrize("words, message", [
+    (["MODEL=encoder", "CHIPS=5"], "sim: error: H=12 cannot be split evenly over 5 chips"),
+    (["MODEL=encoder", "CHIPS=2", "S=9"], "sim: error: S=9 cannot be split evenly over 2"),
+])
+def test_usage_errors(capsys, words, message):
+    assert sim_main(["TEST=multichip", *words]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
