@@ -53,3 +53,14 @@ def test_usage_errors(capsys, words, message):
     assert sim_main(["TEST=multichip", *words]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_silent_chip_is_named_with_what_the_others_wait_for():
+    status, fields, run = run_encoder(chips=2, seed=2, max_cycles=3_000_000, watchdog=30_000,
+                                      stream=False, halt_chip=1, references=False, **SIZES)
+    assert status == "FAIL" and fields["error"] == "watchdog_chip_1_never_answered"
+    report = fields[SUMMARY_FIELD]
+    assert any("chip 1 never answered" in line for line in report), report
+    # Chip 0 reached the first exchange and waits for chip 1's handshake.
+    assert any("chip 0 core 0 at pc" in line and line.endswith("(wait_handshake)")
+               for line in report), report

@@ -21,6 +21,8 @@ chips' own counters.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 from hw import toolchain
@@ -32,6 +34,7 @@ from ita.deploy.partition import compile_partition, partition
 from ita.golden.encoder import MINILM, EncoderShape
 from sw.build import KERNEL_SOURCES, build_app
 from verif.cluster.encoder import cluster_spec, combined_image, parse, run_layer
+from verif.cluster.trace import Symbols, TraceError
 from verif.console import SUMMARY_FIELD
 from verif.deploy import C_DIR as CHECK_DIR
 from verif.deploy import C_SOURCES as CHECK_SOURCES
@@ -108,6 +111,7 @@ def run_encoder(*, chips, seed, link_stall=0, halt_chip=None, max_cycles, watchd
     work = toolchain.BUILD_ROOT / "sw" / "multichip_encoder" / tag / f"k{chips}"
     images, programs, part = prepare_chips(work, shape=shape, chips=chips, seed=seed,
                                            corrupt=corrupt)
+    elves = [work / f"chip{c}" / "encoder_layer.elf" for c in range(chips)]
     # One chip has nothing to send: only the cycle limit bounds it.
     watchdog = max_cycles if chips == 1 else watchdog
     run = run_chips(images, max_cycles=max_cycles, watchdog=watchdog, link_stall=link_stall,
@@ -169,12 +173,37 @@ def run_encoder(*, chips, seed, link_stall=0, halt_chip=None, max_cycles, watchd
         lines.append(f"speedup        {fields['speedup']} x over L3, efficiency "
                      f"{fields['efficiency']} vs {chips} x one resident chip")
     lines += [f"check          {line}" for line in mismatch_lines[:8]]
-    lines += [f"report         {line}" for line in run.report
+    lines += [f"report         {line}" for line in _named_pcs(run.report, elves)
               if "never answered" in line or "watchdog:" in line or " at pc " in line]
     fields[SUMMARY_FIELD] = lines
     (work / "result.json").write_text(json.dumps(
         {k: v for k, v in fields.items() if k != SUMMARY_FIELD}, indent=1) + "\n")
     return ("PASS" if ok else "FAIL"), fields, run
+
+
+_PC = re.compile(r"^multichip: chip (\d+) core \d+ at pc (0x[0-9a-f]{8})$")
+
+
+def _named_pcs(report, elves):
+    """The harness's lines with each core PC followed by the function of that chip's program
+    holding it (core 0 waits for the links in one function per kind of exchange:
+    ``wait_reduce_scatter``, ``wait_all_gather``, ``link_wait_pumping``)."""
+    symbols = {}
+    named = []
+    for line in report:
+        match = _PC.match(line)
+        if match:
+            chip = int(match.group(1))
+            try:
+                if chip not in symbols:
+                    symbols[chip] = Symbols.from_elf(elves[chip])
+                name = symbols[chip].name(int(match.group(2), 16))
+            except (TraceError, OSError, IndexError, subprocess.CalledProcessError):
+                name = ""
+            if name and not name.startswith("0x"):
+                line = f"{line} ({name})"
+        named.append(line)
+    return named
 
 
 def _count_mismatches(output):

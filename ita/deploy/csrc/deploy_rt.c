@@ -261,12 +261,22 @@ void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, in
 static uint32_t link_arrivals, link_tokens, link_cycles;
 static const uint32_t link_token_word[4] __attribute__((aligned(16))) = {0x70c3e7u};
 
-static void link_wait_pumping(unsigned link, uint32_t count)
+static inline __attribute__((always_inline)) void link_wait_pumping(unsigned link,
+                                                                    uint32_t count)
 {
     while ((int32_t)(link_rx_transfers(link) - count) < 0) {
         dl_dma_pump();
         dl_ita_poll();
     }
+}
+
+/*
+ * Core 0's waits, one function per kind and never inlined, so that a watchdog report names
+ * what a stuck chip waits for by the function holding core 0's PC.
+ */
+static void __attribute__((noinline)) wait_handshake(void)
+{
+    link_wait_pumping(LINK_NEXT, ++link_tokens);
 }
 
 static void link_enter(int me, int k, void *token)
@@ -277,7 +287,7 @@ static void link_enter(int me, int k, void *token)
         exit(3);
     }
     dl_dma_first(link_remote(LINK_PREV, token), link_token_word, 16u, 1u, 16u, 16u);
-    link_wait_pumping(LINK_NEXT, ++link_tokens);
+    wait_handshake();
 }
 
 static void __attribute__((noinline)) wait_reduce_scatter(void)
