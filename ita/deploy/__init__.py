@@ -12,7 +12,8 @@ The stages, one module each:
   kernels, phases, the schedule;
 * :mod:`~ita.deploy.lower`: per block type, the block as buffers and ordered operations
   (the Llama decoder layer in :mod:`~ita.deploy.lower_decoder`, a quantised BERT layer in
-  :mod:`~ita.deploy.lower_bert`, which registers itself);
+  :mod:`~ita.deploy.lower_bert`, which registers itself; one chip's share of a layer split
+  over several chips in :mod:`~ita.deploy.partition`, the multi-chip partitioner);
 * :mod:`~ita.deploy.schedule`: the operations packed into phases, buffer lifetimes;
 * :mod:`~ita.deploy.allocate`: L1 ranges and L2 offsets;
 * :mod:`~ita.deploy.cost`: the cost model, from measured figures;
@@ -26,7 +27,10 @@ cluster or the testbenches. The C it writes is compiled by ``sw/build.py`` again
 ``sw/runtime``, ``sw/kernels`` and the runtime in ``csrc/``.
 """
 
-from . import lower_bert  # noqa: F401 -- registers the BERT layer's lowering
+from . import (
+    lower_bert,  # noqa: F401 -- registers the BERT layer's lowering
+    partition,  # noqa: F401 -- registers the multi-chip shard's lowering
+)
 from .emit import Program, compile_model
 from .frontend import (
     IntegerBertLayer,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ir import ItaJob, Ref, Schedule
+from .ir import ItaJob, L2Ref, Ref, Schedule
 from .search import plan
 from .target import ClusterSpec
 
@@ -50,7 +50,11 @@ KERNEL_FUNCTIONS = {"head_acc": "dl_head_acc", "head_final": "dl_head_final",
                     "gemv_u8": "k_gemv_u8", "itamax": "k_itamax",
                     "decomposed_gemm": "k_decomposed_gemm_ex",
                     "residual_add_rows": "k_residual_add_rows",
-                    "layer_norm_rows": "k_layer_norm_rows", "col_sums": "k_col_sums"}
+                    "layer_norm_rows": "k_layer_norm_rows", "col_sums": "k_col_sums",
+                    "reduce_scatter_i16": "dl_reduce_scatter_i16",
+                    "link_open": "dl_link_open", "link_send": "dl_link_send",
+                    "gather_rest": "dl_gather_rest",
+                    "head_requant": "dl_head_requant"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,9 @@ def _ref(ref: Ref, schedule):
 
 
 def _arg(arg, schedule):
-    """An int, a Ref, or a tuple of Refs (an array of int8 operand pointers)."""
+    """An int, a Ref, an L2Ref, or a tuple of Refs (an array of int8 operand pointers)."""
+    if isinstance(arg, L2Ref):
+        return _l2(schedule, arg.name, arg.offset)
     if isinstance(arg, tuple):
         return f"(const int8_t *const[]){{{', '.join(_ref(r, schedule) for r in arg)}}}"
     return _ref(arg, schedule) if isinstance(arg, Ref) else str(int(arg))

@@ -23,7 +23,7 @@ import numpy as np
 from .target import ClusterSpec
 
 __all__ = ["CompileError", "TensorSpec", "L2Tensor", "Buffer", "Dma", "Ref", "ItaJob",
-           "Kernel", "Phase", "Lowered", "Schedule", "pad", "tiles"]
+           "L2Ref", "Kernel", "Phase", "Lowered", "Schedule", "pad", "tiles"]
 
 
 class CompileError(ValueError):
@@ -130,6 +130,14 @@ class Ref:
     buffer: str
     offset: int = 0
     ctype: str = "int8_t"
+
+
+@dataclass(frozen=True)
+class L2Ref:
+    """A pointer argument to L2 tensor ``name`` (+ ``offset``), as a ``void *``."""
+
+    name: str
+    offset: int = 0
 
 
 @dataclass

@@ -199,24 +199,28 @@ class _EncoderLowering:
             self.out.outputs[name] = Io(f"result_{name}", S, cols, pitch)
         return self.out
 
-    def _attention(self, S, E, P, H, Sp, Ep, Pp, sum_heads=True):
+    def _attention(self, S, E, P, H, Sp, Ep, Pp, sum_heads=True, heads=None):
         """One job per head; the cores sum the heads in int16 into ``attn`` (unless
         ``sum_heads`` is false: then the heads' outputs ``head_out<h>`` stay for the next
-        kernel, which takes them as operands)."""
+        kernel, which takes them as operands; ``"partial"``: the heads ``heads`` of one chip
+        are summed into ``head_acc`` only, which the chips then sum among themselves)."""
+        heads = list(range(H)) if heads is None else list(heads)
+        partial = sum_heads == "partial"
         p, m = self.p, self.cfg.M
         pw = pad(P, 4)  # L2 row pitch of wo_t (DMA rows are whole words)
         bias_off = 3 * P * Ep
         slot_size = bias_off + (3 * Pp + Ep) * 4
         # The padding rows of Wv^T (a Pp-row tile read from 2 P Ep) spill past the slot.
         slot_reach = 2 * P * Ep + Pp * Ep
-        lanes = interleave_lanes(P, m) if H > 1 else 1
+        lanes = interleave_lanes(P, m) if len(heads) > 1 else 1
         buffers = self.out.buffers
         if lanes > 1:
             self.buf("wo_t", Ep * Pp, reach=Ep * Pp + (lanes - 1) * pw)
-        acc = self.buf("head_acc", 2 * S * E) if H > 1 and sum_heads else None
+        acc = (self.buf("head_acc", 2 * S * E)
+               if (len(heads) > 1 and sum_heads) or partial else None)
         if sum_heads:
             self.buf("attn", S * E)
-        for h in range(H):
+        for i, h in enumerate(heads):
             slot = self.buf(f"w_head{h}", slot_size, reach=slot_reach)
             self.load(slot, Dma(True, self.const(f"wqkv{h}", 3 * P * E, lambda h=h: np.concatenate(
                 [_i8(np.asarray(w[h]).T) for w in (p.wq, p.wk, p.wv)])), slot, 3 * P * E))
@@ -263,10 +267,10 @@ class _EncoderLowering:
                 cycles=attention_cycles(S, E, P, self.cfg)))
             if not sum_heads:
                 continue
-            if h < H - 1:
+            if i < len(heads) - 1 or partial:
                 self.op(Kernel("head_sum", "head_acc",
-                               (Ref(acc, 0, "int16_t"), Ref(out), S * E, int(h == 0)),
-                               reads=(out,) + ((acc,) if h else ()),
+                               (Ref(acc, 0, "int16_t"), Ref(out), S * E, int(i == 0)),
+                               reads=(out,) + ((acc,) if i else ()),
                                writes=(acc,), elements=S * E))
             else:
                 acc_arg = Ref(acc, 0, "int16_t") if acc else 0
@@ -288,12 +292,16 @@ class _EncoderLowering:
                       elements=S * E, stage=stage)
 
     def _ffn_gemm(self, dst, src, w, b, inner, cols, chunk, rq, activation="identity",
-                  gelu=None, act_rq=None, stage=None):
+                  gelu=None, act_rq=None, stage=None, col0=0, dst_cols=None, on_chunk=None):
         """dst (S x cols) = act(rq(src @ w + b)) as linear jobs over column chunks; the GELU
-        constants and the activation's requantization are the layer's unless given."""
+        constants and the activation's requantization are the layer's unless given. With
+        ``col0`` / ``dst_cols`` the ``cols`` columns computed are columns ``col0 ..`` of a
+        ``dst`` of ``dst_cols`` columns (one chip's slice of a partitioned layer);
+        ``on_chunk(c0, width)`` is called once a chunk's columns are in ``dst``."""
         stage = stage or ("ffn1" if dst == "f1" else "ffn2")
         p, S, m = self.p, self.shape.S, self.cfg.M
-        Sp, inner_p, cols_p = pad(S, m), pad(inner, m), pad(cols, m)
+        dst_cols = cols if dst_cols is None else dst_cols
+        Sp, inner_p, cols_p = pad(S, m), pad(inner, m), pad(dst_cols, m)
         w_t = np.asarray(w).T  # (cols, inner)
         b = np.asarray(b)
         n_chunks = tiles(cols, chunk)
@@ -315,7 +323,7 @@ class _EncoderLowering:
                 return np.concatenate([_i8(rows), _i32(b[c0:c0 + width], width_p)])
             self.load(wname, Dma(True, self.const(f"{dst}_w{j}", blob_bytes, blob), wname,
                                  blob_bytes))
-            direct = n_chunks == 1 and width_p == cols_p
+            direct = n_chunks == 1 and width_p == cols_p and col0 == 0
             out = dst if direct else self.buf(f"{dst}_y{j}", Sp * width_p)
             self.op(ItaJob(
                 f"{dst} chunk {j}", "linear", dict(S=S, E=inner, P=width, F=0),
@@ -327,8 +335,10 @@ class _EncoderLowering:
                 cycles=gemm_cycles(S, width, inner, self.cfg), stage=stage))
             if not direct:
                 self.op(Kernel(f"relayout_{dst}", "relayout",
-                               (Ref(out), width_p, Ref(dst, c0), cols_p, S, width),
+                               (Ref(out), width_p, Ref(dst, col0 + c0), cols_p, S, width),
                                reads=(out,), writes=(dst,), elements=S * width, stage=stage))
+            if on_chunk:
+                on_chunk(c0, width)
 
 
 def lower_encoder_layer(block: IntegerEncoderLayer, spec, tiling: EncoderTiling,

@@ -27,6 +27,7 @@ from hw import toolchain
 from ita.cli import SEED, UsageError, choice_key, int_key
 from ita.cluster_config import DEFAULT
 from sw.build import build_app
+from verif.cluster.multichip_encoder import run_encoder
 from verif.cluster.trace import Symbols, TraceError
 from verif.console import SUMMARY_FIELD
 from verif.harness.multichip import MAX_CHIPS, run_chips
@@ -35,9 +36,12 @@ from verif.sim import register
 
 __all__ = ["MODELS", "prepare", "run_multichip", "DEFAULT_N", "RING_WORDS"]
 
-#: ring: the ring step alone; allreduce: the ring step, then the all-reduce.
-MODELS = ("allreduce", "ring")
+#: ring: the ring step alone; allreduce: the ring step, then the all-reduce; encoder: an
+#: encoder layer split over the chips (verif/cluster/multichip_encoder.py).
+MODELS = ("allreduce", "ring", "encoder")
 DEFAULT_N = 4096
+#: Cycles without a beat on any link before the harness stops a run, per model.
+WATCHDOG = {"allreduce": 200_000, "encoder": 2_000_000}
 #: Words of X each chip sends to the next in the ring step.
 RING_WORDS = 256
 #: Per-chip data above the program's share of L2.
@@ -198,28 +202,45 @@ def _failure(run) -> str:
           "lockstep): each chip sends a block to the next and checks the one it received; "
           "MODEL=allreduce then sums an int32 vector of N over all chips with a ring "
           "all-reduce (reduce-scatter + all-gather), checked against numpy; refused link "
-          "descriptors; LINK_STALL=<percent> stalls every link at random (SEED); HALT_CHIP=<i> "
-          "holds a chip in reset to show the watchdog naming it",
+          "descriptors; MODEL=encoder splits an encoder layer of MiniLM-L6's shape (S, E, H, F "
+          "override it) tensor-parallel over the chips, one compiled program per chip, every "
+          "chip's output checked against the one-chip golden model, with speedup and "
+          "efficiency against one chip; LINK_STALL=<percent> stalls every link at random "
+          "(SEED); HALT_CHIP=<i> holds a chip in reset to show the watchdog naming it",
           keys=(choice_key("MODEL", "allreduce", MODELS),
                 int_key("CHIPS", 2, minimum=1, maximum=MAX_CHIPS),
                 int_key("N", DEFAULT_N, minimum=1, help="int32 elements of the all-reduce"),
+                int_key("S", None, minimum=1, help="MODEL=encoder: tokens (default 64)"),
+                int_key("E", None, minimum=1, help="MODEL=encoder: hidden size (384)"),
+                int_key("H", None, minimum=1, help="MODEL=encoder: heads of 32 (12)"),
+                int_key("F", None, minimum=1, help="MODEL=encoder: FFN width (1536)"),
                 int_key("LINK_STALL", 0, minimum=0, maximum=99,
                         help="percent of the beats a link stalls before, 1 to 64 cycles"),
                 int_key("HALT_CHIP", None, minimum=0, help="a chip held in reset"),
-                int_key("WATCHDOG", 200_000, minimum=1,
-                        help="cycles without link traffic before the run is stopped"),
+                int_key("WATCHDOG", None, minimum=1,
+                        help="cycles without link traffic before the run is stopped "
+                             f"(default {WATCHDOG['allreduce']:,}; MODEL=encoder, whose "
+                             f"phases compute long between exchanges, {WATCHDOG['encoder']:,})"),
                 SEED, int_key("MAX_CYCLES", 20_000_000, minimum=1)))
 def _run(options):
     if options["HALT_CHIP"] is not None and options["HALT_CHIP"] >= options["CHIPS"]:
         raise UsageError(f"HALT_CHIP={options['HALT_CHIP']} is not one of the "
                          f"{options['CHIPS']} chips")
+    watchdog = options["WATCHDOG"] or WATCHDOG.get(options["MODEL"], WATCHDOG["allreduce"])
     try:
-        status, fields, _ = run_multichip(
-            model=options["MODEL"], chips=options["CHIPS"], n=options["N"],
-            seed=options["SEED"], link_stall=options["LINK_STALL"],
-            halt_chip=options["HALT_CHIP"], max_cycles=options["MAX_CYCLES"],
-            watchdog=options["WATCHDOG"])
-    except ValueError as exc:
+        if options["MODEL"] == "encoder":
+            status, fields, _ = run_encoder(
+                chips=options["CHIPS"], seed=options["SEED"],
+                link_stall=options["LINK_STALL"], halt_chip=options["HALT_CHIP"],
+                max_cycles=options["MAX_CYCLES"], watchdog=watchdog,
+                **{k: options[k] for k in ("S", "E", "H", "F")})
+        else:
+            status, fields, _ = run_multichip(
+                model=options["MODEL"], chips=options["CHIPS"], n=options["N"],
+                seed=options["SEED"], link_stall=options["LINK_STALL"],
+                halt_chip=options["HALT_CHIP"], max_cycles=options["MAX_CYCLES"],
+                watchdog=watchdog)
+    except ValueError as exc:  # CompileError is one
         raise UsageError(str(exc)) from None
     fields["seed"] = options["SEED"]
     return status, fields

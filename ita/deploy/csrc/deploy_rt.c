@@ -43,12 +43,18 @@ static uint32_t dma_in_flight(void)
     return (rt_read32(DMA_STATUS_ADDR) & DMA_STATUS_BUSY_MASK) >> DMA_STATUS_BUSY_LSB;
 }
 
+/* Link sends, in their own order ahead of the queue (dl_dma_first). */
+#define DL_LINK_QUEUE 8u
+static dl_xfer_t link_queue[DL_LINK_QUEUE];
+static uint32_t link_head, link_tail;
+
 void dl_dma_pump(void)
 {
-    while (queue_head != queue_tail && dma_in_flight() < DL_DMA_SLOTS) {
-        const dl_xfer_t *x = &queue[queue_head % DL_QUEUE];
+    while ((link_head != link_tail || queue_head != queue_tail)
+           && dma_in_flight() < DL_DMA_SLOTS) {
+        const dl_xfer_t *x = link_head != link_tail ? &link_queue[link_head++ % DL_LINK_QUEUE]
+                                                    : &queue[queue_head++ % DL_QUEUE];
         dma_copy_2d(x->dst, x->src, x->row_bytes, x->rows, x->dst_stride, x->src_stride);
-        queue_head++;
     }
 }
 
@@ -63,10 +69,25 @@ void dl_dma(void *dst, const void *src, uint32_t row_bytes, uint32_t rows, uint3
     dl_dma_pump();
 }
 
+/* A link send: ahead of the queued transfers, since another chip waits for it and should not
+ * wait for the prefetches of later phases (they target other buffers, so the order between
+ * the two does not matter; among link sends it does: the receiver counts arrivals). */
+static void dl_dma_first(void *dst, const void *src, uint32_t row_bytes, uint32_t rows,
+                         uint32_t dst_stride, uint32_t src_stride)
+{
+    while (link_tail - link_head >= DL_LINK_QUEUE)
+        dl_dma_pump();
+    link_queue[link_tail % DL_LINK_QUEUE] =
+        (dl_xfer_t){dst, src, row_bytes, rows, dst_stride, src_stride};
+    link_tail++;
+    dl_stats.dma_bytes += row_bytes * rows;
+    dl_dma_pump();
+}
+
 uint32_t dl_dma_drain(void)
 {
     uint32_t t = cycles();
-    while (queue_head != queue_tail || dma_in_flight() != 0) {
+    while (link_head != link_tail || queue_head != queue_tail || dma_in_flight() != 0) {
         dl_dma_pump();
         dl_ita_poll();
     }
@@ -224,6 +245,154 @@ void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, in
     barrier();
 }
 
+/* --- collectives over the chip-to-chip links (ita/deploy/partition.py) ------------------ */
+
+/*
+ * A program compiled for chip `me` of `k` exchanges partial results with the other chips of
+ * the ring: data goes to the next chip (LINK_NEXT) into the buffer at the same L1 address
+ * (every chip's program has the same arena layout, checked by the compiler), and arrives from
+ * the previous one; counted by LINK_PREV's RX_TRANSFERS. Before sending into a neighbour's
+ * buffers a chip must know that the neighbour has reached the same collective (before that
+ * the L1 ranges may hold other tensors of its schedule): on entering, each chip sends a token
+ * to the previous chip (into an L2 slot nobody reads) and waits for the token of the next one
+ * (counted by LINK_NEXT's RX_TRANSFERS). Core 0 waits by polling, pumping the DMA queue, so
+ * the phase's prefetches keep flowing while it waits.
+ */
+static uint32_t link_arrivals, link_tokens, link_cycles;
+static const uint32_t link_token_word[4] __attribute__((aligned(16))) = {0x70c3e7u};
+
+static inline __attribute__((always_inline)) void link_wait_pumping(unsigned link,
+                                                                    uint32_t count)
+{
+    while ((int32_t)(link_rx_transfers(link) - count) < 0) {
+        dl_dma_pump();
+        dl_ita_poll();
+    }
+}
+
+/*
+ * Core 0's waits, one function per kind and never inlined, so that a watchdog report names
+ * what a stuck chip waits for by the function holding core 0's PC.
+ */
+static void __attribute__((noinline)) wait_handshake(void)
+{
+    link_wait_pumping(LINK_NEXT, ++link_tokens);
+}
+
+static void link_enter(int me, int k, void *token)
+{
+    if (chip_id() != (unsigned)me || num_chips() != (unsigned)k) {
+        printf("multichip: the program of chip %d of %d runs on chip %u of %u\n", me, k,
+               chip_id(), num_chips());
+        exit(3);
+    }
+    dl_dma_first(link_remote(LINK_PREV, token), link_token_word, 16u, 1u, 16u, 16u);
+    wait_handshake();
+}
+
+static void __attribute__((noinline)) wait_reduce_scatter(void)
+{
+    link_wait_pumping(LINK_PREV, ++link_arrivals);
+}
+
+static void __attribute__((noinline)) wait_all_gather(void)
+{
+    link_wait_pumping(LINK_PREV, ++link_arrivals);
+}
+
+void dl_reduce_scatter_i16(int16_t *acc, int16_t *recv, int count, int me, int k, void *token)
+{
+    const int chunk = count / k; /* elements; a multiple of 2 (whole words) */
+    uint32_t t0 = 0;
+    if (core_id() == 0) {
+        t0 = cycles();
+        link_enter(me, k, token);
+    }
+    for (int s = 0; s + 1 < k; s++) { /* step s: send chunk me - s - 1, add chunk me - s - 2 */
+        const int out = (me + 2 * k - s - 1) % k, in = (me + 2 * k - s - 2) % k;
+        int16_t *landing = recv + s * chunk;
+        if (core_id() == 0) {
+            dl_dma_first(link_remote(LINK_NEXT, landing), acc + out * chunk, 2u * chunk, 1u,
+                   2u * chunk, 2u * chunk);
+            wait_reduce_scatter();
+        }
+        barrier();
+        int lo, hi;
+        share(chunk / 2, 1, &lo, &hi);
+        uint32_t *a = (uint32_t *)(acc + in * chunk);
+        const uint32_t *b = (const uint32_t *)landing;
+        for (int i = lo; i < hi; i++) /* int16 lanes: |sum| <= 128 H, no wrap */
+            a[i] = k_add_h(a[i], b[i]);
+        barrier();
+    }
+    if (core_id() == 0)
+        link_cycles += cycles() - t0;
+}
+
+void dl_link_open(int me, int k, void *token)
+{
+    if (core_id() == 0) {
+        uint32_t t0 = cycles();
+        link_enter(me, k, token);
+        link_cycles += cycles() - t0;
+    }
+    barrier();
+}
+
+void dl_link_send(const int8_t *p, int pitch, int rows, int cols)
+{
+    if (core_id() == 0)
+        dl_dma_first(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
+                     (uint32_t)pitch, (uint32_t)pitch);
+    barrier();
+}
+
+void dl_gather_rest(int8_t *buf, int pitch, int rows, int cols, int pieces, int piece_stride,
+                    int chip_stride, int me, int k)
+{
+    if (core_id() == 0) {
+        uint32_t t0 = cycles();
+        /* From the previous chip come its own pieces, then those it passes on: chip me - 1's,
+         * then chip me - 2's, ...; each is passed on unless the next chip is its origin. */
+        for (int d = 1; d < k; d++) {
+            int8_t *base = buf + ((me + k - d) % k) * chip_stride;
+            for (int j = 0; j < pieces; j++) {
+                wait_all_gather();
+                if (d + 1 < k) {
+                    int8_t *p = base + j * piece_stride;
+                    dl_dma_first(link_remote(LINK_NEXT, p), p, (uint32_t)cols, (uint32_t)rows,
+                                 (uint32_t)pitch, (uint32_t)pitch);
+                }
+            }
+        }
+        link_cycles += cycles() - t0;
+    }
+    barrier();
+}
+
+/* res = requant(acc): the head sum once every chip's heads are in the accumulator. */
+void dl_head_requant(const int16_t *acc, int8_t *res, int count, int mult, int shift, int add)
+{
+    int lo, hi;
+    k_span(count, 4, &lo, &hi);
+    const k_rq_t rq = k_rq_make(mult, shift, add, 1u << 15);
+    const uint32_t *pairs = (const uint32_t *)(acc + lo);
+    int8_t *q = res + lo;
+    for (int i = lo; i < hi; i += 4, pairs += 2) {
+        const int32_t s0 = K_HALF(pairs[0], 0), s1 = K_HALF(pairs[1], 0),
+                      s2 = K_HALF(pairs[0], 1), s3 = K_HALF(pairs[1], 1);
+        uint32_t w;
+        if (rq.fold)
+            w = k_pack4(k_requant_fold(s0, &rq), k_requant_fold(s1, &rq),
+                        k_requant_fold(s2, &rq), k_requant_fold(s3, &rq));
+        else
+            w = k_pack4(k_requant(s0, &rq), k_requant(s1, &rq), k_requant(s2, &rq),
+                        k_requant(s3, &rq));
+        k_sw_inc(&q, w);
+    }
+    barrier();
+}
+
 /* --- report ---------------------------------------------------------------------------- */
 
 void dl_kernel_status(int kernel, int status)
@@ -246,6 +415,12 @@ void dl_report(uint32_t total, const char *const *names, const uint32_t *kernel_
            (unsigned)dl_stats.sync, (unsigned)dl_stats.dma_bytes);
     for (int i = 0; i < n; i++)
         printf("stats: kernel_%s=%u\n", names[i], (unsigned)kernel_cycles[i]);
+    printf("stats: link_tx_bytes=%u link_rx_bytes=%u link_cycles=%u\n",
+           (unsigned)(link_counter(LINK_NEXT, LINK_TX_BYTES0_OFFSET)
+                      + link_counter(LINK_PREV, LINK_TX_BYTES0_OFFSET)),
+           (unsigned)(link_counter(LINK_NEXT, LINK_RX_BYTES0_OFFSET)
+                      + link_counter(LINK_PREV, LINK_RX_BYTES0_OFFSET)),
+           (unsigned)link_cycles);
     printf("phases:");
     for (uint32_t i = 1; i < phase_count && i < DL_JOB_LOG; i++)
         printf(" %u", (unsigned)(phase_end[i] - phase_end[i - 1]));

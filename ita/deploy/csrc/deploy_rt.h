@@ -56,6 +56,25 @@ void dl_head_final(const int16_t *acc, const int8_t *out, int8_t *res, int count
 void dl_scatter(const int8_t *src, int src_pitch, int8_t *dst, int dst_pitch, int rows,
                 int cols);
 
+/* Collectives over the ring of chip-to-chip links (docs/multichip.md), SPMD like the kernels;
+ * `me` and `k` are the chip and chip count the program was compiled for (checked against the
+ * system's), `token` an L2 slot the neighbour's handshake lands in. */
+/* acc (count int16, the head sum's layout) summed over the k chips: afterwards chip `me`
+ * holds chunk `me` (elements [me * count / k, (me + 1) * count / k)) of the sum; `recv` holds
+ * k - 1 chunks, one per step. */
+void dl_reduce_scatter_i16(int16_t *acc, int16_t *recv, int count, int me, int k, void *token);
+/* A gather in pieces, sent as they are computed: dl_link_open (the handshake: from here on
+ * the next chip may write this chip's buffer), dl_link_send of each of this chip's pieces (a
+ * block of `rows` x `cols` at `p`, row pitch `pitch`, queued to the next chip's same address),
+ * then dl_gather_rest: the other chips' `pieces` pieces each (chip c's piece j at
+ * buf + c * chip_stride + j * piece_stride) received, and passed on along the ring. */
+void dl_link_open(int me, int k, void *token);
+void dl_link_send(const int8_t *p, int pitch, int rows, int cols);
+void dl_gather_rest(int8_t *buf, int pitch, int rows, int cols, int pieces, int piece_stride,
+                    int chip_stride, int me, int k);
+/* res = requant(acc), the head sum of an accumulator that holds every head. */
+void dl_head_requant(const int16_t *acc, int8_t *res, int count, int mult, int shift, int add);
+
 /* Note a kernel's status (every core gets the same one): the first limit a kernel reports
  * stays in dl_stats and makes the program fail, instead of a silently wrong result. */
 void dl_kernel_status(int kernel, int status);
