@@ -48,8 +48,8 @@ from .cost import KERNEL_COSTS, gemm_cycles
 from .frontend import IntegerDecoderLayer
 from .ir import Buffer, CompileError, Dma, Io, ItaJob, Kernel, L2Tensor, Lowered, Ref, pad
 
-__all__ = ["DecoderTiling", "FFN_CHUNK_BYTES", "chunk_width", "DECODER_KERNEL_COSTS", "GEMVS", "DECODE_GEMV_ON_CORES",
-           "decoder_tilings", "lower_decoder_layer"]
+__all__ = ["DecoderTiling", "FFN_CHUNK_BYTES", "chunk_width", "DECODER_KERNEL_COSTS", "GEMVS",
+           "DECODE_GEMV_ON_CORES", "decoder_tilings", "lower_decoder_layer"]
 
 #: Cycles per element on one core of the decoder kernels (``make sim TEST=kernels``: the
 #: cluster's cycles per element times its 8 cores; ``gemv`` per MAC, ``decomposed_gemm``
@@ -94,6 +94,8 @@ class DecoderTiling:
 
     gemv: tuple = ()
     chunk: int = 0
+    #: several steps load the weights again every step (they do not stay in L1)
+    stream: bool = False
     STAGES = ("attention", "ffn")
 
 
@@ -126,9 +128,10 @@ def chunk_width(cols, inner, budget, m):
 def decoder_tilings(block: IntegerDecoderLayer, spec, **forced):
     gemv = forced.pop("gemv", None)
     chunk = forced.pop("chunk", None)
+    stream = forced.pop("stream", None)
     if forced:
-        raise CompileError(f"the decoder layer takes no tiling choices but gemv and chunk, "
-                           f"got {sorted(forced)}")
+        raise CompileError(f"the decoder layer takes no tiling choices but gemv, chunk and "
+                           f"stream, got {sorted(forced)}")
     s = block.shape
     m = spec.config.M
     if s.E % 4 or s.F % 4:
@@ -160,8 +163,10 @@ def decoder_tilings(block: IntegerDecoderLayer, spec, **forced):
     if any(chunks) and not block.model.options.decompose:
         raise CompileError("FFN column chunks are lowered with the decomposition only (its "
                            "correction writes each chunk into the whole row)")
+    if stream is None:
+        stream = block.steps > 1 and _weight_bytes(block) > spec.arena_bytes // 2
     for budget in chunks:
-        yield DecoderTiling(tuple(g for g in GEMVS if g in gemv), budget)
+        yield DecoderTiling(tuple(g for g in GEMVS if g in gemv), budget, bool(stream))
 
 
 def _weight_bytes(block):
@@ -178,8 +183,7 @@ class _DecoderLowering:
         self.decompose = block.model.options.decompose
         self.cores = set(tiling.gemv)
         self.chunk = tiling.chunk
-        # several steps whose weights do not stay in L1 load them again every step
-        self.stream = block.steps > 1 and _weight_bytes(block) > spec.arena_bytes // 2
+        self.stream = tiling.stream
         self.probes = tuple(probes)
         self.step, self.past, self.sfx = 0, block.past, ""
         self.fine_at = {}   # weight constant -> (byte offset of its fine rows, inputs)
@@ -378,14 +382,17 @@ class _DecoderLowering:
                      Ref("sin", at, "int16_t")),
                     (buf, table, "cos", "sin"), (dst,), s.S * s.P, "attention")
 
-    def dequant_add(self, name, residual, y, consts, dst, stage, residual_offset=0):
+    def dequant_add(self, name, residual, y, consts, dst, stage, residual_offset=0,
+                    dst_offset=0):
         s = self.s
         buf, pitch, wide = y
         table = self.const(f"{name}_consts", _words(*consts))
-        self.buf(dst, 4 * s.S * s.E)
+        if dst not in self.out.buffers:
+            self.buf(dst, 4 * s.S * s.E)
         self.kernel(name.rstrip("0123456789"), "dequant_add32" if wide else "dequant_add",
                     (Ref(residual, residual_offset, "int32_t"),
-                     Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, 0, "int32_t"),
+                     Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch,
+                     Ref(dst, dst_offset, "int32_t"),
                      s.S, s.E, Ref(table, 0, "int32_t")),
                     (residual, buf, table), (dst,), s.S * s.E, stage)
 
@@ -441,6 +448,7 @@ class _DecoderLowering:
         self.const("sin", _words(sin, dtype=np.int16), streamed=False)
         if b.past:
             self.cache()
+        self.buf("out", 4 * rows * E)
         for step in range(b.steps):
             self.step, self.past = step, b.past + step * S
             self.sfx = f"_s{step}" if b.steps > 1 else ""
@@ -515,7 +523,9 @@ class _DecoderLowering:
                         (g_buf, u_buf, gated, table), (h_buf,), S * F, "ffn")
         d = self.projection("down", "down", (h_buf, self.decompose), L.down, S, "ffn",
                             chunk=self.chunk)
-        self.dequant_add("residual_down", n("mid"), d, L.down_add, n("out"), "ffn")
+        # every step's output row into one ``out`` (what the next layer reads)
+        self.dequant_add("residual_down", n("mid"), d, L.down_add, "out", "ffn",
+                         dst_offset=4 * self.step * S * s.E)
 
     def probe(self, name):
         s, m, b, out = self.s, self.cfg.M, self.block, self.out
@@ -527,9 +537,10 @@ class _DecoderLowering:
         if spec.dtype == "int32":   # out / mid of every step, one after the other
             size = 4 * rows * cols
             out.l2[f"result_{name}"] = L2Tensor(f"result_{name}", "output", size)
-            per = size // b.steps
-            for step in range(b.steps):
-                buffer = name + (f"_s{step}" if b.steps > 1 else "")
+            steps = 1 if name == "out" else b.steps   # ``out`` holds every step's rows
+            per = size // steps
+            for step in range(steps):
+                buffer = name + (f"_s{step}" if steps > 1 else "")
                 out.stores.setdefault(buffer, []).append(
                     Dma(False, f"result_{name}", buffer, per, l2_offset=step * per))
             out.outputs[name] = Io(f"result_{name}", rows, 4 * cols, 4 * cols)

@@ -19,12 +19,13 @@ from ita.config import DEFAULT_CONFIG
 from ita.deploy import CompileError, compile_model
 from ita.deploy.emit import C_DIR, C_SOURCES
 from ita.deploy.frontend import IntegerDecoderLayer, IntegerModel
+from ita.deploy.ir import pad
 from ita.models import llama as llama_models
 from ita.models import llama_reference
 from ita.models.ir import ModelError
 from ita.quant import llama as ql
 from ita.quant import llama_eval
-from sw.build import KERNEL_SOURCES, build_app
+from sw.build import KERNEL_SOURCES, build_app, read_hex
 from verif.cluster.encoder import cluster_spec, combined_image, format_breakdown, job_table, parse
 from verif.cluster.minilm import CLOCK_MHZ
 from verif.deploy import C_DIR as CHECK_DIR
@@ -91,8 +92,8 @@ class Plan:
 
 def plan_generation(prompt, tokens, layers=None):
     """The :class:`Plan` of a run; bad input raises ModelError with one line."""
-    model, integer = quantised_smollm2()
-    total = len(integer.layers)
+    model = llama_models.load_smollm2()   # bad input is refused before quantising
+    total = len(model.layers)
     layers = total if layers is None else layers
     if not 1 <= layers <= total:
         raise ModelError(f"LAYERS={layers}: SmolLM2 has layers 1..{total}")
@@ -112,6 +113,7 @@ def plan_generation(prompt, tokens, layers=None):
         raise ModelError(f"TOKENS={tokens} after {len(ids)} prompt tokens: the KV cache holds "
                          f"{KV_CAPACITY} positions, so at most {KV_CAPACITY - len(ids)} "
                          f"decoding steps")
+    _, integer = quantised_smollm2()
     integer = replace(integer, layers=integer.layers[:layers], context=KV_CAPACITY)
     out = ql.forward(integer, ids)
     generated = [int(np.argmax(out.logits[-1]))]
@@ -140,24 +142,35 @@ def _programs(p: Plan):
 
 
 def _build(work, imodel, x, probes, spec, corrupt=None):
-    """Compile ``imodel``, check its expected output against the whole integer model, make
-    it self-checking and build it: (program, image, l3 image)."""
+    """Compile ``imodel``, make it self-checking against the integer model and build it:
+    (program, expected tensors, image, l3 image). The decoding program holds the code of
+    every step of every layer, which may outgrow the room below the default data offset in
+    L2: then it is compiled again with its data above the code."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    program = compile_model(imodel, spec, probes=probes)
-    expected = expected_decoder_tensors(imodel, x, program.manifest["outputs"])
-    if corrupt and corrupt[0] in expected:
-        tensor, row, col = corrupt
-        expected[tensor] = expected[tensor].copy()
-        expected[tensor][row, col] ^= 1
-    checked = self_checking_decoder(program, decoder_inputs(imodel, x), expected, spec)
-    checked.write(work)
-    app = build_app("encoder_layer", out_dir=work, include_dirs=(C_DIR, CHECK_DIR),
-                    extra_sources=(work / "encoder_layer.c", *C_SOURCES, *CHECK_SOURCES,
-                                   *KERNEL_SOURCES, work / "checks.c"))
+    while True:
+        program = compile_model(imodel, spec, probes=probes)
+        expected = expected_decoder_tensors(imodel, x, program.manifest["outputs"])
+        if corrupt and corrupt[0] in expected:
+            tensor, row, col = corrupt
+            expected[tensor] = expected[tensor].copy()
+            expected[tensor][row, col] ^= 1
+        checked = self_checking_decoder(program, decoder_inputs(imodel, x), expected, spec)
+        checked.write(work)
+        app = build_app("encoder_layer", out_dir=work, include_dirs=(C_DIR, CHECK_DIR),
+                        extra_sources=(work / "encoder_layer.c", *C_SOURCES, *CHECK_SOURCES,
+                                       *KERNEL_SOURCES, work / "checks.c"))
+        code = 4 * len(read_hex(app.hex)[1])
+        if code <= spec.l2_data_offset:
+            break
+        spec = replace(spec, l2_data_offset=pad(code, _DATA_ALIGN))
     image = combined_image(app, checked.image, spec, work / "generate.l2.hex")
     l3 = l3_image(program.l3_image, work / "generate.l3.hex") if program.l3_image else None
     return program, expected, image, l3
+
+
+#: Alignment of a moved data offset in L2.
+_DATA_ALIGN = 64 * 1024
 
 
 def _run(program, image, l3, max_cycles, stream):
@@ -175,6 +188,14 @@ def _run(program, image, l3, max_cycles, stream):
     fields["outcome"] = run.fields.get("outcome")
     return status, fields, breakdown, mismatches, [c for c in checks
                                                    if c.startswith("mismatch:")]
+
+
+def _common_prefix(a, b):
+    """How many leading tokens two greedy continuations share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def weight_bytes(schedule):
@@ -229,7 +250,7 @@ def run_generate(prompt, tokens, layers=None, *, max_cycles=400_000_000, stream=
         "clock_mhz": CLOCK_MHZ, "head": "host",
         "prefill_peak_pct": f1.get("peak_pct"), "decode_total_cycles": decode_total,
         "layer_decode_cycles": f2.get("block_cycles", decode_total),
-        "agree_float": sum(a == b for a, b in zip(p.generated, p.float_generated)),
+        "same_as_float": _common_prefix(p.generated, p.float_generated),
         "outcome": f2.get("outcome") or f1.get("outcome")}
     tokenizer = llama_models.load_smollm2().tokenizer
     text = {"prompt": prompt, "integer": tokenizer.decode(p.generated),

@@ -17,9 +17,9 @@ from sw.build import build_app
 from verif.cluster.attention import prepare
 from verif.cluster.bert_layer import DEFAULT_TEXT, REAL_MODEL, run_real_layer
 from verif.cluster.encoder import MODELS, run_layer
+from verif.cluster.generate import KV_CAPACITY, run_generate
 from verif.cluster.kernel_tests import KERNELS, SIZES, format_table, run_cases, select
 from verif.cluster.kernels import run_barrier, run_dma, run_gemm
-from verif.cluster.generate import KV_CAPACITY, run_generate
 from verif.cluster.minilm import run_sentences
 from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 from verif.console import SUMMARY_FIELD
@@ -366,7 +366,7 @@ def _run_generate(options):
         f"integer        {text['integer']!r} (the cluster's rows, the host's head)",
         f"float          {text['float']!r} (the float model, same layers)",
         f"generated      {text['generated']} tokens: the prefill's pick, then one per "
-        f"decoding step; {fields['agree_float']} equal the float model's",
+        f"decoding step; the first {fields['same_as_float']} equal the float model's",
         f"prefill        {fields['prefill_cycles']:,} cycles",
         f"decoding       {fields['decode_cycles']:,} cycles per step ({fields['tokens']} "
         f"steps, {fields['decode_total_cycles']:,} cycles), bound {fields['bound_cycles']:,} "
