@@ -190,6 +190,23 @@ def _run(program, image, l3, max_cycles, stream):
                                                    if c.startswith("mismatch:")]
 
 
+def _named_step(line, prompt):
+    """A decoding program's mismatch line with its step: row r of ``out`` is step r, row r of
+    a key cache (column r of V^T) position r."""
+    match = re.search(r"tensor=(\S+) row=(\d+) col=(\d+)", line)
+    if not match:
+        return f"decoding {line}"
+    tensor, row, col = match[1], int(match[2]), int(match[3])
+    if tensor == "out" or tensor.endswith("_out"):
+        step = row
+    elif "k_cache" in tensor:
+        step = row - prompt
+    else:
+        step = col - prompt
+    where = f"step={step}" if step >= 0 else "cached position"
+    return f"decoding {where} {line.removeprefix('mismatch: ')}"
+
+
 def _common_prefix(a, b):
     """How many leading tokens two greedy continuations share."""
     n = 0
@@ -234,6 +251,8 @@ def run_generate(prompt, tokens, layers=None, *, max_cycles=400_000_000, stream=
     s2, f2, b2, m2, bad2 = (_run(dec[0], dec[2], dec[3], max_cycles, stream)
                             if s1 == "PASS" else ("FAIL", {}, "", 0, []))
     status = "PASS" if s1 == s2 == "PASS" else "FAIL"
+    bad = [f"prefill {line}" for line in bad1] + [_named_step(line, len(p.ids))
+                                                 for line in bad2]
     prefill_cycles = f1.get("layer_cycles", 0)
     decode_total = f2.get("layer_cycles", 0)
     per_step = round(decode_total / tokens) if decode_total else 0
@@ -254,7 +273,7 @@ def run_generate(prompt, tokens, layers=None, *, max_cycles=400_000_000, stream=
         "outcome": f2.get("outcome") or f1.get("outcome")}
     tokenizer = llama_models.load_smollm2().tokenizer
     text = {"prompt": prompt, "integer": tokenizer.decode(p.generated),
-            "float": tokenizer.decode(p.float_generated), "bad": bad1 + bad2,
+            "float": tokenizer.decode(p.float_generated), "bad": bad,
             "generated": len(p.generated)}
     (root / "result.json").write_text(json.dumps(fields, indent=1) + "\n")
     return status, fields, text, (b1, b2)
