@@ -1,5 +1,14 @@
 """``make sim TEST=generate PROMPT="..." TOKENS=n [LAYERS=k]``: SmolLM2-135M generates text on
 the cluster.
+
+The host tokenizes the prompt, runs the integer model (:mod:`ita.quant.llama`) for the greedy
+tokens and embeds the rows; the cluster runs two compiled programs with the weights in L3:
+the prefill of the prompt through the first ``k`` layers, then ``TOKENS`` decoding steps of
+one row each against every layer's KV cache (layer by layer: the fed tokens are the integer
+model's picks, known before the program starts). Both check in C every output row and every
+layer's cache against the integer model; the host's head (final RMSNorm, tied head, argmax,
+:func:`ita.quant.llama.head`) turns the checked rows into tokens. ``docs/decoder.md`` has
+the why of each choice.
 """
 
 from __future__ import annotations
