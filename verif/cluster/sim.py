@@ -361,7 +361,8 @@ def _run_generate(options):
     fields = dict(fields)
     subset = (", a subset: the text is not meaningful" if fields["subset"] else "")
     summary = [
-        f"model          SmolLM2-135M, {fields['layers']} layers{subset}; weights in L3",
+        f"model          SmolLM2-135M, {fields['layers']} "
+        f"layer{'s' if fields['layers'] > 1 else ''}{subset}; weights in L3",
         f"prompt         {text['prompt']!r} ({fields['prompt_tokens']} tokens)",
         f"integer        {text['integer']!r} (the cluster's rows, the host's head)",
         f"float          {text['float']!r} (the float model, same layers)",
