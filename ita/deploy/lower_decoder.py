@@ -37,7 +37,7 @@ the correction kernel).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -213,7 +213,7 @@ class _DecoderLowering:
         return buffer
 
     def op(self, op):
-        self.out.ops.append(op)
+        self.out.ops.append(replace(op, step=self.step))   # the step's cycles are measured
 
     def kernel(self, name, kind, args, reads, writes, elements, stage):
         self.op(Kernel(name, kind, tuple(args), tuple(reads), tuple(writes), elements, stage))

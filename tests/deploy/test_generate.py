@@ -10,6 +10,7 @@ from ita.deploy.frontend import IntegerDecoderLayer, IntegerModel, RandomLlama
 from ita.deploy.lower_decoder import chunk_width
 from ita.quant import llama as ql
 from verif.cluster.encoder import cluster_spec
+from verif.cluster.generate import _step_cycles
 from verif.deploy import expected_decoder_tensors
 from verif.deploy.decoder import decoder_inputs
 from verif.deploy.execute import check_decoder_plan
@@ -37,6 +38,11 @@ def test_chunk_width():
     assert chunk_width(576, 1536, 96 * 1024, 64) == 64
     with pytest.raises(CompileError, match="no chunk"):
         chunk_width(576, 1536, 1024, 64)
+
+
+def test_step_cycles_sum_the_layers():
+    assert _step_cycles("blocks: 30 40\nsteps: 0:0:10 0:1:20 1:0:15 1:1:25\n") == [25, 45]
+    assert _step_cycles("blocks: 30\n") == []
 
 
 def test_chained_decoding_is_the_integer_model(two_layers):
@@ -72,9 +78,13 @@ def test_chained_chunked_streamed_decoding_runs_bit_exact(two_layers):
     loads = [d for p in program.schedule.phases for d in p.loads if d.l2 == "b0_w_gate_c0"]
     assert len(loads) == 3                                 # once per step
     assert check_decoder_plan(program, model, x) is None
+    # every layer's every step is timed: the run reports each step's cycles
+    assert "static uint32_t dl_step_cycles[6];" in program.c_source
+    assert 'printf(" 1:2:%u", (unsigned)dl_step_cycles[5]);' in program.c_source
     prefill = IntegerModel(tuple(IntegerDecoderLayer(imodel, j, 20) for j in range(2)), "p")
     program = compile_model(prefill, cluster_spec(), probes=("out", "b0_k_cache0"), chunk=4096)
     assert check_decoder_plan(program, prefill, x[:20]) is None
+    assert "dl_step_cycles" not in program.c_source
 
 
 #: SmolLM2-135M's layer shapes (ita.models.llama.load_smollm2), with random weights.

@@ -195,8 +195,21 @@ def _run(program, image, l3, max_cycles, stream):
     if fields:
         breakdown += "\n" + job_table(run.output, program.manifest)
     fields["outcome"] = run.fields.get("outcome")
+    fields["step_cycles"] = _step_cycles(run.output)
     return status, fields, breakdown, mismatches, [c for c in checks
                                                    if c.startswith("mismatch:")]
+
+
+def _step_cycles(output):
+    """Cycles of each decoding step, summed over the layers, from the program's ``steps:``
+    line (``<block>:<step>:<cycles>`` per layer and step; none for a single step)."""
+    per = {}
+    for line in output.splitlines():
+        if line.startswith("steps:"):
+            for item in line.split()[1:]:
+                _, step, cycles = (int(v) for v in item.split(":"))
+                per[step] = per.get(step, 0) + cycles
+    return [per[k] for k in sorted(per)]
 
 
 def _named_step(line, prompt):
@@ -265,6 +278,7 @@ def run_generate(prompt, tokens, layers=None, *, max_cycles=400_000_000, stream=
     prefill_cycles = f1.get("layer_cycles", 0)
     decode_total = f2.get("layer_cycles", 0)
     per_step = round(decode_total / tokens) if decode_total else 0
+    steps = f2.get("step_cycles") or ([decode_total] if decode_total and tokens == 1 else [])
     weights = weight_bytes(dec[0].schedule)
     per_step_weights = weights   # every step loads all of them again
     bound = per_step_weights / spec.rate("l3")
@@ -277,6 +291,7 @@ def run_generate(prompt, tokens, layers=None, *, max_cycles=400_000_000, stream=
         "tokens_per_s": f"{CLOCK_MHZ * 1e6 / per_step:.2f}" if per_step else "0",
         "clock_mhz": CLOCK_MHZ, "head": "host",
         "prefill_peak_pct": f1.get("peak_pct"), "decode_total_cycles": decode_total,
+        "step_cycles": ",".join(str(c) for c in steps) or "none",
         "layer_decode_cycles": f2.get("block_cycles", decode_total),
         "same_as_float": _common_prefix(p.generated, p.float_generated),
         "outcome": f2.get("outcome") or f1.get("outcome")}

@@ -372,6 +372,8 @@ def _run_generate(options):
         f"decoding       {fields['decode_cycles']:,} cycles per step ({fields['tokens']} "
         f"steps, {fields['decode_total_cycles']:,} cycles), bound {fields['bound_cycles']:,} "
         f"({fields['bound_pct']} % of a step)",
+        f"steps          {fields['step_cycles'].replace(',', ', ')} cycles (all layers, "
+        f"step by step; the first loads what the steps share)",
         f"speed          {fields['tokens_per_s']} tokens/s at {fields['clock_mhz']} MHz",
         "head           final RMSNorm, tied head and argmax on the host (integer reference)"]
     fields[SUMMARY_FIELD] = summary
