@@ -20,7 +20,7 @@ from verif.cluster.encoder import MODELS, run_layer
 from verif.cluster.generate import KV_CAPACITY, run_generate
 from verif.cluster.kernel_tests import KERNELS, SIZES, format_table, run_cases, select
 from verif.cluster.kernels import run_barrier, run_dma, run_gemm
-from verif.cluster.minilm import run_sentences
+from verif.cluster.minilm import CLOCK_MHZ, run_sentences
 from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 from verif.console import SUMMARY_FIELD
 from verif.sim import register
@@ -337,14 +337,14 @@ def _run_minilm(options):
           "from L3; the final RMSNorm, the tied head and the greedy pick run on the host's "
           "integer reference; prints the integer and the float model's greedy texts, the "
           "prefill's and a step's cycles, the step's bound (weight bytes / L3 bytes per "
-          "cycle) and tokens/s at 500 MHz. LAYERS=k runs the first k layers only (a subset: "
-          "the text is then not meaningful)",
+          f"cycle) and tokens/s at {CLOCK_MHZ} MHz. LAYERS=k runs the first k layers only (a "
+          "subset: the text is then not meaningful)",
           keys=(text_key("PROMPT", "Once upon a time", expect="some text",
                          help="the text to continue"),
                 int_key("TOKENS", 8, minimum=1, help=f"decoding steps; the prompt and the "
                         f"steps fill at most the {KV_CAPACITY} positions of the KV cache"),
                 int_key("LAYERS", None, minimum=1, help="the first k layers only (default: "
-                        "all 30)"),
+                        "all)"),
                 int_key("MAX_CYCLES", 400_000_000, minimum=1, help="watchdog per program")))
 def _run_generate(options):
     try:
