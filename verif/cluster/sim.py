@@ -331,6 +331,11 @@ def _run_minilm(options):
 # --- SmolLM2-135M generates text (verif/cluster/generate.py) ---------------------------------
 
 
+def _thousands(values):
+    """``1234,56`` -> ``1,234; 56``: a list of counts for the summary."""
+    return "; ".join(f"{int(v):,}" if v.isdigit() else v for v in values.split(","))
+
+
 @register("generate", "SmolLM2-135M continues PROMPT on the cluster: the prefill of the "
           "prompt, then TOKENS decoding steps against the KV cache, every layer's rows and "
           "cache checked in C against the integer model (ita.quant.llama), weights streamed "
@@ -372,7 +377,7 @@ def _run_generate(options):
         f"decoding       {fields['decode_cycles']:,} cycles per step ({fields['tokens']} "
         f"steps, {fields['decode_total_cycles']:,} cycles), bound {fields['bound_cycles']:,} "
         f"({fields['bound_pct']} % of a step)",
-        f"steps          {fields['step_cycles'].replace(',', ', ')} cycles (all layers, "
+        f"steps          {_thousands(fields['step_cycles'])} cycles (all layers, "
         f"step by step; the first loads what the steps share)",
         f"speed          {fields['tokens_per_s']} tokens/s at {fields['clock_mhz']} MHz",
         "head           final RMSNorm, tied head and argmax on the host (integer reference)"]
