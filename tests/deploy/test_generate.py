@@ -124,7 +124,8 @@ def test_usage_errors(args, message, capsys):
 @pytest.mark.model_run
 def test_one_layer_generates_bit_exact():
     """One real layer, a 2-token prompt, one decoding step: both programs pass the check
-    (about 6 minutes on a busy 2-core machine, so only ``make test-models`` runs it)."""
+    (about 1.5 minutes with the quantised model cached, so only ``make test-models`` runs
+    it)."""
     from verif.cluster.generate import run_generate
     status, fields, text, _ = run_generate("Once upon", 1, 1)
     assert (status, fields["mismatches"], fields["prompt_tokens"]) == ("PASS", 0, 2)
