@@ -13,11 +13,12 @@ ARGS    := $(MAKEOVERRIDES)
 DASK_ARG := $(if $(filter environment,$(origin DASK)),DASK=$(DASK))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test sim vectors verilog regs lint clean regress coverage fpga run bench formal evaluate
+.PHONY: help setup test test-models sim vectors verilog regs lint clean regress coverage fpga run bench formal evaluate
 
 help:
 	@echo "make setup                         create .venv (done implicitly by every target)"
 	@echo "make test                          run the CI test suite"
+	@echo "make test-models                   real models on the cluster (SmolLM2 generates; minutes)"
 	@echo "make sim TEST=<name> [KEY=VALUE]   run one simulation; 'make sim TEST=list' lists them"
 	@echo "                                   (engine size: ARRAY_N= ARRAY_M=; N= is a matrix size)"
 	@echo "make run APP=<name> [MAX_CYCLES=n] run sw/apps/<name> on the cluster in the fast C++ harness"
@@ -49,6 +50,9 @@ setup: $(STAMP)
 test: $(STAMP)
 	@mkdir -p build
 	$(PY) -m pytest -n $(JOBS) --junitxml=build/test-results.xml $(PYTEST_ARGS)
+
+test-models: $(STAMP)
+	$(PY) -m pytest -m model_run $(PYTEST_ARGS)
 
 sim: $(STAMP)
 	@$(PY) -m verif.sim $(ARGS)

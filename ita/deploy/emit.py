@@ -225,27 +225,40 @@ def _phase(ph, schedule, labels):
 
 
 def _main(schedule):
-    ends = {}
+    ends, step_ends = {}, {}
     for ph in schedule.phases:
         ends[ph.block] = ph.index  # the last phase of each block
+        step_ends[(ph.block, ph.step)] = ph.index   # ... and of each of its decoding steps
     blocks = len(schedule.blocks) or 1
+    steps = list(step_ends) if len(step_ends) > len(ends) else []
     calls = []
     for ph in schedule.phases:
         calls.append(f"    phase_{ph.index}(core);")
+        if steps and step_ends[(ph.block, ph.step)] == ph.index:
+            at = steps.index((ph.block, ph.step))
+            calls.append(f"    if (core == 0) {{ now = cycles(); dl_step_cycles[{at}] = "
+                         "now - step_mark; step_mark = now; }")
         if ends.get(ph.block) == ph.index:
             calls.append(f"    if (core == 0) {{ now = cycles(); dl_block_cycles[{ph.block}] = "
                          "now - mark; mark = now; }")
+    step_report = [
+        '    printf("steps:");',
+        *(f'    printf(" {b}:{t}:%u", (unsigned)dl_step_cycles[{i}]);'
+          for i, (b, t) in enumerate(steps)),
+        '    printf("\\n");'] if steps else []
     return [
         f"#define DL_BLOCKS {blocks}",
         "static uint32_t dl_block_cycles[DL_BLOCKS];",
+        *([f"static uint32_t dl_step_cycles[{len(steps)}];"] if steps else []),
         "",
         "uint32_t dl_model(unsigned core)",
         "{",
-        "    uint32_t start = 0, mark = 0, now = 0;",
+        "    uint32_t start = 0, mark = 0, now = 0, step_mark = 0;",
         "    barrier();",
-        "    if (core == 0) { start = mark = cycles(); dl_phase_end(); }",
+        "    if (core == 0) { start = mark = step_mark = cycles(); dl_phase_end(); }",
         *calls,
         "    (void)now;",
+        "    (void)step_mark;",
         "    return cycles() - start;",
         "}",
         "",
@@ -256,6 +269,7 @@ def _main(schedule):
         "    for (int i = 0; i < DL_BLOCKS; i++)",
         '        printf(" %u", (unsigned)dl_block_cycles[i]);',
         '    printf("\\n");',
+        *step_report,
         "}",
     ]
 

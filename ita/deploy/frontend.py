@@ -194,7 +194,8 @@ class IntegerDecoderLayer:
 
     @property
     def input(self):
-        return TensorSpec("x", (self.S, self.shape.E), "int32")
+        """The int32 rows of every step, one after the other."""
+        return TensorSpec("x", (self.S * self.steps, self.shape.E), "int32")
 
     def tensor(self, name):
         """``out`` / ``mid`` (int32 residual rows after the layer / after attention),
@@ -236,6 +237,8 @@ class RandomLlama:
     seed: int = 1
     decompose: bool = True
     context: int = 64
+    #: layers of the model (the first is the same for any count; :meth:`draw` runs it)
+    layers: int = 1
 
     def float_model(self):
         rng = np.random.default_rng(self.seed)
@@ -248,14 +251,19 @@ class RandomLlama:
             return RMSNorm(gamma=(1 + 0.1 * rng.standard_normal(E)).astype(np.float32),
                            eps=1e-5)
 
-        layer = DecoderLayer(
-            norm1=norm(), attention=Attention(
-                wq=w(E, H * D), wk=w(E, KV * D), wv=w(E, KV * D), wo=w(H * D, E), heads=H,
-                kv_heads=KV, head_dim=D, causal=True, rope=RoPE(theta=1e4, head_dim=D)),
-            norm2=norm(), ffn=GatedFeedForward(w_gate=w(E, F), w_up=w(E, F), w_down=w(F, E)))
+        def layer():
+            return DecoderLayer(
+                norm1=norm(), attention=Attention(
+                    wq=w(E, H * D), wk=w(E, KV * D), wv=w(E, KV * D), wo=w(H * D, E),
+                    heads=H, kv_heads=KV, head_dim=D, causal=True,
+                    rope=RoPE(theta=1e4, head_dim=D)),
+                norm2=norm(), ffn=GatedFeedForward(w_gate=w(E, F), w_up=w(E, F),
+                                                   w_down=w(F, E)))
+        first = layer()
         tokens = rng.standard_normal((self.vocab, E)).astype(np.float32)
+        head = LMHead(norm=norm(), weight=tokens.T, tied=True)
         return Model(family="llama", name="tiny_llama", embedding=Embedding(tokens=tokens),
-                     layers=(layer,), head=LMHead(norm=norm(), weight=tokens.T, tied=True),
+                     layers=(first, *(layer() for _ in range(self.layers - 1))), head=head,
                      hyper={"context_length": self.context})
 
     def draw(self, past=0, steps=1):

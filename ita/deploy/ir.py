@@ -162,6 +162,7 @@ class ItaJob:
     stage: str = "attention"   #: attention, ffn1 or ffn2 (each may overlap or not)
     phase: int | None = None
     block: int = 0             #: the program's block it belongs to
+    step: int = 0              #: the block's decoding step (0 unless it runs several)
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Kernel:
     stage: str = "attention"
     phase: int | None = None
     block: int = 0             #: the program's block it belongs to
+    step: int = 0              #: the block's decoding step (0 unless it runs several)
 
 
 @dataclass
@@ -194,6 +196,7 @@ class Phase:
     loads: list = field(default_factory=list)   #: issued in this phase, for later phases
     stores: list = field(default_factory=list)  #: issued in this phase
     block: int = 0             #: the block whose work the phase ends (the last, if several)
+    step: int = 0              #: the decoding step of that block whose work the phase ends
 
 
 @dataclass(frozen=True)

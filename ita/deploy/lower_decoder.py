@@ -37,18 +37,19 @@ the correction kernel).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ita.golden import decoder as dec
+from ita.quant.llama import Gemm
 
 from .cost import KERNEL_COSTS, gemm_cycles
 from .frontend import IntegerDecoderLayer
 from .ir import Buffer, CompileError, Dma, Io, ItaJob, Kernel, L2Tensor, Lowered, Ref, pad
 
-__all__ = ["DecoderTiling", "DECODER_KERNEL_COSTS", "GEMVS", "DECODE_GEMV_ON_CORES",
-           "decoder_tilings", "lower_decoder_layer"]
+__all__ = ["DecoderTiling", "FFN_CHUNK_BYTES", "chunk_width", "DECODER_KERNEL_COSTS", "GEMVS",
+           "DECODE_GEMV_ON_CORES", "decoder_tilings", "lower_decoder_layer"]
 
 #: Cycles per element on one core of the decoder kernels (``make sim TEST=kernels``: the
 #: cluster's cycles per element times its 8 cores; ``gemv`` per MAC, ``decomposed_gemm``
@@ -86,18 +87,51 @@ def _words(*arrays, dtype=np.int32):
 
 @dataclass(frozen=True)
 class DecoderTiling:
-    """``gemv``: the GEMMs (:data:`GEMVS`) a decoding step runs on the cores; the search
-    still picks overlap per stage."""
+    """``gemv``: the GEMMs (:data:`GEMVS`) a decoding step runs on the cores; ``chunk``: the
+    most weight bytes of one job of gate, up and down (0: each GEMM whole), so that a layer
+    whose FFN weights exceed L1 streams them in column chunks; the search still picks
+    overlap per stage."""
 
     gemv: tuple = ()
+    chunk: int = 0
+    #: several steps load the weights again every step (they do not stay in L1)
+    stream: bool = False
     STAGES = ("attention", "ffn")
+
+
+#: Weight bytes per FFN job the search tries when the FFN's weights do not fit L1 whole.
+FFN_CHUNK_BYTES = (96 * 1024, 64 * 1024, 48 * 1024, 32 * 1024)
+
+
+def _chunk_candidates(block, spec):
+    """0 (whole) when the largest FFN GEMM's int8 weights take at most a quarter of the
+    arena, else the budgets of :data:`FFN_CHUNK_BYTES` (a reduction is never split: every
+    job requantizes its int8 output)."""
+    s, m = block.shape, spec.config.M
+    if pad(s.F, m) * pad(s.E, m) <= spec.arena_bytes // 4:
+        return (0,)
+    return FFN_CHUNK_BYTES
+
+
+def chunk_width(cols, inner, budget, m):
+    """Output columns of one job: the widest of M's multiples, M/2 and M/4 whose int8
+    weights (``inner`` padded to M) stay within ``budget`` bytes (0: all ``cols``)."""
+    if not budget:
+        return cols
+    inner_p = pad(inner, m)
+    for width in (*range(pad(cols, m), 0, -m), m // 2, m // 4):
+        if width * inner_p <= budget:
+            return min(width, cols)
+    raise CompileError(f"no chunk of a {inner}-input GEMM fits {budget} B")
 
 
 def decoder_tilings(block: IntegerDecoderLayer, spec, **forced):
     gemv = forced.pop("gemv", None)
+    chunk = forced.pop("chunk", None)
+    stream = forced.pop("stream", None)
     if forced:
-        raise CompileError(f"the decoder layer takes no tiling choices but gemv, got "
-                           f"{sorted(forced)}")
+        raise CompileError(f"the decoder layer takes no tiling choices but gemv, chunk and "
+                           f"stream, got {sorted(forced)}")
     s = block.shape
     m = spec.config.M
     if s.E % 4 or s.F % 4:
@@ -125,7 +159,21 @@ def decoder_tilings(block: IntegerDecoderLayer, spec, **forced):
         raise CompileError(f"unknown GEMV {unknown[0]!r}; known: {', '.join(GEMVS)}")
     if gemv and s.S != 1:
         raise CompileError(f"GEMVs on the cores need one new row, the layer has {s.S}")
-    yield DecoderTiling(tuple(g for g in GEMVS if g in gemv))
+    chunks = _chunk_candidates(block, spec) if chunk is None else (chunk,)
+    if any(chunks) and not block.model.options.decompose:
+        raise CompileError("FFN column chunks are lowered with the decomposition only (its "
+                           "correction writes each chunk into the whole row)")
+    if stream is None:
+        stream = block.steps > 1 and _weight_bytes(block) > spec.arena_bytes // 2
+    for budget in chunks:
+        yield DecoderTiling(tuple(g for g in GEMVS if g in gemv), budget, bool(stream))
+
+
+def _weight_bytes(block):
+    """Bytes of one layer's int8 weights (without padding or fine rows)."""
+    L = block.layer
+    return sum(np.asarray(job.w).size for job in (*L.q, *L.k, *L.v, *L.o, L.gate, L.up,
+                                                   L.down))
 
 
 class _DecoderLowering:
@@ -134,6 +182,8 @@ class _DecoderLowering:
         self.L, self.s = block.layer, block.shape
         self.decompose = block.model.options.decompose
         self.cores = set(tiling.gemv)
+        self.chunk = tiling.chunk
+        self.stream = tiling.stream
         self.probes = tuple(probes)
         self.step, self.past, self.sfx = 0, block.past, ""
         self.fine_at = {}   # weight constant -> (byte offset of its fine rows, inputs)
@@ -146,19 +196,24 @@ class _DecoderLowering:
         self.out.buffers[name] = Buffer(name, pad(size, align), pad(max(reach, size), align))
         return name
 
-    def const(self, name, data, reach=0):
-        """A constant in L2 loaded whole into an L1 buffer of the same name (once: the
-        steps of a decoding run share it)."""
-        if name in self.out.l2:
-            return name
-        data = np.asarray(data, np.uint8)
-        self.out.l2[name] = L2Tensor(name, "const", data.size, lambda data=data: data)
-        self.buf(name, data.size, reach)
-        self.out.loads.setdefault(name, []).append(Dma(True, name, name, data.size))
-        return name
+    def const(self, name, data, reach=0, streamed=True):
+        """A constant in L2 loaded whole into an L1 buffer of the same name, once: the steps
+        of a decoding run share it, unless the layer's weights do not stay in L1
+        (:attr:`stream`): then each step loads its own (``streamed=False``: shared even
+        then, as the tables of all steps' positions)."""
+        buffer = self.n(name) if streamed and self.stream else name
+        if buffer in self.out.buffers:
+            return buffer
+        if name not in self.out.l2:
+            data = np.asarray(data() if callable(data) else data, np.uint8)
+            self.out.l2[name] = L2Tensor(name, "const", data.size, lambda data=data: data)
+        size = self.out.l2[name].size
+        self.buf(buffer, size, reach)
+        self.out.loads.setdefault(buffer, []).append(Dma(True, name, buffer, size))
+        return buffer
 
     def op(self, op):
-        self.out.ops.append(op)
+        self.out.ops.append(replace(op, step=self.step))   # the step's cycles are measured
 
     def kernel(self, name, kind, args, reads, writes, elements, stage):
         self.op(Kernel(name, kind, tuple(args), tuple(reads), tuple(writes), elements, stage))
@@ -166,25 +221,31 @@ class _DecoderLowering:
     # --- the steps ---
 
     def weights(self, name, w_t, bias_cols, fine=None):
-        if f"w_{name}" in self.out.l2:
-            return f"w_{name}", pad(w_t.shape[1], self.cfg.M)
         """Weight rows ``w_t`` (cols, inner) int8 padded to the tile edge, then the zero bias
         of ``bias_cols`` that a job reads and, with the decomposition, the GEMM's fine rows
         (:meth:`correct`): one constant, one transfer. Returns (buffer, padded inner)."""
         m = self.cfg.M
         cols, inner = w_t.shape
         inner_p = pad(inner, m)
-        rows_t = np.zeros((cols, inner_p), np.int8)
-        rows_t[:, :inner] = w_t
-        parts = [_i8(rows_t), np.zeros(4 * pad(bias_cols, m), np.uint8)]
         wname = f"w_{name}"
-        if fine is not None and self.decompose:   # the input -> fine row map, the rows
-            rows_f, w_fine = fine
-            index = np.full(inner, -1, np.int64)
-            index[np.asarray(rows_f)] = np.arange(len(rows_f))
-            self.fine_at[wname] = (sum(p.size for p in parts), inner)
-            parts.append(_words(index, np.asarray(w_fine).ravel(), dtype=np.int16))
-        return self.const(wname, np.concatenate(parts), reach=pad(cols, m) * inner_p), inner_p
+        with_fine = fine is not None and self.decompose
+        rows_bytes = cols * inner_p + 4 * pad(bias_cols, m)
+
+        def data():
+            rows_t = np.zeros((cols, inner_p), np.int8)
+            rows_t[:, :inner] = w_t
+            parts = [_i8(rows_t), np.zeros(4 * pad(bias_cols, m), np.uint8)]
+            if with_fine:   # the input -> fine row map, the rows
+                rows_f, w_fine = fine
+                index = np.full(inner, -1, np.int64)
+                index[np.asarray(rows_f)] = np.arange(len(rows_f))
+                parts.append(_words(index, np.asarray(w_fine).ravel(), dtype=np.int16))
+            return np.concatenate(parts)
+
+        buffer = self.const(wname, data, reach=pad(cols, m) * inner_p, streamed=True)
+        if with_fine:
+            self.fine_at[buffer] = (rows_bytes, inner)
+        return buffer, inner_p
 
     def linear(self, name, group, src, w, rq, rows, out, stage, src_offset=0, fine=None):
         """``out = requant(src @ w)`` (``w`` (inner, cols) int8) on the engine, or on the
@@ -229,18 +290,36 @@ class _DecoderLowering:
                      y_row, y_col, rows, cols, *job.rq),
                     reads, (y_buf,), rows * cols, stage)
 
-    def projection(self, name, group, src, job, rows, stage, src_offset=0):
+    def projection(self, name, group, src, job, rows, stage, src_offset=0, chunk=0):
         """A GEMM whose output the cores read next: (buffer, pitch, wide). With the
-        decomposition an int32 ``<out>w`` buffer, else the engine's int8 output."""
+        decomposition an int32 ``<out>w`` buffer, else the engine's int8 output. ``chunk``:
+        output columns per job (0: one job); each chunk's correction writes its columns of
+        the int32 rows."""
         out = self.n(f"y_{name}")
         m = self.cfg.M
         x_buf, x_wide = src
+        cols = job.w.shape[1]
+        chunk = chunk_width(cols, job.w.shape[0], chunk, m)
+        if chunk < cols:
+            wide = self.buf(f"{out}w", 4 * rows * cols)
+            for j, c0 in enumerate(range(0, cols, chunk)):
+                c1 = min(cols, c0 + chunk)
+                fine = None if job.fine is None else (job.fine[0],
+                                                      np.asarray(job.fine[1])[:, c0:c1])
+                part = Gemm(np.asarray(job.w)[:, c0:c1], job.rq, fine)
+                part_out = self.n(f"y_{name}_c{j}")
+                wname, inner_p = self.linear(f"{name}_c{j}", group, x_buf, part.w, part.rq,
+                                             rows, part_out, stage, src_offset, part.fine)
+                x = (f"{x_buf}w", True, job.w.shape[0]) if x_wide else (x_buf, False, inner_p)
+                self.correct(f"{name}_c{j}", part, x, wname, (1, inner_p), part_out,
+                             (pad(c1 - c0, m), 1), wide, (wide, True, cols, 1), rows, stage,
+                             x_offset=src_offset, y_offset=4 * c0)
+            return wide, cols, True
         wname, inner_p = self.linear(name, group, x_buf, job.w, job.rq, rows, out, stage,
                                      src_offset, job.fine)
-        cols_p = pad(job.w.shape[1], m)
+        cols_p = pad(cols, m)
         if not self.decompose:
             return out, cols_p, False
-        cols = job.w.shape[1]
         wide = self.buf(f"{out}w", 4 * rows * cols)
         x = (f"{x_buf}w", True, job.w.shape[0]) if x_wide else (x_buf, False, inner_p)
         self.correct(name, job, x, wname, (1, inner_p), out, (cols_p, 1), wide,
@@ -276,7 +355,9 @@ class _DecoderLowering:
     def rmsnorm(self, name, src, norm, dst, stage, src_offset=0):
         s, m = self.s, self.cfg.M
         consts = self.const(f"{name}_consts", _words(norm.mult, norm.shift))
-        self.buf(dst, pad(s.S, m) * pad(s.E, m))
+        # the cores write S rows; the engine reads whole row tiles, whose padding rows
+        # never reach a valid output (they may spill over what follows)
+        self.buf(dst, s.S * pad(s.E, m), reach=pad(s.S, m) * pad(s.E, m))
         if self.decompose:
             wide = self.buf(f"{dst}w", 4 * s.S * s.E)
             self.kernel(name, "rmsnorm_wide", (Ref(src, src_offset, "int32_t"), Ref(dst),
@@ -301,14 +382,17 @@ class _DecoderLowering:
                      Ref("sin", at, "int16_t")),
                     (buf, table, "cos", "sin"), (dst,), s.S * s.P, "attention")
 
-    def dequant_add(self, name, residual, y, consts, dst, stage, residual_offset=0):
+    def dequant_add(self, name, residual, y, consts, dst, stage, residual_offset=0,
+                    dst_offset=0):
         s = self.s
         buf, pitch, wide = y
         table = self.const(f"{name}_consts", _words(*consts))
-        self.buf(dst, 4 * s.S * s.E)
+        if dst not in self.out.buffers:
+            self.buf(dst, 4 * s.S * s.E)
         self.kernel(name.rstrip("0123456789"), "dequant_add32" if wide else "dequant_add",
                     (Ref(residual, residual_offset, "int32_t"),
-                     Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch, Ref(dst, 0, "int32_t"),
+                     Ref(buf, 0, "int32_t" if wide else "int8_t"), pitch,
+                     Ref(dst, dst_offset, "int32_t"),
                      s.S, s.E, Ref(table, 0, "int32_t")),
                     (residual, buf, table), (dst,), s.S * s.E, stage)
 
@@ -360,10 +444,11 @@ class _DecoderLowering:
         out.loads["x"] = [Dma(True, "x", "x", 4 * rows * E)]
         out.inputs["x"] = Io("x", rows, 4 * E, 4 * E)
         cos, sin = dec.rope_table(b.model.rope_theta, P, b.past + np.arange(rows))
-        self.const("cos", _words(cos, dtype=np.int16))
-        self.const("sin", _words(sin, dtype=np.int16))
+        self.const("cos", _words(cos, dtype=np.int16), streamed=False)
+        self.const("sin", _words(sin, dtype=np.int16), streamed=False)
         if b.past:
             self.cache()
+        self.buf("out", 4 * rows * E)
         for step in range(b.steps):
             self.step, self.past = step, b.past + step * S
             self.sfx = f"_s{step}" if b.steps > 1 else ""
@@ -419,11 +504,12 @@ class _DecoderLowering:
             residual, at = nxt, 0
         self.rmsnorm("rmsnorm2", n("mid"), L.norm2, n("n2"), "ffn")
         n2 = (n("n2"), self.decompose)
-        g_buf, g_pitch, wide = self.projection("gate", "gate", n2, L.gate, S, "ffn")
-        u_buf, _, _ = self.projection("up", "up", n2, L.up, S, "ffn")
-        table = self.const("sigmoid", _words(dec.sigmoid_table()))
+        g_buf, g_pitch, wide = self.projection("gate", "gate", n2, L.gate, S, "ffn",
+                                               chunk=self.chunk)
+        u_buf, _, _ = self.projection("up", "up", n2, L.up, S, "ffn", chunk=self.chunk)
+        table = self.const("sigmoid", _words(dec.sigmoid_table()), streamed=False)
         gated = self.const("silu_consts", _words(*L.gated))
-        h_buf = self.buf(n("h"), pad(S, m) * Fp)
+        h_buf = self.buf(n("h"), S * Fp, reach=pad(S, m) * Fp)   # as n1 (rmsnorm)
         consts = (Ref(gated, 0, "int32_t"), Ref(table, 0, "int32_t"))
         if wide:
             hw = self.buf(f"{h_buf}w", 4 * S * F)
@@ -435,8 +521,11 @@ class _DecoderLowering:
             self.kernel("silu_mul", "silu_mul", (Ref(g_buf), Ref(u_buf), g_pitch, Ref(h_buf),
                                                  Fp, S, F, *consts),
                         (g_buf, u_buf, gated, table), (h_buf,), S * F, "ffn")
-        d = self.projection("down", "down", (h_buf, self.decompose), L.down, S, "ffn")
-        self.dequant_add("residual_down", n("mid"), d, L.down_add, n("out"), "ffn")
+        d = self.projection("down", "down", (h_buf, self.decompose), L.down, S, "ffn",
+                            chunk=self.chunk)
+        # every step's output row into one ``out`` (what the next layer reads)
+        self.dequant_add("residual_down", n("mid"), d, L.down_add, "out", "ffn",
+                         dst_offset=4 * self.step * S * s.E)
 
     def probe(self, name):
         s, m, b, out = self.s, self.cfg.M, self.block, self.out
@@ -448,9 +537,10 @@ class _DecoderLowering:
         if spec.dtype == "int32":   # out / mid of every step, one after the other
             size = 4 * rows * cols
             out.l2[f"result_{name}"] = L2Tensor(f"result_{name}", "output", size)
-            per = size // b.steps
-            for step in range(b.steps):
-                buffer = name + (f"_s{step}" if b.steps > 1 else "")
+            steps = 1 if name == "out" else b.steps   # ``out`` holds every step's rows
+            per = size // steps
+            for step in range(steps):
+                buffer = name + (f"_s{step}" if steps > 1 else "")
                 out.stores.setdefault(buffer, []).append(
                     Dma(False, f"result_{name}", buffer, per, l2_offset=step * per))
             out.outputs[name] = Io(f"result_{name}", rows, 4 * cols, 4 * cols)

@@ -162,11 +162,11 @@ def build_phases(low: Lowered, overlap, spec, prefetch=True):
     span_lanes(low.buffers.values())
     low.slot_width = width
     ordered = [phases[i] for i in sorted(phases)]
-    block = 0
-    for ph in ordered:  # a phase without work belongs to the block before it
+    segment = (0, 0)
+    for ph in ordered:  # a phase without work belongs to the block (and step) before it
         ops = ([ph.job] if ph.job else []) + ph.kernels
-        block = max([block, *(op.block for op in ops)])
-        ph.block = block
+        segment = max([segment, *((op.block, op.step) for op in ops)])
+        ph.block, ph.step = segment
     ordered[0].label = "prologue"
     ordered[-1].label = "epilogue"
     for ph in ordered:

@@ -330,7 +330,8 @@ def link(lows, modes, wanted) -> Lowered:
         out.stores.update(low.stores)
         out.ops += low.ops
         out.after.update(low.after)
-        out.inputs.update(low.inputs)
+        for name, io in low.inputs.items():   # block 0's x, other blocks' own (a cache)
+            out.inputs[name if k == 0 and name == "x" else f"b{k}_{name}"] = io
         for name, io in low.outputs.items():
             out.outputs["out" if k == n - 1 and name == "out" else f"b{k}_{name}"] = io
     return out

@@ -56,7 +56,7 @@ from .quantiser import QuantError, logit_frac_for
 
 __all__ = ["CALIBRATION_TEXT", "VARIANTS", "LlamaQuantOptions", "Gemm", "Norm",
            "IntegerDecoderLayer", "IntegerLlama", "IntegerCache", "IntegerOutput",
-           "quantise", "embed", "empty_cache", "forward", "candidate", "evaluate", "main"]
+           "quantise", "embed", "empty_cache", "forward", "head", "candidate", "evaluate", "main"]
 
 # English prose written for calibration; shares nothing with llama_eval.EVALUATION_TEXT.
 CALIBRATION_TEXT = Path(__file__).parent / "data" / "llama_calibration.txt"
@@ -526,12 +526,18 @@ def forward(model: IntegerLlama, ids, cache: IntegerCache | None = None) -> Inte
         keys.append(k)
         values.append(v)
         count += c
-    f = _norm(x, model.head_norm)
+    logits = head(model, x)
+    return IntegerOutput(logits=logits, cache=IntegerCache(tuple(keys), tuple(values)),
+                         count=count, head_macs=x.size * model.head_w.shape[1])
+
+
+def head(model: IntegerLlama, x):
+    """The int64 logits of the last layer's int32 rows ``x``: the final RMSNorm, then the
+    exact product with the int8 head rows."""
+    f = _norm(np.asarray(x, np.int64), model.head_norm)
     if not model.options.decompose:
         f = np.clip(f, -128, 127)
-    logits = np.rint(f.astype(np.float64) @ model.head_w.astype(np.float64)).astype(np.int64)
-    return IntegerOutput(logits=logits, cache=IntegerCache(tuple(keys), tuple(values)),
-                         count=count, head_macs=f.size * model.head_w.shape[1])
+    return np.rint(f.astype(np.float64) @ model.head_w.astype(np.float64)).astype(np.int64)
 
 
 def candidate(model: IntegerLlama):

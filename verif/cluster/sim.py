@@ -17,9 +17,10 @@ from sw.build import build_app
 from verif.cluster.attention import prepare
 from verif.cluster.bert_layer import DEFAULT_TEXT, REAL_MODEL, run_real_layer
 from verif.cluster.encoder import MODELS, run_layer
+from verif.cluster.generate import KV_CAPACITY, run_generate
 from verif.cluster.kernel_tests import KERNELS, SIZES, format_table, run_cases, select
 from verif.cluster.kernels import run_barrier, run_dma, run_gemm
-from verif.cluster.minilm import run_sentences
+from verif.cluster.minilm import CLOCK_MHZ, run_sentences
 from verif.cluster.model import DEFAULT_MAX_CYCLES, run_program
 from verif.console import SUMMARY_FIELD
 from verif.sim import register
@@ -323,5 +324,62 @@ def _run_minilm(options):
                       + runs[1][1]["mismatches"], cycles2=runs[1][1]["cycles"])
         summary.append(f"similarity     float {sim_float:.4f}, integer {sim_int:.4f} "
                        f"(TEXT2: {runs[1][1]['tokens']} tokens, cosine {runs[1][1]['cos']})")
+    fields[SUMMARY_FIELD] = summary
+    return status, fields
+
+
+# --- SmolLM2-135M generates text (verif/cluster/generate.py) ---------------------------------
+
+
+def _thousands(values):
+    """``1234,56`` -> ``1,234; 56``: a list of counts for the summary."""
+    return "; ".join(f"{int(v):,}" if v.isdigit() else v for v in values.split(","))
+
+
+@register("generate", "SmolLM2-135M continues PROMPT on the cluster: the prefill of the "
+          "prompt, then TOKENS decoding steps against the KV cache, every layer's rows and "
+          "cache checked in C against the integer model (ita.quant.llama), weights streamed "
+          "from L3; the final RMSNorm, the tied head and the greedy pick run on the host's "
+          "integer reference; prints the integer and the float model's greedy texts, the "
+          "prefill's and a step's cycles, the step's bound (weight bytes / L3 bytes per "
+          f"cycle) and tokens/s at {CLOCK_MHZ} MHz. LAYERS=k runs the first k layers only (a "
+          "subset: the text is then not meaningful)",
+          keys=(text_key("PROMPT", "Once upon a time", expect="some text",
+                         help="the text to continue"),
+                int_key("TOKENS", 8, minimum=1, help=f"decoding steps; the prompt and the "
+                        f"steps fill at most the {KV_CAPACITY} positions of the KV cache"),
+                int_key("LAYERS", None, minimum=1, help="the first k layers only (default: "
+                        "all)"),
+                int_key("MAX_CYCLES", 400_000_000, minimum=1, help="watchdog per program")))
+def _run_generate(options):
+    try:
+        status, fields, text, (prefill, decode) = run_generate(
+            options["PROMPT"], options["TOKENS"], options["LAYERS"],
+            max_cycles=options["MAX_CYCLES"], stream=True)
+    except (CompileError, ModelError, ValueError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    print("prefill program\n" + prefill, flush=True)
+    if decode:
+        print("decoding program\n" + decode, flush=True)
+    for line in text["bad"][:10]:
+        print(f"sim: generate: {line}", flush=True)
+    fields = dict(fields)
+    subset = (", a subset: the text is not meaningful" if fields["subset"] else "")
+    summary = [
+        f"model          SmolLM2-135M, {fields['layers']} "
+        f"layer{'s' if fields['layers'] > 1 else ''}{subset}; weights in L3",
+        f"prompt         {text['prompt']!r} ({fields['prompt_tokens']} tokens)",
+        f"integer        {text['integer']!r} (the cluster's rows, the host's head)",
+        f"float          {text['float']!r} (the float model, same layers)",
+        f"generated      {text['generated']} tokens: the prefill's pick, then one per "
+        f"decoding step; the first {fields['same_as_float']} equal the float model's",
+        f"prefill        {fields['prefill_cycles']:,} cycles",
+        f"decoding       {fields['decode_cycles']:,} cycles per step ({fields['tokens']} "
+        f"steps, {fields['decode_total_cycles']:,} cycles), bound {fields['bound_cycles']:,} "
+        f"({fields['bound_pct']} % of a step)",
+        f"steps          {_thousands(fields['step_cycles'])} cycles (all layers, "
+        f"step by step; the first loads what the steps share)",
+        f"speed          {fields['tokens_per_s']} tokens/s at {fields['clock_mhz']} MHz",
+        "head           final RMSNorm, tied head and argmax on the host (integer reference)"]
     fields[SUMMARY_FIELD] = summary
     return status, fields

@@ -27,18 +27,55 @@ def _cache(layer, x):
     return keys, values
 
 
+def _name(blocks, k, name):
+    """Tensor ``name`` of block k as a program of ``blocks`` names it."""
+    return name if len(blocks) == 1 else f"b{k}_{name}"
+
+
+def _layers(model, x):
+    """Per block (rows out, keys, values, all rows out): each layer on the rows the one
+    before gives; a block of decoding steps after the prefill of its cached rows, then the
+    new rows one by one against the grown cache."""
+    results = []
+    x = np.asarray(x)
+    for layer in model.blocks:
+        if layer.past:
+            keys, values = _cache(layer, x)
+            rows = []
+            for r in range(layer.past, x.shape[0]):
+                row, keys, values = cached_layer(layer.model, layer.index, x[r:r + 1], keys,
+                                                 values)
+                rows.append(row)
+            new = np.concatenate(rows)
+            full = np.concatenate([prefill_layer(layer.model, layer.index,
+                                                 x[:layer.past])[0], new])
+            results.append((new, keys, values, full))
+        else:
+            out, keys, values = prefill_layer(layer.model, layer.index, x)
+            results.append((out, keys, values, out))
+        x = results[-1][3]
+    return results
+
+
 def decoder_inputs(model, x):
     """The program's inputs: the new rows of ``x`` (all rows of a prefill, those after
-    ``past`` for decoding steps) and, for decoding, the cache the prefill of the rows before
-    leaves (``k_cache<g>`` past x P, ``v_cache<g>`` P x past)."""
+    ``past`` for decoding steps) and, for decoding, every layer's cache the prefill of the
+    rows before leaves (``k_cache<g>`` past x P, ``v_cache<g>`` P x past; ``b<k>_...`` for
+    layer k of several)."""
     x = np.asarray(x)
-    if not any(block.past for block in model.blocks):   # prefills, one layer or chained
+    blocks = model.blocks
+    if not any(block.past for block in blocks):   # prefills, one layer or chained
         return {"x": x}
-    (layer,) = model.blocks
-    keys, values = _cache(layer, x)
-    inputs = {"x": x[layer.past:]}
-    for g in range(layer.shape.KV):
-        inputs[f"k_cache{g}"], inputs[f"v_cache{g}"] = keys[g], values[g].T
+    past = blocks[0].past
+    inputs = {"x": x[past:]}
+    rows = x
+    for k, layer in enumerate(blocks):
+        _, keys, values = prefill_layer(layer.model, layer.index, rows[:past])
+        for g in range(layer.shape.KV):
+            inputs[_name(blocks, k, f"k_cache{g}")] = keys[g]
+            inputs[_name(blocks, k, f"v_cache{g}")] = values[g].T
+        if k < len(blocks) - 1:
+            rows = _layers(type(model)((layer,), model.name), rows)[0][3]
     return inputs
 
 
@@ -49,29 +86,16 @@ def expected_decoder_tensors(model, x, names):
     decoded one by one); with several layers ``out`` is the last one's and ``b<k>_<name>``
     layer k's tensor (:func:`ita.deploy.search.block_probes`)."""
     blocks = model.blocks
-    if len(blocks) > 1 and any(layer.past for layer in blocks):
-        raise ValueError("decoding steps are checked one layer a program")
-    results = []
-    x = np.asarray(x)
-    for layer in blocks:
-        if layer.past:   # one decoding step after the other, each against the grown cache
-            keys, values = _cache(layer, x)
-            rows = []
-            for r in range(layer.past, x.shape[0]):
-                row, keys, values = cached_layer(layer.model, layer.index, x[r:r + 1], keys,
-                                                 values)
-                rows.append(row)
-            results.append((np.concatenate(rows), keys, values))
-        else:
-            results.append(prefill_layer(layer.model, layer.index, x))
-        x = results[-1][0]
+    if len({layer.past for layer in blocks}) > 1:
+        raise ValueError("the layers of one program run the same positions")
+    results = _layers(model, x)
     tensors = {}
     for name in names:
         k, tensor = len(blocks) - 1, name
         if len(blocks) > 1 and name != "out":
             head, _, tensor = name.partition("_")
             k = int(head[1:])
-        out, keys, values = results[k]
+        out, keys, values, _ = results[k]
         if tensor == "out":
             tensors[name] = out.astype(np.int32)
         elif tensor.startswith("k_cache"):
