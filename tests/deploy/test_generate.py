@@ -121,11 +121,11 @@ def test_usage_errors(args, message, capsys):
     assert message in err and "Traceback" not in err
 
 
-@pytest.mark.model_run
+@pytest.mark.verilator
 def test_one_layer_generates_bit_exact():
     """One real layer, a 2-token prompt, one decoding step: both programs pass the check
-    (about 1.5 minutes with the quantised model cached, so only ``make test-models`` runs
-    it)."""
+    (about 1.5 minutes with the quantised model cached): the flow's one real-model run in
+    ``make test``."""
     from verif.cluster.generate import run_generate
     status, fields, text, _ = run_generate("Once upon", 1, 1)
     assert (status, fields["mismatches"], fields["prompt_tokens"]) == ("PASS", 0, 2)
