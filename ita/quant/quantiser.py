@@ -32,7 +32,9 @@ What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurem
   ``2**((x - max) / 2**k)`` with the maximum's term 256).
 * **The FFN's outlier hidden units in their own engine FFN** (:func:`_ffn_groups`), so that
   one or two units reaching 13-25 on [CLS] do not coarsen the GELU outputs of the other
-  1,534; the residual add sums the parts' F2 outputs.
+  1,534, and likewise the few units whose F1 weight column is more than 3 times wider than
+  the median column, so that they do not coarsen F1's one weight scale; the residual add
+  sums the parts' F2 outputs.
 * **GELU outputs over all 256 codes**: they reach only about -0.17 below zero, so the
   activation requantization's offset moves the range (:func:`_offset_scale`) and F2's bias
   takes the offset back out.
@@ -85,9 +87,9 @@ class QuantOptions:
     strength for the LayerNorm output feeding the FFN, ``qkv_alpha`` for those feeding Q, K
     and V (None: no smoothing there); ``per_channel`` gives OW and F2 one weight scale per
     output column (False: one per tensor); ``outlier_ratio`` separates the FFN's outlier
-    hidden units into their own engine FFN (None: one FFN), see :func:`_ffn_groups`;
-    ``head_scales`` gives each attention head's output its own scale, the residual add
-    summing the heads (False: one scale, the cores' head sum, then the add);
+    hidden units into their own engine FFN (None: one FFN), ``weight_ratio`` those of wide
+    F1 weight columns into another (None: none), see :func:`_ffn_groups`; ``head_scales``
+    gives each attention head's output its own scale, the residual add summing the heads (False: one scale, the cores' head sum, then the add);
     ``logit_frac`` is the ITAmax logit step ln 2 / 2**logit_frac of every attention job
     (None: per head, the finest step whose int8 range holds the head's calibrated logits,
     :func:`logit_frac_for`); ``gelu_floor`` bounds the GELU input's calibrated range below
@@ -99,6 +101,7 @@ class QuantOptions:
     qkv_alpha: float | None = 0.7
     per_channel: bool = True
     outlier_ratio: float | None = 6.0
+    weight_ratio: float | None = 3.0
     head_scales: bool = False
     logit_frac: int | None = None
     gelu_floor: float | None = 4.0
@@ -208,18 +211,28 @@ def _column_scales(w, per_channel):
     return np.full(w.shape[1], _weight_scale(w))
 
 
-def _ffn_groups(f1, ratio):
-    """Hidden units split into (units, label) groups: the ordinary ones, and the outliers.
+def _ffn_groups(f1, w1, ratio, weight_ratio):
+    """Hidden units split into (units, label) groups: the ordinary ones, the outliers, and
+    the units of wide weights.
 
     A hidden unit is an outlier when its calibrated maximum |GELU output| exceeds ``ratio``
     times the median unit's. MiniLM has one or two in each of layers 0-3, reaching 13-25 on
     [CLS] while the median unit stays near 1.3: one F1 output scale for all units would
     leave the others a few codes, and clipping the outliers loses what [CLS] carries.
+
+    A unit of wide weights is one whose (smoothed) F1 weight column reaches more than
+    ``weight_ratio`` times the median column's maximum. F1 has one weight scale per part
+    (its requantization is one scalar); MiniLM's widest columns reach 3-4.5 against a median
+    of 0.6, so a handful of columns (1-11 per layer at 3 times) set the scale of all 1,536.
     """
     top = np.abs(f1).max(axis=0)
     outlier = (top > ratio * np.median(top) if ratio is not None
                else np.zeros(top.shape, dtype=bool))
-    groups = [(np.flatnonzero(~outlier), "ordinary"), (np.flatnonzero(outlier), "outliers")]
+    width = np.abs(w1).max(axis=0)
+    wide = (width > weight_ratio * np.median(width) if weight_ratio is not None
+            else np.zeros(width.shape, dtype=bool)) & ~outlier
+    groups = [(np.flatnonzero(~outlier & ~wide), "ordinary"),
+              (np.flatnonzero(outlier), "outliers"), (np.flatnonzero(wide), "wide weights")]
     return [(units, label) for units, label in groups if len(units)]
 
 
@@ -364,7 +377,8 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
         w1 = ff.w1 * smooth1[:, None]
         parts = [_ffn_part(units, ff, w1, tr, s_ln1, options, f"{name} FFN units {label}",
                            config)
-                 for units, label in _ffn_groups(tr["f1"], options.outlier_ratio)]
+                 for units, label in _ffn_groups(tr["f1"], w1, options.outlier_ratio,
+                                                 options.weight_ratio)]
         add2 = _residual([smooth1 * s_ln1] + [scale for _, scale in parts], f"{name} add2")
         last = index == len(layers) - 1
         smooth2 = (np.ones(model.embed_dim) if last
