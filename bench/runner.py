@@ -9,8 +9,8 @@ wall-clock time.
 from __future__ import annotations
 
 import os
-import shlex
 import resource
+import shlex
 import subprocess
 import sys
 import time

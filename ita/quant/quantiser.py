@@ -89,7 +89,8 @@ class QuantOptions:
     output column (False: one per tensor); ``outlier_ratio`` separates the FFN's outlier
     hidden units into their own engine FFN (None: one FFN), ``weight_ratio`` those of wide
     F1 weight columns into another (None: none), see :func:`_ffn_groups`; ``head_scales``
-    gives each attention head's output its own scale, the residual add summing the heads (False: one scale, the cores' head sum, then the add);
+    gives each attention head's output its own scale, the residual add summing the heads
+    (False: one scale, the cores' head sum, then the add);
     ``logit_frac`` is the ITAmax logit step ln 2 / 2**logit_frac of every attention job
     (None: per head, the finest step whose int8 range holds the head's calibrated logits,
     :func:`logit_frac_for`); ``gelu_floor`` bounds the GELU input's calibrated range below
