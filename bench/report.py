@@ -270,9 +270,12 @@ def _minilm_section(results, figures, notes):
             lines += [f"FAILED: `{r['command']}`", ""]
     if rows and rows[-1]["result"]:
         longest = next(r for r in runs if r["command"] == rows[-1]["command"])
-        if longest.get("lines"):
+        # its own report, without the per-phase, per-job and per-block cycle lists
+        text = [t for t in longest.get("lines", [])
+                if not t.startswith(("phases:", "jobs:", "blocks:"))]
+        if text:
             lines += [f"Program report of the longest sentence ({rows[-1]['tokens']} tokens):",
-                      "", "```", *longest["lines"], "```", ""]
+                      "", "```", *text, "```", ""]
     if acc:
         res = acc.get("result") or {}
         lines += [f"Accuracy, `{acc['command']}` ({acc['status']}): the integer model (the "

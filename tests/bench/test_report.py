@@ -161,7 +161,8 @@ def _minilm_results():
                "peak_pct": "1.5", "ita_busy_pct": "20.0", "dma_bytes": 11_066_368,
                "mismatches": 0, "cos": "0.9900", "block_cycles": ",".join(map(str, blocks))}
         runs.append({"text": text, **_row(f"make sim TEST=minilm TEXT='{text}'", **res),
-                     "blocks": list(blocks), "lines": ["layer total  123"]})
+                     "blocks": list(blocks),
+                     "lines": ["layer total  123", "phases: 1 2 3"]})
     runs.append({"text": "x", **_row("make sim TEST=minilm TEXT=x", "FAIL"), "blocks": [],
                  "lines": []})
     accuracy = _row("python -m ita.quant.minilm", cos_mean=0.9927, cos_min=0.9541,
@@ -194,6 +195,7 @@ def test_minilm_section_tables_and_plot(tmp_path):
     assert "| sum | 5,815,000 | 6,075,000 |" in text
     assert "FAILED: `make sim TEST=minilm TEXT=x`" in text
     assert "longest sentence (15 tokens)" in text and "layer total  123" in text
+    assert "phases: 1 2 3" not in text
     assert "| 0.9927 | 0.9541 | 0.993 | 0.989 |" in text and "64 held sentences" in text
 
 
