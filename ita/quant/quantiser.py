@@ -19,7 +19,7 @@ What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurem
   channel by ``s_j = max|x_j|**alpha / max|w_j|**(1 - alpha)`` (folded into gamma and beta)
   and the GEMM's weight rows multiplied by it. The residual add that also reads the
   LayerNorm output undoes the factor per column. alpha is 0.7 before Q, K and V (their
-  per-tensor weight scales take the migrated outliers well; the int8 LayerNorm output,
+  per-head weight scales take the migrated outliers well; the int8 LayerNorm output,
   which the residual add also reads, gets the finer columns) and 0.5 before F1: on the
   held sentences 0.5 everywhere left the worst one at 0.94 (``docs/models.md``).
 * **The softmax's input scale is its logit step**: ITAmax computes ``2**((x - max) / 2**k)``
