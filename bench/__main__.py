@@ -67,7 +67,9 @@ def _command(argv: list[str]) -> int:
             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpus": os.cpu_count(),
             "load_before": load_before, "load_after": _load()}
     crow = report.cluster_rows(results)
-    figures = plots.write_all(results, out, seed=plan.seed, cluster_rows=crow)
+    mrows = report.minilm_rows(results)
+    figures = plots.write_all(results, out, seed=plan.seed, cluster_rows=crow,
+                              minilm_rows=mrows)
     report.write_json(out / "results.json", {
         "meta": meta, **results, "cluster_breakdown": crow, "figures": figures,
         "notes": bench.notes, "failures": bench.failures})

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 __all__ = ["engine_utilization", "cluster_breakdown", "gemm_throughput", "sim_speed",
-           "dma_rate", "write_all"]
+           "dma_rate", "minilm_cycles", "write_all"]
 
 _DPI = 110
 
@@ -187,7 +187,35 @@ def dma_rate(dma: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict]) -> dict:
+def minilm_cycles(rows: list[dict], path: Path) -> Path | None:
+    """The whole MiniLM's cycles against the sentence's tokens, and each layer's (the
+    program's block counters) as a stack; ``rows`` from :func:`bench.report.minilm_rows`."""
+    rows = [r for r in rows if r.get("cycles")]
+    if not rows:
+        return None
+    tokens = [r["tokens"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    depth = max(len(r["blocks"]) for r in rows)
+    if depth and all(len(r["blocks"]) == depth for r in rows):
+        stack = [[r["blocks"][k] / 1e6 for r in rows] for k in range(depth)]
+        ax.stackplot(tokens, *stack, labels=[f"layer {k}" for k in range(depth)], alpha=0.6)
+    ax.plot(tokens, [r["cycles"] / 1e6 for r in rows], "ko-", label="whole model")
+    for r in rows:
+        ax.annotate(f"{r['cycles'] / 1e6:.2f} M", (r["tokens"], r["cycles"] / 1e6),
+                    textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xticks(tokens, [str(t) for t in tokens])
+    ax.set_xlabel("tokens ([CLS] and [SEP] included)")
+    ax.set_ylabel("cycles per inference (millions)")
+    ax.set_ylim(0, max(r["cycles"] for r in rows) / 1e6 * 1.4)
+    ax.set_title("all-MiniLM-L6-v2 on the cluster, weights in L3 (make sim TEST=minilm)",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", ncol=4)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict],
+              minilm_rows: list[dict] = ()) -> dict:
     """Write every figure that has data; returns {name: file name}."""
     made = {}
     for name, fn in (
@@ -195,7 +223,8 @@ def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict]) 
             ("cluster_breakdown", lambda p: cluster_breakdown(cluster_rows, p, seed=seed)),
             ("gemm", lambda p: gemm_throughput(results.get("gemm", []), p, seed=seed)),
             ("sim_speed", lambda p: sim_speed(results.get("speed", {}), p)),
-            ("dma_rate", lambda p: dma_rate(results.get("dma", {}), p))):
+            ("dma_rate", lambda p: dma_rate(results.get("dma", {}), p)),
+            ("minilm_cycles", lambda p: minilm_cycles(list(minilm_rows), p))):
         path = fn(out / f"{name}.png")
         if path is not None:
             made[name] = path.name

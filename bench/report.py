@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench import model, trace_links
 
-__all__ = ["cluster_rows", "write_json", "write_markdown"]
+__all__ = ["cluster_rows", "minilm_rows", "write_json", "write_markdown"]
 
 _PARTS = ("ITA compute (ideal)", "engine overhead", "HWPE overhead", "programming (core 0)",
           "DMA, head sum, barriers", "boot and exit")
@@ -209,6 +209,89 @@ def _encoder_section(results, notes):
     return lines + [""]
 
 
+#: The clock of the real-model section's latencies (``verif.cluster.minilm.CLOCK_MHZ``).
+_MINILM_CLOCK_MHZ = 500
+
+
+def minilm_rows(results: dict) -> list[dict]:
+    """One row per passed whole-model run, by token count: cycles, latency and the cycles of
+    each block as the program counted them."""
+    rows = []
+    for r in (results.get("minilm") or {}).get("runs", []):
+        res = r.get("result") or {}
+        if r.get("status") != "PASS" or not res.get("tokens"):
+            continue
+        cycles = int(res.get("cycles", 0))
+        rows.append({"text": r["text"], "tokens": int(res["tokens"]), "cycles": cycles,
+                     "latency_ms": cycles / (_MINILM_CLOCK_MHZ * 1e3),
+                     "blocks": list(r.get("blocks") or []), "result": res,
+                     "command": r["command"]})
+    return sorted(rows, key=lambda row: row["tokens"])
+
+
+def _minilm_section(results, figures, notes):
+    section = results.get("minilm") or {}
+    runs, acc = section.get("runs", []), section.get("accuracy")
+    if not runs and not acc:
+        return [f"Note: {n}" for n in notes if n.startswith("minilm")]
+    lines = ["## Real model: all-MiniLM-L6-v2 on the cluster", "",
+             "`make sim TEST=minilm TEXT=...`: the host tokenizes the sentence and looks up its "
+             "embedding rows; one compiled program runs the embedding LayerNorm, the six layers "
+             "and the pooling's column sums on the cluster with the weights in L3, and checks "
+             "the last layer's output and the sums byte for byte against `ita.quant.integer`. "
+             "Cycles are the program's (core 0, first block to last); latency at "
+             f"{_MINILM_CLOCK_MHZ} MHz; cosine against the float model.", ""]
+    if "minilm_cycles" in figures:
+        lines += [f"![MiniLM cycles vs tokens]({figures['minilm_cycles']})", ""]
+    rows = minilm_rows(results)
+    table = []
+    for row in rows:
+        res = row["result"]
+        table.append([row["tokens"], _fmt(row["cycles"]), f"{row['latency_ms']:.2f}",
+                      res.get("ops_per_cycle", "-"), res.get("peak_pct", "-"),
+                      res.get("ita_busy_pct", "-"), _fmt(res.get("dma_bytes")),
+                      res.get("mismatches", "-"), res.get("cos", "-"), f"`{row['command']}`"])
+    if table:
+        lines += _table(["tokens", "cycles", f"ms at {_MINILM_CLOCK_MHZ} MHz", "ops/cycle",
+                         "% of ITA peak", "ITA busy %", "DMA bytes", "mismatches", "cos",
+                         "command"], table) + [""]
+    with_blocks = [row for row in rows if row["blocks"]]
+    if with_blocks:
+        lines += ["Cycles per layer (the program's cycle counter at the end of each block; "
+                  "layer 0 includes the embedding LayerNorm, layer 5 the pooling):", ""]
+        depth = max(len(row["blocks"]) for row in with_blocks)
+        body = [[f"layer {k}", *(_fmt(row["blocks"][k]) if k < len(row["blocks"]) else "-"
+                                 for row in with_blocks)] for k in range(depth)]
+        body.append(["sum", *(_fmt(sum(row["blocks"])) for row in with_blocks)])
+        lines += _table(["block", *(f"{row['tokens']} tokens" for row in with_blocks)],
+                        body) + [""]
+    for r in runs:
+        if r.get("status") != "PASS":
+            lines += [f"FAILED: `{r['command']}`", ""]
+    if rows and rows[-1]["result"]:
+        longest = next(r for r in runs if r["command"] == rows[-1]["command"])
+        # its own report, without the per-phase, per-job and per-block cycle lists
+        text = [t for t in longest.get("lines", [])
+                if not t.startswith(("phases:", "jobs:", "blocks:"))]
+        if text:
+            lines += [f"Program report of the longest sentence ({rows[-1]['tokens']} tokens):",
+                      "", "```", *text, "```", ""]
+    if acc:
+        res = acc.get("result") or {}
+        lines += [f"Accuracy, `{acc['command']}` ({acc['status']}): the integer model (the "
+                  "bytes the cluster reproduces) against the float model on the "
+                  f"{res.get('sentences', '-')} held sentences ({res.get('tokens', '-')} "
+                  "tokens, none used for calibration) and their "
+                  f"{res.get('pairs', '-')} hand-made pairs:", ""]
+        lines += _table(["cos mean", "cos min", "Spearman, pairs", "Spearman, all pairs"],
+                        [[res.get(k, "-") for k in ("cos_mean", "cos_min", "spearman_pairs",
+                                                     "spearman_all")]])
+        lines += ["", "Goals: cos mean >= 0.985, min >= 0.95, Spearman >= 0.99 on the pairs and "
+                  ">= 0.97 on all pairs.", ""]
+    lines += [f"Note: {n}" for n in notes if n.startswith("minilm")]
+    return lines + [""]
+
+
 def _speed_section(results, figures):
     speed = results.get("speed", {})
     if not speed:
@@ -303,6 +386,7 @@ def write_markdown(path: Path, results: dict, meta: dict, figures: dict, crow: l
     lines += _hwpe_cluster_section(results, figures, crow)
     lines += _kernel_section(results, figures, notes, seed)
     lines += _encoder_section(results, notes)
+    lines += _minilm_section(results, figures, notes)
     lines += trace_links.section(results.get("traces", []))
     lines += _speed_section(results, figures)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ TIMEOUT_S = 900
 
 def sim_command(test: str, keys: Mapping[str, object]) -> str:
     """The ``make sim`` command that reproduces a point."""
-    words = [f"TEST={test}", *(f"{k}={_text(v)}" for k, v in keys.items())]
+    words = [f"TEST={test}", *(f"{k}={shlex.quote(_text(v))}" for k, v in keys.items())]
     return "make sim " + " ".join(words)
 
 

@@ -33,10 +33,18 @@ from verif.harness import engine as engine_harness
 from verif.harness import run as cluster_harness
 from verif.sim import load_tests
 
-__all__ = ["Plan", "FULL", "QUICK", "SECTIONS", "Bench", "CLOCK_PERIOD_NS"]
+__all__ = ["Plan", "FULL", "QUICK", "SECTIONS", "Bench", "CLOCK_PERIOD_NS", "block_cycles"]
 
 #: Clock period of every cocotb testbench (simulated ns per cycle).
 CLOCK_PERIOD_NS = 10
+
+#: The real-model section's longest sentence (32 tokens with [CLS] and [SEP]).
+MINILM_LONG_TEXT = ("After three long weeks of heavy rain the farmers finally harvested their "
+                    "wheat, and the whole village gathered in the old square to celebrate with "
+                    "music and dancing.")
+#: The accuracy flow of the real-model section: the integer model against the float model on
+#: the repository's held sentences and pairs (no RTL).
+MINILM_ACCURACY_COMMAND = "python -m ita.quant.minilm"
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,12 @@ class Plan:
     gemm: tuple = ((16, 16, 16), (32, 32, 32), (64, 64, 64), (128, 128, 128))
     kernels: tuple = (("SIZE", "large"),)
     encoder_models: tuple = ("mobilebert", "minilm")
+    # Sentences of the whole all-MiniLM-L6-v2 on the cluster (5, 15 and 32 tokens), and
+    # whether the accuracy flow runs on the held sentences.
+    minilm_texts: tuple = ("Thank you!",
+                           "The cat sat quietly on the windowsill, watching the rain.",
+                           MINILM_LONG_TEXT)
+    minilm_accuracy: bool = True
     speed_engine: int = 256  # attention S = E = P of the engine speed runs
     speed_gemm: tuple = (128, 128, 128)
     dma_widths: tuple = (32, 64, 128, 256)  # bits per DMA beat
@@ -71,9 +85,10 @@ FULL = Plan()
 QUICK = Plan(repeats=1, attention_diag=(32, 64), attention_sweep=(), ffn_f=(), ffn_diag=(64,),
              hwpe_attention=((64, 64, 64, 1),), hwpe_ffn=(), cluster=((64, 64, 64, 1),),
              gemm=((16, 16, 16),), kernels=(("SIZE", "small"),), encoder_models=("tiny",),
-             speed_engine=64, speed_gemm=(32, 32, 32), dma_widths=(), arbitration_cycles=0)
+             speed_engine=64, speed_gemm=(32, 32, 32), dma_widths=(), arbitration_cycles=0,
+             minilm_texts=(), minilm_accuracy=False)
 
-SECTIONS = ("engine", "hwpe", "cluster", "kernels", "dma", "encoder", "speed")
+SECTIONS = ("engine", "hwpe", "cluster", "kernels", "dma", "encoder", "minilm", "speed")
 #: The two L1 arbitrations ``bench.dma_rate MODE=arbitration`` compares.
 ARBITRATION_CASES = ("before", "after")
 
@@ -163,6 +178,8 @@ class Bench:
                 n += len(ARBITRATION_CASES) + ("dma" in registry)
         if "encoder" in self.sections and "encoder_layer" in registry:
             n += len(p.encoder_models)
+        if "minilm" in self.sections:
+            n += len(p.minilm_texts) * ("minilm" in registry) + p.minilm_accuracy
         if "speed" in self.sections:
             n += 2 + 4 * p.repeats  # two C++ model builds, four flows
             n += 3 * len(SIM_PROFILES)  # per profile: a C++ build, a C++ run, a cocotb run
@@ -176,7 +193,7 @@ class Bench:
         self.total = self.count_steps(registry)
         self.results = {"engine": [], "hwpe": [], "cluster": [], "gemm": [], "kernels": None,
                         "dma": {"copies": [], "arbitration": [], "cluster": None},
-                        "encoder": [], "speed": {}}
+                        "encoder": [], "minilm": {"runs": [], "accuracy": None}, "speed": {}}
         for section in self.sections:
             getattr(self, f"section_{section}")(registry)
         return self.results
@@ -287,6 +304,30 @@ class Bench:
                 row["shape"] = shape
                 row["matmul_ops"] = model.encoder_ops(**shape)
             self.results["encoder"].append(row)
+
+    def section_minilm(self, registry) -> None:
+        """The whole all-MiniLM-L6-v2 on the cluster at each sentence of the plan (cycles,
+        and each block's cycles from the program's own counters), and the accuracy flow."""
+        p, out = self.plan, self.results["minilm"]
+        if p.minilm_texts and "minilm" not in registry:
+            self.notes.append("minilm: `make sim TEST=minilm` is not registered in this tree; "
+                              "the real model's cycles are left out.")
+        elif p.minilm_texts:
+            for text in p.minilm_texts:
+                point = SimPoint("minilm", {"TEXT": text})
+                self._begin(point.command)
+                m = run_point(point)
+                stdout = strip_stdout(m)
+                self._end(m)
+                out["runs"].append({"text": text, **m.to_json(),
+                                    "blocks": block_cycles(m.result),
+                                    "lines": _program_lines(stdout)})
+        if p.minilm_accuracy:
+            self._begin(MINILM_ACCURACY_COMMAND)
+            m = run_argv([sys.executable, "-m", "ita.quant.minilm"], MINILM_ACCURACY_COMMAND)
+            strip_stdout(m)
+            self._end(m)
+            out["accuracy"] = m.to_json()
 
     # --- simulator speed ------------------------------------------------------------------------
 
@@ -482,6 +523,17 @@ def dma_tables(dma: dict, plan: Plan) -> list[str]:
         lines += ["", f"The whole cluster, `{cluster['command']}`: {words} (bytes per cycle, "
                   "the program's timing around dma_wait())."]
     return lines
+
+
+def block_cycles(result: dict) -> list[int]:
+    """Cycles of each block of a ``make sim TEST=minilm`` run from its ``block_cycles``
+    field (the program's counter at each block's end; block 0 includes the embedding
+    LayerNorm, the last the pooling); empty when the run has none."""
+    text = str(result.get("block_cycles") or "")
+    try:
+        return [int(v) for v in text.split(",")] if text else []
+    except ValueError:
+        return []
 
 
 def _program_lines(stdout: str) -> list[str]:

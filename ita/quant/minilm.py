@@ -141,7 +141,16 @@ def main(argv=None) -> int:
     defaults = QuantOptions()
     parser.add_argument("--percentile", type=float, default=defaults.percentile)
     parser.add_argument("--alpha", type=float, default=defaults.smooth_alpha,
-                        help="SmoothQuant strength; a negative value turns smoothing off")
+                        help="SmoothQuant strength before F1; a negative value turns that "
+                             "smoothing off")
+    parser.add_argument("--alpha-qkv", type=float, default=defaults.qkv_alpha,
+                        help="SmoothQuant strength before Q, K, V; negative: off")
+    parser.add_argument("--weight-ratio", type=float, default=defaults.weight_ratio,
+                        help="F1 weight columns wider than this times the median run as their "
+                             "own FFN part; negative: no such part")
+    parser.add_argument("--gelu-floor", type=float, default=defaults.gelu_floor,
+                        help="GELU inputs below minus this count as it for F1's output scale; "
+                             "negative: a symmetric scale")
     parser.add_argument("--per-tensor", action="store_true",
                         help="one weight scale per tensor for OW and F2")
     parser.add_argument("--logit-frac", default=defaults.logit_frac,
@@ -151,6 +160,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     options = QuantOptions(percentile=args.percentile,
                            smooth_alpha=None if args.alpha < 0 else args.alpha,
+                           qkv_alpha=None if args.alpha_qkv < 0 else args.alpha_qkv,
+                           gelu_floor=None if args.gelu_floor < 0 else args.gelu_floor,
+                           weight_ratio=None if args.weight_ratio < 0 else args.weight_ratio,
                            per_channel=not args.per_tensor, logit_frac=args.logit_frac)
     try:
         own = args.sentences is not None

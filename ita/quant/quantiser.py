@@ -18,7 +18,10 @@ What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurem
 * **SmoothQuant** (Xiao et al. 2023): a LayerNorm output feeding a GEMM is divided per
   channel by ``s_j = max|x_j|**alpha / max|w_j|**(1 - alpha)`` (folded into gamma and beta)
   and the GEMM's weight rows multiplied by it. The residual add that also reads the
-  LayerNorm output undoes the factor per column.
+  LayerNorm output undoes the factor per column. alpha is 0.7 before Q, K and V (their
+  per-head weight scales take the migrated outliers well; the int8 LayerNorm output,
+  which the residual add also reads, gets the finer columns) and 0.5 before F1: on the
+  held sentences 0.5 everywhere left the worst one at 0.94 (``docs/models.md``).
 * **The softmax's input scale is its logit step**: ITAmax computes ``2**((x - max) / 2**k)``
   of its int8 input, so one logit step is ln 2 / 2**k and the QK requantization is
   ``s_q * s_k / sqrt(P) / (ln 2 / 2**k)``, never calibrated (another scale would change the
@@ -29,10 +32,15 @@ What makes a real checkpoint work with ITA arithmetic (all-MiniLM-L6-v2 measurem
   ``2**((x - max) / 2**k)`` with the maximum's term 256).
 * **The FFN's outlier hidden units in their own engine FFN** (:func:`_ffn_groups`), so that
   one or two units reaching 13-25 on [CLS] do not coarsen the GELU outputs of the other
-  1,534; the residual add sums the parts' F2 outputs.
+  1,534, and likewise the few units whose F1 weight column is more than 3 times wider than
+  the median column, so that they do not coarsen F1's one weight scale; the residual add
+  sums the parts' F2 outputs.
 * **GELU outputs over all 256 codes**: they reach only about -0.17 below zero, so the
   activation requantization's offset moves the range (:func:`_offset_scale`) and F2's bias
   takes the offset back out.
+* **GELU inputs scaled by their positive side**: pre-activations reach -17 but only +6,
+  and GELU maps everything below -4 to zero, so the F1 output's scale ignores the negative
+  tail (:func:`_gelu_input_scale`): three times finer codes where GELU is not flat.
 * **i-GELU constants from each part's calibrated F1 scale**
   (:func:`ita.golden.gelu_constants`). The integer GELU is sign-inverted, so F2's weights are
   quantized from ``-W2``.
@@ -76,22 +84,42 @@ class QuantOptions:
     """Calibration choices; the defaults are the recipe that works on MiniLM.
 
     ``percentile`` sets activation scales; ``smooth_alpha`` is SmoothQuant's migration
-    strength (None: no smoothing); ``per_channel`` gives OW and F2 one weight scale per
+    strength for the LayerNorm output feeding the FFN, ``qkv_alpha`` for those feeding Q, K
+    and V (None: no smoothing there); ``per_channel`` gives OW and F2 one weight scale per
     output column (False: one per tensor); ``outlier_ratio`` separates the FFN's outlier
-    hidden units into their own engine FFN (None: one FFN), see :func:`_ffn_groups`;
-    ``head_scales`` gives each attention head's output its own scale, the residual add
-    summing the heads (False: one scale, the cores' head sum, then the add);
+    hidden units into their own engine FFN (None: one FFN), ``weight_ratio`` those of wide
+    F1 weight columns into another (None: none), see :func:`_ffn_groups`; ``head_scales``
+    gives each attention head's output its own scale, the residual add summing the heads
+    (False: one scale, the cores' head sum, then the add);
     ``logit_frac`` is the ITAmax logit step ln 2 / 2**logit_frac of every attention job
     (None: per head, the finest step whose int8 range holds the head's calibrated logits,
-    :func:`logit_frac_for`).
+    :func:`logit_frac_for`); ``gelu_floor`` bounds the GELU input's calibrated range below
+    (:func:`_gelu_input_scale`; None: symmetric).
     """
 
     percentile: float = 99.999
     smooth_alpha: float | None = 0.5
+    qkv_alpha: float | None = 0.7
     per_channel: bool = True
     outlier_ratio: float | None = 6.0
+    weight_ratio: float | None = 3.0
     head_scales: bool = False
     logit_frac: int | None = None
+    gelu_floor: float | None = 4.0
+
+
+def _gelu_input_scale(u, percentile, floor):
+    """Scale of F1's int8 output (i-GELU's input) from the range that matters to GELU.
+
+    MiniLM's pre-activations reach -17 but only +6: a symmetric percentile of ``|u|`` is set
+    by the negative tail, which GELU maps to zero (i-GELU returns exactly zero below about
+    -2.5), and leaves the positive side a third of the codes. Values below ``-floor`` count
+    as ``-floor`` (None: the plain percentile of ``|u|``); int8 then saturates them at
+    ``-128 * scale``, at least ``-floor``, where GELU is within 1.3e-4 of zero for 4.
+    """
+    if floor is None:
+        return percentile_scale(u, percentile)
+    return percentile_scale(np.maximum(u, -floor), percentile)
 
 
 def logit_frac_for(logit_max, config: ITAConfig = DEFAULT_CONFIG) -> int:
@@ -184,18 +212,28 @@ def _column_scales(w, per_channel):
     return np.full(w.shape[1], _weight_scale(w))
 
 
-def _ffn_groups(f1, ratio):
-    """Hidden units split into (units, label) groups: the ordinary ones, and the outliers.
+def _ffn_groups(f1, w1, ratio, weight_ratio):
+    """Hidden units split into (units, label) groups: the ordinary ones, the outliers, and
+    the units of wide weights.
 
     A hidden unit is an outlier when its calibrated maximum |GELU output| exceeds ``ratio``
     times the median unit's. MiniLM has one or two in each of layers 0-3, reaching 13-25 on
     [CLS] while the median unit stays near 1.3: one F1 output scale for all units would
     leave the others a few codes, and clipping the outliers loses what [CLS] carries.
+
+    A unit of wide weights is one whose (smoothed) F1 weight column reaches more than
+    ``weight_ratio`` times the median column's maximum. F1 has one weight scale per part
+    (its requantization is one scalar); MiniLM's widest columns reach 3-4.5 against a median
+    of 0.6, so a handful of columns (1-11 per layer at 3 times) set the scale of all 1,536.
     """
     top = np.abs(f1).max(axis=0)
     outlier = (top > ratio * np.median(top) if ratio is not None
                else np.zeros(top.shape, dtype=bool))
-    groups = [(np.flatnonzero(~outlier), "ordinary"), (np.flatnonzero(outlier), "outliers")]
+    width = np.abs(w1).max(axis=0)
+    wide = (width > weight_ratio * np.median(width) if weight_ratio is not None
+            else np.zeros(width.shape, dtype=bool)) & ~outlier
+    groups = [(np.flatnonzero(~outlier & ~wide), "ordinary"),
+              (np.flatnonzero(outlier), "outliers"), (np.flatnonzero(wide), "wide weights")]
     return [(units, label) for units, label in groups if len(units)]
 
 
@@ -214,13 +252,14 @@ def _ffn_part(units, ff, w1, tr, s_ln1, options, name, config):
     f2 = f1 @ w2 + (ff.b2 if with_bias else 0.0)
     s_w1 = float(_weight_scale(w1))
     s_w2 = _column_scales(w2, options.per_channel)
-    s_u = percentile_scale(u, pct)
     if ff.activation == "gelu":
+        s_u = _gelu_input_scale(u, pct, options.gelu_floor)
         s_f1, offset = _offset_scale(f1, pct)
         gelu = gelu_constants(s_u, s_f1)
         gelu_b, gelu_c, sign = gelu.b, gelu.c, -1.0
         act_rq = (gelu.mult, gelu.shift, offset)
     else:  # ReLU keeps F1's scale
+        s_u = percentile_scale(u, pct)
         gelu_b, gelu_c, act_rq, sign, s_f1, offset = 0, 0, (1, 0, 0), 1.0, s_u, 0
     s_f2 = percentile_scale(f2 / s_w2, pct)
     w2_int = _int8(sign * w2, s_w2)
@@ -274,7 +313,7 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
         raise QuantError(f"{model.name}: the quantiser handles BERT encoders, not "
                          f"{model.family!r}")
     pct = options.percentile
-    alpha = options.smooth_alpha
+    alpha, qkv_alpha = options.smooth_alpha, options.qkv_alpha
     if options.logit_frac is not None:
         config.exp_table(options.logit_frac)  # refuses a step the engine cannot take
     prob_one = config.softmax_scalar // 256  # ITAmax: 65280 / sum of 256 >> (max - x) terms
@@ -282,7 +321,7 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
     traces = calibration.layers
     scales = {}
 
-    smooth = _smoothing(traces[0]["x"], _qkv_rows(layers[0]), alpha)
+    smooth = _smoothing(traces[0]["x"], _qkv_rows(layers[0]), qkv_alpha)
     s_x = percentile_scale(traces[0]["x"] / smooth, pct)
     embed_norm = _norm(model.embedding.norm, smooth, s_x, "embedding LayerNorm", config)
     # The layer input: int8 of (real / smooth) at s_x, so one LSB of column c is
@@ -339,11 +378,12 @@ def quantise(model: Model, calibration: Calibration, options: QuantOptions = Qua
         w1 = ff.w1 * smooth1[:, None]
         parts = [_ffn_part(units, ff, w1, tr, s_ln1, options, f"{name} FFN units {label}",
                            config)
-                 for units, label in _ffn_groups(tr["f1"], options.outlier_ratio)]
+                 for units, label in _ffn_groups(tr["f1"], w1, options.outlier_ratio,
+                                                 options.weight_ratio)]
         add2 = _residual([smooth1 * s_ln1] + [scale for _, scale in parts], f"{name} add2")
         last = index == len(layers) - 1
         smooth2 = (np.ones(model.embed_dim) if last
-                   else _smoothing(tr["out"], _qkv_rows(layers[index + 1]), alpha))
+                   else _smoothing(tr["out"], _qkv_rows(layers[index + 1]), qkv_alpha))
         s_out = percentile_scale(tr["out"] / smooth2, pct)
         norm2 = _norm(layer.norm2, smooth2, s_out, f"{name} LayerNorm 2", config)
 

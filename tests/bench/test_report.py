@@ -149,3 +149,60 @@ def test_command_line_usage_error_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.startswith("bench: error: bad value 'nothing' for key ONLY")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _minilm_results():
+    runs = []
+    for text, tokens, blocks in (("A longer sentence.", 15, (1_100_000, 1_000_000, 1_000_000,
+                                                             1_000_000, 990_000, 985_000)),
+                                 ("Hi.", 5, (1_000_000, 970_000, 970_000, 970_000, 955_000,
+                                             950_000))):
+        res = {"tokens": tokens, "cycles": sum(blocks), "ops_per_cycle": "30.1",
+               "peak_pct": "1.5", "ita_busy_pct": "20.0", "dma_bytes": 11_066_368,
+               "mismatches": 0, "cos": "0.9900", "block_cycles": ",".join(map(str, blocks))}
+        runs.append({"text": text, **_row(f"make sim TEST=minilm TEXT='{text}'", **res),
+                     "blocks": list(blocks),
+                     "lines": ["layer total  123", "phases: 1 2 3"]})
+    runs.append({"text": "x", **_row("make sim TEST=minilm TEXT=x", "FAIL"), "blocks": [],
+                 "lines": []})
+    accuracy = _row("python -m ita.quant.minilm", cos_mean=0.9927, cos_min=0.9541,
+                    spearman_pairs=0.993, spearman_all=0.989, pairs=24, sentences=64,
+                    tokens=832)
+    return {**_results(), "minilm": {"runs": runs, "accuracy": accuracy}}
+
+
+def test_minilm_section_tables_and_plot(tmp_path):
+    from bench.suite import block_cycles
+
+    assert block_cycles({"block_cycles": "3,4,5"}) == [3, 4, 5]
+    assert block_cycles({}) == [] and block_cycles({"block_cycles": "3,x"}) == []
+    results = _minilm_results()
+    rows = report.minilm_rows(results)
+    assert [r["tokens"] for r in rows] == [5, 15]  # sorted, the failed run left out
+    assert rows[0]["latency_ms"] == pytest.approx(5_815_000 / 500e3)
+    figures = plots.write_all(results, tmp_path, seed=1, cluster_rows=[], minilm_rows=rows)
+    assert (tmp_path / figures["minilm_cycles"]).read_bytes()[:8] == PNG_MAGIC
+    meta = {"command": "make bench", "seed": 1, "wall_s": 1.0, "cpu_s": 1.0, "cpus": 2,
+            "load_before": "1.0", "load_after": "1.0"}
+    text = report.write_markdown(tmp_path / "report.md", results, meta, figures, [], [],
+                                 []).read_text()
+    assert "## Real model: all-MiniLM-L6-v2 on the cluster" in text
+    assert "](minilm_cycles.png)" in text
+    assert ("| 5 | 5,815,000 | 11.63 | 30.1 | 1.5 | 20.0 | 11,066,368 | 0 | 0.9900 | "
+            "`make sim TEST=minilm TEXT='Hi.'` |") in text
+    assert "| block | 5 tokens | 15 tokens |" in text
+    assert "| layer 0 | 1,000,000 | 1,100,000 |" in text
+    assert "| sum | 5,815,000 | 6,075,000 |" in text
+    assert "FAILED: `make sim TEST=minilm TEXT=x`" in text
+    assert "longest sentence (15 tokens)" in text and "layer total  123" in text
+    assert "phases: 1 2 3" not in text
+    assert "| 0.9927 | 0.9541 | 0.993 | 0.989 |" in text and "64 held sentences" in text
+
+
+def test_minilm_section_in_the_plans():
+    registry = {"minilm"}
+    assert len(FULL.minilm_texts) == 3 and FULL.minilm_accuracy
+    assert not QUICK.minilm_texts and not QUICK.minilm_accuracy
+    full = Bench(FULL, sections=("minilm",))
+    assert full.count_steps(registry) == 4
+    assert full.count_steps(set()) == 1  # no cluster runs without the test, the accuracy flow

@@ -35,13 +35,13 @@ def minilm():
 
 
 def test_plan_of_a_padded_layer_is_exact_in_every_tensor(minilm):
-    """Layer 3 (two FFN parts) on 9 tokens in 16 rows: padded keys masked, every tensor the
+    """Layer 3 (three FFN parts) on 9 tokens in 16 rows: padded keys masked, every tensor the
     integer model's; a changed expected element is found by tensor, row and column."""
     model, integer = minilm
     ids = model.tokenizer.encode("A man is playing a guitar.")
     run = qi.run(integer, ids, pad_to=16)
     imodel = bert_layer_model(integer, 3, 16, valid=len(ids), pool=True)
-    assert len(integer.layers[3].ffn) == 2
+    assert len(integer.layers[3].ffn) == 3
     probes = ("attn", "add1", "ln1", "add2", "out", "pooled")
     program = compile_model(imodel, cluster_spec(), probes=probes, fc=128, ec=32)
     assert check_bert_plan(program, imodel, run.hidden[3]) is None
