@@ -148,8 +148,8 @@ def prepare(work, *, model="tiny", seed=1, sizes=None, debug=False, corrupt=None
     return Prepared(program, checked, app, image, work, l3)
 
 
-def parse(output: str, manifest: dict, config=DEFAULT_CONFIG):
-    """(breakdown rows, RESULT fields, check lines) from the program's output."""
+def stats_fields(output: str) -> dict[str, int]:
+    """The ``key=<n>`` pairs of a program's ``stats:`` lines."""
     stats: dict[str, int] = {}
     for line in output.splitlines():
         if line.startswith("stats:"):
@@ -157,6 +157,12 @@ def parse(output: str, manifest: dict, config=DEFAULT_CONFIG):
                 key, _, value = pair.partition("=")
                 if value.isdigit():
                     stats[key] = int(value)
+    return stats
+
+
+def parse(output: str, manifest: dict, config=DEFAULT_CONFIG):
+    """(breakdown rows, RESULT fields, check lines) from the program's output."""
+    stats = stats_fields(output)
     total = stats.get("layer_cycles", 0)
     kernels = {k.removeprefix("kernel_"): v for k, v in stats.items() if k.startswith("kernel_")}
     rows = [("ITA busy (trigger to end, overlaps the rest)", stats.get("ita_busy", 0))]

@@ -27,6 +27,7 @@ from hw import toolchain
 from ita.cli import SEED, UsageError, choice_key, int_key
 from ita.cluster_config import DEFAULT
 from sw.build import build_app
+from verif.cluster.encoder import stats_fields
 from verif.cluster.multichip_encoder import run_encoder
 from verif.cluster.trace import Symbols, TraceError
 from verif.console import SUMMARY_FIELD
@@ -105,7 +106,7 @@ def run_multichip(*, model: str, chips: int, n: int, seed: int, link_stall: int 
                     seed=seed, halt_chip=halt_chip, stream=stream)
     fields: dict[str, object] = {"model": model, "chips": chips}
     summary = run.summary
-    stats = [_stats(out) for out in run.outputs]
+    stats = [stats_fields(out) for out in run.outputs]
     mismatch_lines = [line for out in run.outputs for line in out.splitlines()
                       if line.startswith("mismatch:")]
     mismatches = sum(s.get("mismatches", 0) for s in stats)
@@ -175,17 +176,6 @@ def _named_pcs(report, elf):
                 line = f"{line} ({name})"
         named.append(line)
     return named
-
-
-def _stats(output: str) -> dict:
-    found: dict[str, int] = {}
-    for line in output.splitlines():
-        if line.startswith("stats:"):
-            for pair in line[len("stats:"):].split():
-                key, _, value = pair.partition("=")
-                if value.isdigit():
-                    found[key] = int(value)
-    return found
 
 
 def _failure(run) -> str:

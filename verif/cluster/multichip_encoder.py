@@ -33,7 +33,7 @@ from ita.deploy.emit import C_DIR, C_SOURCES
 from ita.deploy.partition import compile_partition, partition
 from ita.golden.encoder import MINILM, EncoderShape
 from sw.build import KERNEL_SOURCES, build_app
-from verif.cluster.encoder import cluster_spec, combined_image, parse, run_layer
+from verif.cluster.encoder import cluster_spec, combined_image, parse, run_layer, stats_fields
 from verif.cluster.trace import Symbols, TraceError
 from verif.console import SUMMARY_FIELD
 from verif.deploy import C_DIR as CHECK_DIR
@@ -117,7 +117,7 @@ def run_encoder(*, chips, seed, link_stall=0, halt_chip=None, max_cycles, watchd
     run = run_chips(images, max_cycles=max_cycles, watchdog=watchdog, link_stall=link_stall,
                     seed=seed, halt_chip=halt_chip, stream=stream)
     per_chip = [parse(out, p.manifest) for out, p in zip(run.outputs, programs, strict=False)]
-    stats = [_stats(out) for out in run.outputs]
+    stats = [stats_fields(out) for out in run.outputs]
     mismatch_lines = [f"chip {c}: {line}" for c, out in enumerate(run.outputs)
                       for line in out.splitlines() if line.startswith("mismatch:")]
     summary = run.summary
@@ -219,17 +219,6 @@ def _count_mismatches(output):
                 if key == "mismatches" and value.isdigit():
                     total += int(value)
     return max(total, lines)
-
-
-def _stats(output: str) -> dict:
-    found: dict[str, int] = {}
-    for line in output.splitlines():
-        if line.startswith("stats:"):
-            for pair in line[len("stats:"):].split():
-                key, _, value = pair.partition("=")
-                if value.isdigit():
-                    found[key] = int(value)
-    return found
 
 
 def _failure(run, mismatch_lines) -> str:

@@ -186,6 +186,16 @@ void dl_head_acc(int16_t *acc, const int8_t *out, int count, int first)
     barrier();
 }
 
+/* Four sums requantized to int8 and packed into one word, lowest byte first. */
+static inline uint32_t requant4(int32_t s0, int32_t s1, int32_t s2, int32_t s3,
+                                const k_rq_t *rq)
+{
+    if (rq->fold)
+        return k_pack4(k_requant_fold(s0, rq), k_requant_fold(s1, rq), k_requant_fold(s2, rq),
+                       k_requant_fold(s3, rq));
+    return k_pack4(k_requant(s0, rq), k_requant(s1, rq), k_requant(s2, rq), k_requant(s3, rq));
+}
+
 /* res = requant(acc + out): ita.golden.head_sum with the last head added on the fly. */
 void dl_head_final(const int16_t *acc, const int8_t *out, int8_t *res, int count, int mult,
                    int shift, int add)
@@ -209,14 +219,7 @@ void dl_head_final(const int16_t *acc, const int8_t *out, int8_t *res, int count
             }
             const int32_t s0 = K_HALF(even, 0), s1 = K_HALF(odd, 0), s2 = K_HALF(even, 1),
                           s3 = K_HALF(odd, 1);
-            uint32_t w;
-            if (rq.fold)
-                w = k_pack4(k_requant_fold(s0, &rq), k_requant_fold(s1, &rq),
-                            k_requant_fold(s2, &rq), k_requant_fold(s3, &rq));
-            else
-                w = k_pack4(k_requant(s0, &rq), k_requant(s1, &rq), k_requant(s2, &rq),
-                            k_requant(s3, &rq));
-            k_sw_inc(&q, w);
+            k_sw_inc(&q, requant4(s0, s1, s2, s3, &rq));
         }
     }
     barrier();
@@ -381,14 +384,7 @@ void dl_head_requant(const int16_t *acc, int8_t *res, int count, int mult, int s
     for (int i = lo; i < hi; i += 4, pairs += 2) {
         const int32_t s0 = K_HALF(pairs[0], 0), s1 = K_HALF(pairs[1], 0),
                       s2 = K_HALF(pairs[0], 1), s3 = K_HALF(pairs[1], 1);
-        uint32_t w;
-        if (rq.fold)
-            w = k_pack4(k_requant_fold(s0, &rq), k_requant_fold(s1, &rq),
-                        k_requant_fold(s2, &rq), k_requant_fold(s3, &rq));
-        else
-            w = k_pack4(k_requant(s0, &rq), k_requant(s1, &rq), k_requant(s2, &rq),
-                        k_requant(s3, &rq));
-        k_sw_inc(&q, w);
+        k_sw_inc(&q, requant4(s0, s1, s2, s3, &rq));
     }
     barrier();
 }
