@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 __all__ = ["engine_utilization", "cluster_breakdown", "gemm_throughput", "sim_speed",
-           "dma_rate", "minilm_cycles", "write_all"]
+           "dma_rate", "minilm_cycles", "decoder_cycles", "write_all"]
 
 _DPI = 110
 
@@ -214,8 +214,32 @@ def minilm_cycles(rows: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def decoder_cycles(rows: list[dict], path: Path) -> Path | None:
+    """SmolLM2's prefill and a decoding step's cycles against the prompt's tokens, with the
+    step's weight-streaming bound; ``rows`` from :func:`bench.report.decoder_rows`."""
+    rows = [r for r in rows if r.get("prefill_cycles")]
+    if not rows:
+        return None
+    tokens = [r["prompt_tokens"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(tokens, [r["prefill_cycles"] / 1e6 for r in rows], "o-", label="prefill")
+    ax.plot(tokens, [r["decode_cycles"] / 1e6 for r in rows], "s-", label="a decoding step")
+    ax.plot(tokens, [r["bound_cycles"] / 1e6 for r in rows], "k--",
+            label="a step's bound (weight bytes / L3 rate)")
+    ax.set_xticks(tokens, [str(t) for t in tokens])
+    ax.set_xlabel("prompt tokens")
+    ax.set_ylabel("cycles (millions)")
+    ax.set_ylim(0, None)
+    layers = rows[0]["result"].get("layers", "?")
+    ax.set_title(f"SmolLM2-135M on the cluster, {layers} layer(s), weights in L3 "
+                 "(make sim TEST=generate)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict],
-              minilm_rows: list[dict] = ()) -> dict:
+              minilm_rows: list[dict] = (), decoder_rows: list[dict] = ()) -> dict:
     """Write every figure that has data; returns {name: file name}."""
     made = {}
     for name, fn in (
@@ -224,7 +248,8 @@ def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict],
             ("gemm", lambda p: gemm_throughput(results.get("gemm", []), p, seed=seed)),
             ("sim_speed", lambda p: sim_speed(results.get("speed", {}), p)),
             ("dma_rate", lambda p: dma_rate(results.get("dma", {}), p)),
-            ("minilm_cycles", lambda p: minilm_cycles(list(minilm_rows), p))):
+            ("minilm_cycles", lambda p: minilm_cycles(list(minilm_rows), p)),
+            ("decoder_cycles", lambda p: decoder_cycles(list(decoder_rows), p))):
         path = fn(out / f"{name}.png")
         if path is not None:
             made[name] = path.name

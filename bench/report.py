@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench import model, trace_links
 
-__all__ = ["cluster_rows", "minilm_rows", "write_json", "write_markdown"]
+__all__ = ["cluster_rows", "minilm_rows", "decoder_rows", "write_json", "write_markdown"]
 
 _PARTS = ("ITA compute (ideal)", "engine overhead", "HWPE overhead", "programming (core 0)",
           "DMA, head sum, barriers", "boot and exit")
@@ -292,6 +292,67 @@ def _minilm_section(results, figures, notes):
     return lines + [""]
 
 
+def decoder_rows(results: dict) -> list[dict]:
+    """One row per passed ``make sim TEST=generate`` run, by prompt length: the prefill's
+    cycles, a decoding step's mean cycles against its weight-streaming bound."""
+    rows = []
+    for r in (results.get("decoder") or {}).get("runs", []):
+        res = r.get("result") or {}
+        if r.get("status") != "PASS" or not res.get("prompt_tokens"):
+            continue
+        rows.append({"prompt": r["prompt"], "prompt_tokens": int(res["prompt_tokens"]),
+                     "prefill_cycles": int(res.get("prefill_cycles", 0)),
+                     "decode_cycles": int(res.get("decode_cycles", 0)),
+                     "bound_cycles": int(res.get("bound_cycles", 0)), "result": res,
+                     "command": r["command"]})
+    return sorted(rows, key=lambda row: row["prompt_tokens"])
+
+
+def _decoder_section(results, figures, notes):
+    section = results.get("decoder") or {}
+    runs, quality = section.get("runs", []), section.get("quality")
+    if not runs and not quality:
+        return [f"Note: {n}" for n in notes if n.startswith("decoder")]
+    lines = ["## Real model: SmolLM2-135M generates on the cluster", "",
+             "`make sim TEST=generate PROMPT=... TOKENS=n LAYERS=k`: the prefill of the prompt, "
+             "then n decoding steps against the KV cache, through the first k real layers with "
+             "their weights in L3; every layer's rows and cache are checked against "
+             "`ita.quant.llama`, the head runs on the host. The bound is a step's weight bytes "
+             "over the L3 link's rate; a subset of the layers gives no meaningful text, the "
+             "cycles per layer are what a whole model multiplies.", ""]
+    if "decoder_cycles" in figures:
+        lines += [f"![SmolLM2 cycles vs prompt tokens]({figures['decoder_cycles']})", ""]
+    table = []
+    for row in decoder_rows(results):
+        res = row["result"]
+        table.append([row["prompt_tokens"], res.get("layers", "-"), _fmt(row["prefill_cycles"]),
+                      res.get("prefill_peak_pct", "-"), _fmt(row["decode_cycles"]),
+                      _fmt(row["bound_cycles"]), res.get("bound_pct", "-"),
+                      res.get("tokens_per_s", "-"), res.get("mismatches", "-"),
+                      f"`{row['command']}`"])
+    if table:
+        lines += _table(["prompt tokens", "layers", "prefill cycles", "prefill % of ITA peak",
+                         "cycles per step", "bound", "bound / step %", "tokens/s at "
+                         f"{_MINILM_CLOCK_MHZ} MHz", "mismatches", "command"], table) + [""]
+    for r in runs:
+        if r.get("status") != "PASS":
+            lines += [f"FAILED: `{r['command']}`", ""]
+    if quality:
+        res = quality.get("result") or {}
+        lines += [f"Quality, `{quality['command']}` ({quality['status']}): the integer model "
+                  "(the rows the cluster reproduces) against the float model on the held "
+                  f"paragraphs ({res.get('positions', '-')} positions, none used for "
+                  "calibration):", ""]
+        lines += _table(["top-1 agreement", "top5", "perplexity float", "perplexity integer",
+                         "KL (nats)"],
+                        [[res.get(k, "-") for k in ("top1_agreement", "top5", "ppl_float",
+                                                     "ppl_integer", "kl")]])
+        lines += ["", "Goals: top-1 >= 0.75, top5 >= 0.98, perplexity at most 10 % above "
+                  "float, KL <= 0.15.", ""]
+    lines += [f"Note: {n}" for n in notes if n.startswith("decoder")]
+    return lines + [""]
+
+
 def _speed_section(results, figures):
     speed = results.get("speed", {})
     if not speed:
@@ -387,6 +448,7 @@ def write_markdown(path: Path, results: dict, meta: dict, figures: dict, crow: l
     lines += _kernel_section(results, figures, notes, seed)
     lines += _encoder_section(results, notes)
     lines += _minilm_section(results, figures, notes)
+    lines += _decoder_section(results, figures, notes)
     lines += trace_links.section(results.get("traces", []))
     lines += _speed_section(results, figures)
     path.parent.mkdir(parents=True, exist_ok=True)

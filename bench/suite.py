@@ -33,7 +33,8 @@ from verif.harness import engine as engine_harness
 from verif.harness import run as cluster_harness
 from verif.sim import load_tests
 
-__all__ = ["Plan", "FULL", "QUICK", "SECTIONS", "Bench", "CLOCK_PERIOD_NS", "block_cycles"]
+__all__ = ["Plan", "FULL", "QUICK", "SECTIONS", "Bench", "CLOCK_PERIOD_NS", "block_cycles",
+           "eval_line_result"]
 
 #: Clock period of every cocotb testbench (simulated ns per cycle).
 CLOCK_PERIOD_NS = 10
@@ -45,6 +46,9 @@ MINILM_LONG_TEXT = ("After three long weeks of heavy rain the farmers finally ha
 #: The accuracy flow of the real-model section: the integer model against the float model on
 #: the repository's held sentences and pairs (no RTL).
 MINILM_ACCURACY_COMMAND = "python -m ita.quant.minilm"
+#: The decoder section's quality flow: the integer SmolLM2 against its float model on the
+#: repository's held paragraphs (no RTL); it prints an EVAL line.
+DECODER_QUALITY_COMMAND = "python -m ita.quant.llama"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,13 @@ class Plan:
                            "The cat sat quietly on the windowsill, watching the rain.",
                            MINILM_LONG_TEXT)
     minilm_accuracy: bool = True
+    # SmolLM2 on the cluster (``make sim TEST=generate``): prompts of 1, 2 and 4 tokens through
+    # the first ``decoder_layers`` real layers, ``decoder_tokens`` decoding steps each, and
+    # whether the quality flow runs.
+    decoder_prompts: tuple = ("Once", "Once upon", "Once upon a time")
+    decoder_layers: int = 1
+    decoder_tokens: int = 1
+    decoder_quality: bool = True
     speed_engine: int = 256  # attention S = E = P of the engine speed runs
     speed_gemm: tuple = (128, 128, 128)
     dma_widths: tuple = (32, 64, 128, 256)  # bits per DMA beat
@@ -86,9 +97,11 @@ QUICK = Plan(repeats=1, attention_diag=(32, 64), attention_sweep=(), ffn_f=(), f
              hwpe_attention=((64, 64, 64, 1),), hwpe_ffn=(), cluster=((64, 64, 64, 1),),
              gemm=((16, 16, 16),), kernels=(("SIZE", "small"),), encoder_models=("tiny",),
              speed_engine=64, speed_gemm=(32, 32, 32), dma_widths=(), arbitration_cycles=0,
-             minilm_texts=(), minilm_accuracy=False)
+             minilm_texts=(), minilm_accuracy=False, decoder_prompts=(),
+             decoder_quality=False)
 
-SECTIONS = ("engine", "hwpe", "cluster", "kernels", "dma", "encoder", "minilm", "speed")
+SECTIONS = ("engine", "hwpe", "cluster", "kernels", "dma", "encoder", "minilm", "decoder",
+            "speed")
 #: The two L1 arbitrations ``bench.dma_rate MODE=arbitration`` compares.
 ARBITRATION_CASES = ("before", "after")
 
@@ -180,6 +193,8 @@ class Bench:
             n += len(p.encoder_models)
         if "minilm" in self.sections:
             n += len(p.minilm_texts) * ("minilm" in registry) + p.minilm_accuracy
+        if "decoder" in self.sections:
+            n += len(p.decoder_prompts) * ("generate" in registry) + p.decoder_quality
         if "speed" in self.sections:
             n += 2 + 4 * p.repeats  # two C++ model builds, four flows
             n += 3 * len(SIM_PROFILES)  # per profile: a C++ build, a C++ run, a cocotb run
@@ -193,7 +208,8 @@ class Bench:
         self.total = self.count_steps(registry)
         self.results = {"engine": [], "hwpe": [], "cluster": [], "gemm": [], "kernels": None,
                         "dma": {"copies": [], "arbitration": [], "cluster": None},
-                        "encoder": [], "minilm": {"runs": [], "accuracy": None}, "speed": {}}
+                        "encoder": [], "minilm": {"runs": [], "accuracy": None},
+                        "decoder": {"runs": [], "quality": None}, "speed": {}}
         for section in self.sections:
             getattr(self, f"section_{section}")(registry)
         return self.results
@@ -328,6 +344,29 @@ class Bench:
             strip_stdout(m)
             self._end(m)
             out["accuracy"] = m.to_json()
+
+    def section_decoder(self, registry) -> None:
+        """SmolLM2's prefill and decoding steps on the cluster at each prompt of the plan
+        (real weights from L3, every step checked), and the quality flow."""
+        p, out = self.plan, self.results["decoder"]
+        if p.decoder_prompts and "generate" not in registry:
+            self.notes.append("decoder: `make sim TEST=generate` is not registered in this "
+                              "tree; the decoder's cycles are left out.")
+        elif p.decoder_prompts:
+            for prompt in p.decoder_prompts:
+                point = SimPoint("generate", {"PROMPT": prompt, "TOKENS": p.decoder_tokens,
+                                              "LAYERS": p.decoder_layers})
+                self._begin(point.command)
+                m = run_point(point)
+                strip_stdout(m)
+                self._end(m)
+                out["runs"].append({"prompt": prompt, **m.to_json()})
+        if p.decoder_quality:
+            self._begin(DECODER_QUALITY_COMMAND)
+            m = run_argv([sys.executable, "-m", "ita.quant.llama"], DECODER_QUALITY_COMMAND)
+            eval_line_result(m, strip_stdout(m))
+            self._end(m)
+            out["quality"] = m.to_json()
 
     # --- simulator speed ------------------------------------------------------------------------
 
@@ -523,6 +562,17 @@ def dma_tables(dma: dict, plan: Plan) -> list[str]:
         lines += ["", f"The whole cluster, `{cluster['command']}`: {words} (bytes per cycle, "
                   "the program's timing around dma_wait())."]
     return lines
+
+
+def eval_line_result(m: Measurement, stdout: str) -> None:
+    """Fill ``m`` from the ``EVAL`` line a quality flow prints instead of a RESULT line: its
+    ``key=value`` fields, PASS when the command exited 0 with one."""
+    line = next((t for t in reversed(stdout.splitlines()) if t.startswith("EVAL ")), None)
+    if line is None:
+        return
+    m.result = {k: v for k, _, v in (w.partition("=") for w in line.split()[1:])}
+    if m.returncode == 0:
+        m.status, m.log_tail = "PASS", ""
 
 
 def block_cycles(result: dict) -> list[int]:

@@ -206,3 +206,58 @@ def test_minilm_section_in_the_plans():
     full = Bench(FULL, sections=("minilm",))
     assert full.count_steps(registry) == 4
     assert full.count_steps(set()) == 1  # no cluster runs without the test, the accuracy flow
+
+
+def _decoder_results():
+    runs = []
+    for prompt, tokens, prefill, step in (("Once upon a time", 4, 12_278_555, 2_391_793),
+                                          ("Once upon", 2, 3_936_370, 2_061_080)):
+        res = {"prompt_tokens": tokens, "tokens": 2, "layers": 1, "mismatches": 0,
+               "prefill_cycles": prefill, "decode_cycles": step, "bound_cycles": 1_964_059,
+               "bound_pct": f"{100 * 1_964_059 / step:.1f}", "prefill_peak_pct": "0.1",
+               "tokens_per_s": f"{500e6 / step:.2f}"}
+        runs.append({"prompt": prompt, **_row(f"make sim TEST=generate PROMPT='{prompt}' "
+                                              "TOKENS=2 LAYERS=1", **res)})
+    runs.append({"prompt": "x", **_row("make sim TEST=generate PROMPT=x", "FAIL")})
+    quality = _row("python -m ita.quant.llama", positions=512, top1_agreement="0.8720",
+                   top5="0.9980", ppl_float="28.190", ppl_integer="29.550", kl="0.0580")
+    return {**_results(), "decoder": {"runs": runs, "quality": quality}}
+
+
+def test_decoder_section_tables_and_plot(tmp_path):
+    results = _decoder_results()
+    rows = report.decoder_rows(results)
+    assert [r["prompt_tokens"] for r in rows] == [2, 4]  # sorted, the failed run left out
+    figures = plots.write_all(results, tmp_path, seed=1, cluster_rows=[], decoder_rows=rows)
+    assert (tmp_path / figures["decoder_cycles"]).read_bytes()[:8] == PNG_MAGIC
+    meta = {"command": "make bench", "seed": 1, "wall_s": 1.0, "cpu_s": 1.0, "cpus": 2,
+            "load_before": "1.0", "load_after": "1.0"}
+    text = report.write_markdown(tmp_path / "report.md", results, meta, figures, [], [],
+                                 []).read_text()
+    assert "## Real model: SmolLM2-135M generates on the cluster" in text
+    assert "](decoder_cycles.png)" in text
+    assert ("| 2 | 1 | 3,936,370 | 0.1 | 2,061,080 | 1,964,059 | 95.3 | 242.59 | 0 | "
+            "`make sim TEST=generate PROMPT='Once upon' TOKENS=2 LAYERS=1` |") in text
+    assert "FAILED: `make sim TEST=generate PROMPT=x`" in text
+    assert "| 0.8720 | 0.9980 | 28.190 | 29.550 | 0.0580 |" in text and "512 positions" in text
+
+
+def test_decoder_section_in_the_plans():
+    assert len(FULL.decoder_prompts) == 3 and FULL.decoder_quality
+    assert not QUICK.decoder_prompts and not QUICK.decoder_quality
+    full = Bench(FULL, sections=("decoder",))
+    assert full.count_steps({"generate"}) == 4
+    assert full.count_steps(set()) == 1  # no cluster runs without the test, the quality flow
+
+
+def test_an_eval_line_is_the_quality_flows_result():
+    from bench.runner import Measurement
+    from bench.suite import eval_line_result
+
+    m = Measurement("python -m ita.quant.llama", "FAIL", {}, 1.0, 1.0, 0, "no RESULT line")
+    eval_line_result(m, "quantising\nEVAL model=smollm2 positions=3 top5=1.0000\nMACS x=1\n")
+    assert (m.status, m.result, m.log_tail) == ("PASS", {"model": "smollm2", "positions": "3",
+                                                         "top5": "1.0000"}, "")
+    failed = Measurement("python -m ita.quant.llama", "FAIL", {}, 1.0, 1.0, 2, "error: ...")
+    eval_line_result(failed, "error: the checkpoint is missing\n")
+    assert failed.status == "FAIL" and failed.result == {}
