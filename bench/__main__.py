@@ -69,7 +69,8 @@ def _command(argv: list[str]) -> int:
     crow = report.cluster_rows(results)
     mrows = report.minilm_rows(results)
     figures = plots.write_all(results, out, seed=plan.seed, cluster_rows=crow,
-                              minilm_rows=mrows, decoder_rows=report.decoder_rows(results))
+                              minilm_rows=mrows, decoder_rows=report.decoder_rows(results),
+                              multichip_rows=report.multichip_rows(results))
     report.write_json(out / "results.json", {
         "meta": meta, **results, "cluster_breakdown": crow, "figures": figures,
         "notes": bench.notes, "failures": bench.failures})

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 __all__ = ["engine_utilization", "cluster_breakdown", "gemm_throughput", "sim_speed",
-           "dma_rate", "minilm_cycles", "decoder_cycles", "write_all"]
+           "dma_rate", "minilm_cycles", "decoder_cycles", "multichip_scaling", "write_all"]
 
 _DPI = 110
 
@@ -238,8 +238,38 @@ def decoder_cycles(rows: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def multichip_scaling(rows: list[dict], path: Path) -> Path | None:
+    """Speedup (against one chip streaming from L3) and parallel efficiency (against k
+    resident chips) of the partitioned encoder layer; ``rows`` from
+    :func:`bench.report.multichip_rows`."""
+    rows = [r for r in rows if r.get("cycles")]
+    if not rows:
+        return None
+    chips = [r["chips"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(chips, [r["speedup"] for r in rows], "o-", label="speedup vs one chip, L3")
+    ax.plot(chips, chips, "k:", label="linear")
+    ax.set_xticks(chips, [str(c) for c in chips])
+    ax.set_xlabel("chips")
+    ax.set_ylabel("speedup")
+    ax.set_ylim(0, None)
+    other = ax.twinx()
+    other.plot(chips, [r["efficiency"] for r in rows], "s--", color="tab:red",
+               label="efficiency vs k resident chips")
+    other.set_ylim(0, 1.1)
+    other.set_ylabel("parallel efficiency")
+    lines = ax.get_legend_handles_labels()
+    more = other.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
+    ax.set_title("encoder layer over a ring of chips (make sim TEST=multichip MODEL=encoder)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict],
-              minilm_rows: list[dict] = (), decoder_rows: list[dict] = ()) -> dict:
+              minilm_rows: list[dict] = (), decoder_rows: list[dict] = (),
+              multichip_rows: list[dict] = ()) -> dict:
     """Write every figure that has data; returns {name: file name}."""
     made = {}
     for name, fn in (
@@ -249,7 +279,8 @@ def write_all(results: dict, out: Path, *, seed: int, cluster_rows: list[dict],
             ("sim_speed", lambda p: sim_speed(results.get("speed", {}), p)),
             ("dma_rate", lambda p: dma_rate(results.get("dma", {}), p)),
             ("minilm_cycles", lambda p: minilm_cycles(list(minilm_rows), p)),
-            ("decoder_cycles", lambda p: decoder_cycles(list(decoder_rows), p))):
+            ("decoder_cycles", lambda p: decoder_cycles(list(decoder_rows), p)),
+            ("multichip_scaling", lambda p: multichip_scaling(list(multichip_rows), p))):
         path = fn(out / f"{name}.png")
         if path is not None:
             made[name] = path.name

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bench import model, trace_links
 
-__all__ = ["cluster_rows", "minilm_rows", "decoder_rows", "write_json", "write_markdown"]
+__all__ = ["cluster_rows", "minilm_rows", "decoder_rows", "multichip_rows", "write_json",
+           "write_markdown"]
 
 _PARTS = ("ITA compute (ideal)", "engine overhead", "HWPE overhead", "programming (core 0)",
           "DMA, head sum, barriers", "boot and exit")
@@ -353,6 +354,52 @@ def _decoder_section(results, figures, notes):
     return lines + [""]
 
 
+def multichip_rows(results: dict) -> list[dict]:
+    """One row per passed multi-chip run, by chip count."""
+    rows = []
+    for r in results.get("multichip") or []:
+        res = r.get("result") or {}
+        if r.get("status") != "PASS" or not res.get("cycles"):
+            continue
+        rows.append({"chips": int(r["chips"]), "cycles": int(res["cycles"]),
+                     "speedup": float(res.get("speedup", 0)),
+                     "efficiency": float(res.get("efficiency", 0)), "result": res,
+                     "command": r["command"]})
+    return sorted(rows, key=lambda row: row["chips"])
+
+
+def _multichip_section(results, figures, notes):
+    runs = results.get("multichip") or []
+    if not runs:
+        return [f"Note: {n}" for n in notes if n.startswith("multichip")]
+    lines = ["## Several chips: an encoder layer split over a ring", "",
+             "`make sim TEST=multichip MODEL=encoder CHIPS=k`: a MiniLM-shaped layer (random "
+             "weights) split tensor-parallel over k chips (heads, W1 and W2 columns, LayerNorm "
+             "rows), one compiled program per chip, every chip's output checked against the "
+             "one-chip integer model. Speedup is against one chip streaming its weights from "
+             "L3; efficiency against k times one chip with its weights resident in L2.", ""]
+    if "multichip_scaling" in figures:
+        lines += [f"![speedup and efficiency against chips]({figures['multichip_scaling']})",
+                  ""]
+    table = []
+    for row in multichip_rows(results):
+        res = row["result"]
+        table.append([row["chips"], res.get("S", "-"), _fmt(row["cycles"]),
+                      _fmt(res.get("baseline_cycles")), _fmt(res.get("resident_cycles")),
+                      res.get("speedup", "-"), res.get("efficiency", "-"),
+                      _fmt(res.get("link_bytes")), _fmt(res.get("allreduce_cycles")),
+                      res.get("mismatches", "-"), f"`{row['command']}`"])
+    if table:
+        lines += _table(["chips", "S", "cycles", "baseline (L3)", "one chip resident",
+                         "speedup", "efficiency", "link bytes", "collective cycles",
+                         "mismatches", "command"], table) + [""]
+    for r in runs:
+        if r.get("status") != "PASS":
+            lines += [f"FAILED: `{r['command']}`", ""]
+    lines += [f"Note: {n}" for n in notes if n.startswith("multichip")]
+    return lines + [""]
+
+
 def _speed_section(results, figures):
     speed = results.get("speed", {})
     if not speed:
@@ -449,6 +496,7 @@ def write_markdown(path: Path, results: dict, meta: dict, figures: dict, crow: l
     lines += _encoder_section(results, notes)
     lines += _minilm_section(results, figures, notes)
     lines += _decoder_section(results, figures, notes)
+    lines += _multichip_section(results, figures, notes)
     lines += trace_links.section(results.get("traces", []))
     lines += _speed_section(results, figures)
     path.parent.mkdir(parents=True, exist_ok=True)

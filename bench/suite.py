@@ -83,6 +83,10 @@ class Plan:
     decoder_layers: int = 1
     decoder_tokens: int = 1
     decoder_quality: bool = True
+    # A MiniLM-shaped encoder layer split over chips (``make sim TEST=multichip
+    # MODEL=encoder``): the chip counts and the tokens.
+    multichip_chips: tuple = (1, 2, 4)
+    multichip_tokens: int = 64
     speed_engine: int = 256  # attention S = E = P of the engine speed runs
     speed_gemm: tuple = (128, 128, 128)
     dma_widths: tuple = (32, 64, 128, 256)  # bits per DMA beat
@@ -98,10 +102,10 @@ QUICK = Plan(repeats=1, attention_diag=(32, 64), attention_sweep=(), ffn_f=(), f
              gemm=((16, 16, 16),), kernels=(("SIZE", "small"),), encoder_models=("tiny",),
              speed_engine=64, speed_gemm=(32, 32, 32), dma_widths=(), arbitration_cycles=0,
              minilm_texts=(), minilm_accuracy=False, decoder_prompts=(),
-             decoder_quality=False)
+             decoder_quality=False, multichip_chips=())
 
 SECTIONS = ("engine", "hwpe", "cluster", "kernels", "dma", "encoder", "minilm", "decoder",
-            "speed")
+            "multichip", "speed")
 #: The two L1 arbitrations ``bench.dma_rate MODE=arbitration`` compares.
 ARBITRATION_CASES = ("before", "after")
 
@@ -195,6 +199,8 @@ class Bench:
             n += len(p.minilm_texts) * ("minilm" in registry) + p.minilm_accuracy
         if "decoder" in self.sections:
             n += len(p.decoder_prompts) * ("generate" in registry) + p.decoder_quality
+        if "multichip" in self.sections and "multichip" in registry:
+            n += len(p.multichip_chips)
         if "speed" in self.sections:
             n += 2 + 4 * p.repeats  # two C++ model builds, four flows
             n += 3 * len(SIM_PROFILES)  # per profile: a C++ build, a C++ run, a cocotb run
@@ -209,7 +215,8 @@ class Bench:
         self.results = {"engine": [], "hwpe": [], "cluster": [], "gemm": [], "kernels": None,
                         "dma": {"copies": [], "arbitration": [], "cluster": None},
                         "encoder": [], "minilm": {"runs": [], "accuracy": None},
-                        "decoder": {"runs": [], "quality": None}, "speed": {}}
+                        "decoder": {"runs": [], "quality": None}, "multichip": [],
+                        "speed": {}}
         for section in self.sections:
             getattr(self, f"section_{section}")(registry)
         return self.results
@@ -367,6 +374,23 @@ class Bench:
             eval_line_result(m, strip_stdout(m))
             self._end(m)
             out["quality"] = m.to_json()
+
+    def section_multichip(self, registry) -> None:
+        """The encoder layer over 1, 2, 4 chips: cycles, the one-chip baselines, speedup,
+        efficiency, link bytes and the time in the collectives, from each run's RESULT."""
+        p = self.plan
+        if p.multichip_chips and "multichip" not in registry:
+            self.notes.append("multichip: `make sim TEST=multichip` is not registered in this "
+                              "tree; the scaling runs are left out.")
+            return
+        for chips in p.multichip_chips:
+            point = SimPoint("multichip", {"MODEL": "encoder", "CHIPS": chips,
+                                           "S": p.multichip_tokens, "SEED": p.seed})
+            self._begin(point.command)
+            m = run_point(point)
+            strip_stdout(m)
+            self._end(m)
+            self.results["multichip"].append({"chips": chips, **m.to_json()})
 
     # --- simulator speed ------------------------------------------------------------------------
 

@@ -261,3 +261,40 @@ def test_an_eval_line_is_the_quality_flows_result():
     failed = Measurement("python -m ita.quant.llama", "FAIL", {}, 1.0, 1.0, 2, "error: ...")
     eval_line_result(failed, "error: the checkpoint is missing\n")
     assert failed.status == "FAIL" and failed.result == {}
+
+
+def _multichip_results():
+    runs = []
+    for chips, cycles, speedup, eff, link in ((4, 332_854, "3.10", "0.36", 663_872),
+                                              (1, 485_322, "2.13", "1.00", 0),
+                                              (2, 374_593, "2.76", "0.65", 221_344)):
+        res = {"chips": chips, "cycles": cycles, "baseline_cycles": 1_032_597,
+               "resident_cycles": 485_322, "speedup": speedup, "efficiency": eff,
+               "link_bytes": link, "allreduce_cycles": link // 4, "mismatches": 0, "S": 64}
+        runs.append({"chips": chips, **_row(f"make sim TEST=multichip MODEL=encoder "
+                                            f"CHIPS={chips} S=64 SEED=1", **res)})
+    runs.append({"chips": 8, **_row("make sim TEST=multichip MODEL=encoder CHIPS=8", "FAIL")})
+    return {**_results(), "multichip": runs}
+
+
+def test_multichip_section_tables_and_plot(tmp_path):
+    results = _multichip_results()
+    rows = report.multichip_rows(results)
+    assert [r["chips"] for r in rows] == [1, 2, 4]  # sorted, the failed run left out
+    figures = plots.write_all(results, tmp_path, seed=1, cluster_rows=[], multichip_rows=rows)
+    assert (tmp_path / figures["multichip_scaling"]).read_bytes()[:8] == PNG_MAGIC
+    meta = {"command": "make bench", "seed": 1, "wall_s": 1.0, "cpu_s": 1.0, "cpus": 2,
+            "load_before": "1.0", "load_after": "1.0"}
+    text = report.write_markdown(tmp_path / "report.md", results, meta, figures, [], [],
+                                 []).read_text()
+    assert "## Several chips: an encoder layer split over a ring" in text
+    assert "](multichip_scaling.png)" in text
+    assert ("| 2 | 64 | 374,593 | 1,032,597 | 485,322 | 2.76 | 0.65 | 221,344 | 55,336 | 0 | "
+            "`make sim TEST=multichip MODEL=encoder CHIPS=2 S=64 SEED=1` |") in text
+    assert "FAILED: `make sim TEST=multichip MODEL=encoder CHIPS=8`" in text
+
+
+def test_multichip_section_in_the_plans():
+    assert FULL.multichip_chips == (1, 2, 4) and not QUICK.multichip_chips
+    assert Bench(FULL, sections=("multichip",)).count_steps({"multichip"}) == 3
+    assert Bench(FULL, sections=("multichip",)).count_steps(set()) == 0
