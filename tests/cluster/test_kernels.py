@@ -295,10 +295,10 @@ def _past_limit(name):
         "K_ERR_SHIFT"
 
 
-LIMITS = ("layernorm_cols", "itamax_cols", "itamax_logit_frac", "gemm_sum", "residual_mult", "head_count",
-          "gelu_const", "wide_input", "silu_shift", "residual_rows_sum", "residual_rows_mult",
-          "residual_rows_shift", "residual_rows_none", "row_range", "row_range_neg",
-          "colsum_rows")
+LIMITS = ("layernorm_cols", "itamax_cols", "itamax_logit_frac", "gemm_sum", "residual_mult",
+          "head_count", "gelu_const", "wide_input", "silu_shift", "residual_rows_sum",
+          "residual_rows_mult", "residual_rows_shift", "residual_rows_none", "row_range",
+          "row_range_neg", "colsum_rows")
 
 
 @pytest.mark.verilator
