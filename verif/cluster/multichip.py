@@ -138,7 +138,7 @@ def run_multichip(*, model: str, chips: int, n: int, seed: int, link_stall: int 
         fields["error"] = "no_stats_line"
         ok = False
     if not ok and "error" not in fields:
-        fields["error"] = _failure(run)
+        fields["error"] = run.ending()
     lines = [f"chips          {chips} on a ring, link "
              f"{DEFAULT.link_bytes_per_cycle} B/cycle, latency {DEFAULT.link_latency} cycles"
              + (f", stalls {link_stall} %" if link_stall else ""),
@@ -178,14 +178,6 @@ def _named_pcs(report, elf):
     return named
 
 
-def _failure(run) -> str:
-    end = run.summary.get("end", f"harness_exit_{run.returncode}")
-    if "silent_chip" in run.summary:
-        return f"{end}_chip_{run.summary['silent_chip']}_never_answered"
-    if "failed_chip" in run.summary:
-        chip = run.chips[run.summary["failed_chip"]]
-        return f"chip_{chip['chip']}_{chip['end']}_{chip.get('exit_code', '')}".rstrip("_")
-    return str(end)
 
 
 @register("multichip", "CHIPS chips on a ring of chip-to-chip links (one Verilator build, "

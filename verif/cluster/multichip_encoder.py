@@ -147,7 +147,7 @@ def run_encoder(*, chips, seed, link_stall=0, halt_chip=None, max_cycles, watchd
         fields["efficiency"] = f"{resident / (chips * fields['cycles']):.2f}"
         fields["resident_cycles"] = resident
     if not ok and "error" not in fields:
-        fields["error"] = _failure(run, mismatch_lines)
+        fields["error"] = "mismatch" if mismatch_lines else run.ending()
     fields["S"] = shape.S
     lines = [f"layer          S={shape.S} E={shape.E} P={shape.P} H={shape.H} F={shape.F} "
              f"(random weights, SEED={seed})",
@@ -219,15 +219,3 @@ def _count_mismatches(output):
                 if key == "mismatches" and value.isdigit():
                     total += int(value)
     return max(total, lines)
-
-
-def _failure(run, mismatch_lines) -> str:
-    if mismatch_lines:
-        return "mismatch"
-    end = run.summary.get("end", f"harness_exit_{run.returncode}")
-    if "silent_chip" in run.summary:
-        return f"{end}_chip_{run.summary['silent_chip']}_never_answered"
-    if "failed_chip" in run.summary:
-        chip = run.chips[run.summary["failed_chip"]]
-        return f"chip_{chip['chip']}_{chip['end']}_{chip.get('exit_code', '')}".rstrip("_")
-    return str(end)

@@ -139,6 +139,17 @@ class MultichipRun:
     report: list[str]   # the harness's own lines
     build: MultichipBuild
 
+    def ending(self) -> str:
+        """How a failed run ended, as a RESULT word: a silent chip, the first chip that
+        failed, or the harness's end."""
+        end = self.summary.get("end", f"harness_exit_{self.returncode}")
+        if "silent_chip" in self.summary:
+            return f"{end}_chip_{self.summary['silent_chip']}_never_answered"
+        if "failed_chip" in self.summary:
+            chip = self.chips[self.summary["failed_chip"]]
+            return f"chip_{chip['chip']}_{chip['end']}_{chip.get('exit_code', '')}".rstrip("_")
+        return str(end)
+
 
 def _fields(text: str) -> dict:
     out: dict[str, object] = {}
