@@ -147,13 +147,18 @@ class Bench:
             self.failures.append({"command": m.command, "log_tail": m.log_tail})
             self.log("        " + m.log_tail.replace("\n", "\n        "))
 
-    def sim(self, point: SimPoint, env: dict | None = None) -> Measurement:
+    def sim_output(self, point: SimPoint, env: dict | None = None) -> tuple[Measurement, str]:
+        """Run one ``make sim`` point as a numbered step: its measurement and its stdout
+        (which stays out of results.json)."""
         self._begin(point.command if not env else
                     " ".join([*(f"{k}={v}" for k, v in env.items()), point.command]))
         m = run_point(point, env=env)
-        strip_stdout(m)
+        stdout = strip_stdout(m)
         self._end(m)
-        return m
+        return m, stdout
+
+    def sim(self, point: SimPoint, env: dict | None = None) -> Measurement:
+        return self.sim_output(point, env)[0]
 
     # --- the plan -----------------------------------------------------------------------------
 
@@ -269,10 +274,7 @@ class Bench:
                               "the per-element cycles of the encoder kernels are left out.")
             return
         point = SimPoint("kernels", {**dict(p.kernels), "SEED": p.seed})
-        self._begin(point.command)
-        m = run_point(point)
-        stdout = strip_stdout(m)
-        self._end(m)
+        m, stdout = self.sim_output(point)
         self.results["kernels"] = {**m.to_json(), "lines": _program_lines(stdout)}
 
     def _dma_rate(self, words: list[str]) -> Measurement:
@@ -317,10 +319,7 @@ class Bench:
             return
         for name in self.plan.encoder_models:
             point = SimPoint("encoder_layer", {"MODEL": name, "SEED": self.plan.seed})
-            self._begin(point.command)
-            m = run_point(point)
-            stdout = strip_stdout(m)
-            self._end(m)
+            m, stdout = self.sim_output(point)
             row = {"model": name, **m.to_json(), "lines": _program_lines(stdout)}
             shape = _encoder_shape(name)
             if shape is not None:
@@ -338,10 +337,7 @@ class Bench:
         elif p.minilm_texts:
             for text in p.minilm_texts:
                 point = SimPoint("minilm", {"TEXT": text})
-                self._begin(point.command)
-                m = run_point(point)
-                stdout = strip_stdout(m)
-                self._end(m)
+                m, stdout = self.sim_output(point)
                 out["runs"].append({"text": text, **m.to_json(),
                                     "blocks": block_cycles(m.result),
                                     "lines": _program_lines(stdout)})
@@ -363,10 +359,7 @@ class Bench:
             for prompt in p.decoder_prompts:
                 point = SimPoint("generate", {"PROMPT": prompt, "TOKENS": p.decoder_tokens,
                                               "LAYERS": p.decoder_layers})
-                self._begin(point.command)
-                m = run_point(point)
-                strip_stdout(m)
-                self._end(m)
+                m = self.sim(point)
                 out["runs"].append({"prompt": prompt, **m.to_json()})
         if p.decoder_quality:
             self._begin(DECODER_QUALITY_COMMAND)
@@ -386,10 +379,7 @@ class Bench:
         for chips in p.multichip_chips:
             point = SimPoint("multichip", {"MODEL": "encoder", "CHIPS": chips,
                                            "S": p.multichip_tokens, "SEED": p.seed})
-            self._begin(point.command)
-            m = run_point(point)
-            strip_stdout(m)
-            self._end(m)
+            m = self.sim(point)
             self.results["multichip"].append({"chips": chips, **m.to_json()})
 
     # --- simulator speed ------------------------------------------------------------------------
