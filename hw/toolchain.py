@@ -29,6 +29,7 @@ import hashlib
 import importlib
 import json
 import os
+import pickle
 import re
 import sys
 import threading
@@ -315,6 +316,21 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def cached_object(path: str | os.PathLike, make: Callable[[], object]) -> object:
+    """The object pickled at ``path``, or ``make()`` pickled there first. Each process
+    writes its own temporary file before the atomic rename, so parallel test workers that
+    make it at once never read a half-written file."""
+    path = Path(path)
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(value))
+    tmp.replace(path)
+    return value
 
 
 @contextlib.contextmanager

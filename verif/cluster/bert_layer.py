@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -73,14 +71,9 @@ def _cache_key() -> str:
 def quantised_minilm():
     """(float model, integer model) of all-MiniLM-L6-v2 with the default quantiser options."""
     model = bert.load_minilm()
-    path = toolchain.BUILD_ROOT / "quant" / f"minilm-{_cache_key()}.pkl"
-    if path.exists():
-        return model, pickle.loads(path.read_bytes())
-    integer = quantise(model, calibrate(model, read_sentences(CALIBRATION_FILE)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")   # parallel test workers write their own
-    tmp.write_bytes(pickle.dumps(integer))
-    tmp.replace(path)
+    integer = toolchain.cached_object(
+        toolchain.BUILD_ROOT / "quant" / f"minilm-{_cache_key()}.pkl",
+        lambda: quantise(model, calibrate(model, read_sentences(CALIBRATION_FILE))))
     return model, integer
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,16 +61,14 @@ def quantised_smollm2():
     ``llama_calibration.txt``; the integer model is kept in ``build/quant`` (quantising
     takes about half a minute)."""
     model = llama_models.load_smollm2()
-    path = toolchain.BUILD_ROOT / "quant" / f"smollm2-{_cache_key()}.pkl"
-    if path.exists():
-        return model, pickle.loads(path.read_bytes())
-    calibration = ql._sequences(model.tokenizer,
-                                llama_eval.read_paragraphs(ql.CALIBRATION_TEXT))
-    integer = ql.quantise(model, calibration, ql.LlamaQuantOptions())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")   # parallel test workers write their own
-    tmp.write_bytes(pickle.dumps(integer))
-    tmp.replace(path)
+
+    def make():
+        calibration = ql._sequences(model.tokenizer,
+                                    llama_eval.read_paragraphs(ql.CALIBRATION_TEXT))
+        return ql.quantise(model, calibration, ql.LlamaQuantOptions())
+
+    integer = toolchain.cached_object(
+        toolchain.BUILD_ROOT / "quant" / f"smollm2-{_cache_key()}.pkl", make)
     return model, integer
 
 
